@@ -1,0 +1,170 @@
+"""numba implementations of the transform Ops (PyTensor numba backend, nutpie).
+
+Each Apply node gets a small nopython function, generated from source, that
+calls the Rust kernel through ``types.ExternalFunction`` (see ``_ffi``), so no
+object-mode fallback is involved.
+
+Registration uses ``register_funcify_and_cache_key`` rather than
+``register_funcify_default_op_cache_key``: the generated code depends on the
+props *and* on the input ranks (2-D/3-D x, (C,)/(B,C) params) and on the
+kernel ABI version, and this API lets us return a key covering all of them.
+With a key, PyTensor wraps the function in an on-disk-cached numba function
+(``numba_funcify_ensure_cache``); cached code refers to the kernels by symbol
+name, which ``_ffi`` registers with LLVM when ``fastmmm.ops`` is imported.
+"""
+
+from __future__ import annotations
+
+from hashlib import sha256
+
+import numpy as np
+from pytensor.link.numba.cache import compile_numba_function_src
+from pytensor.link.numba.dispatch.basic import (
+    numba_njit,
+    register_funcify_and_cache_key,
+)
+
+from fastmmm.ops._base import TransformOp, TransformVJPOp
+from fastmmm.ops._ffi import EXTERNAL, KERNEL_VERSION
+
+#: bump when the generated code below changes meaning (invalidates caches)
+NUMBA_IMPL_VERSION = 1
+
+
+@numba_njit
+def _flat_param_1d(p, B, C):
+    """(C,) parameter -> contiguous B*C buffer (broadcast over B)."""
+    if B == 1:
+        return np.ascontiguousarray(p)
+    out = np.empty(B * C)
+    for b in range(B):
+        out[b * C : (b + 1) * C] = p
+    return out
+
+
+@numba_njit
+def _flat_param_2d(p, B, C):
+    """(B, C) or (1, C) parameter -> contiguous B*C buffer."""
+    out = np.empty(B * C)
+    if p.shape[0] == B:
+        for b in range(B):
+            out[b * C : (b + 1) * C] = p[b]
+    else:
+        for b in range(B):
+            out[b * C : (b + 1) * C] = p[0]
+    return out
+
+
+@numba_njit
+def _grad_1d(r, B, C):
+    """B*C gradient buffer -> gradient of a (C,) parameter."""
+    if B == 1:
+        return r
+    return r.reshape((B, C)).sum(axis=0)
+
+
+@numba_njit
+def _grad_2d(r, B, C, pb):
+    """B*C gradient buffer -> gradient of a (pb, C) parameter, pb in {1, B}."""
+    r2 = r.reshape((B, C))
+    if pb == B:
+        return r2
+    return r2.sum(axis=0).reshape((1, C))
+
+
+def _generate(op, node, vjp: bool):
+    kernel = op.kernel
+    n = len(kernel.params)
+    x_ndim = node.inputs[0].type.ndim
+    p_ndims = [v.type.ndim for v in node.inputs[1 : 1 + n]]
+    sym = kernel.vjp_symbol if vjp else kernel.fwd_symbol
+    opts = "".join(f"{int(v)}, " for v in op.abi_options())
+    fname = sym  # a valid identifier, unique per kernel
+
+    ps = [f"p{i}" for i in range(n)]
+    args = ["x", *ps] + (["g"] if vjp else [])
+    L = [f"def {fname}({', '.join(args)}):"]
+    L.append("    x = np.ascontiguousarray(x)")
+    if x_ndim == 2:
+        L += ["    B = 1", "    T, C = x.shape"]
+    else:
+        L.append("    B, T, C = x.shape")
+    if vjp:
+        L += [
+            "    if g.shape != x.shape:",
+            f'        raise ValueError("{sym}: g must have the shape of x")',
+            "    g = np.ascontiguousarray(g)",
+        ]
+    for i, (pname, nd) in enumerate(zip(kernel.params, p_ndims)):
+        if nd == 1:
+            L += [
+                f"    if p{i}.shape[0] != C:",
+                f'        raise ValueError("{sym}: {pname} must have length C")',
+                f"    q{i} = _flat_param_1d(p{i}, B, C)",
+            ]
+        else:
+            L += [
+                f"    if p{i}.shape[1] != C or (p{i}.shape[0] != B and p{i}.shape[0] != 1):",
+                f'        raise ValueError("{sym}: {pname} must have shape (B, C) or (1, C)")',
+                f"    q{i} = _flat_param_2d(p{i}, B, C)",
+            ]
+    qptrs = "".join(f"q{i}.ctypes, " for i in range(n))
+    if not vjp:
+        L += [
+            "    y = np.empty(x.shape)",
+            f"    rc = _kernel(x.ctypes, {qptrs}B, T, C, {opts}y.ctypes)",
+            "    if rc != 0:",
+            f'        raise ValueError("{sym} rejected its arguments")',
+            "    return y",
+        ]
+    else:
+        L.append("    gx = np.empty(x.shape)")
+        L += [f"    r{i} = np.empty(B * C)" for i in range(n)]
+        rptrs = ", ".join(f"r{i}.ctypes" for i in range(n))
+        L += [
+            f"    rc = _kernel(x.ctypes, {qptrs}g.ctypes, B, T, C, {opts}gx.ctypes, {rptrs})",
+            "    if rc != 0:",
+            f'        raise ValueError("{sym} rejected its arguments")',
+        ]
+        outs = ["gx"] + [
+            f"_grad_1d(r{i}, B, C)" if nd == 1 else f"_grad_2d(r{i}, B, C, p{i}.shape[0])"
+            for i, nd in enumerate(p_ndims)
+        ]
+        L.append(f"    return {', '.join(outs)}")
+    src = "\n".join(L) + "\n"
+
+    func = compile_numba_function_src(
+        src,
+        fname,
+        global_env={
+            "np": np,
+            "_kernel": EXTERNAL[sym],
+            "_flat_param_1d": _flat_param_1d,
+            "_flat_param_2d": _flat_param_2d,
+            "_grad_1d": _grad_1d,
+            "_grad_2d": _grad_2d,
+        },
+    )
+    key_material = (
+        f"fastmmm_v{KERNEL_VERSION}",
+        NUMBA_IMPL_VERSION,
+        type(op).__module__,
+        type(op).__qualname__,
+        tuple(op._props_dict().items()),
+        x_ndim,
+        tuple(p_ndims),
+        sym,
+        src,
+    )
+    key = sha256(repr(key_material).encode()).hexdigest()
+    return numba_njit(func), key
+
+
+@register_funcify_and_cache_key(TransformOp)
+def _numba_funcify_transform(op, node, **kwargs):
+    return _generate(op, node, vjp=False)
+
+
+@register_funcify_and_cache_key(TransformVJPOp)
+def _numba_funcify_transform_vjp(op, node, **kwargs):
+    return _generate(op, node, vjp=True)

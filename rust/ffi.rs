@@ -1,0 +1,413 @@
+//! C ABI for numba-compiled callers (PyTensor Ops inside nutpie's log-density).
+//!
+//! Every function takes raw pointers plus `(B, T, C)` as int64 and returns an
+//! int32 status: 0 ok, 1 bad argument (null pointer, negative size, bad
+//! option), 2 internal error (a caught panic; never expected). Outputs are
+//! allocated by the caller. Parameter values are not domain-checked here: on the
+//! sampling path an out-of-domain value yields NaN, which the sampler rejects.
+//! Symbol names carry the kernel version so a stale numba cache can never bind
+//! to different code.
+
+use crate::kernels::adstock::{adstock_fwd, adstock_vjp, Adstock, AdstockKind};
+use crate::kernels::saturation::{saturation_fwd, saturation_vjp, SaturationKind};
+use crate::kernels::Dims;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Version of the kernels' numerical contract; part of every symbol name.
+pub const KERNEL_VERSION: u32 = 1;
+
+const OK: i32 = 0;
+const BAD: i32 = 1;
+const PANIC: i32 = 2;
+
+fn dims(b: i64, t: i64, c: i64) -> Option<Dims> {
+    if b < 0 || t < 0 || c < 0 {
+        return None;
+    }
+    Some(Dims::new(b as usize, t as usize, c as usize))
+}
+
+/// Borrows `n` doubles; a null pointer is allowed only for `n == 0`.
+unsafe fn rd<'a>(p: *const f64, n: usize) -> Option<&'a [f64]> {
+    if n == 0 {
+        Some(&[])
+    } else if p.is_null() {
+        None
+    } else {
+        Some(std::slice::from_raw_parts(p, n))
+    }
+}
+
+unsafe fn wr<'a>(p: *mut f64, n: usize) -> Option<&'a mut [f64]> {
+    if n == 0 {
+        Some(&mut [])
+    } else if p.is_null() {
+        None
+    } else {
+        Some(std::slice::from_raw_parts_mut(p, n))
+    }
+}
+
+fn guard<F: FnOnce() -> Option<i32>>(f: F) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Some(code)) => code,
+        Ok(None) => BAD,
+        Err(_) => PANIC,
+    }
+}
+
+fn adstock_spec(kind: AdstockKind, l_max: i64, normalize: i32) -> Option<Adstock> {
+    if l_max < 0 {
+        return None;
+    }
+    Adstock::new(kind, l_max as usize, normalize != 0).ok()
+}
+
+fn weibull_kind(kind: i32) -> Option<AdstockKind> {
+    match kind {
+        0 => Some(AdstockKind::WeibullPdf),
+        1 => Some(AdstockKind::WeibullCdf),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn adstock_fwd_raw(
+    spec: Option<Adstock>,
+    x: *const f64,
+    p0: *const f64,
+    p1: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    y: *mut f64,
+) -> i32 {
+    guard(|| {
+        let spec = spec?;
+        let d = dims(b, t, c)?;
+        let np1 = if spec.n_params() == 2 { d.n_params() } else { 0 };
+        let r = adstock_fwd(&spec, d, rd(x, d.len())?, rd(p0, d.n_params())?, rd(p1, np1)?, wr(y, d.len())?);
+        Some(if r.is_ok() { OK } else { BAD })
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn adstock_vjp_raw(
+    spec: Option<Adstock>,
+    x: *const f64,
+    p0: *const f64,
+    p1: *const f64,
+    g: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    gx: *mut f64,
+    gp0: *mut f64,
+    gp1: *mut f64,
+) -> i32 {
+    guard(|| {
+        let spec = spec?;
+        let d = dims(b, t, c)?;
+        let np1 = if spec.n_params() == 2 { d.n_params() } else { 0 };
+        let r = adstock_vjp(
+            &spec,
+            d,
+            rd(x, d.len())?,
+            rd(p0, d.n_params())?,
+            rd(p1, np1)?,
+            rd(g, d.len())?,
+            wr(gx, d.len())?,
+            wr(gp0, d.n_params())?,
+            wr(gp1, np1)?,
+        );
+        Some(if r.is_ok() { OK } else { BAD })
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn saturation_fwd_raw(
+    kind: SaturationKind,
+    x: *const f64,
+    p0: *const f64,
+    p1: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    y: *mut f64,
+) -> i32 {
+    guard(|| {
+        let d = dims(b, t, c)?;
+        let np1 = if kind.n_params() == 2 { d.n_params() } else { 0 };
+        let r = saturation_fwd(kind, d, rd(x, d.len())?, rd(p0, d.n_params())?, rd(p1, np1)?, wr(y, d.len())?);
+        Some(if r.is_ok() { OK } else { BAD })
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn saturation_vjp_raw(
+    kind: SaturationKind,
+    x: *const f64,
+    p0: *const f64,
+    p1: *const f64,
+    g: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    gx: *mut f64,
+    gp0: *mut f64,
+    gp1: *mut f64,
+) -> i32 {
+    guard(|| {
+        let d = dims(b, t, c)?;
+        let np1 = if kind.n_params() == 2 { d.n_params() } else { 0 };
+        let r = saturation_vjp(
+            kind,
+            d,
+            rd(x, d.len())?,
+            rd(p0, d.n_params())?,
+            rd(p1, np1)?,
+            rd(g, d.len())?,
+            wr(gx, d.len())?,
+            wr(gp0, d.n_params())?,
+            wr(gp1, np1)?,
+        );
+        Some(if r.is_ok() { OK } else { BAD })
+    })
+}
+
+/// Geometric adstock forward; `l_max = 0` runs the untruncated recursion.
+///
+/// # Safety
+/// Pointers must reference `B*T*C` (x, y) and `B*C` (alpha) valid doubles.
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_geometric_fwd(
+    x: *const f64,
+    alpha: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    l_max: i64,
+    normalize: i32,
+    y: *mut f64,
+) -> i32 {
+    adstock_fwd_raw(adstock_spec(AdstockKind::Geometric, l_max, normalize), x, alpha, std::ptr::null(), b, t, c, y)
+}
+
+/// Geometric adstock VJP: writes gx (B*T*C) and galpha (B*C).
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_geometric_vjp(
+    x: *const f64,
+    alpha: *const f64,
+    g: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    l_max: i64,
+    normalize: i32,
+    gx: *mut f64,
+    galpha: *mut f64,
+) -> i32 {
+    let spec = adstock_spec(AdstockKind::Geometric, l_max, normalize);
+    adstock_vjp_raw(spec, x, alpha, std::ptr::null(), g, b, t, c, gx, galpha, std::ptr::null_mut())
+}
+
+/// Delayed adstock forward.
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_delayed_fwd(
+    x: *const f64,
+    alpha: *const f64,
+    theta: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    l_max: i64,
+    normalize: i32,
+    y: *mut f64,
+) -> i32 {
+    adstock_fwd_raw(adstock_spec(AdstockKind::Delayed, l_max, normalize), x, alpha, theta, b, t, c, y)
+}
+
+/// Delayed adstock VJP: writes gx, galpha, gtheta.
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_delayed_vjp(
+    x: *const f64,
+    alpha: *const f64,
+    theta: *const f64,
+    g: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    l_max: i64,
+    normalize: i32,
+    gx: *mut f64,
+    galpha: *mut f64,
+    gtheta: *mut f64,
+) -> i32 {
+    let spec = adstock_spec(AdstockKind::Delayed, l_max, normalize);
+    adstock_vjp_raw(spec, x, alpha, theta, g, b, t, c, gx, galpha, gtheta)
+}
+
+/// Weibull adstock forward; `kind` 0 = PDF, 1 = CDF.
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_weibull_fwd(
+    x: *const f64,
+    lam: *const f64,
+    k: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    l_max: i64,
+    kind: i32,
+    normalize: i32,
+    y: *mut f64,
+) -> i32 {
+    let spec = weibull_kind(kind).and_then(|kd| adstock_spec(kd, l_max, normalize));
+    adstock_fwd_raw(spec, x, lam, k, b, t, c, y)
+}
+
+/// Weibull adstock VJP: writes gx, glam, gk.
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_weibull_vjp(
+    x: *const f64,
+    lam: *const f64,
+    k: *const f64,
+    g: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    l_max: i64,
+    kind: i32,
+    normalize: i32,
+    gx: *mut f64,
+    glam: *mut f64,
+    gk: *mut f64,
+) -> i32 {
+    let spec = weibull_kind(kind).and_then(|kd| adstock_spec(kd, l_max, normalize));
+    adstock_vjp_raw(spec, x, lam, k, g, b, t, c, gx, glam, gk)
+}
+
+macro_rules! saturation_abi {
+    ($fwd:ident, $vjp:ident, $kind:expr, two) => {
+        /// Saturation forward (two parameters).
+        ///
+        /// # Safety
+        /// Pointers must reference arrays of the sizes implied by (B, T, C).
+        #[no_mangle]
+        pub unsafe extern "C" fn $fwd(
+            x: *const f64,
+            p0: *const f64,
+            p1: *const f64,
+            b: i64,
+            t: i64,
+            c: i64,
+            y: *mut f64,
+        ) -> i32 {
+            saturation_fwd_raw($kind, x, p0, p1, b, t, c, y)
+        }
+
+        /// Saturation VJP (two parameters): writes gx, gp0, gp1.
+        ///
+        /// # Safety
+        /// Pointers must reference arrays of the sizes implied by (B, T, C).
+        #[no_mangle]
+        pub unsafe extern "C" fn $vjp(
+            x: *const f64,
+            p0: *const f64,
+            p1: *const f64,
+            g: *const f64,
+            b: i64,
+            t: i64,
+            c: i64,
+            gx: *mut f64,
+            gp0: *mut f64,
+            gp1: *mut f64,
+        ) -> i32 {
+            saturation_vjp_raw($kind, x, p0, p1, g, b, t, c, gx, gp0, gp1)
+        }
+    };
+}
+
+saturation_abi!(fastmmm_v1_hill_fwd, fastmmm_v1_hill_vjp, SaturationKind::Hill, two);
+saturation_abi!(
+    fastmmm_v1_michaelis_menten_fwd,
+    fastmmm_v1_michaelis_menten_vjp,
+    SaturationKind::MichaelisMenten,
+    two
+);
+saturation_abi!(fastmmm_v1_tanh_fwd, fastmmm_v1_tanh_vjp, SaturationKind::Tanh, two);
+
+/// Logistic saturation forward.
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_logistic_fwd(
+    x: *const f64,
+    lam: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    y: *mut f64,
+) -> i32 {
+    saturation_fwd_raw(SaturationKind::Logistic, x, lam, std::ptr::null(), b, t, c, y)
+}
+
+/// Logistic saturation VJP: writes gx, glam.
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_logistic_vjp(
+    x: *const f64,
+    lam: *const f64,
+    g: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    gx: *mut f64,
+    glam: *mut f64,
+) -> i32 {
+    let null = std::ptr::null_mut();
+    saturation_vjp_raw(SaturationKind::Logistic, x, lam, std::ptr::null(), g, b, t, c, gx, glam, null)
+}
+
+/// Name and address of every exported C-ABI function, for registration with
+/// numba/LLVM by name.
+pub fn ffi_table() -> Vec<(&'static str, usize)> {
+    macro_rules! entry {
+        ($f:ident) => {
+            (stringify!($f), $f as *const () as usize)
+        };
+    }
+    vec![
+        entry!(fastmmm_v1_geometric_fwd),
+        entry!(fastmmm_v1_geometric_vjp),
+        entry!(fastmmm_v1_delayed_fwd),
+        entry!(fastmmm_v1_delayed_vjp),
+        entry!(fastmmm_v1_weibull_fwd),
+        entry!(fastmmm_v1_weibull_vjp),
+        entry!(fastmmm_v1_hill_fwd),
+        entry!(fastmmm_v1_hill_vjp),
+        entry!(fastmmm_v1_logistic_fwd),
+        entry!(fastmmm_v1_logistic_vjp),
+        entry!(fastmmm_v1_michaelis_menten_fwd),
+        entry!(fastmmm_v1_michaelis_menten_vjp),
+        entry!(fastmmm_v1_tanh_fwd),
+        entry!(fastmmm_v1_tanh_vjp),
+    ]
+}

@@ -1,0 +1,441 @@
+//! Adstock (carry-over) transforms and their vector-Jacobian products.
+//!
+//! Conventions follow pymc-marketing 0.19 (`pymc_marketing.mmm.transformers`),
+//! convolution mode "After": `y[t] = sum_l w[l] * x[t - l]`, zeros before t = 0.
+//!
+//! * geometric, recursive (`l_max == 0`): `y[t] = x[t] + alpha * y[t-1]`.
+//! * geometric, truncated: `w[l] = alpha^l`, `l = 0..l_max`.
+//! * delayed: `w[l] = alpha^((l - theta)^2)`, `l = 0..l_max`.
+//! * Weibull PDF: `p[i] = pdf(i; k, lam)` for `i = 1..=l_max`, min-max scaled
+//!   `w = (p - min p) / (max p - min p)` (so `l_max >= 2`).
+//! * Weibull CDF: `s[i] = 1 - cdf(i; k, lam) = exp(-(i/lam)^k)`,
+//!   `w = cumprod([1, s[1], .., s[l_max]])`: `l_max + 1` taps.
+//!
+//! With `normalize`, weights are divided by their sum. Parameters: p0/p1 are
+//! (alpha, -) for geometric, (alpha, theta) for delayed, (lam, k) for Weibull.
+
+use super::Dims;
+use crate::error::{check_len, KResult, KernelError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdstockKind {
+    Geometric,
+    Delayed,
+    WeibullPdf,
+    WeibullCdf,
+}
+
+/// A fully specified adstock: kind plus static options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adstock {
+    pub kind: AdstockKind,
+    /// Number of lags; 0 means the untruncated recursion (geometric only).
+    pub l_max: usize,
+    pub normalize: bool,
+}
+
+impl Adstock {
+    /// Builds and checks an adstock spec.
+    pub fn new(kind: AdstockKind, l_max: usize, normalize: bool) -> KResult<Self> {
+        let a = Adstock { kind, l_max, normalize };
+        a.check()?;
+        Ok(a)
+    }
+
+    /// Number of per-channel parameters (1 or 2).
+    pub fn n_params(&self) -> usize {
+        match self.kind {
+            AdstockKind::Geometric => 1,
+            _ => 2,
+        }
+    }
+
+    /// True for the untruncated geometric recursion.
+    pub fn is_recursive(&self) -> bool {
+        self.kind == AdstockKind::Geometric && self.l_max == 0
+    }
+
+    /// Number of convolution taps.
+    pub fn n_taps(&self) -> usize {
+        match self.kind {
+            AdstockKind::WeibullCdf => self.l_max + 1,
+            _ => self.l_max,
+        }
+    }
+
+    fn check(&self) -> KResult<()> {
+        let opt = |msg: &str| {
+            Err(KernelError::Option {
+                arg: "l_max",
+                msg: msg.to_string(),
+            })
+        };
+        match self.kind {
+            AdstockKind::Geometric if self.l_max == 0 && self.normalize => Err(KernelError::Option {
+                arg: "normalize",
+                msg: "normalize=True needs a finite l_max (the untruncated recursion has no finite weight vector)"
+                    .into(),
+            }),
+            AdstockKind::Geometric => Ok(()),
+            AdstockKind::WeibullPdf if self.l_max < 2 => {
+                opt("must be >= 2 for the Weibull PDF adstock (its weights are min-max scaled)")
+            }
+            _ if self.l_max < 1 => opt("must be >= 1"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Tap weights of one channel, and optionally their derivatives with respect to
+/// the two parameters. Slices are indexed `[l * stride]`.
+#[allow(clippy::too_many_arguments)]
+fn channel_weights(
+    spec: &Adstock,
+    p0: f64,
+    p1: f64,
+    stride: usize,
+    w: &mut [f64],
+    grad: Option<(&mut [f64], &mut [f64])>,
+) {
+    let taps = spec.n_taps();
+    let mut d0buf = [0.0f64; 0];
+    let mut d1buf = [0.0f64; 0];
+    let want = grad.is_some();
+    let (d0, d1): (&mut [f64], &mut [f64]) = match grad {
+        Some((a, b)) => (a, b),
+        None => (&mut d0buf, &mut d1buf),
+    };
+    let idx = |l: usize| l * stride;
+    match spec.kind {
+        AdstockKind::Geometric => {
+            let alpha = p0;
+            // p_l = alpha^l and its derivative d_l = l alpha^(l-1), by exact recurrences
+            // (no powf: exact at alpha = 0 and cheap).
+            let (mut p, mut d) = (1.0f64, 0.0f64);
+            for l in 0..taps {
+                w[idx(l)] = p;
+                if want {
+                    d0[idx(l)] = d;
+                    d1[idx(l)] = 0.0;
+                }
+                d = alpha * d + p;
+                p *= alpha;
+            }
+        }
+        AdstockKind::Delayed => {
+            let (alpha, theta) = (p0, p1);
+            let la = alpha.ln();
+            for l in 0..taps {
+                let dl = l as f64 - theta;
+                let e = dl * dl;
+                let v = (e * la).exp();
+                w[idx(l)] = v;
+                if want {
+                    // d/dalpha alpha^e = e alpha^(e-1); d/dtheta = alpha^e ln(alpha) * (-2 (l - theta))
+                    d0[idx(l)] = if e == 0.0 { 0.0 } else { e * ((e - 1.0) * la).exp() };
+                    d1[idx(l)] = -2.0 * dl * la * v;
+                }
+            }
+        }
+        AdstockKind::WeibullPdf => {
+            let (lam, k) = (p0, p1);
+            let llam = lam.ln();
+            let (mut imin, mut imax) = (0usize, 0usize);
+            for l in 0..taps {
+                let lz = ((l + 1) as f64).ln() - llam;
+                let zk = (k * lz).exp();
+                let p = k / lam * ((k - 1.0) * lz - zk).exp();
+                w[idx(l)] = p;
+                if want {
+                    d0[idx(l)] = p * k * (zk - 1.0) / lam;
+                    d1[idx(l)] = p * (1.0 / k + lz - zk * lz);
+                }
+                if p < w[idx(imin)] {
+                    imin = l;
+                }
+                if p > w[idx(imax)] {
+                    imax = l;
+                }
+            }
+            let (pmin, pmax) = (w[idx(imin)], w[idx(imax)]);
+            let range = pmax - pmin;
+            let (d0min, d0max, d1min, d1max) = if want {
+                (d0[idx(imin)], d0[idx(imax)], d1[idx(imin)], d1[idx(imax)])
+            } else {
+                (0.0, 0.0, 0.0, 0.0)
+            };
+            for l in 0..taps {
+                let s = (w[idx(l)] - pmin) / range;
+                w[idx(l)] = s;
+                if want {
+                    d0[idx(l)] = (d0[idx(l)] - d0min - s * (d0max - d0min)) / range;
+                    d1[idx(l)] = (d1[idx(l)] - d1min - s * (d1max - d1min)) / range;
+                }
+            }
+        }
+        AdstockKind::WeibullCdf => {
+            let (lam, k) = (p0, p1);
+            let llam = lam.ln();
+            // w_j = exp(-S_j), S_j = sum_{i<=j} (i/lam)^k;
+            // dw_j/dlam = w_j k S_j / lam, dw_j/dk = -w_j sum_{i<=j} (i/lam)^k ln(i/lam).
+            let (mut s, mut sl) = (0.0f64, 0.0f64);
+            for l in 0..taps {
+                if l > 0 {
+                    let lz = (l as f64).ln() - llam;
+                    let zk = (k * lz).exp();
+                    s += zk;
+                    sl += zk * lz;
+                }
+                let v = (-s).exp();
+                w[idx(l)] = v;
+                if want {
+                    d0[idx(l)] = v * k * s / lam;
+                    d1[idx(l)] = -v * sl;
+                }
+            }
+        }
+    }
+    if spec.normalize {
+        let (mut s, mut s0, mut s1) = (0.0, 0.0, 0.0);
+        for l in 0..taps {
+            s += w[idx(l)];
+            if want {
+                s0 += d0[idx(l)];
+                s1 += d1[idx(l)];
+            }
+        }
+        for l in 0..taps {
+            let wn = w[idx(l)] / s;
+            w[idx(l)] = wn;
+            if want {
+                d0[idx(l)] = (d0[idx(l)] - wn * s0) / s;
+                d1[idx(l)] = (d1[idx(l)] - wn * s1) / s;
+            }
+        }
+    }
+}
+
+/// Weights for every channel of one batch member: `w[l * C + c]`.
+fn batch_weights(
+    spec: &Adstock,
+    p0: &[f64],
+    p1: &[f64],
+    w: &mut [f64],
+    mut grad: Option<(&mut [f64], &mut [f64])>,
+) {
+    let c = p0.len();
+    for ch in 0..c {
+        let q1 = if p1.is_empty() { 0.0 } else { p1[ch] };
+        let g = grad.as_mut().map(|(a, b)| (&mut a[ch..], &mut b[ch..]));
+        channel_weights(spec, p0[ch], q1, c, &mut w[ch..], g);
+    }
+}
+
+/// Causal convolution of one batch member: `y[t, c] = sum_l w[l, c] x[t-l, c]`.
+pub(crate) fn conv_fwd(x: &[f64], w: &[f64], t: usize, c: usize, taps: usize, y: &mut [f64]) {
+    for ti in 0..t {
+        let yr = &mut y[ti * c..(ti + 1) * c];
+        yr.fill(0.0);
+        for l in 0..=(taps - 1).min(ti) {
+            let xr = &x[(ti - l) * c..(ti - l + 1) * c];
+            let wr = &w[l * c..(l + 1) * c];
+            for ((yv, wv), xv) in yr.iter_mut().zip(wr).zip(xr) {
+                *yv += wv * xv;
+            }
+        }
+    }
+}
+
+/// VJP of `conv_fwd`: `gx[s] = sum_l w[l] g[s+l]`, `gw[l] = sum_t g[t] x[t-l]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_vjp(
+    x: &[f64],
+    w: &[f64],
+    g: &[f64],
+    t: usize,
+    c: usize,
+    taps: usize,
+    gx: &mut [f64],
+    gw: &mut [f64],
+) {
+    gx.fill(0.0);
+    gw.fill(0.0);
+    for ti in 0..t {
+        let gr = &g[ti * c..(ti + 1) * c];
+        for l in 0..=(taps - 1).min(ti) {
+            let s = ti - l;
+            let xr = &x[s * c..(s + 1) * c];
+            let wr = &w[l * c..(l + 1) * c];
+            let gxr = &mut gx[s * c..(s + 1) * c];
+            for ((gxv, wv), gv) in gxr.iter_mut().zip(wr).zip(gr) {
+                *gxv += wv * gv;
+            }
+            let gwr = &mut gw[l * c..(l + 1) * c];
+            for ((gwv, gv), xv) in gwr.iter_mut().zip(gr).zip(xr) {
+                *gwv += gv * xv;
+            }
+        }
+    }
+}
+
+/// Untruncated geometric recursion of one batch member.
+pub(crate) fn recursive_fwd(x: &[f64], alpha: &[f64], t: usize, c: usize, y: &mut [f64]) {
+    if t == 0 {
+        return;
+    }
+    y[..c].copy_from_slice(&x[..c]);
+    for ti in 1..t {
+        let (prev, cur) = y.split_at_mut(ti * c);
+        let prev = &prev[(ti - 1) * c..];
+        let xr = &x[ti * c..(ti + 1) * c];
+        for (((yv, xv), pv), av) in cur[..c].iter_mut().zip(xr).zip(prev).zip(alpha) {
+            *yv = xv + av * pv;
+        }
+    }
+}
+
+/// VJP of the recursion. The adjoint `lam[t] = g[t] + alpha lam[t+1]` is written into
+/// `gx`, which first holds the forward pass (y[t-1] is read before gx[t-1] is overwritten).
+pub(crate) fn recursive_vjp(
+    x: &[f64],
+    alpha: &[f64],
+    g: &[f64],
+    t: usize,
+    c: usize,
+    gx: &mut [f64],
+    galpha: &mut [f64],
+) {
+    galpha.fill(0.0);
+    if t == 0 {
+        return;
+    }
+    recursive_fwd(x, alpha, t, c, gx);
+    for ti in (0..t).rev() {
+        for k in 0..c {
+            let next = if ti + 1 < t { gx[(ti + 1) * c + k] } else { 0.0 };
+            let lam = g[ti * c + k] + alpha[k] * next;
+            if ti > 0 {
+                galpha[k] += lam * gx[(ti - 1) * c + k];
+            }
+            gx[ti * c + k] = lam;
+        }
+    }
+}
+
+fn check_params(spec: &Adstock, dims: Dims, p0: &[f64], p1: &[f64]) -> KResult<()> {
+    check_len("p0", p0, dims.n_params())?;
+    if spec.n_params() == 2 {
+        check_len("p1", p1, dims.n_params())?;
+    }
+    Ok(())
+}
+
+/// Adstock forward pass over a `(B, T, C)` array. `p1` is ignored (may be empty)
+/// for the geometric kind.
+pub fn adstock_fwd(
+    spec: &Adstock,
+    dims: Dims,
+    x: &[f64],
+    p0: &[f64],
+    p1: &[f64],
+    y: &mut [f64],
+) -> KResult<()> {
+    spec.check()?;
+    check_len("x", x, dims.len())?;
+    check_len("out", y, dims.len())?;
+    check_params(spec, dims, p0, p1)?;
+    let (t, c, tc) = (dims.t, dims.c, dims.tc());
+    if dims.is_empty() {
+        return Ok(());
+    }
+    if spec.is_recursive() {
+        for b in 0..dims.b {
+            recursive_fwd(&x[b * tc..(b + 1) * tc], &p0[b * c..(b + 1) * c], t, c, &mut y[b * tc..(b + 1) * tc]);
+        }
+        return Ok(());
+    }
+    let taps = spec.n_taps();
+    let mut w = vec![0.0; taps * c];
+    for b in 0..dims.b {
+        let q1 = if spec.n_params() == 2 { &p1[b * c..(b + 1) * c] } else { &[][..] };
+        batch_weights(spec, &p0[b * c..(b + 1) * c], q1, &mut w, None);
+        conv_fwd(&x[b * tc..(b + 1) * tc], &w, t, c, taps, &mut y[b * tc..(b + 1) * tc]);
+    }
+    Ok(())
+}
+
+/// Adstock VJP: given upstream `g` (shape of x), writes `gx` and the parameter
+/// gradients `gp0`, `gp1` (`gp1` ignored for geometric; may be empty).
+#[allow(clippy::too_many_arguments)]
+pub fn adstock_vjp(
+    spec: &Adstock,
+    dims: Dims,
+    x: &[f64],
+    p0: &[f64],
+    p1: &[f64],
+    g: &[f64],
+    gx: &mut [f64],
+    gp0: &mut [f64],
+    gp1: &mut [f64],
+) -> KResult<()> {
+    spec.check()?;
+    check_len("x", x, dims.len())?;
+    check_len("g", g, dims.len())?;
+    check_len("gx", gx, dims.len())?;
+    check_params(spec, dims, p0, p1)?;
+    check_len("gp0", gp0, dims.n_params())?;
+    if spec.n_params() == 2 {
+        check_len("gp1", gp1, dims.n_params())?;
+    }
+    let (t, c, tc) = (dims.t, dims.c, dims.tc());
+    if spec.is_recursive() {
+        for b in 0..dims.b {
+            let r = b * tc..(b + 1) * tc;
+            let pr = b * c..(b + 1) * c;
+            recursive_vjp(&x[r.clone()], &p0[pr.clone()], &g[r.clone()], t, c, &mut gx[r], &mut gp0[pr]);
+        }
+        return Ok(());
+    }
+    let taps = spec.n_taps();
+    let mut buf = vec![0.0; 4 * taps * c];
+    let (w, rest) = buf.split_at_mut(taps * c);
+    let (d0, rest) = rest.split_at_mut(taps * c);
+    let (d1, gw) = rest.split_at_mut(taps * c);
+    for b in 0..dims.b {
+        let r = b * tc..(b + 1) * tc;
+        let pr = b * c..(b + 1) * c;
+        let q1 = if spec.n_params() == 2 { &p1[pr.clone()] } else { &[][..] };
+        batch_weights(spec, &p0[pr.clone()], q1, w, Some((&mut *d0, &mut *d1)));
+        if t == 0 {
+            gw.fill(0.0);
+        } else {
+            conv_vjp(&x[r.clone()], w, &g[r.clone()], t, c, taps, &mut gx[r], gw);
+        }
+        for ch in 0..c {
+            let (mut a0, mut a1) = (0.0, 0.0);
+            for l in 0..taps {
+                a0 += gw[l * c + ch] * d0[l * c + ch];
+                a1 += gw[l * c + ch] * d1[l * c + ch];
+            }
+            gp0[b * c + ch] = a0;
+            if spec.n_params() == 2 {
+                gp1[b * c + ch] = a1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tap weights of one channel (for inspection, plots and tests).
+pub fn adstock_weights(spec: &Adstock, p0: f64, p1: f64) -> KResult<Vec<f64>> {
+    spec.check()?;
+    if spec.is_recursive() {
+        return Err(KernelError::Option {
+            arg: "l_max",
+            msg: "the untruncated recursion has no finite weight vector".into(),
+        });
+    }
+    let mut w = vec![0.0; spec.n_taps()];
+    channel_weights(spec, p0, p1, 1, &mut w, None);
+    Ok(w)
+}

@@ -1,0 +1,305 @@
+//! Saturation (diminishing returns) transforms, elementwise over `(B, T, C)`
+//! with per-channel parameters, and their vector-Jacobian products.
+//!
+//! * Hill: `y = x^s / (kappa^s + x^s)` (pymc-marketing `hill_function(x, slope, kappa)`).
+//!   Parameters (kappa, slope). At `x = 0` the value is 0 and, by convention, the
+//!   gradient is finite: `dy/dx = 1/kappa` when `slope == 1`, else 0 (for slope < 1
+//!   the one-sided derivative is +inf; x = 0 after adstock only happens where the
+//!   adstock's own derivatives are 0 too, so 0 keeps the chain rule finite and
+//!   exact there); `dy/dkappa = dy/dslope = 0`.
+//! * logistic: `y = (1 - e^{-lam x}) / (1 + e^{-lam x})`. Parameter (lam).
+//! * Michaelis-Menten: `y = alpha x / (lam + x)`. Parameters (alpha, lam).
+//! * tanh: `y = b tanh(x / (b c))`. Parameters (b, c).
+//!
+//! Every formula uses one transcendental call per element.
+
+use super::Dims;
+use crate::error::{check_len, KResult};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaturationKind {
+    Hill,
+    Logistic,
+    MichaelisMenten,
+    Tanh,
+}
+
+impl SaturationKind {
+    /// Number of per-channel parameters.
+    pub fn n_params(&self) -> usize {
+        match self {
+            SaturationKind::Logistic => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// One saturation curve: a per-channel precomputation and the elementwise
+/// value and partial derivatives.
+pub(crate) trait Curve {
+    type Pre: Copy + Default;
+    fn pre(p0: f64, p1: f64) -> Self::Pre;
+    fn value(x: f64, q: &Self::Pre) -> f64;
+    /// (y, dy/dx, dy/dp0, dy/dp1)
+    fn grad(x: f64, q: &Self::Pre) -> (f64, f64, f64, f64);
+}
+
+pub(crate) struct Hill;
+pub(crate) struct Logistic;
+pub(crate) struct MichaelisMenten;
+pub(crate) struct Tanh;
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HillPre {
+    kappa: f64,
+    ln_kappa: f64,
+    slope: f64,
+}
+
+impl Hill {
+    /// y, and y(1-y), from n*ln(x/kappa) without overflow.
+    #[inline(always)]
+    fn core(nr: f64) -> (f64, f64) {
+        if nr >= 0.0 {
+            let e = (-nr).exp();
+            let y = 1.0 / (1.0 + e);
+            (y, y * (e * y))
+        } else {
+            let u = nr.exp();
+            let y = u / (1.0 + u);
+            (y, y / (1.0 + u))
+        }
+    }
+}
+
+impl Curve for Hill {
+    type Pre = HillPre;
+    #[inline(always)]
+    fn pre(kappa: f64, slope: f64) -> HillPre {
+        HillPre {
+            kappa,
+            ln_kappa: kappa.ln(),
+            slope,
+        }
+    }
+    #[inline(always)]
+    fn value(x: f64, q: &HillPre) -> f64 {
+        if x > 0.0 {
+            Hill::core(q.slope * (x.ln() - q.ln_kappa)).0
+        } else {
+            0.0
+        }
+    }
+    #[inline(always)]
+    fn grad(x: f64, q: &HillPre) -> (f64, f64, f64, f64) {
+        if x > 0.0 {
+            let r = x.ln() - q.ln_kappa;
+            let (y, d) = Hill::core(q.slope * r);
+            (y, q.slope * d / x, -q.slope * d / q.kappa, d * r)
+        } else {
+            let dx = if q.slope == 1.0 { 1.0 / q.kappa } else { 0.0 };
+            (0.0, dx, 0.0, 0.0)
+        }
+    }
+}
+
+impl Curve for Logistic {
+    type Pre = f64;
+    #[inline(always)]
+    fn pre(lam: f64, _: f64) -> f64 {
+        lam
+    }
+    #[inline(always)]
+    fn value(x: f64, lam: &f64) -> f64 {
+        let e = (-lam * x).exp();
+        (1.0 - e) / (1.0 + e)
+    }
+    #[inline(always)]
+    fn grad(x: f64, lam: &f64) -> (f64, f64, f64, f64) {
+        let e = (-lam * x).exp();
+        let r = 1.0 / (1.0 + e);
+        let y = (1.0 - e) * r;
+        let d = 2.0 * e * r * r; // = 1 - y^2 over 2, computed without cancellation
+        (y, lam * d, x * d, 0.0)
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct MmPre {
+    alpha: f64,
+    lam: f64,
+}
+
+impl Curve for MichaelisMenten {
+    type Pre = MmPre;
+    #[inline(always)]
+    fn pre(alpha: f64, lam: f64) -> MmPre {
+        MmPre { alpha, lam }
+    }
+    #[inline(always)]
+    fn value(x: f64, q: &MmPre) -> f64 {
+        q.alpha * x / (q.lam + x)
+    }
+    #[inline(always)]
+    fn grad(x: f64, q: &MmPre) -> (f64, f64, f64, f64) {
+        let r = 1.0 / (q.lam + x);
+        let s = x * r; // x / (lam + x)
+        let y = q.alpha * s;
+        (y, q.alpha * q.lam * r * r, s, -y * r)
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct TanhPre {
+    b: f64,
+    c: f64,
+    inv_bc: f64,
+}
+
+impl Curve for Tanh {
+    type Pre = TanhPre;
+    #[inline(always)]
+    fn pre(b: f64, c: f64) -> TanhPre {
+        TanhPre { b, c, inv_bc: 1.0 / (b * c) }
+    }
+    #[inline(always)]
+    fn value(x: f64, q: &TanhPre) -> f64 {
+        q.b * (x * q.inv_bc).tanh()
+    }
+    #[inline(always)]
+    fn grad(x: f64, q: &TanhPre) -> (f64, f64, f64, f64) {
+        // tanh and sech^2 from one exp, without the cancellation of 1 - tanh^2.
+        let s = x * q.inv_bc;
+        let e = (-2.0 * s.abs()).exp();
+        let r = 1.0 / (1.0 + e);
+        let th = ((1.0 - e) * r).copysign(s);
+        let sech2 = 4.0 * e * r * r;
+        let y = q.b * th;
+        (y, sech2 / q.c, th - sech2 * s, -q.b * sech2 * s / q.c)
+    }
+}
+
+fn fwd_impl<K: Curve>(dims: Dims, x: &[f64], p0: &[f64], p1: &[f64], y: &mut [f64]) {
+    let (c, tc) = (dims.c, dims.tc());
+    let mut pre = vec![K::Pre::default(); c];
+    for b in 0..dims.b {
+        for (ch, q) in pre.iter_mut().enumerate() {
+            let v1 = if p1.is_empty() { 0.0 } else { p1[b * c + ch] };
+            *q = K::pre(p0[b * c + ch], v1);
+        }
+        let xb = &x[b * tc..(b + 1) * tc];
+        let yb = &mut y[b * tc..(b + 1) * tc];
+        for (xr, yr) in xb.chunks_exact(c).zip(yb.chunks_exact_mut(c)) {
+            for ((yv, xv), q) in yr.iter_mut().zip(xr).zip(&pre) {
+                *yv = K::value(*xv, q);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vjp_impl<K: Curve>(
+    dims: Dims,
+    x: &[f64],
+    p0: &[f64],
+    p1: &[f64],
+    g: &[f64],
+    gx: &mut [f64],
+    gp0: &mut [f64],
+    gp1: &mut [f64],
+) {
+    let (c, tc) = (dims.c, dims.tc());
+    let two = !p1.is_empty();
+    let mut pre = vec![K::Pre::default(); c];
+    for b in 0..dims.b {
+        for (ch, q) in pre.iter_mut().enumerate() {
+            let v1 = if two { p1[b * c + ch] } else { 0.0 };
+            *q = K::pre(p0[b * c + ch], v1);
+        }
+        let a0 = &mut gp0[b * c..(b + 1) * c];
+        a0.fill(0.0);
+        let mut dummy = [0.0f64; 0];
+        let a1: &mut [f64] = if two { &mut gp1[b * c..(b + 1) * c] } else { &mut dummy };
+        a1.fill(0.0);
+        let rows = x[b * tc..(b + 1) * tc]
+            .chunks_exact(c)
+            .zip(g[b * tc..(b + 1) * tc].chunks_exact(c))
+            .zip(gx[b * tc..(b + 1) * tc].chunks_exact_mut(c));
+        for ((xr, gr), gxr) in rows {
+            for ch in 0..c {
+                let (_, dx, d0, d1) = K::grad(xr[ch], &pre[ch]);
+                let gv = gr[ch];
+                gxr[ch] = gv * dx;
+                a0[ch] += gv * d0;
+                if two {
+                    a1[ch] += gv * d1;
+                }
+            }
+        }
+    }
+}
+
+fn check(kind: SaturationKind, dims: Dims, x: &[f64], p0: &[f64], p1: &[f64]) -> KResult<()> {
+    check_len("x", x, dims.len())?;
+    check_len("p0", p0, dims.n_params())?;
+    if kind.n_params() == 2 {
+        check_len("p1", p1, dims.n_params())?;
+    }
+    Ok(())
+}
+
+/// Saturation forward pass. `p1` is ignored (may be empty) for one-parameter kinds.
+pub fn saturation_fwd(
+    kind: SaturationKind,
+    dims: Dims,
+    x: &[f64],
+    p0: &[f64],
+    p1: &[f64],
+    y: &mut [f64],
+) -> KResult<()> {
+    check(kind, dims, x, p0, p1)?;
+    check_len("out", y, dims.len())?;
+    if dims.c == 0 {
+        return Ok(());
+    }
+    match kind {
+        SaturationKind::Hill => fwd_impl::<Hill>(dims, x, p0, p1, y),
+        SaturationKind::Logistic => fwd_impl::<Logistic>(dims, x, p0, &[], y),
+        SaturationKind::MichaelisMenten => fwd_impl::<MichaelisMenten>(dims, x, p0, p1, y),
+        SaturationKind::Tanh => fwd_impl::<Tanh>(dims, x, p0, p1, y),
+    }
+    Ok(())
+}
+
+/// Saturation VJP: writes `gx` and parameter gradients `gp0`, `gp1` (`gp1` may be
+/// empty for one-parameter kinds).
+#[allow(clippy::too_many_arguments)]
+pub fn saturation_vjp(
+    kind: SaturationKind,
+    dims: Dims,
+    x: &[f64],
+    p0: &[f64],
+    p1: &[f64],
+    g: &[f64],
+    gx: &mut [f64],
+    gp0: &mut [f64],
+    gp1: &mut [f64],
+) -> KResult<()> {
+    check(kind, dims, x, p0, p1)?;
+    check_len("g", g, dims.len())?;
+    check_len("gx", gx, dims.len())?;
+    check_len("gp0", gp0, dims.n_params())?;
+    if kind.n_params() == 2 {
+        check_len("gp1", gp1, dims.n_params())?;
+    }
+    if dims.c == 0 {
+        return Ok(());
+    }
+    match kind {
+        SaturationKind::Hill => vjp_impl::<Hill>(dims, x, p0, p1, g, gx, gp0, gp1),
+        SaturationKind::Logistic => vjp_impl::<Logistic>(dims, x, p0, &[], g, gx, gp0, &mut []),
+        SaturationKind::MichaelisMenten => vjp_impl::<MichaelisMenten>(dims, x, p0, p1, g, gx, gp0, gp1),
+        SaturationKind::Tanh => vjp_impl::<Tanh>(dims, x, p0, p1, g, gx, gp0, gp1),
+    }
+    Ok(())
+}

@@ -1,0 +1,403 @@
+//! PyO3 bindings: numpy in, numpy out. Every array is checked here (shape,
+//! contiguity, finiteness, parameter domain) so that bad input becomes a
+//! `ValueError` naming the argument, never a panic. Computation runs with the
+//! GIL released, and large batches are split across threads.
+
+mod errors;
+
+use crate::ffi::{ffi_table, KERNEL_VERSION};
+use crate::kernels::adstock::{adstock_fwd, adstock_vjp, adstock_weights, Adstock, AdstockKind};
+use crate::kernels::saturation::{saturation_fwd, saturation_vjp, SaturationKind};
+use crate::kernels::{validate, Dims};
+use errors::value_error;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rayon::prelude::*;
+
+/// Work (elements) above which a batched call is split across threads.
+const PAR_THRESHOLD: usize = 1 << 15;
+
+type Arr3<'py> = Bound<'py, PyArray3<f64>>;
+type Arr2<'py> = Bound<'py, PyArray2<f64>>;
+
+fn slice3<'a>(arg: &str, a: &'a PyReadonlyArray3<'_, f64>) -> PyResult<&'a [f64]> {
+    a.as_slice()
+        .map_err(|_| value_error(arg, "must be a C-contiguous float64 array"))
+}
+
+fn slice2<'a>(arg: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<&'a [f64]> {
+    a.as_slice()
+        .map_err(|_| value_error(arg, "must be a C-contiguous float64 array"))
+}
+
+fn dims_of(x: &PyReadonlyArray3<'_, f64>) -> Dims {
+    let s = x.shape();
+    Dims::new(s[0], s[1], s[2])
+}
+
+fn check_param_shape(arg: &str, p: &PyReadonlyArray2<'_, f64>, d: Dims) -> PyResult<()> {
+    let s = p.shape();
+    if s[0] != d.b || s[1] != d.c {
+        return Err(value_error(
+            arg,
+            format!("expected shape (B, C) = ({}, {}) to match x, got ({}, {})", d.b, d.c, s[0], s[1]),
+        ));
+    }
+    Ok(())
+}
+
+fn adstock_kind(kind: &str) -> PyResult<AdstockKind> {
+    Ok(match kind {
+        "geometric" => AdstockKind::Geometric,
+        "delayed" => AdstockKind::Delayed,
+        "weibull_pdf" => AdstockKind::WeibullPdf,
+        "weibull_cdf" => AdstockKind::WeibullCdf,
+        other => {
+            return Err(value_error(
+                "kind",
+                format!("unknown adstock '{other}'; expected geometric, delayed, weibull_pdf or weibull_cdf"),
+            ))
+        }
+    })
+}
+
+fn saturation_kind(kind: &str) -> PyResult<SaturationKind> {
+    Ok(match kind {
+        "hill" => SaturationKind::Hill,
+        "logistic" => SaturationKind::Logistic,
+        "michaelis_menten" => SaturationKind::MichaelisMenten,
+        "tanh" => SaturationKind::Tanh,
+        other => {
+            return Err(value_error(
+                "kind",
+                format!("unknown saturation '{other}'; expected hill, logistic, michaelis_menten or tanh"),
+            ))
+        }
+    })
+}
+
+/// Python-facing names of an adstock's parameters (for messages).
+fn adstock_param_names(kind: AdstockKind) -> [&'static str; 2] {
+    match kind {
+        AdstockKind::Geometric => ["alpha", ""],
+        AdstockKind::Delayed => ["alpha", "theta"],
+        _ => ["lam", "k"],
+    }
+}
+
+fn saturation_param_names(kind: SaturationKind) -> [&'static str; 2] {
+    match kind {
+        SaturationKind::Hill => ["kappa", "slope"],
+        SaturationKind::Logistic => ["lam", ""],
+        SaturationKind::MichaelisMenten => ["alpha", "lam"],
+        SaturationKind::Tanh => ["b", "c"],
+    }
+}
+
+fn check_adstock_domain(kind: AdstockKind, p0: &[f64], p1: &[f64]) -> PyResult<()> {
+    let [n0, n1] = adstock_param_names(kind);
+    match kind {
+        AdstockKind::Geometric => validate::in_unit_interval(n0, p0, false)?,
+        AdstockKind::Delayed => {
+            validate::in_unit_interval(n0, p0, true)?;
+            validate::nonnegative(n1, p1)?;
+        }
+        _ => {
+            validate::positive(n0, p0)?;
+            validate::positive(n1, p1)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_saturation_domain(kind: SaturationKind, p0: &[f64], p1: &[f64]) -> PyResult<()> {
+    let [n0, n1] = saturation_param_names(kind);
+    match kind {
+        SaturationKind::Hill | SaturationKind::Tanh => {
+            validate::positive(n0, p0)?;
+            validate::positive(n1, p1)?;
+        }
+        SaturationKind::Logistic => validate::positive(n0, p0)?,
+        SaturationKind::MichaelisMenten => {
+            validate::finite(n0, p0)?;
+            validate::positive(n1, p1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Parameter arrays as slices, the second one empty for one-parameter kinds.
+fn params<'a>(
+    names: [&'static str; 2],
+    n_params: usize,
+    d: Dims,
+    p0: &'a PyReadonlyArray2<'_, f64>,
+    p1: &'a Option<PyReadonlyArray2<'_, f64>>,
+) -> PyResult<(&'a [f64], &'a [f64])> {
+    check_param_shape(names[0], p0, d)?;
+    let s0 = slice2(names[0], p0)?;
+    let s1: &[f64] = if n_params == 2 {
+        let p1 = p1
+            .as_ref()
+            .ok_or_else(|| value_error(names[1], "is required for this transform"))?;
+        check_param_shape(names[1], p1, d)?;
+        slice2(names[1], p1)?
+    } else {
+        &[]
+    };
+    Ok((s0, s1))
+}
+
+/// Splits `v` into `n` pieces of `per` elements (n empty pieces if `v` is empty).
+fn pieces_mut(v: &mut [f64], per: usize, n: usize) -> Vec<&mut [f64]> {
+    if v.is_empty() || per == 0 {
+        (0..n).map(|_| &mut [][..]).collect()
+    } else {
+        v.chunks_mut(per).collect()
+    }
+}
+
+fn pieces(v: &[f64], per: usize, n: usize) -> Vec<&[f64]> {
+    if v.is_empty() || per == 0 {
+        (0..n).map(|_| &[][..]).collect()
+    } else {
+        v.chunks(per).collect()
+    }
+}
+
+/// Batches per thread for a call over `d` (all of them when small).
+fn batches_per_task(d: Dims) -> usize {
+    if d.b < 2 || d.len() < PAR_THRESHOLD {
+        return d.b.max(1);
+    }
+    let threads = rayon::current_num_threads().max(1);
+    d.b.div_ceil(threads)
+}
+
+/// Runs a forward kernel over batch groups in parallel: `f(dims, x, p0, p1, y)`.
+fn run_fwd<F>(d: Dims, x: &[f64], p0: &[f64], p1: &[f64], f: F) -> PyResult<Vec<f64>>
+where
+    F: Fn(Dims, &[f64], &[f64], &[f64], &mut [f64]) -> crate::error::KResult<()> + Sync,
+{
+    let mut y = vec![0.0; d.len()];
+    let per = batches_per_task(d);
+    let n = d.b.div_ceil(per).max(1);
+    let (tc, c) = (d.tc(), d.c);
+    let ys = pieces_mut(&mut y, per * tc, n);
+    let xs = pieces(x, per * tc, n);
+    let p0s = pieces(p0, per * c, n);
+    let p1s = pieces(p1, per * c, n);
+    ys.into_par_iter()
+        .zip(xs)
+        .zip(p0s)
+        .zip(p1s)
+        .enumerate()
+        .try_for_each(|(i, (((yc, xc), a), bb))| {
+            let nb = per.min(d.b - i * per);
+            f(Dims::new(nb, d.t, d.c), xc, a, bb, yc)
+        })?;
+    Ok(y)
+}
+
+type Grads = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// Runs a VJP kernel over batch groups in parallel: `f(dims, x, p0, p1, g, gx, gp0, gp1)`.
+fn run_vjp<F>(d: Dims, np: usize, x: &[f64], p0: &[f64], p1: &[f64], g: &[f64], f: F) -> PyResult<Grads>
+where
+    F: Fn(Dims, &[f64], &[f64], &[f64], &[f64], &mut [f64], &mut [f64], &mut [f64]) -> crate::error::KResult<()>
+        + Sync,
+{
+    let mut gx = vec![0.0; d.len()];
+    let mut g0 = vec![0.0; d.n_params()];
+    let mut g1 = vec![0.0; if np == 2 { d.n_params() } else { 0 }];
+    let per = batches_per_task(d);
+    let n = d.b.div_ceil(per).max(1);
+    let (tc, c) = (d.tc(), d.c);
+    let outs = pieces_mut(&mut gx, per * tc, n)
+        .into_par_iter()
+        .zip(pieces_mut(&mut g0, per * c, n))
+        .zip(pieces_mut(&mut g1, per * c, n));
+    let ins = pieces(x, per * tc, n)
+        .into_par_iter()
+        .zip(pieces(g, per * tc, n))
+        .zip(pieces(p0, per * c, n))
+        .zip(pieces(p1, per * c, n));
+    outs.zip(ins)
+        .enumerate()
+        .try_for_each(|(i, (((gxc, g0c), g1c), (((xc, gc), a), bb)))| {
+            let nb = per.min(d.b - i * per);
+            f(Dims::new(nb, d.t, d.c), xc, a, bb, gc, gxc, g0c, g1c)
+        })?;
+    Ok((gx, g0, g1))
+}
+
+fn to3<'py>(py: Python<'py>, v: Vec<f64>, d: Dims) -> PyResult<Arr3<'py>> {
+    v.into_pyarray(py).reshape([d.b, d.t, d.c])
+}
+
+fn to2<'py>(py: Python<'py>, v: Vec<f64>, d: Dims) -> PyResult<Arr2<'py>> {
+    v.into_pyarray(py).reshape([d.b, d.c])
+}
+
+fn l_max_of(kind: AdstockKind, l_max: i64) -> PyResult<usize> {
+    if l_max < 0 || (l_max == 0 && kind != AdstockKind::Geometric) {
+        return Err(value_error("l_max", format!("must be an integer >= 1, got {l_max}")));
+    }
+    Ok(l_max as usize)
+}
+
+/// Adstock forward pass.
+///
+/// x: (B, T, C) spend, >= 0; p0, p1: (B, C) parameters (p1 None for geometric).
+/// l_max = 0 selects the untruncated geometric recursion. Returns (B, T, C).
+#[pyfunction(name = "adstock_fwd")]
+#[pyo3(signature = (kind, x, p0, p1, l_max, normalize))]
+fn adstock_fwd_py<'py>(
+    py: Python<'py>,
+    kind: &str,
+    x: PyReadonlyArray3<'py, f64>,
+    p0: PyReadonlyArray2<'py, f64>,
+    p1: Option<PyReadonlyArray2<'py, f64>>,
+    l_max: i64,
+    normalize: bool,
+) -> PyResult<Arr3<'py>> {
+    let k = adstock_kind(kind)?;
+    let spec = Adstock::new(k, l_max_of(k, l_max)?, normalize)?;
+    let d = dims_of(&x);
+    let xs = slice3("x", &x)?;
+    validate::nonnegative("x", xs)?;
+    let (a, b) = params(adstock_param_names(k), spec.n_params(), d, &p0, &p1)?;
+    check_adstock_domain(k, a, b)?;
+    let y = py.detach(|| run_fwd(d, xs, a, b, |dd, xx, aa, bb, yy| adstock_fwd(&spec, dd, xx, aa, bb, yy)))?;
+    to3(py, y, d)
+}
+
+/// Adstock VJP: returns (gx (B,T,C), gp0 (B,C), gp1 (B,C) or None).
+#[pyfunction(name = "adstock_vjp")]
+#[pyo3(signature = (kind, x, p0, p1, g, l_max, normalize))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn adstock_vjp_py<'py>(
+    py: Python<'py>,
+    kind: &str,
+    x: PyReadonlyArray3<'py, f64>,
+    p0: PyReadonlyArray2<'py, f64>,
+    p1: Option<PyReadonlyArray2<'py, f64>>,
+    g: PyReadonlyArray3<'py, f64>,
+    l_max: i64,
+    normalize: bool,
+) -> PyResult<(Arr3<'py>, Arr2<'py>, Option<Arr2<'py>>)> {
+    let k = adstock_kind(kind)?;
+    let spec = Adstock::new(k, l_max_of(k, l_max)?, normalize)?;
+    let d = dims_of(&x);
+    let xs = slice3("x", &x)?;
+    validate::nonnegative("x", xs)?;
+    if g.shape() != x.shape() {
+        return Err(value_error("g", format!("expected shape {:?} (that of x), got {:?}", x.shape(), g.shape())));
+    }
+    let gs = slice3("g", &g)?;
+    validate::finite("g", gs)?;
+    let (a, b) = params(adstock_param_names(k), spec.n_params(), d, &p0, &p1)?;
+    check_adstock_domain(k, a, b)?;
+    let np = spec.n_params();
+    let (gx, g0, g1) = py.detach(|| {
+        run_vjp(d, np, xs, a, b, gs, |dd, xx, aa, bb, gg, o1, o2, o3| {
+            adstock_vjp(&spec, dd, xx, aa, bb, gg, o1, o2, o3)
+        })
+    })?;
+    let g1 = if np == 2 { Some(to2(py, g1, d)?) } else { None };
+    Ok((to3(py, gx, d)?, to2(py, g0, d)?, g1))
+}
+
+/// Saturation forward pass. x: (B, T, C) >= 0; p0, p1: (B, C). Returns (B, T, C).
+#[pyfunction(name = "saturation_fwd")]
+#[pyo3(signature = (kind, x, p0, p1))]
+fn saturation_fwd_py<'py>(
+    py: Python<'py>,
+    kind: &str,
+    x: PyReadonlyArray3<'py, f64>,
+    p0: PyReadonlyArray2<'py, f64>,
+    p1: Option<PyReadonlyArray2<'py, f64>>,
+) -> PyResult<Arr3<'py>> {
+    let k = saturation_kind(kind)?;
+    let d = dims_of(&x);
+    let xs = slice3("x", &x)?;
+    validate::nonnegative("x", xs)?;
+    let (a, b) = params(saturation_param_names(k), k.n_params(), d, &p0, &p1)?;
+    check_saturation_domain(k, a, b)?;
+    let y = py.detach(|| run_fwd(d, xs, a, b, |dd, xx, aa, bb, yy| saturation_fwd(k, dd, xx, aa, bb, yy)))?;
+    to3(py, y, d)
+}
+
+/// Saturation VJP: returns (gx (B,T,C), gp0 (B,C), gp1 (B,C) or None).
+#[pyfunction(name = "saturation_vjp")]
+#[pyo3(signature = (kind, x, p0, p1, g))]
+#[allow(clippy::type_complexity)]
+fn saturation_vjp_py<'py>(
+    py: Python<'py>,
+    kind: &str,
+    x: PyReadonlyArray3<'py, f64>,
+    p0: PyReadonlyArray2<'py, f64>,
+    p1: Option<PyReadonlyArray2<'py, f64>>,
+    g: PyReadonlyArray3<'py, f64>,
+) -> PyResult<(Arr3<'py>, Arr2<'py>, Option<Arr2<'py>>)> {
+    let k = saturation_kind(kind)?;
+    let d = dims_of(&x);
+    let xs = slice3("x", &x)?;
+    validate::nonnegative("x", xs)?;
+    if g.shape() != x.shape() {
+        return Err(value_error("g", format!("expected shape {:?} (that of x), got {:?}", x.shape(), g.shape())));
+    }
+    let gs = slice3("g", &g)?;
+    validate::finite("g", gs)?;
+    let (a, b) = params(saturation_param_names(k), k.n_params(), d, &p0, &p1)?;
+    check_saturation_domain(k, a, b)?;
+    let np = k.n_params();
+    let (gx, g0, g1) = py.detach(|| {
+        run_vjp(d, np, xs, a, b, gs, |dd, xx, aa, bb, gg, o1, o2, o3| {
+            saturation_vjp(k, dd, xx, aa, bb, gg, o1, o2, o3)
+        })
+    })?;
+    let g1 = if np == 2 { Some(to2(py, g1, d)?) } else { None };
+    Ok((to3(py, gx, d)?, to2(py, g0, d)?, g1))
+}
+
+/// Tap weights of one channel's adstock (length l_max, or l_max + 1 for weibull_cdf).
+#[pyfunction(name = "adstock_weights")]
+#[pyo3(signature = (kind, p0, p1, l_max, normalize))]
+fn adstock_weights_py<'py>(
+    py: Python<'py>,
+    kind: &str,
+    p0: f64,
+    p1: f64,
+    l_max: i64,
+    normalize: bool,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let k = adstock_kind(kind)?;
+    let spec = Adstock::new(k, l_max_of(k, l_max)?, normalize)?;
+    check_adstock_domain(k, &[p0], &[p1])?;
+    Ok(adstock_weights(&spec, p0, p1)?.into_pyarray(py))
+}
+
+/// Addresses of the C-ABI kernels, by symbol name.
+#[pyfunction]
+fn ffi_addresses(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    for (name, addr) in ffi_table() {
+        d.set_item(name, addr)?;
+    }
+    Ok(d)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("KERNEL_VERSION", KERNEL_VERSION)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(adstock_fwd_py, m)?)?;
+    m.add_function(wrap_pyfunction!(adstock_vjp_py, m)?)?;
+    m.add_function(wrap_pyfunction!(saturation_fwd_py, m)?)?;
+    m.add_function(wrap_pyfunction!(saturation_vjp_py, m)?)?;
+    m.add_function(wrap_pyfunction!(adstock_weights_py, m)?)?;
+    m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
+    Ok(())
+}

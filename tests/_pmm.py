@@ -1,0 +1,79 @@
+"""Helpers to evaluate pymc-marketing 0.19 transformers on plain numpy arrays.
+
+pymc-marketing 0.19 transformers take xtensor inputs and a ``dim=`` argument
+naming the time dimension.  We build symbolic xtensor inputs with dims
+("batch", "date", "channel") or ("date", "channel"), per-channel params with
+dims ("channel",) or ("batch", "channel"), transpose the output back to the
+dims of x, and compile once per static configuration (cached).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore", message="xtensor module is experimental")
+
+import pytensor  # noqa: E402
+import pytensor.xtensor as ptx  # noqa: E402
+from pymc_marketing.mmm import transformers as tr  # noqa: E402
+
+_MODE = "FAST_COMPILE"
+
+
+def _xdims(ndim):
+    return ("date", "channel") if ndim == 2 else ("batch", "date", "channel")
+
+
+def _pdims(ndim):
+    return ("channel",) if ndim == 1 else ("batch", "channel")
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name, x_ndim, p_ndims, static):
+    xd = _xdims(x_ndim)
+    x = ptx.xtensor("x", dims=xd, shape=(None,) * x_ndim, dtype="float64")
+    ps = [
+        ptx.xtensor(f"p{i}", dims=_pdims(nd), shape=(None,) * nd, dtype="float64")
+        for i, nd in enumerate(p_ndims)
+    ]
+    kw = dict(static)
+    if name == "geometric_adstock":
+        y = tr.geometric_adstock(x, ps[0], dim="date", **kw)
+    elif name == "delayed_adstock":
+        y = tr.delayed_adstock(x, ps[0], ps[1], dim="date", **kw)
+    elif name == "weibull_adstock":
+        kw["type"] = {"pdf": tr.WeibullType.PDF, "cdf": tr.WeibullType.CDF}[kw.pop("kind")]
+        y = tr.weibull_adstock(x, ps[0], ps[1], dim="date", **kw)
+    elif name == "hill":
+        # fastmmm hill(x, kappa, slope) == pymc-marketing hill_function(x, slope, kappa)
+        y = tr.hill_function(x, ps[1], ps[0])
+    elif name == "logistic_saturation":
+        y = tr.logistic_saturation(x, ps[0])
+    elif name == "michaelis_menten":
+        y = tr.michaelis_menten(x, ps[0], ps[1])
+    elif name == "tanh_saturation":
+        y = tr.tanh_saturation(x, ps[0], ps[1])
+    else:  # pragma: no cover
+        raise KeyError(name)
+    y = y.transpose(*xd)
+    return pytensor.function([x, *ps], y, mode=_MODE)
+
+
+def pmm(name, x, *params, **static):
+    """Evaluate pymc-marketing's transformer ``name`` (fastmmm argument order).
+
+    ``static`` holds l_max / normalize / kind; mode is always ConvMode.After.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    params = [np.ascontiguousarray(p, dtype=np.float64) for p in params]
+    if name == "geometric_adstock" and static.get("l_max", 12) is None:
+        static = dict(static, l_max=x.shape[-2])  # untruncated == full-length kernel
+    if name in ("geometric_adstock", "delayed_adstock", "weibull_adstock"):
+        static.setdefault("normalize", False)
+        static["mode"] = tr.ConvMode.After
+    key = tuple(sorted(static.items()))
+    f = _compiled(name, x.ndim, tuple(p.ndim for p in params), key)
+    return np.asarray(f(x, *params))

@@ -85,8 +85,19 @@ unsafe fn adstock_fwd_raw(
     guard(|| {
         let spec = spec?;
         let d = dims(b, t, c)?;
-        let np1 = if spec.n_params() == 2 { d.n_params() } else { 0 };
-        let r = adstock_fwd(&spec, d, rd(x, d.len())?, rd(p0, d.n_params())?, rd(p1, np1)?, wr(y, d.len())?);
+        let np1 = if spec.n_params() == 2 {
+            d.n_params()
+        } else {
+            0
+        };
+        let r = adstock_fwd(
+            &spec,
+            d,
+            rd(x, d.len())?,
+            rd(p0, d.n_params())?,
+            rd(p1, np1)?,
+            wr(y, d.len())?,
+        );
         Some(if r.is_ok() { OK } else { BAD })
     })
 }
@@ -108,7 +119,11 @@ unsafe fn adstock_vjp_raw(
     guard(|| {
         let spec = spec?;
         let d = dims(b, t, c)?;
-        let np1 = if spec.n_params() == 2 { d.n_params() } else { 0 };
+        let np1 = if spec.n_params() == 2 {
+            d.n_params()
+        } else {
+            0
+        };
         let r = adstock_vjp(
             &spec,
             d,
@@ -137,8 +152,19 @@ unsafe fn saturation_fwd_raw(
 ) -> i32 {
     guard(|| {
         let d = dims(b, t, c)?;
-        let np1 = if kind.n_params() == 2 { d.n_params() } else { 0 };
-        let r = saturation_fwd(kind, d, rd(x, d.len())?, rd(p0, d.n_params())?, rd(p1, np1)?, wr(y, d.len())?);
+        let np1 = if kind.n_params() == 2 {
+            d.n_params()
+        } else {
+            0
+        };
+        let r = saturation_fwd(
+            kind,
+            d,
+            rd(x, d.len())?,
+            rd(p0, d.n_params())?,
+            rd(p1, np1)?,
+            wr(y, d.len())?,
+        );
         Some(if r.is_ok() { OK } else { BAD })
     })
 }
@@ -159,7 +185,11 @@ unsafe fn saturation_vjp_raw(
 ) -> i32 {
     guard(|| {
         let d = dims(b, t, c)?;
-        let np1 = if kind.n_params() == 2 { d.n_params() } else { 0 };
+        let np1 = if kind.n_params() == 2 {
+            d.n_params()
+        } else {
+            0
+        };
         let r = saturation_vjp(
             kind,
             d,
@@ -190,7 +220,16 @@ pub unsafe extern "C" fn fastmmm_v1_geometric_fwd(
     normalize: i32,
     y: *mut f64,
 ) -> i32 {
-    adstock_fwd_raw(adstock_spec(AdstockKind::Geometric, l_max, normalize), x, alpha, std::ptr::null(), b, t, c, y)
+    adstock_fwd_raw(
+        adstock_spec(AdstockKind::Geometric, l_max, normalize),
+        x,
+        alpha,
+        std::ptr::null(),
+        b,
+        t,
+        c,
+        y,
+    )
 }
 
 /// Geometric adstock VJP: writes gx (B*T*C) and galpha (B*C).
@@ -211,7 +250,19 @@ pub unsafe extern "C" fn fastmmm_v1_geometric_vjp(
     galpha: *mut f64,
 ) -> i32 {
     let spec = adstock_spec(AdstockKind::Geometric, l_max, normalize);
-    adstock_vjp_raw(spec, x, alpha, std::ptr::null(), g, b, t, c, gx, galpha, std::ptr::null_mut())
+    adstock_vjp_raw(
+        spec,
+        x,
+        alpha,
+        std::ptr::null(),
+        g,
+        b,
+        t,
+        c,
+        gx,
+        galpha,
+        std::ptr::null_mut(),
+    )
 }
 
 /// Delayed adstock forward.
@@ -230,7 +281,16 @@ pub unsafe extern "C" fn fastmmm_v1_delayed_fwd(
     normalize: i32,
     y: *mut f64,
 ) -> i32 {
-    adstock_fwd_raw(adstock_spec(AdstockKind::Delayed, l_max, normalize), x, alpha, theta, b, t, c, y)
+    adstock_fwd_raw(
+        adstock_spec(AdstockKind::Delayed, l_max, normalize),
+        x,
+        alpha,
+        theta,
+        b,
+        t,
+        c,
+        y,
+    )
 }
 
 /// Delayed adstock VJP: writes gx, galpha, gtheta.
@@ -342,14 +402,24 @@ macro_rules! saturation_abi {
     };
 }
 
-saturation_abi!(fastmmm_v1_hill_fwd, fastmmm_v1_hill_vjp, SaturationKind::Hill, two);
+saturation_abi!(
+    fastmmm_v1_hill_fwd,
+    fastmmm_v1_hill_vjp,
+    SaturationKind::Hill,
+    two
+);
 saturation_abi!(
     fastmmm_v1_michaelis_menten_fwd,
     fastmmm_v1_michaelis_menten_vjp,
     SaturationKind::MichaelisMenten,
     two
 );
-saturation_abi!(fastmmm_v1_tanh_fwd, fastmmm_v1_tanh_vjp, SaturationKind::Tanh, two);
+saturation_abi!(
+    fastmmm_v1_tanh_fwd,
+    fastmmm_v1_tanh_vjp,
+    SaturationKind::Tanh,
+    two
+);
 
 /// Logistic saturation forward.
 ///
@@ -364,7 +434,16 @@ pub unsafe extern "C" fn fastmmm_v1_logistic_fwd(
     c: i64,
     y: *mut f64,
 ) -> i32 {
-    saturation_fwd_raw(SaturationKind::Logistic, x, lam, std::ptr::null(), b, t, c, y)
+    saturation_fwd_raw(
+        SaturationKind::Logistic,
+        x,
+        lam,
+        std::ptr::null(),
+        b,
+        t,
+        c,
+        y,
+    )
 }
 
 /// Logistic saturation VJP: writes gx, glam.
@@ -383,7 +462,19 @@ pub unsafe extern "C" fn fastmmm_v1_logistic_vjp(
     glam: *mut f64,
 ) -> i32 {
     let null = std::ptr::null_mut();
-    saturation_vjp_raw(SaturationKind::Logistic, x, lam, std::ptr::null(), g, b, t, c, gx, glam, null)
+    saturation_vjp_raw(
+        SaturationKind::Logistic,
+        x,
+        lam,
+        std::ptr::null(),
+        g,
+        b,
+        t,
+        c,
+        gx,
+        glam,
+        null,
+    )
 }
 
 /// Name and address of every exported C-ABI function, for registration with

@@ -37,7 +37,11 @@ pub struct Adstock {
 impl Adstock {
     /// Builds and checks an adstock spec.
     pub fn new(kind: AdstockKind, l_max: usize, normalize: bool) -> KResult<Self> {
-        let a = Adstock { kind, l_max, normalize };
+        let a = Adstock {
+            kind,
+            l_max,
+            normalize,
+        };
         a.check()?;
         Ok(a)
     }
@@ -132,7 +136,11 @@ fn channel_weights(
                 w[idx(l)] = v;
                 if want {
                     // d/dalpha alpha^e = e alpha^(e-1); d/dtheta = alpha^e ln(alpha) * (-2 (l - theta))
-                    d0[idx(l)] = if e == 0.0 { 0.0 } else { e * ((e - 1.0) * la).exp() };
+                    d0[idx(l)] = if e == 0.0 {
+                        0.0
+                    } else {
+                        e * ((e - 1.0) * la).exp()
+                    };
                     d1[idx(l)] = -2.0 * dl * la * v;
                 }
             }
@@ -312,7 +320,11 @@ pub(crate) fn recursive_vjp(
     recursive_fwd(x, alpha, t, c, gx);
     for ti in (0..t).rev() {
         for k in 0..c {
-            let next = if ti + 1 < t { gx[(ti + 1) * c + k] } else { 0.0 };
+            let next = if ti + 1 < t {
+                gx[(ti + 1) * c + k]
+            } else {
+                0.0
+            };
             let lam = g[ti * c + k] + alpha[k] * next;
             if ti > 0 {
                 galpha[k] += lam * gx[(ti - 1) * c + k];
@@ -350,16 +362,33 @@ pub fn adstock_fwd(
     }
     if spec.is_recursive() {
         for b in 0..dims.b {
-            recursive_fwd(&x[b * tc..(b + 1) * tc], &p0[b * c..(b + 1) * c], t, c, &mut y[b * tc..(b + 1) * tc]);
+            recursive_fwd(
+                &x[b * tc..(b + 1) * tc],
+                &p0[b * c..(b + 1) * c],
+                t,
+                c,
+                &mut y[b * tc..(b + 1) * tc],
+            );
         }
         return Ok(());
     }
     let taps = spec.n_taps();
     let mut w = vec![0.0; taps * c];
     for b in 0..dims.b {
-        let q1 = if spec.n_params() == 2 { &p1[b * c..(b + 1) * c] } else { &[][..] };
+        let q1 = if spec.n_params() == 2 {
+            &p1[b * c..(b + 1) * c]
+        } else {
+            &[][..]
+        };
         batch_weights(spec, &p0[b * c..(b + 1) * c], q1, &mut w, None);
-        conv_fwd(&x[b * tc..(b + 1) * tc], &w, t, c, taps, &mut y[b * tc..(b + 1) * tc]);
+        conv_fwd(
+            &x[b * tc..(b + 1) * tc],
+            &w,
+            t,
+            c,
+            taps,
+            &mut y[b * tc..(b + 1) * tc],
+        );
     }
     Ok(())
 }
@@ -392,7 +421,15 @@ pub fn adstock_vjp(
         for b in 0..dims.b {
             let r = b * tc..(b + 1) * tc;
             let pr = b * c..(b + 1) * c;
-            recursive_vjp(&x[r.clone()], &p0[pr.clone()], &g[r.clone()], t, c, &mut gx[r], &mut gp0[pr]);
+            recursive_vjp(
+                &x[r.clone()],
+                &p0[pr.clone()],
+                &g[r.clone()],
+                t,
+                c,
+                &mut gx[r],
+                &mut gp0[pr],
+            );
         }
         return Ok(());
     }
@@ -404,7 +441,11 @@ pub fn adstock_vjp(
     for b in 0..dims.b {
         let r = b * tc..(b + 1) * tc;
         let pr = b * c..(b + 1) * c;
-        let q1 = if spec.n_params() == 2 { &p1[pr.clone()] } else { &[][..] };
+        let q1 = if spec.n_params() == 2 {
+            &p1[pr.clone()]
+        } else {
+            &[][..]
+        };
         batch_weights(spec, &p0[pr.clone()], q1, w, Some((&mut *d0, &mut *d1)));
         if t == 0 {
             gw.fill(0.0);

@@ -35,3 +35,6 @@ impl Dims {
         self.t * self.c
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -160,7 +160,11 @@ impl Curve for Tanh {
     type Pre = TanhPre;
     #[inline(always)]
     fn pre(b: f64, c: f64) -> TanhPre {
-        TanhPre { b, c, inv_bc: 1.0 / (b * c) }
+        TanhPre {
+            b,
+            c,
+            inv_bc: 1.0 / (b * c),
+        }
     }
     #[inline(always)]
     fn value(x: f64, q: &TanhPre) -> f64 {
@@ -219,7 +223,11 @@ fn vjp_impl<K: Curve>(
         let a0 = &mut gp0[b * c..(b + 1) * c];
         a0.fill(0.0);
         let mut dummy = [0.0f64; 0];
-        let a1: &mut [f64] = if two { &mut gp1[b * c..(b + 1) * c] } else { &mut dummy };
+        let a1: &mut [f64] = if two {
+            &mut gp1[b * c..(b + 1) * c]
+        } else {
+            &mut dummy
+        };
         a1.fill(0.0);
         let rows = x[b * tc..(b + 1) * tc]
             .chunks_exact(c)
@@ -298,7 +306,9 @@ pub fn saturation_vjp(
     match kind {
         SaturationKind::Hill => vjp_impl::<Hill>(dims, x, p0, p1, g, gx, gp0, gp1),
         SaturationKind::Logistic => vjp_impl::<Logistic>(dims, x, p0, &[], g, gx, gp0, &mut []),
-        SaturationKind::MichaelisMenten => vjp_impl::<MichaelisMenten>(dims, x, p0, p1, g, gx, gp0, gp1),
+        SaturationKind::MichaelisMenten => {
+            vjp_impl::<MichaelisMenten>(dims, x, p0, p1, g, gx, gp0, gp1)
+        }
         SaturationKind::Tanh => vjp_impl::<Tanh>(dims, x, p0, p1, g, gx, gp0, gp1),
     }
     Ok(())

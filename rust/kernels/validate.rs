@@ -21,7 +21,10 @@ pub fn nonnegative(arg: &'static str, v: &[f64]) -> KResult<()> {
     if let Some(i) = v.iter().position(|x| *x < 0.0) {
         return Err(KernelError::Domain {
             arg,
-            msg: format!("must be >= 0 (negative spend?), found {} at flat index {i}", v[i]),
+            msg: format!(
+                "must be >= 0 (negative spend?), found {} at flat index {i}",
+                v[i]
+            ),
         });
     }
     Ok(())
@@ -42,7 +45,13 @@ pub fn positive(arg: &'static str, v: &[f64]) -> KResult<()> {
 /// Every value in `[lo, hi)` (or `(lo, hi)` when `open_lo`).
 pub fn in_unit_interval(arg: &'static str, v: &[f64], open_lo: bool) -> KResult<()> {
     finite(arg, v)?;
-    let bad = |x: f64| if open_lo { x <= 0.0 || x >= 1.0 } else { !(0.0..1.0).contains(&x) };
+    let bad = |x: f64| {
+        if open_lo {
+            x <= 0.0 || x >= 1.0
+        } else {
+            !(0.0..1.0).contains(&x)
+        }
+    };
     if let Some(i) = v.iter().position(|x| bad(*x)) {
         let range = if open_lo { "(0, 1)" } else { "[0, 1)" };
         return Err(KernelError::Domain {

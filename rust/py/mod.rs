@@ -10,7 +10,10 @@ use crate::kernels::adstock::{adstock_fwd, adstock_vjp, adstock_weights, Adstock
 use crate::kernels::saturation::{saturation_fwd, saturation_vjp, SaturationKind};
 use crate::kernels::{validate, Dims};
 use errors::value_error;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3,
+    PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rayon::prelude::*;
@@ -41,7 +44,10 @@ fn check_param_shape(arg: &str, p: &PyReadonlyArray2<'_, f64>, d: Dims) -> PyRes
     if s[0] != d.b || s[1] != d.c {
         return Err(value_error(
             arg,
-            format!("expected shape (B, C) = ({}, {}) to match x, got ({}, {})", d.b, d.c, s[0], s[1]),
+            format!(
+                "expected shape (B, C) = ({}, {}) to match x, got ({}, {})",
+                d.b, d.c, s[0], s[1]
+            ),
         ));
     }
     Ok(())
@@ -68,12 +74,12 @@ fn saturation_kind(kind: &str) -> PyResult<SaturationKind> {
         "logistic" => SaturationKind::Logistic,
         "michaelis_menten" => SaturationKind::MichaelisMenten,
         "tanh" => SaturationKind::Tanh,
-        other => {
-            return Err(value_error(
-                "kind",
-                format!("unknown saturation '{other}'; expected hill, logistic, michaelis_menten or tanh"),
-            ))
-        }
+        other => return Err(value_error(
+            "kind",
+            format!(
+                "unknown saturation '{other}'; expected hill, logistic, michaelis_menten or tanh"
+            ),
+        )),
     })
 }
 
@@ -203,9 +209,26 @@ where
 type Grads = (Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// Runs a VJP kernel over batch groups in parallel: `f(dims, x, p0, p1, g, gx, gp0, gp1)`.
-fn run_vjp<F>(d: Dims, np: usize, x: &[f64], p0: &[f64], p1: &[f64], g: &[f64], f: F) -> PyResult<Grads>
+fn run_vjp<F>(
+    d: Dims,
+    np: usize,
+    x: &[f64],
+    p0: &[f64],
+    p1: &[f64],
+    g: &[f64],
+    f: F,
+) -> PyResult<Grads>
 where
-    F: Fn(Dims, &[f64], &[f64], &[f64], &[f64], &mut [f64], &mut [f64], &mut [f64]) -> crate::error::KResult<()>
+    F: Fn(
+            Dims,
+            &[f64],
+            &[f64],
+            &[f64],
+            &[f64],
+            &mut [f64],
+            &mut [f64],
+            &mut [f64],
+        ) -> crate::error::KResult<()>
         + Sync,
 {
     let mut gx = vec![0.0; d.len()];
@@ -242,7 +265,10 @@ fn to2<'py>(py: Python<'py>, v: Vec<f64>, d: Dims) -> PyResult<Arr2<'py>> {
 
 fn l_max_of(kind: AdstockKind, l_max: i64) -> PyResult<usize> {
     if l_max < 0 || (l_max == 0 && kind != AdstockKind::Geometric) {
-        return Err(value_error("l_max", format!("must be an integer >= 1, got {l_max}")));
+        return Err(value_error(
+            "l_max",
+            format!("must be an integer >= 1, got {l_max}"),
+        ));
     }
     Ok(l_max as usize)
 }
@@ -269,7 +295,11 @@ fn adstock_fwd_py<'py>(
     validate::nonnegative("x", xs)?;
     let (a, b) = params(adstock_param_names(k), spec.n_params(), d, &p0, &p1)?;
     check_adstock_domain(k, a, b)?;
-    let y = py.detach(|| run_fwd(d, xs, a, b, |dd, xx, aa, bb, yy| adstock_fwd(&spec, dd, xx, aa, bb, yy)))?;
+    let y = py.detach(|| {
+        run_fwd(d, xs, a, b, |dd, xx, aa, bb, yy| {
+            adstock_fwd(&spec, dd, xx, aa, bb, yy)
+        })
+    })?;
     to3(py, y, d)
 }
 
@@ -293,7 +323,14 @@ fn adstock_vjp_py<'py>(
     let xs = slice3("x", &x)?;
     validate::nonnegative("x", xs)?;
     if g.shape() != x.shape() {
-        return Err(value_error("g", format!("expected shape {:?} (that of x), got {:?}", x.shape(), g.shape())));
+        return Err(value_error(
+            "g",
+            format!(
+                "expected shape {:?} (that of x), got {:?}",
+                x.shape(),
+                g.shape()
+            ),
+        ));
     }
     let gs = slice3("g", &g)?;
     validate::finite("g", gs)?;
@@ -325,7 +362,11 @@ fn saturation_fwd_py<'py>(
     validate::nonnegative("x", xs)?;
     let (a, b) = params(saturation_param_names(k), k.n_params(), d, &p0, &p1)?;
     check_saturation_domain(k, a, b)?;
-    let y = py.detach(|| run_fwd(d, xs, a, b, |dd, xx, aa, bb, yy| saturation_fwd(k, dd, xx, aa, bb, yy)))?;
+    let y = py.detach(|| {
+        run_fwd(d, xs, a, b, |dd, xx, aa, bb, yy| {
+            saturation_fwd(k, dd, xx, aa, bb, yy)
+        })
+    })?;
     to3(py, y, d)
 }
 
@@ -346,7 +387,14 @@ fn saturation_vjp_py<'py>(
     let xs = slice3("x", &x)?;
     validate::nonnegative("x", xs)?;
     if g.shape() != x.shape() {
-        return Err(value_error("g", format!("expected shape {:?} (that of x), got {:?}", x.shape(), g.shape())));
+        return Err(value_error(
+            "g",
+            format!(
+                "expected shape {:?} (that of x), got {:?}",
+                x.shape(),
+                g.shape()
+            ),
+        ));
     }
     let gs = slice3("g", &g)?;
     validate::finite("g", gs)?;

@@ -29,6 +29,8 @@ class GeometricAdstockOp(TransformOp):
     def __init__(self, l_max: int | None = None, normalize: bool = False):
         self.l_max = _l_max(l_max, allow_none=True)
         self.normalize = bool(normalize)
+        if self.normalize and self.l_max is None:
+            raise ValueError("normalize=True needs a finite l_max")
 
     def abi_options(self):
         return (0 if self.l_max is None else self.l_max, int(self.normalize))

@@ -1,0 +1,410 @@
+//! Kernel tests against plain references (direct formulas with `powf`, naive
+//! convolution) and central finite differences of the forward passes.
+
+use super::adstock::*;
+use super::saturation::*;
+use super::Dims;
+use proptest::prelude::*;
+
+/// Plain tap weights straight from the definitions.
+fn ref_weights(kind: AdstockKind, l_max: usize, normalize: bool, p0: f64, p1: f64) -> Vec<f64> {
+    let mut w: Vec<f64> = match kind {
+        AdstockKind::Geometric => (0..l_max).map(|l| p0.powf(l as f64)).collect(),
+        AdstockKind::Delayed => (0..l_max)
+            .map(|l| p0.powf((l as f64 - p1).powi(2)))
+            .collect(),
+        AdstockKind::WeibullPdf => {
+            let pdf: Vec<f64> = (1..=l_max)
+                .map(|i| {
+                    let z = i as f64 / p0;
+                    p1 / p0 * z.powf(p1 - 1.0) * (-z.powf(p1)).exp()
+                })
+                .collect();
+            let mn = pdf.iter().cloned().fold(f64::INFINITY, f64::min);
+            let mx = pdf.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            pdf.iter().map(|p| (p - mn) / (mx - mn)).collect()
+        }
+        AdstockKind::WeibullCdf => {
+            let mut w = vec![1.0];
+            for i in 1..=l_max {
+                let s = 1.0 - (1.0 - (-(i as f64 / p0).powf(p1)).exp());
+                w.push(w[i - 1] * s);
+            }
+            w
+        }
+    };
+    if normalize {
+        let s: f64 = w.iter().sum();
+        w.iter_mut().for_each(|v| *v /= s);
+    }
+    w
+}
+
+fn ref_adstock(spec: &Adstock, d: Dims, x: &[f64], p0: &[f64], p1: &[f64]) -> Vec<f64> {
+    let mut y = vec![0.0; d.len()];
+    for b in 0..d.b {
+        for c in 0..d.c {
+            let q1 = if p1.is_empty() { 0.0 } else { p1[b * d.c + c] };
+            let at = |t: usize| x[b * d.tc() + t * d.c + c];
+            for t in 0..d.t {
+                let v = if spec.is_recursive() {
+                    (0..=t)
+                        .map(|s| p0[b * d.c + c].powi((t - s) as i32) * at(s))
+                        .sum()
+                } else {
+                    let w = ref_weights(spec.kind, spec.l_max, spec.normalize, p0[b * d.c + c], q1);
+                    (0..w.len())
+                        .filter(|l| *l <= t)
+                        .map(|l| w[l] * at(t - l))
+                        .sum()
+                };
+                y[b * d.tc() + t * d.c + c] = v;
+            }
+        }
+    }
+    y
+}
+
+fn ref_saturation(kind: SaturationKind, x: f64, p0: f64, p1: f64) -> f64 {
+    match kind {
+        SaturationKind::Hill => {
+            if x == 0.0 {
+                0.0
+            } else {
+                x.powf(p1) / (p0.powf(p1) + x.powf(p1))
+            }
+        }
+        SaturationKind::Logistic => (1.0 - (-p0 * x).exp()) / (1.0 + (-p0 * x).exp()),
+        SaturationKind::MichaelisMenten => p0 * x / (p1 + x),
+        SaturationKind::Tanh => p0 * (x / (p0 * p1)).tanh(),
+    }
+}
+
+fn close(a: &[f64], b: &[f64], rtol: f64) -> Result<(), String> {
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (u, v)) in a.iter().zip(b).enumerate() {
+        if (u - v).abs() > rtol * scale.max(v.abs()) {
+            return Err(format!("index {i}: {u} vs {v} (scale {scale})"));
+        }
+    }
+    Ok(())
+}
+
+/// sum(g * f(theta)) differentiated numerically w.r.t. each element of theta.
+fn fd_grad<F: Fn(&[f64]) -> Vec<f64>>(f: F, theta: &[f64], g: &[f64]) -> Vec<f64> {
+    (0..theta.len())
+        .map(|i| {
+            let h = 1e-6 * theta[i].abs().max(0.1);
+            let mut tp = theta.to_vec();
+            let mut tm = theta.to_vec();
+            tp[i] += h;
+            tm[i] -= h;
+            let (fp, fm) = (f(&tp), f(&tm));
+            fp.iter()
+                .zip(&fm)
+                .zip(g)
+                .map(|((a, b), gg)| (a - b) * gg)
+                .sum::<f64>()
+                / (2.0 * h)
+        })
+        .collect()
+}
+
+fn data(d: Dims, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    // Deterministic pseudo-random spend with zero runs, and an upstream gradient.
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 11) as f64) / ((1u64 << 53) as f64)
+    };
+    let x: Vec<f64> = (0..d.len())
+        .map(|i| if (i / 7) % 3 == 0 { 0.0 } else { 2.0 * next() })
+        .collect();
+    let g: Vec<f64> = (0..d.len()).map(|_| next() - 0.5).collect();
+    (x, g)
+}
+
+fn all_adstocks() -> Vec<(Adstock, f64, f64)> {
+    use AdstockKind::*;
+    vec![
+        (Adstock::new(Geometric, 0, false).unwrap(), 0.6, 0.0),
+        (Adstock::new(Geometric, 8, false).unwrap(), 0.6, 0.0),
+        (Adstock::new(Geometric, 8, true).unwrap(), 0.3, 0.0),
+        (Adstock::new(Delayed, 6, false).unwrap(), 0.5, 1.7),
+        (Adstock::new(Delayed, 6, true).unwrap(), 0.7, 0.4),
+        (Adstock::new(WeibullPdf, 7, false).unwrap(), 2.5, 1.6),
+        (Adstock::new(WeibullPdf, 7, true).unwrap(), 1.5, 0.8),
+        (Adstock::new(WeibullCdf, 7, false).unwrap(), 3.0, 1.3),
+        (Adstock::new(WeibullCdf, 7, true).unwrap(), 1.2, 0.6),
+    ]
+}
+
+#[test]
+fn adstock_forward_matches_reference() {
+    let d = Dims::new(2, 40, 3);
+    let (x, _) = data(d, 1);
+    for (spec, a, b) in all_adstocks() {
+        let p0: Vec<f64> = (0..d.n_params())
+            .map(|i| a * (0.8 + 0.05 * i as f64))
+            .collect();
+        let p1: Vec<f64> = if spec.n_params() == 2 {
+            (0..d.n_params())
+                .map(|i| b * (0.9 + 0.04 * i as f64))
+                .collect()
+        } else {
+            vec![]
+        };
+        let mut y = vec![0.0; d.len()];
+        adstock_fwd(&spec, d, &x, &p0, &p1, &mut y).unwrap();
+        close(&y, &ref_adstock(&spec, d, &x, &p0, &p1), 1e-12)
+            .unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+    }
+}
+
+#[test]
+fn adstock_vjp_matches_finite_differences() {
+    let d = Dims::new(2, 25, 2);
+    let (x, g) = data(d, 2);
+    for (spec, a, b) in all_adstocks() {
+        let p0 = vec![a, a * 0.9, a * 0.8, a * 0.95];
+        let p1 = if spec.n_params() == 2 {
+            vec![b, b * 1.1, b * 0.9, b * 1.05]
+        } else {
+            vec![]
+        };
+        let mut gx = vec![0.0; d.len()];
+        let mut g0 = vec![0.0; d.n_params()];
+        let mut g1 = vec![0.0; p1.len()];
+        adstock_vjp(&spec, d, &x, &p0, &p1, &g, &mut gx, &mut g0, &mut g1).unwrap();
+        let fwd = |xx: &[f64], q0: &[f64], q1: &[f64]| {
+            let mut y = vec![0.0; d.len()];
+            adstock_fwd(&spec, d, xx, q0, q1, &mut y).unwrap();
+            y
+        };
+        close(&gx, &fd_grad(|t| fwd(t, &p0, &p1), &x, &g), 1e-7)
+            .unwrap_or_else(|e| panic!("{spec:?} gx: {e}"));
+        close(&g0, &fd_grad(|t| fwd(&x, t, &p1), &p0, &g), 1e-6)
+            .unwrap_or_else(|e| panic!("{spec:?} g0: {e}"));
+        if spec.n_params() == 2 {
+            close(&g1, &fd_grad(|t| fwd(&x, &p0, t), &p1, &g), 1e-6)
+                .unwrap_or_else(|e| panic!("{spec:?} g1: {e}"));
+        }
+    }
+}
+
+const SATS: [(SaturationKind, f64, f64); 4] = [
+    (SaturationKind::Hill, 0.8, 1.7),
+    (SaturationKind::Logistic, 1.3, 0.0),
+    (SaturationKind::MichaelisMenten, 2.0, 0.6),
+    (SaturationKind::Tanh, 1.5, 0.7),
+];
+
+#[test]
+fn saturation_forward_and_vjp() {
+    let d = Dims::new(2, 20, 3);
+    let (x, g) = data(d, 3);
+    for (kind, a, b) in SATS {
+        let p0: Vec<f64> = (0..d.n_params())
+            .map(|i| a * (0.7 + 0.1 * i as f64))
+            .collect();
+        let p1: Vec<f64> = if kind.n_params() == 2 {
+            (0..d.n_params())
+                .map(|i| b * (0.8 + 0.1 * i as f64))
+                .collect()
+        } else {
+            vec![]
+        };
+        let mut y = vec![0.0; d.len()];
+        saturation_fwd(kind, d, &x, &p0, &p1, &mut y).unwrap();
+        let want: Vec<f64> = (0..d.len())
+            .map(|i| {
+                let pc = (i / d.tc()) * d.c + i % d.c;
+                ref_saturation(kind, x[i], p0[pc], if p1.is_empty() { 0.0 } else { p1[pc] })
+            })
+            .collect();
+        close(&y, &want, 1e-13).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+
+        let mut gx = vec![0.0; d.len()];
+        let mut g0 = vec![0.0; d.n_params()];
+        let mut g1 = vec![0.0; p1.len()];
+        saturation_vjp(kind, d, &x, &p0, &p1, &g, &mut gx, &mut g0, &mut g1).unwrap();
+        let fwd = |xx: &[f64], q0: &[f64], q1: &[f64]| {
+            let mut y = vec![0.0; d.len()];
+            saturation_fwd(kind, d, xx, q0, q1, &mut y).unwrap();
+            y
+        };
+        // x = 0 is a kink for Hill (slope != 1): compare gx only where x > 0.
+        let fdx = fd_grad(
+            |t| fwd(t, &p0, &p1),
+            &x.iter().map(|v| v.max(1e-3)).collect::<Vec<_>>(),
+            &g,
+        );
+        for i in 0..d.len() {
+            if x[i] > 0.0 {
+                assert!(
+                    (gx[i] - fdx[i]).abs() < 1e-6 * fdx[i].abs().max(1.0),
+                    "{kind:?} gx[{i}]"
+                );
+            }
+        }
+        close(&g0, &fd_grad(|t| fwd(&x, t, &p1), &p0, &g), 1e-6)
+            .unwrap_or_else(|e| panic!("{kind:?} g0: {e}"));
+        if kind.n_params() == 2 {
+            close(&g1, &fd_grad(|t| fwd(&x, &p0, t), &p1, &g), 1e-6)
+                .unwrap_or_else(|e| panic!("{kind:?} g1: {e}"));
+        }
+    }
+}
+
+#[test]
+fn hill_at_zero_is_finite_by_convention() {
+    let d = Dims::new(1, 1, 3);
+    let x = [0.0; 3];
+    let kappa = [0.5, 0.5, 0.5];
+    let slope = [0.5, 1.0, 2.0];
+    let mut y = [f64::NAN; 3];
+    saturation_fwd(SaturationKind::Hill, d, &x, &kappa, &slope, &mut y).unwrap();
+    assert_eq!(y, [0.0; 3]);
+    let (mut gx, mut gk, mut gs) = ([0.0; 3], [0.0; 3], [0.0; 3]);
+    saturation_vjp(
+        SaturationKind::Hill,
+        d,
+        &x,
+        &kappa,
+        &slope,
+        &[1.0; 3],
+        &mut gx,
+        &mut gk,
+        &mut gs,
+    )
+    .unwrap();
+    assert_eq!(gx, [0.0, 2.0, 0.0]);
+    assert_eq!(gk, [0.0; 3]);
+    assert_eq!(gs, [0.0; 3]);
+}
+
+#[test]
+fn hill_is_stable_far_from_kappa() {
+    let d = Dims::new(1, 3, 1);
+    let x = [1e-300, 1.0, 1e300];
+    let mut y = [0.0; 3];
+    saturation_fwd(SaturationKind::Hill, d, &x, &[1.0], &[3.0], &mut y).unwrap();
+    assert!(y.iter().all(|v| v.is_finite()));
+    assert_eq!(y[0], 0.0);
+    assert_eq!(y[2], 1.0);
+    let (mut gx, mut gk, mut gs) = ([0.0; 3], [0.0], [0.0]);
+    saturation_vjp(
+        SaturationKind::Hill,
+        d,
+        &x,
+        &[1.0],
+        &[3.0],
+        &[1.0; 3],
+        &mut gx,
+        &mut gk,
+        &mut gs,
+    )
+    .unwrap();
+    assert!(gx.iter().chain(&gk).chain(&gs).all(|v| v.is_finite()));
+}
+
+#[test]
+fn wrong_lengths_are_errors_not_panics() {
+    let spec = Adstock::new(AdstockKind::Geometric, 4, false).unwrap();
+    let d = Dims::new(1, 5, 2);
+    let mut y = vec![0.0; 10];
+    assert!(adstock_fwd(&spec, d, &[0.0; 9], &[0.5, 0.5], &[], &mut y).is_err());
+    assert!(adstock_fwd(&spec, d, &[0.0; 10], &[0.5], &[], &mut y).is_err());
+    assert!(saturation_fwd(
+        SaturationKind::Hill,
+        d,
+        &[0.0; 10],
+        &[1.0, 1.0],
+        &[1.0],
+        &mut y
+    )
+    .is_err());
+    assert!(Adstock::new(AdstockKind::Delayed, 0, false).is_err());
+    assert!(Adstock::new(AdstockKind::WeibullPdf, 1, false).is_err());
+    assert!(Adstock::new(AdstockKind::Geometric, 0, true).is_err());
+}
+
+#[test]
+fn ffi_rejects_null_and_negative_sizes() {
+    use crate::ffi::*;
+    let x = [1.0, 2.0];
+    let a = [0.5];
+    let mut y = [0.0; 2];
+    unsafe {
+        assert_eq!(
+            fastmmm_v1_geometric_fwd(x.as_ptr(), a.as_ptr(), 1, 2, 1, 0, 0, y.as_mut_ptr()),
+            0
+        );
+        assert_eq!(y, [1.0, 2.5]);
+        assert_eq!(
+            fastmmm_v1_geometric_fwd(std::ptr::null(), a.as_ptr(), 1, 2, 1, 0, 0, y.as_mut_ptr()),
+            1
+        );
+        assert_eq!(
+            fastmmm_v1_geometric_fwd(x.as_ptr(), a.as_ptr(), -1, 2, 1, 0, 0, y.as_mut_ptr()),
+            1
+        );
+        assert_eq!(
+            fastmmm_v1_weibull_fwd(
+                x.as_ptr(),
+                a.as_ptr(),
+                a.as_ptr(),
+                1,
+                2,
+                1,
+                3,
+                7,
+                0,
+                y.as_mut_ptr()
+            ),
+            1
+        );
+    }
+    assert_eq!(ffi_table().len(), 14);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Batched calls equal per-member calls, and the truncated geometric kernel
+    /// approaches the recursion as l_max reaches T.
+    #[test]
+    fn geometric_batch_and_truncation(alpha in 0.0f64..0.999, t in 1usize..60, seed in 0u64..1000) {
+        let d = Dims::new(3, t, 2);
+        let (x, _) = data(d, seed);
+        let p0 = vec![alpha; d.n_params()];
+        let full = Adstock::new(AdstockKind::Geometric, t, false).unwrap();
+        let rec = Adstock::new(AdstockKind::Geometric, 0, false).unwrap();
+        let (mut y1, mut y2) = (vec![0.0; d.len()], vec![0.0; d.len()]);
+        adstock_fwd(&full, d, &x, &p0, &[], &mut y1).unwrap();
+        adstock_fwd(&rec, d, &x, &p0, &[], &mut y2).unwrap();
+        prop_assert!(close(&y1, &y2, 1e-12).is_ok());
+        for b in 0..d.b {
+            let one = Dims::new(1, t, 2);
+            let mut yb = vec![0.0; one.len()];
+            adstock_fwd(&rec, one, &x[b * d.tc()..(b + 1) * d.tc()], &p0[..2], &[], &mut yb).unwrap();
+            prop_assert_eq!(&yb[..], &y2[b * d.tc()..(b + 1) * d.tc()]);
+        }
+    }
+
+    #[test]
+    fn saturations_are_bounded_and_monotone(a in 0.05f64..5.0, b in 0.2f64..4.0, x0 in 0.0f64..10.0) {
+        let d = Dims::new(1, 2, 1);
+        let x = [x0, x0 + 0.5];
+        for kind in [SaturationKind::Hill, SaturationKind::Logistic, SaturationKind::MichaelisMenten, SaturationKind::Tanh] {
+            let mut y = [0.0; 2];
+            saturation_fwd(kind, d, &x, &[a], &[b], &mut y).unwrap();
+            prop_assert!(y[1] >= y[0], "{:?} not monotone", kind);
+            prop_assert!(y.iter().all(|v| v.is_finite() && *v >= 0.0));
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! to different code.
 
 use crate::kernels::adstock::{adstock_fwd, adstock_vjp, Adstock, AdstockKind};
+use crate::kernels::fused::{media_fwd, media_vjp, Media, MediaGrads};
 use crate::kernels::saturation::{saturation_fwd, saturation_vjp, SaturationKind};
 use crate::kernels::Dims;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -477,6 +478,135 @@ pub unsafe extern "C" fn fastmmm_v1_logistic_vjp(
     )
 }
 
+/// Adstock kind codes of the fused entry points.
+pub fn adstock_kind_code(code: i32) -> Option<AdstockKind> {
+    match code {
+        0 => Some(AdstockKind::Geometric),
+        1 => Some(AdstockKind::Delayed),
+        2 => Some(AdstockKind::WeibullPdf),
+        3 => Some(AdstockKind::WeibullCdf),
+        _ => None,
+    }
+}
+
+/// Saturation kind codes of the fused entry points.
+pub fn saturation_kind_code(code: i32) -> Option<SaturationKind> {
+    match code {
+        0 => Some(SaturationKind::Hill),
+        1 => Some(SaturationKind::Logistic),
+        2 => Some(SaturationKind::MichaelisMenten),
+        3 => Some(SaturationKind::Tanh),
+        _ => None,
+    }
+}
+
+fn media_spec(adstock: i32, l_max: i64, normalize: i32, saturation: i32) -> Option<Media> {
+    Some(Media {
+        adstock: adstock_spec(adstock_kind_code(adstock)?, l_max, normalize)?,
+        saturation: saturation_kind_code(saturation)?,
+    })
+}
+
+/// Fused `saturation(adstock(x))` forward. Kind codes: adstock 0 geometric,
+/// 1 delayed, 2 weibull_pdf, 3 weibull_cdf; saturation 0 hill, 1 logistic,
+/// 2 michaelis_menten, 3 tanh. Writes y (B*T*C) and cache (4*B*T*C).
+/// a1/s1 may be null for one-parameter kinds.
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_media_fwd(
+    adstock: i32,
+    l_max: i64,
+    normalize: i32,
+    saturation: i32,
+    x: *const f64,
+    a0: *const f64,
+    a1: *const f64,
+    s0: *const f64,
+    s1: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    y: *mut f64,
+    cache: *mut f64,
+) -> i32 {
+    guard(|| {
+        let m = media_spec(adstock, l_max, normalize, saturation)?;
+        let d = dims(b, t, c)?;
+        let np = d.n_params();
+        let na1 = if m.adstock.n_params() == 2 { np } else { 0 };
+        let ns1 = if m.saturation.n_params() == 2 { np } else { 0 };
+        let r = media_fwd(
+            &m,
+            d,
+            rd(x, d.len())?,
+            rd(a0, np)?,
+            rd(a1, na1)?,
+            rd(s0, np)?,
+            rd(s1, ns1)?,
+            wr(y, d.len())?,
+            wr(cache, 4 * d.len())?,
+        );
+        Some(if r.is_ok() { OK } else { BAD })
+    })
+}
+
+/// VJP of the fused transform from its cache: writes ga0, ga1, gs0, gs1 (B*C
+/// each; ga1/gs1 may be null for one-parameter kinds) and, when `want_gx` is
+/// non-zero, gx (B*T*C).
+///
+/// # Safety
+/// Pointers must reference arrays of the sizes implied by (B, T, C).
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_media_vjp(
+    adstock: i32,
+    l_max: i64,
+    normalize: i32,
+    saturation: i32,
+    x: *const f64,
+    a0: *const f64,
+    a1: *const f64,
+    cache: *const f64,
+    g: *const f64,
+    b: i64,
+    t: i64,
+    c: i64,
+    want_gx: i32,
+    gx: *mut f64,
+    ga0: *mut f64,
+    ga1: *mut f64,
+    gs0: *mut f64,
+    gs1: *mut f64,
+) -> i32 {
+    guard(|| {
+        let m = media_spec(adstock, l_max, normalize, saturation)?;
+        let d = dims(b, t, c)?;
+        let np = d.n_params();
+        let na1 = if m.adstock.n_params() == 2 { np } else { 0 };
+        let ns1 = if m.saturation.n_params() == 2 { np } else { 0 };
+        let ngx = if want_gx != 0 { d.len() } else { 0 };
+        let out = MediaGrads {
+            ga0: wr(ga0, np)?,
+            ga1: wr(ga1, na1)?,
+            gs0: wr(gs0, np)?,
+            gs1: wr(gs1, ns1)?,
+            gx: wr(gx, ngx)?,
+        };
+        let r = media_vjp(
+            &m,
+            d,
+            rd(x, d.len())?,
+            rd(a0, np)?,
+            rd(a1, na1)?,
+            rd(cache, 4 * d.len())?,
+            rd(g, d.len())?,
+            out,
+        );
+        Some(if r.is_ok() { OK } else { BAD })
+    })
+}
+
 /// Name and address of every exported C-ABI function, for registration with
 /// numba/LLVM by name.
 pub fn ffi_table() -> Vec<(&'static str, usize)> {
@@ -500,5 +630,7 @@ pub fn ffi_table() -> Vec<(&'static str, usize)> {
         entry!(fastmmm_v1_michaelis_menten_vjp),
         entry!(fastmmm_v1_tanh_fwd),
         entry!(fastmmm_v1_tanh_vjp),
+        entry!(fastmmm_v1_media_fwd),
+        entry!(fastmmm_v1_media_vjp),
     ]
 }

@@ -45,7 +45,26 @@ __all__ = [
     "michaelis_menten_vjp",
     "tanh_saturation",
     "tanh_saturation_vjp",
+    "media_transform",
+    "media_transform_vjp",
+    "ADSTOCK_PARAMS",
+    "SATURATION_PARAMS",
 ]
+
+#: Parameter names of each adstock kind, in kernel order.
+ADSTOCK_PARAMS = {
+    "geometric": ("alpha",),
+    "delayed": ("alpha", "theta"),
+    "weibull_pdf": ("lam", "k"),
+    "weibull_cdf": ("lam", "k"),
+}
+#: Parameter names of each saturation kind, in kernel order.
+SATURATION_PARAMS = {
+    "hill": ("kappa", "slope"),
+    "logistic": ("lam",),
+    "michaelis_menten": ("alpha", "lam"),
+    "tanh": ("b", "c"),
+}
 
 
 def _as_float(name: str, v) -> np.ndarray:
@@ -265,3 +284,90 @@ def tanh_saturation(x, b, c) -> np.ndarray:
 def tanh_saturation_vjp(x, b, c, g):
     """VJP of :func:`tanh_saturation`: returns ``(g_x, g_b, g_c)``."""
     return _saturation_vjp("tanh", x, ("b", "c"), (b, c), g)
+
+
+def _media_prep(adstock, saturation, x, adstock_params, saturation_params, l_max):
+    if adstock not in ADSTOCK_PARAMS:
+        raise ValueError(f"adstock: unknown kind {adstock!r}; expected one of {sorted(ADSTOCK_PARAMS)}")
+    if saturation not in SATURATION_PARAMS:
+        raise ValueError(
+            f"saturation: unknown kind {saturation!r}; expected one of {sorted(SATURATION_PARAMS)}"
+        )
+    x3, squeeze = _prep_x(x)
+    b, _, c = x3.shape
+    an, sn = ADSTOCK_PARAMS[adstock], SATURATION_PARAMS[saturation]
+    if len(adstock_params) != len(an):
+        raise ValueError(f"adstock_params: {adstock} takes {an}, got {len(adstock_params)} values")
+    if len(saturation_params) != len(sn):
+        raise ValueError(f"saturation_params: {saturation} takes {sn}, got {len(saturation_params)} values")
+    ap = [_prep_param(n, p, b, c) for n, p in zip(an, adstock_params)]
+    sp = [_prep_param(n, p, b, c) for n, p in zip(sn, saturation_params)]
+    lm = _l_max(l_max, allow_none=adstock == "geometric")
+    return x3, squeeze, ap, sp, lm
+
+
+def media_transform(
+    x,
+    adstock: str = "geometric",
+    saturation: str = "hill",
+    adstock_params=(),
+    saturation_params=(),
+    l_max: int | None = None,
+    normalize: bool = False,
+):
+    """Fused ``saturation(adstock(x))`` in one pass.
+
+    Parameters
+    ----------
+    x : array (T, C) or (B, T, C), spend >= 0
+    adstock : "geometric", "delayed", "weibull_pdf" or "weibull_cdf"
+    saturation : "hill", "logistic", "michaelis_menten" or "tanh"
+    adstock_params, saturation_params : tuples of per-channel parameters in the
+        order of ``ADSTOCK_PARAMS`` / ``SATURATION_PARAMS`` (scalars, (C,) or (B, C))
+
+    Returns
+    -------
+    y : array, shape of x
+    cache : 1-D array of 4*B*T*C values (adstocked spend and the saturation's
+        partial derivatives) for :func:`media_transform_vjp`
+    """
+    x3, squeeze, ap, sp, lm = _media_prep(adstock, saturation, x, adstock_params, saturation_params, l_max)
+    a1 = ap[1][0] if len(ap) > 1 else None
+    s1 = sp[1][0] if len(sp) > 1 else None
+    y, cache = _core.media_fwd(adstock, saturation, x3, ap[0][0], a1, sp[0][0], s1, lm, bool(normalize))
+    return (y[0] if squeeze else y), cache
+
+
+def media_transform_vjp(
+    x,
+    g,
+    cache,
+    adstock: str = "geometric",
+    saturation: str = "hill",
+    adstock_params=(),
+    saturation_params=(),
+    l_max: int | None = None,
+    normalize: bool = False,
+    want_gx: bool = False,
+):
+    """VJP of :func:`media_transform` from its cache.
+
+    Returns ``(g_x or None, g_adstock_params, g_saturation_params)`` where the
+    last two are tuples in parameter order. The spend gradient is computed only
+    with ``want_gx`` (spend is data in an MMM, and skipping it halves the
+    adstock's backward work).
+    """
+    x3, squeeze, ap, sp, lm = _media_prep(adstock, saturation, x, adstock_params, saturation_params, l_max)
+    g3 = _check_g(g, x3, squeeze)
+    cache = np.ascontiguousarray(cache, dtype=np.float64).ravel()
+    if cache.size != 4 * x3.size:
+        raise ValueError(f"cache: expected {4 * x3.size} values from media_transform, got {cache.size}")
+    a1 = ap[1][0] if len(ap) > 1 else None
+    gx, ga0, ga1, gs0, gs1 = _core.media_vjp(
+        adstock, saturation, x3, ap[0][0], a1, cache, g3, lm, bool(normalize), bool(want_gx)
+    )
+    ga = [_unprep_grad(ga0, ap[0][1])] + ([_unprep_grad(ga1, ap[1][1])] if len(ap) > 1 else [])
+    gs = [_unprep_grad(gs0, sp[0][1])] + ([_unprep_grad(gs1, sp[1][1])] if len(sp) > 1 else [])
+    if gx is not None and squeeze:
+        gx = gx[0]
+    return gx, tuple(ga), tuple(gs)

@@ -224,7 +224,7 @@ fn channel_weights(
 }
 
 /// Weights for every channel of one batch member: `w[l * C + c]`.
-fn batch_weights(
+pub(crate) fn batch_weights(
     spec: &Adstock,
     p0: &[f64],
     p1: &[f64],
@@ -479,4 +479,20 @@ pub fn adstock_weights(spec: &Adstock, p0: f64, p1: f64) -> KResult<Vec<f64>> {
     let mut w = vec![0.0; spec.n_taps()];
     channel_weights(spec, p0, p1, 1, &mut w, None);
     Ok(w)
+}
+
+/// Weight gradient only (the spend is data, so its gradient is often not needed):
+/// `gw[l, c] = sum_t g[t, c] x[t - l, c]`.
+pub(crate) fn conv_vjp_w(x: &[f64], g: &[f64], t: usize, c: usize, taps: usize, gw: &mut [f64]) {
+    gw.fill(0.0);
+    for l in 0..taps.min(t) {
+        let gwr = &mut gw[l * c..(l + 1) * c];
+        for ti in l..t {
+            let gr = &g[ti * c..(ti + 1) * c];
+            let xr = &x[(ti - l) * c..(ti - l + 1) * c];
+            for ((gwv, gv), xv) in gwr.iter_mut().zip(gr).zip(xr) {
+                *gwv += gv * xv;
+            }
+        }
+    }
 }

@@ -36,7 +36,7 @@ impl SaturationKind {
 
 /// One saturation curve: a per-channel precomputation and the elementwise
 /// value and partial derivatives.
-pub(crate) trait Curve {
+pub trait Curve {
     type Pre: Copy + Default;
     fn pre(p0: f64, p1: f64) -> Self::Pre;
     fn value(x: f64, q: &Self::Pre) -> f64;
@@ -44,13 +44,13 @@ pub(crate) trait Curve {
     fn grad(x: f64, q: &Self::Pre) -> (f64, f64, f64, f64);
 }
 
-pub(crate) struct Hill;
-pub(crate) struct Logistic;
-pub(crate) struct MichaelisMenten;
-pub(crate) struct Tanh;
+pub struct Hill;
+pub struct Logistic;
+pub struct MichaelisMenten;
+pub struct Tanh;
 
 #[derive(Clone, Copy, Default)]
-pub(crate) struct HillPre {
+pub struct HillPre {
     kappa: f64,
     ln_kappa: f64,
     slope: f64,
@@ -125,7 +125,7 @@ impl Curve for Logistic {
 }
 
 #[derive(Clone, Copy, Default)]
-pub(crate) struct MmPre {
+pub struct MmPre {
     alpha: f64,
     lam: f64,
 }
@@ -150,7 +150,7 @@ impl Curve for MichaelisMenten {
 }
 
 #[derive(Clone, Copy, Default)]
-pub(crate) struct TanhPre {
+pub struct TanhPre {
     b: f64,
     c: f64,
     inv_bc: f64,

@@ -369,7 +369,7 @@ fn ffi_rejects_null_and_negative_sizes() {
             1
         );
     }
-    assert_eq!(ffi_table().len(), 14);
+    assert_eq!(ffi_table().len(), 16);
 }
 
 proptest! {
@@ -405,6 +405,80 @@ proptest! {
             saturation_fwd(kind, d, &x, &[a], &[b], &mut y).unwrap();
             prop_assert!(y[1] >= y[0], "{:?} not monotone", kind);
             prop_assert!(y.iter().all(|v| v.is_finite() && *v >= 0.0));
+        }
+    }
+}
+
+#[test]
+fn fused_media_equals_composition() {
+    use super::fused::*;
+    let d = Dims::new(2, 30, 3);
+    let (x, g) = data(d, 5);
+    for (spec, a, b) in all_adstocks() {
+        for (kind, sa, sb) in SATS {
+            let m = Media {
+                adstock: spec,
+                saturation: kind,
+            };
+            let a0: Vec<f64> = (0..d.n_params())
+                .map(|i| a * (0.8 + 0.03 * i as f64))
+                .collect();
+            let a1: Vec<f64> = if spec.n_params() == 2 {
+                vec![b; d.n_params()]
+            } else {
+                vec![]
+            };
+            let s0: Vec<f64> = (0..d.n_params())
+                .map(|i| sa * (0.9 + 0.05 * i as f64))
+                .collect();
+            let s1: Vec<f64> = if kind.n_params() == 2 {
+                vec![sb; d.n_params()]
+            } else {
+                vec![]
+            };
+            let mut y = vec![0.0; d.len()];
+            let mut cache = vec![0.0; 4 * d.len()];
+            media_fwd(&m, d, &x, &a0, &a1, &s0, &s1, &mut y, &mut cache).unwrap();
+            let mut xa = vec![0.0; d.len()];
+            adstock_fwd(&spec, d, &x, &a0, &a1, &mut xa).unwrap();
+            let mut y2 = vec![0.0; d.len()];
+            saturation_fwd(kind, d, &xa, &s0, &s1, &mut y2).unwrap();
+            close(&y, &y2, 1e-14).unwrap_or_else(|e| panic!("{m:?} fwd: {e}"));
+
+            // Composed VJP: saturation VJP, then adstock VJP.
+            let (mut gxa, mut gs0, mut gs1) = (
+                vec![0.0; d.len()],
+                vec![0.0; d.n_params()],
+                vec![0.0; s1.len()],
+            );
+            saturation_vjp(kind, d, &xa, &s0, &s1, &g, &mut gxa, &mut gs0, &mut gs1).unwrap();
+            let (mut gx, mut ga0, mut ga1) = (
+                vec![0.0; d.len()],
+                vec![0.0; d.n_params()],
+                vec![0.0; a1.len()],
+            );
+            adstock_vjp(&spec, d, &x, &a0, &a1, &gxa, &mut gx, &mut ga0, &mut ga1).unwrap();
+
+            for want_gx in [false, true] {
+                let (mut fa0, mut fa1) = (vec![0.0; d.n_params()], vec![0.0; a1.len()]);
+                let (mut fs0, mut fs1) = (vec![0.0; d.n_params()], vec![0.0; s1.len()]);
+                let mut fgx = vec![0.0; if want_gx { d.len() } else { 0 }];
+                let out = MediaGrads {
+                    ga0: &mut fa0,
+                    ga1: &mut fa1,
+                    gs0: &mut fs0,
+                    gs1: &mut fs1,
+                    gx: &mut fgx,
+                };
+                media_vjp(&m, d, &x, &a0, &a1, &cache, &g, out).unwrap();
+                close(&fa0, &ga0, 1e-12).unwrap_or_else(|e| panic!("{m:?} ga0: {e}"));
+                close(&fa1, &ga1, 1e-12).unwrap_or_else(|e| panic!("{m:?} ga1: {e}"));
+                close(&fs0, &gs0, 1e-12).unwrap_or_else(|e| panic!("{m:?} gs0: {e}"));
+                close(&fs1, &gs1, 1e-12).unwrap_or_else(|e| panic!("{m:?} gs1: {e}"));
+                if want_gx {
+                    close(&fgx, &gx, 1e-12).unwrap_or_else(|e| panic!("{m:?} gx: {e}"));
+                }
+            }
         }
     }
 }

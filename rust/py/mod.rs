@@ -7,6 +7,7 @@ mod errors;
 
 use crate::ffi::{ffi_table, KERNEL_VERSION};
 use crate::kernels::adstock::{adstock_fwd, adstock_vjp, adstock_weights, Adstock, AdstockKind};
+use crate::kernels::fused::{media_fwd, media_vjp, Media, MediaGrads};
 use crate::kernels::saturation::{saturation_fwd, saturation_vjp, SaturationKind};
 use crate::kernels::{validate, Dims};
 use errors::value_error;
@@ -74,12 +75,14 @@ fn saturation_kind(kind: &str) -> PyResult<SaturationKind> {
         "logistic" => SaturationKind::Logistic,
         "michaelis_menten" => SaturationKind::MichaelisMenten,
         "tanh" => SaturationKind::Tanh,
-        other => return Err(value_error(
-            "kind",
-            format!(
+        other => {
+            return Err(value_error(
+                "kind",
+                format!(
                 "unknown saturation '{other}'; expected hill, logistic, michaelis_menten or tanh"
             ),
-        )),
+            ))
+        }
     })
 }
 
@@ -427,6 +430,125 @@ fn adstock_weights_py<'py>(
     Ok(adstock_weights(&spec, p0, p1)?.into_pyarray(py))
 }
 
+/// Fused `saturation(adstock(x))`: returns (y (B,T,C), cache (4,B,T,C)).
+///
+/// The cache holds the adstocked spend and the saturation's partial derivatives
+/// for `media_vjp`.
+#[pyfunction(name = "media_fwd")]
+#[pyo3(signature = (adstock, saturation, x, a0, a1, s0, s1, l_max, normalize))]
+#[allow(clippy::too_many_arguments)]
+fn media_fwd_py<'py>(
+    py: Python<'py>,
+    adstock: &str,
+    saturation: &str,
+    x: PyReadonlyArray3<'py, f64>,
+    a0: PyReadonlyArray2<'py, f64>,
+    a1: Option<PyReadonlyArray2<'py, f64>>,
+    s0: PyReadonlyArray2<'py, f64>,
+    s1: Option<PyReadonlyArray2<'py, f64>>,
+    l_max: i64,
+    normalize: bool,
+) -> PyResult<(Arr3<'py>, Bound<'py, PyArray1<f64>>)> {
+    let ak = adstock_kind(adstock)?;
+    let sk = saturation_kind(saturation)?;
+    let m = Media {
+        adstock: Adstock::new(ak, l_max_of(ak, l_max)?, normalize)?,
+        saturation: sk,
+    };
+    let d = dims_of(&x);
+    let xs = slice3("x", &x)?;
+    validate::nonnegative("x", xs)?;
+    let [an0, an1] = adstock_param_names(ak);
+    let [sn0, sn1] = saturation_param_names(sk);
+    let (pa0, pa1) = params([an0, an1], m.adstock.n_params(), d, &a0, &a1)?;
+    check_adstock_domain(ak, pa0, pa1)?;
+    let (ps0, ps1) = params([sn0, sn1], sk.n_params(), d, &s0, &s1)?;
+    check_saturation_domain(sk, ps0, ps1)?;
+    let (y, cache) = py.detach(|| {
+        let mut y = vec![0.0; d.len()];
+        let mut cache = vec![0.0; 4 * d.len()];
+        media_fwd(&m, d, xs, pa0, pa1, ps0, ps1, &mut y, &mut cache).map(|_| (y, cache))
+    })?;
+    Ok((to3(py, y, d)?, cache.into_pyarray(py)))
+}
+
+/// VJP of `media_fwd` from its cache: returns (gx or None, ga0, ga1 or None, gs0, gs1 or None).
+#[pyfunction(name = "media_vjp")]
+#[pyo3(signature = (adstock, saturation, x, a0, a1, cache, g, l_max, normalize, want_gx=false))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn media_vjp_py<'py>(
+    py: Python<'py>,
+    adstock: &str,
+    saturation: &str,
+    x: PyReadonlyArray3<'py, f64>,
+    a0: PyReadonlyArray2<'py, f64>,
+    a1: Option<PyReadonlyArray2<'py, f64>>,
+    cache: numpy::PyReadonlyArray1<'py, f64>,
+    g: PyReadonlyArray3<'py, f64>,
+    l_max: i64,
+    normalize: bool,
+    want_gx: bool,
+) -> PyResult<(
+    Option<Arr3<'py>>,
+    Arr2<'py>,
+    Option<Arr2<'py>>,
+    Arr2<'py>,
+    Option<Arr2<'py>>,
+)> {
+    let ak = adstock_kind(adstock)?;
+    let sk = saturation_kind(saturation)?;
+    let m = Media {
+        adstock: Adstock::new(ak, l_max_of(ak, l_max)?, normalize)?,
+        saturation: sk,
+    };
+    let d = dims_of(&x);
+    let xs = slice3("x", &x)?;
+    if g.shape() != x.shape() {
+        return Err(value_error(
+            "g",
+            format!(
+                "expected shape {:?} (that of x), got {:?}",
+                x.shape(),
+                g.shape()
+            ),
+        ));
+    }
+    let gs = slice3("g", &g)?;
+    validate::finite("g", gs)?;
+    let cs = cache
+        .as_slice()
+        .map_err(|_| value_error("cache", "must be a C-contiguous float64 array"))?;
+    let [an0, an1] = adstock_param_names(ak);
+    let (pa0, pa1) = params([an0, an1], m.adstock.n_params(), d, &a0, &a1)?;
+    check_adstock_domain(ak, pa0, pa1)?;
+    let two_a = m.adstock.n_params() == 2;
+    let two_s = sk.n_params() == 2;
+    let np = d.n_params();
+    let res = py.detach(|| {
+        let mut gx = vec![0.0; if want_gx { d.len() } else { 0 }];
+        let mut ga0 = vec![0.0; np];
+        let mut ga1 = vec![0.0; if two_a { np } else { 0 }];
+        let mut gs0 = vec![0.0; np];
+        let mut gs1 = vec![0.0; if two_s { np } else { 0 }];
+        let out = MediaGrads {
+            ga0: &mut ga0,
+            ga1: &mut ga1,
+            gs0: &mut gs0,
+            gs1: &mut gs1,
+            gx: &mut gx,
+        };
+        media_vjp(&m, d, xs, pa0, pa1, cs, gs, out).map(|_| (gx, ga0, ga1, gs0, gs1))
+    })?;
+    let (gx, ga0, ga1, gs0, gs1) = res;
+    Ok((
+        if want_gx { Some(to3(py, gx, d)?) } else { None },
+        to2(py, ga0, d)?,
+        if two_a { Some(to2(py, ga1, d)?) } else { None },
+        to2(py, gs0, d)?,
+        if two_s { Some(to2(py, gs1, d)?) } else { None },
+    ))
+}
+
 /// Addresses of the C-ABI kernels, by symbol name.
 #[pyfunction]
 fn ffi_addresses(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -446,6 +568,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(saturation_fwd_py, m)?)?;
     m.add_function(wrap_pyfunction!(saturation_vjp_py, m)?)?;
     m.add_function(wrap_pyfunction!(adstock_weights_py, m)?)?;
+    m.add_function(wrap_pyfunction!(media_fwd_py, m)?)?;
+    m.add_function(wrap_pyfunction!(media_vjp_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
     Ok(())
 }

@@ -239,18 +239,64 @@ pub(crate) fn batch_weights(
     }
 }
 
+/// Dot product with four accumulators, so that it vectorises without fast-math.
+#[inline]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (u, v) in ac.zip(bc) {
+        for k in 0..4 {
+            acc[k] += u[k] * v[k];
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (u, v) in ar.iter().zip(br) {
+        s += u * v;
+    }
+    s
+}
+
+/// Copies channel `ch` of a `(T, C)` array into a contiguous column.
+#[inline]
+pub(crate) fn gather(src: &[f64], c: usize, ch: usize, col: &mut [f64]) {
+    for (v, row) in col.iter_mut().zip(src.chunks_exact(c)) {
+        *v = row[ch];
+    }
+}
+
+#[inline]
+pub(crate) fn scatter(col: &[f64], c: usize, ch: usize, dst: &mut [f64]) {
+    for (v, row) in col.iter().zip(dst.chunks_exact_mut(c)) {
+        row[ch] = *v;
+    }
+}
+
+/// 1-D causal convolution of one contiguous column: `y[t] = sum_l w[l] x[t-l]`,
+/// with `w[l]` at `w[l * stride]`. Inner loops run over contiguous time so they
+/// vectorise (a `(T, C)` row has only C elements, too few for SIMD).
+#[inline]
+pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &mut [f64]) {
+    let t = xc.len();
+    yc.fill(0.0);
+    for l in 0..taps.min(t) {
+        let wl = w[l * stride];
+        for (yv, xv) in yc[l..].iter_mut().zip(&xc[..t - l]) {
+            *yv += wl * xv;
+        }
+    }
+}
+
 /// Causal convolution of one batch member: `y[t, c] = sum_l w[l, c] x[t-l, c]`.
 pub(crate) fn conv_fwd(x: &[f64], w: &[f64], t: usize, c: usize, taps: usize, y: &mut [f64]) {
-    for ti in 0..t {
-        let yr = &mut y[ti * c..(ti + 1) * c];
-        yr.fill(0.0);
-        for l in 0..=(taps - 1).min(ti) {
-            let xr = &x[(ti - l) * c..(ti - l + 1) * c];
-            let wr = &w[l * c..(l + 1) * c];
-            for ((yv, wv), xv) in yr.iter_mut().zip(wr).zip(xr) {
-                *yv += wv * xv;
-            }
-        }
+    let mut buf = vec![0.0; 2 * t];
+    let (xc, yc) = buf.split_at_mut(t);
+    for ch in 0..c {
+        gather(x, c, ch, xc);
+        conv_col(xc, &w[ch..], c, taps, yc);
+        scatter(yc, c, ch, y);
     }
 }
 
@@ -266,23 +312,22 @@ pub(crate) fn conv_vjp(
     gx: &mut [f64],
     gw: &mut [f64],
 ) {
-    gx.fill(0.0);
+    let mut buf = vec![0.0; 3 * t];
+    let (xc, rest) = buf.split_at_mut(t);
+    let (gc, gxc) = rest.split_at_mut(t);
     gw.fill(0.0);
-    for ti in 0..t {
-        let gr = &g[ti * c..(ti + 1) * c];
-        for l in 0..=(taps - 1).min(ti) {
-            let s = ti - l;
-            let xr = &x[s * c..(s + 1) * c];
-            let wr = &w[l * c..(l + 1) * c];
-            let gxr = &mut gx[s * c..(s + 1) * c];
-            for ((gxv, wv), gv) in gxr.iter_mut().zip(wr).zip(gr) {
-                *gxv += wv * gv;
+    for ch in 0..c {
+        gather(x, c, ch, xc);
+        gather(g, c, ch, gc);
+        gxc.fill(0.0);
+        for l in 0..taps.min(t) {
+            let wl = w[l * c + ch];
+            for (gv, src) in gxc[..t - l].iter_mut().zip(&gc[l..]) {
+                *gv += wl * src;
             }
-            let gwr = &mut gw[l * c..(l + 1) * c];
-            for ((gwv, gv), xv) in gwr.iter_mut().zip(gr).zip(xr) {
-                *gwv += gv * xv;
-            }
+            gw[l * c + ch] = dot(&gc[l..], &xc[..t - l]);
         }
+        scatter(gxc, c, ch, gx);
     }
 }
 
@@ -479,20 +524,4 @@ pub fn adstock_weights(spec: &Adstock, p0: f64, p1: f64) -> KResult<Vec<f64>> {
     let mut w = vec![0.0; spec.n_taps()];
     channel_weights(spec, p0, p1, 1, &mut w, None);
     Ok(w)
-}
-
-/// Weight gradient only (the spend is data, so its gradient is often not needed):
-/// `gw[l, c] = sum_t g[t, c] x[t - l, c]`.
-pub(crate) fn conv_vjp_w(x: &[f64], g: &[f64], t: usize, c: usize, taps: usize, gw: &mut [f64]) {
-    gw.fill(0.0);
-    for l in 0..taps.min(t) {
-        let gwr = &mut gw[l * c..(l + 1) * c];
-        for ti in l..t {
-            let gr = &g[ti * c..(ti + 1) * c];
-            let xr = &x[(ti - l) * c..(ti - l + 1) * c];
-            for ((gwv, gv), xv) in gwr.iter_mut().zip(gr).zip(xr) {
-                *gwv += gv * xv;
-            }
-        }
-    }
 }

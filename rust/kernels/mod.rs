@@ -4,6 +4,7 @@
 //! compiler can vectorise across channels.
 
 pub mod adstock;
+pub mod fastmath;
 pub mod fused;
 pub mod saturation;
 pub mod validate;

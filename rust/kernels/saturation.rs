@@ -11,8 +11,10 @@
 //! * Michaelis-Menten: `y = alpha x / (lam + x)`. Parameters (alpha, lam).
 //! * tanh: `y = b tanh(x / (b c))`. Parameters (b, c).
 //!
-//! Every formula uses one transcendental call per element.
+//! Every formula uses one transcendental call per element, from `fastmath`
+//! (inline and vectorisable, unlike libm's).
 
+use super::fastmath::{exp, ln};
 use super::Dims;
 use crate::error::{check_len, KResult};
 
@@ -51,24 +53,24 @@ pub struct Tanh;
 
 #[derive(Clone, Copy, Default)]
 pub struct HillPre {
-    kappa: f64,
+    inv_kappa: f64,
     ln_kappa: f64,
     slope: f64,
+    /// dy/dx at x = 0 (the convention in the module docs).
+    dx0: f64,
 }
 
 impl Hill {
-    /// y, and y(1-y), from n*ln(x/kappa) without overflow.
+    /// (y, y (1 - y)) from `nr = slope * ln(x / kappa)`, without overflow and
+    /// without branches (data-dependent branches mispredict on real spend):
+    /// with `a = exp(-|nr|)`, `y = a/(1+a)` or `1/(1+a)`, and `y(1-y) = a/(1+a)^2`
+    /// either way. `nr = -inf` (x = 0) gives exactly (0, 0).
     #[inline(always)]
     fn core(nr: f64) -> (f64, f64) {
-        if nr >= 0.0 {
-            let e = (-nr).exp();
-            let y = 1.0 / (1.0 + e);
-            (y, y * (e * y))
-        } else {
-            let u = nr.exp();
-            let y = u / (1.0 + u);
-            (y, y / (1.0 + u))
-        }
+        let a = exp(-nr.abs());
+        let r = 1.0 / (1.0 + a);
+        let num = if nr >= 0.0 { 1.0 } else { a };
+        (num * r, a * r * r)
     }
 }
 
@@ -77,29 +79,25 @@ impl Curve for Hill {
     #[inline(always)]
     fn pre(kappa: f64, slope: f64) -> HillPre {
         HillPre {
-            kappa,
+            inv_kappa: 1.0 / kappa,
             ln_kappa: kappa.ln(),
             slope,
+            dx0: if slope == 1.0 { 1.0 / kappa } else { 0.0 },
         }
     }
     #[inline(always)]
     fn value(x: f64, q: &HillPre) -> f64 {
-        if x > 0.0 {
-            Hill::core(q.slope * (x.ln() - q.ln_kappa)).0
-        } else {
-            0.0
-        }
+        Hill::core(q.slope * (ln(x) - q.ln_kappa)).0
     }
     #[inline(always)]
     fn grad(x: f64, q: &HillPre) -> (f64, f64, f64, f64) {
-        if x > 0.0 {
-            let r = x.ln() - q.ln_kappa;
-            let (y, d) = Hill::core(q.slope * r);
-            (y, q.slope * d / x, -q.slope * d / q.kappa, d * r)
-        } else {
-            let dx = if q.slope == 1.0 { 1.0 / q.kappa } else { 0.0 };
-            (0.0, dx, 0.0, 0.0)
-        }
+        let r = ln(x) - q.ln_kappa;
+        let (y, d) = Hill::core(q.slope * r);
+        let pos = x > 0.0;
+        // At x = 0: d = 0 and r = -inf, so guard the 0/0 and 0*inf by selects.
+        let dx = if pos { q.slope * d / x } else { q.dx0 };
+        let ds = if pos { d * r } else { 0.0 };
+        (y, dx, -q.slope * d * q.inv_kappa, ds)
     }
 }
 
@@ -111,12 +109,12 @@ impl Curve for Logistic {
     }
     #[inline(always)]
     fn value(x: f64, lam: &f64) -> f64 {
-        let e = (-lam * x).exp();
+        let e = exp(-lam * x);
         (1.0 - e) / (1.0 + e)
     }
     #[inline(always)]
     fn grad(x: f64, lam: &f64) -> (f64, f64, f64, f64) {
-        let e = (-lam * x).exp();
+        let e = exp(-lam * x);
         let r = 1.0 / (1.0 + e);
         let y = (1.0 - e) * r;
         let d = 2.0 * e * r * r; // = 1 - y^2 over 2, computed without cancellation
@@ -168,13 +166,13 @@ impl Curve for Tanh {
     }
     #[inline(always)]
     fn value(x: f64, q: &TanhPre) -> f64 {
-        q.b * (x * q.inv_bc).tanh()
+        Tanh::grad(x, q).0
     }
     #[inline(always)]
     fn grad(x: f64, q: &TanhPre) -> (f64, f64, f64, f64) {
         // tanh and sech^2 from one exp, without the cancellation of 1 - tanh^2.
         let s = x * q.inv_bc;
-        let e = (-2.0 * s.abs()).exp();
+        let e = exp(-2.0 * s.abs());
         let r = 1.0 / (1.0 + e);
         let th = ((1.0 - e) * r).copysign(s);
         let sech2 = 4.0 * e * r * r;

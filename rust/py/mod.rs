@@ -467,7 +467,25 @@ fn media_fwd_py<'py>(
     let (y, cache) = py.detach(|| {
         let mut y = vec![0.0; d.len()];
         let mut cache = vec![0.0; 4 * d.len()];
-        media_fwd(&m, d, xs, pa0, pa1, ps0, ps1, &mut y, &mut cache).map(|_| (y, cache))
+        let per = batches_per_task(d);
+        let n = d.b.div_ceil(per).max(1);
+        let (tc, c) = (d.tc(), d.c);
+        let outs = pieces_mut(&mut y, per * tc, n)
+            .into_par_iter()
+            .zip(pieces_mut(&mut cache, per * 4 * tc, n));
+        let ins = pieces(xs, per * tc, n)
+            .into_par_iter()
+            .zip(pieces(pa0, per * c, n))
+            .zip(pieces(pa1, per * c, n))
+            .zip(pieces(ps0, per * c, n))
+            .zip(pieces(ps1, per * c, n));
+        outs.zip(ins)
+            .enumerate()
+            .try_for_each(|(i, ((yc, cc), ((((xc, q0), q1), r0), r1)))| {
+                let nb = per.min(d.b - i * per);
+                media_fwd(&m, Dims::new(nb, d.t, d.c), xc, q0, q1, r0, r1, yc, cc)
+            })?;
+        Ok::<_, crate::error::KernelError>((y, cache))
     })?;
     Ok((to3(py, y, d)?, cache.into_pyarray(py)))
 }
@@ -524,20 +542,51 @@ fn media_vjp_py<'py>(
     let two_a = m.adstock.n_params() == 2;
     let two_s = sk.n_params() == 2;
     let np = d.n_params();
+    if cs.len() != 4 * d.len() {
+        return Err(value_error(
+            "cache",
+            format!(
+                "expected {} values from media_fwd, got {}",
+                4 * d.len(),
+                cs.len()
+            ),
+        ));
+    }
     let res = py.detach(|| {
         let mut gx = vec![0.0; if want_gx { d.len() } else { 0 }];
         let mut ga0 = vec![0.0; np];
         let mut ga1 = vec![0.0; if two_a { np } else { 0 }];
         let mut gs0 = vec![0.0; np];
         let mut gs1 = vec![0.0; if two_s { np } else { 0 }];
-        let out = MediaGrads {
-            ga0: &mut ga0,
-            ga1: &mut ga1,
-            gs0: &mut gs0,
-            gs1: &mut gs1,
-            gx: &mut gx,
-        };
-        media_vjp(&m, d, xs, pa0, pa1, cs, gs, out).map(|_| (gx, ga0, ga1, gs0, gs1))
+        let per = batches_per_task(d);
+        let n = d.b.div_ceil(per).max(1);
+        let (tc, c) = (d.tc(), d.c);
+        let outs = pieces_mut(&mut gx, per * tc, n)
+            .into_par_iter()
+            .zip(pieces_mut(&mut ga0, per * c, n))
+            .zip(pieces_mut(&mut ga1, per * c, n))
+            .zip(pieces_mut(&mut gs0, per * c, n))
+            .zip(pieces_mut(&mut gs1, per * c, n));
+        let ins = pieces(xs, per * tc, n)
+            .into_par_iter()
+            .zip(pieces(pa0, per * c, n))
+            .zip(pieces(pa1, per * c, n))
+            .zip(pieces(cs, per * 4 * tc, n))
+            .zip(pieces(gs, per * tc, n));
+        outs.zip(ins).enumerate().try_for_each(
+            |(i, (((((gxc, a0c), a1c), s0c), s1c), ((((xc, q0), q1), cc), gc)))| {
+                let nb = per.min(d.b - i * per);
+                let out = MediaGrads {
+                    ga0: a0c,
+                    ga1: a1c,
+                    gs0: s0c,
+                    gs1: s1c,
+                    gx: gxc,
+                };
+                media_vjp(&m, Dims::new(nb, d.t, d.c), xc, q0, q1, cc, gc, out)
+            },
+        )?;
+        Ok::<_, crate::error::KernelError>((gx, ga0, ga1, gs0, gs1))
     })?;
     let (gx, ga0, ga1, gs0, gs1) = res;
     Ok((

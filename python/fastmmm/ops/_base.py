@@ -39,7 +39,9 @@ def _check_inputs(op_name: str, kernel: Kernel, x, params):
         )
     x = _as_float64(x)
     if x.type.ndim not in (2, 3):
-        raise ValueError(f"{op_name}: x must be 2-D (T, C) or 3-D (B, T, C), got ndim={x.type.ndim}")
+        raise ValueError(
+            f"{op_name}: x must be 2-D (T, C) or 3-D (B, T, C), got ndim={x.type.ndim}"
+        )
     params = [_as_float64(p) for p in params]
     allowed = (1,) if x.type.ndim == 2 else (1, 2)
     for name, p in zip(kernel.params, params):
@@ -70,14 +72,15 @@ def _param_buffer(op_name: str, name: str, p: np.ndarray, B: int, C: int) -> np.
             raise ValueError(f"{op_name}: {name} has length {p.shape[0]}, expected C={C}")
     elif p.shape[1] != C or p.shape[0] not in (1, B):
         raise ValueError(f"{op_name}: {name} has shape {p.shape}, expected ({B}, {C}) or (1, {C})")
-    return np.ascontiguousarray(np.broadcast_to(p.reshape(-1, C), (B, C))).reshape(B * C)
+    p2 = p[None, :] if p.ndim == 1 else p
+    return np.ascontiguousarray(np.broadcast_to(p2, (B, C))).reshape(B * C)
 
 
 def _reduce_grad(r: np.ndarray, p_shape: tuple, B: int, C: int) -> np.ndarray:
     """Gradient buffer of B*C doubles -> gradient of the parameter's shape."""
     r = r.reshape(B, C)
     if len(p_shape) == 1:
-        return r.sum(axis=0) if B > 1 else r.reshape(C)
+        return r.reshape(C) if B == 1 else r.sum(axis=0)
     return r if p_shape[0] == B else r.sum(axis=0, keepdims=True)
 
 

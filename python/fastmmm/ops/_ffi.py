@@ -89,11 +89,33 @@ KERNELS: dict[str, Kernel] = {
 }
 
 
+# Fused saturation(adstock(x)) entry points (``ops.media``).  Their argument
+# lists do not follow ``Kernel``'s pattern, so they are spelled out:
+#   fwd: (adstock, l_max, normalize, saturation, x, a0, a1, s0, s1, B, T, C,
+#         y, cache)
+#   vjp: (adstock, l_max, normalize, saturation, x, a0, a1, cache, g, B, T, C,
+#         want_gx, gx, ga0, ga1, gs0, gs1)
+# a1/s1/ga1/gs1 (second parameter of a one-parameter kind) and gx (want_gx=0)
+# are not read or written and may be any pointer, null included.
+MEDIA_FWD_SYMBOL = f"{SYMBOL_PREFIX}media_fwd"
+MEDIA_VJP_SYMBOL = f"{SYMBOL_PREFIX}media_vjp"
+_MEDIA_FLAGS = ("i32", "i64", "i32", "i32")  # adstock, l_max, normalize, saturation
+FUSED_SYMBOLS: dict[str, tuple[str, ...]] = {
+    MEDIA_FWD_SYMBOL: _MEDIA_FLAGS + ("p",) * 5 + ("i64",) * 3 + ("p",) * 2,
+    MEDIA_VJP_SYMBOL: _MEDIA_FLAGS + ("p",) * 5 + ("i64",) * 3 + ("i32",) + ("p",) * 5,
+}
+
+#: kind codes of the fused entry points (names as in ``fastmmm.kernels``)
+ADSTOCK_CODES = {"geometric": 0, "delayed": 1, "weibull_pdf": 2, "weibull_cdf": 3}
+SATURATION_CODES = {"hill": 0, "logistic": 1, "michaelis_menten": 2, "tanh": 3}
+
+
 def _symbols() -> dict[str, tuple[str, ...]]:
     out = {}
     for k in KERNELS.values():
         out[k.fwd_symbol] = k.argkinds(vjp=False)
         out[k.vjp_symbol] = k.argkinds(vjp=True)
+    out.update(FUSED_SYMBOLS)
     return out
 
 

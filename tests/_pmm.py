@@ -5,6 +5,11 @@ naming the time dimension.  We build symbolic xtensor inputs with dims
 ("batch", "date", "channel") or ("date", "channel"), per-channel params with
 dims ("channel",) or ("batch", "channel"), transpose the output back to the
 dims of x, and compile once per static configuration (cached).
+
+For VJPs the xtensor graph is lowered to plain tensors (the ``lower_xtensor``
+rewrites) and differentiated with ``pytensor.grad`` of ``sum(g * y)``.  pytensor's
+``Min`` op has no gradient, so (Weibull pdf only) each ``min(v)`` is replaced by
+``-max(-v)`` first.
 """
 
 from __future__ import annotations
@@ -17,8 +22,15 @@ import numpy as np
 warnings.filterwarnings("ignore", message="xtensor module is experimental")
 
 import pytensor  # noqa: E402
+import pytensor.tensor as pt  # noqa: E402
 import pytensor.xtensor as ptx  # noqa: E402
 from pymc_marketing.mmm import transformers as tr  # noqa: E402
+from pytensor.graph.rewriting.utils import rewrite_graph  # noqa: E402
+
+try:
+    from pytensor.graph.traversal import io_toposort
+except ImportError:  # older pytensor
+    from pytensor.graph.basic import io_toposort
 
 _MODE = "FAST_COMPILE"
 
@@ -32,13 +44,12 @@ def _pdims(ndim):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(name, x_ndim, p_ndims, static):
+def _compiled(name, x_ndim, p_ndims, static, vjp=False):
     xd = _xdims(x_ndim)
-    x = ptx.xtensor("x", dims=xd, shape=(None,) * x_ndim, dtype="float64")
-    ps = [
-        ptx.xtensor(f"p{i}", dims=_pdims(nd), shape=(None,) * nd, dtype="float64")
-        for i, nd in enumerate(p_ndims)
-    ]
+    xt = pt.tensor("x", shape=(None,) * x_ndim, dtype="float64")
+    pts = [pt.tensor(f"p{i}", shape=(None,) * nd, dtype="float64") for i, nd in enumerate(p_ndims)]
+    x = ptx.as_xtensor(xt, dims=xd)
+    ps = [ptx.as_xtensor(q, dims=_pdims(nd)) for q, nd in zip(pts, p_ndims)]
     kw = dict(static)
     if name == "geometric_adstock":
         y = tr.geometric_adstock(x, ps[0], dim="date", **kw)
@@ -58,8 +69,18 @@ def _compiled(name, x_ndim, p_ndims, static):
         y = tr.tanh_saturation(x, ps[0], ps[1])
     else:  # pragma: no cover
         raise KeyError(name)
-    y = y.transpose(*xd)
-    return pytensor.function([x, *ps], y, mode=_MODE)
+    y = y.transpose(*xd).values
+    if not vjp:
+        return pytensor.function([xt, *pts], y, mode=_MODE)
+    y = rewrite_graph(y, include=("lower_xtensor",))
+    mins = [n for n in io_toposort([xt, *pts], [y]) if type(n.op).__name__ == "Min"]
+    if mins:
+        y = pytensor.clone_replace(
+            y, {n.outputs[0]: -pt.max(-n.inputs[0], axis=n.op.axis) for n in mins}
+        )
+    g = pt.tensor("g", shape=(None,) * x_ndim, dtype="float64")
+    grads = pytensor.grad((g * y).sum(), [xt, *pts])
+    return pytensor.function([xt, *pts, g], grads, mode=_MODE)
 
 
 def pmm(name, x, *params, **static):
@@ -67,6 +88,17 @@ def pmm(name, x, *params, **static):
 
     ``static`` holds l_max / normalize / kind; mode is always ConvMode.After.
     """
+    return _run(name, x, params, static, None)
+
+
+def pmm_vjp(name, x, *params_and_g, **static):
+    """(gx, gparam...) of sum(g * transformer(x, params)) by pytensor.grad; the
+    fastmmm ``*_vjp`` argument order (g after the parameters)."""
+    *params, g = params_and_g
+    return tuple(_run(name, x, params, static, np.ascontiguousarray(g, dtype=np.float64)))
+
+
+def _run(name, x, params, static, g):
     x = np.ascontiguousarray(x, dtype=np.float64)
     params = [np.ascontiguousarray(p, dtype=np.float64) for p in params]
     if name == "geometric_adstock" and static.get("l_max", 12) is None:
@@ -75,5 +107,7 @@ def pmm(name, x, *params, **static):
         static.setdefault("normalize", False)
         static["mode"] = tr.ConvMode.After
     key = tuple(sorted(static.items()))
-    f = _compiled(name, x.ndim, tuple(p.ndim for p in params), key)
-    return np.asarray(f(x, *params))
+    f = _compiled(name, x.ndim, tuple(p.ndim for p in params), key, g is not None)
+    if g is None:
+        return np.asarray(f(x, *params))
+    return [np.asarray(a) for a in f(x, *params, g)]

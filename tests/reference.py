@@ -88,18 +88,20 @@ def _out(y3, squeeze):
 # --------------------------------------------------------------------------
 # lag weights and their analytic derivatives.  All return (B, C, L) arrays.
 # --------------------------------------------------------------------------
-def _normalize(w, dws):
-    """w / sum(w) and, by the quotient rule, d(w / sum w)/dp for each dw in dws."""
+def _normalize(w, dws, dws_abs):
+    """w / sum(w) and, by the quotient rule, d(w / sum w)/dp = dw/S - w dS/S**2 for
+    each dw in dws; dws_abs are bounds on |dw| used to build the matching bounds
+    |dw|/S + w sum|dw|/S**2 for the normalised derivatives."""
     S = w.sum(axis=-1, keepdims=True)
-    out = []
-    for dw in dws:
+    out, out_abs = [], []
+    for dw, da in zip(dws, dws_abs):
         dS = dw.sum(axis=-1, keepdims=True)
         out.append(dw / S - w * dS / S**2)
-    return w / S, out
+        out_abs.append(da / S + w * da.sum(axis=-1, keepdims=True) / S**2)
+    return w / S, out, out_abs
 
 
-def geometric_weights(alpha, L, normalize=False):
-    """w_l = alpha**l, l = 0..L-1; returns (w, dw/dalpha)."""
+def _geometric_weights(alpha, L, normalize):
     alpha = np.asarray(alpha, dtype=np.float64)[..., None]
     lags = np.arange(L, dtype=np.float64)
     w = np.ones(alpha.shape[:-1] + (L,))
@@ -107,13 +109,19 @@ def geometric_weights(alpha, L, normalize=False):
     for l in range(1, L):  # noqa: E741  (explicit powers, no recursion on w)
         w[..., l] = alpha[..., 0] ** lags[l]
         dw[..., l] = lags[l] * alpha[..., 0] ** (lags[l] - 1.0)
+    dws, dabs = [dw], [np.abs(dw)]
     if normalize:
-        w, (dw,) = _normalize(w, [dw])
+        w, dws, dabs = _normalize(w, dws, dabs)
+    return w, dws, dabs
+
+
+def geometric_weights(alpha, L, normalize=False):
+    """w_l = alpha**l, l = 0..L-1; returns (w, dw/dalpha)."""
+    w, (dw,), _ = _geometric_weights(alpha, L, normalize)
     return w, dw
 
 
-def delayed_weights(alpha, theta, L, normalize=False):
-    """w_l = alpha**((l - theta)**2); returns (w, dw/dalpha, dw/dtheta)."""
+def _delayed_weights(alpha, theta, L, normalize):
     alpha = np.asarray(alpha, dtype=np.float64)[..., None]
     theta = np.asarray(theta, dtype=np.float64)[..., None]
     lags = np.arange(L, dtype=np.float64)
@@ -123,20 +131,77 @@ def delayed_weights(alpha, theta, L, normalize=False):
     dw_dalpha = e * w / alpha
     # d/dtheta alpha**e = w * log(alpha) * de/dtheta,  de/dtheta = -2 (l - theta)
     dw_dtheta = w * np.log(alpha) * (-2.0 * (lags - theta))
+    dws = [dw_dalpha, dw_dtheta]
+    dabs = [np.abs(d) for d in dws]
     if normalize:
-        w, (dw_dalpha, dw_dtheta) = _normalize(w, [dw_dalpha, dw_dtheta])
-    return w, dw_dalpha, dw_dtheta
+        w, dws, dabs = _normalize(w, dws, dabs)
+    return w, dws, dabs
+
+
+def delayed_weights(alpha, theta, L, normalize=False):
+    """w_l = alpha**((l - theta)**2); returns (w, dw/dalpha, dw/dtheta)."""
+    w, (da, dt), _ = _delayed_weights(alpha, theta, L, normalize)
+    return w, da, dt
 
 
 def _weibull_pdf(t, lam, k):
-    """Weibull density f(t; shape k, scale lam) and its d/dlam, d/dk."""
+    """Weibull density f(t; shape k, scale lam), its d/dlam, d/dk, and bounds on the
+    size of the terms of those derivatives."""
     z = t / lam
-    p = (k / lam) * z ** (k - 1.0) * np.exp(-(z**k))
+    zk = z**k
+    p = (k / lam) * z ** (k - 1.0) * np.exp(-zk)
     # d log p / d lam = (k / lam) * (z**k - 1)
-    dlogp_dlam = (k / lam) * (z**k - 1.0)
+    dlogp_dlam = (k / lam) * (zk - 1.0)
     # d log p / d k = 1/k + log z - z**k log z
-    dlogp_dk = 1.0 / k + np.log(z) - z**k * np.log(z)
-    return p, p * dlogp_dlam, p * dlogp_dk
+    dlogp_dk = 1.0 / k + np.log(z) - zk * np.log(z)
+    abs_lam = p * (k / lam) * (zk + 1.0)
+    abs_k = p * (1.0 / k + np.abs(np.log(z)) * (1.0 + zk))
+    return p, p * dlogp_dlam, p * dlogp_dk, abs_lam, abs_k
+
+
+def _weibull_weights(lam, k, L, kind, normalize):
+    lam = np.asarray(lam, dtype=np.float64)[..., None]
+    k = np.asarray(k, dtype=np.float64)[..., None]
+    t = np.arange(1, L + 1, dtype=np.float64)
+    if kind == "pdf":
+        p, dp_dlam, dp_dk, ap_lam, ap_k = _weibull_pdf(t, lam, k)
+        shape = p.shape
+        w = np.empty(shape)
+        dws = [np.empty(shape), np.empty(shape)]
+        dabs = [np.empty(shape), np.empty(shape)]
+        for idx in np.ndindex(shape[:-1]):
+            pv = p[idx]
+            imin = int(np.argmin(pv))
+            imax = int(np.argmax(pv))
+            D = pv[imax] - pv[imin]
+            w[idx] = (pv - pv[imin]) / D
+            for dp, ap, dw, da in ((dp_dlam[idx], ap_lam[idx], dws[0], dabs[0]),
+                                   (dp_dk[idx], ap_k[idx], dws[1], dabs[1])):
+                dD = dp[imax] - dp[imin]
+                dw[idx] = (dp - dp[imin]) / D - (pv - pv[imin]) * dD / D**2
+                aD = ap[imax] + ap[imin]
+                da[idx] = (ap + ap[imin]) / D + np.abs(pv - pv[imin]) * aD / D**2
+    elif kind == "cdf":
+        z = (t / lam) ** k  # (..., L) cumulative hazard at t
+        # d z/dlam = -k z / lam ;  d z/dk = z log(t/lam)
+        dz = [-k * z / lam, z * np.log(t / lam)]
+        n = L + 1
+        shape = z.shape[:-1] + (n,)
+        w = np.empty(shape)
+        dws = [np.zeros(shape), np.zeros(shape)]
+        dabs = [np.zeros(shape), np.zeros(shape)]
+        w[..., 0] = 1.0
+        for j in range(1, n):
+            # w_j = prod_{t<=j} exp(-z_t) = exp(-sum_{t<=j} z_t)
+            w[..., j] = np.prod(np.exp(-z[..., :j]), axis=-1)
+            for dzi, dw, da in zip(dz, dws, dabs):
+                dw[..., j] = -w[..., j] * dzi[..., :j].sum(axis=-1)
+                da[..., j] = w[..., j] * np.abs(dzi[..., :j]).sum(axis=-1)
+    else:
+        raise ValueError(f"kind must be 'pdf' or 'cdf', got {kind!r}")
+    if normalize:
+        w, dws, dabs = _normalize(w, dws, dabs)
+    return w, dws, dabs
 
 
 def weibull_weights(lam, k, L, kind="pdf", normalize=False):
@@ -147,47 +212,8 @@ def weibull_weights(lam, k, L, kind="pdf", normalize=False):
          w = cumprod([1, s_1, ..., s_L])                                 (L+1 weights)
     Returns (w, dw/dlam, dw/dk), each (..., n_weights).
     """
-    lam = np.asarray(lam, dtype=np.float64)[..., None]
-    k = np.asarray(k, dtype=np.float64)[..., None]
-    t = np.arange(1, L + 1, dtype=np.float64)
-    if kind == "pdf":
-        p, dp_dlam, dp_dk = _weibull_pdf(t, lam, k)
-        shape = p.shape
-        w = np.empty(shape)
-        dw_dlam = np.empty(shape)
-        dw_dk = np.empty(shape)
-        for idx in np.ndindex(shape[:-1]):
-            pv = p[idx]
-            imin = int(np.argmin(pv))
-            imax = int(np.argmax(pv))
-            D = pv[imax] - pv[imin]
-            w[idx] = (pv - pv[imin]) / D
-            for dp, dw in ((dp_dlam[idx], dw_dlam), (dp_dk[idx], dw_dk)):
-                dD = dp[imax] - dp[imin]
-                dw[idx] = (dp - dp[imin]) / D - (pv - pv[imin]) * dD / D**2
-    elif kind == "cdf":
-        z = (t / lam) ** k  # (..., L) cumulative hazard at t
-        # d z/dlam = -k z / lam ;  d z/dk = z log(t/lam)
-        dz_dlam = -k * z / lam
-        dz_dk = z * np.log(t / lam)
-        n = L + 1
-        shape = z.shape[:-1] + (n,)
-        w = np.empty(shape)
-        dw_dlam = np.empty(shape)
-        dw_dk = np.empty(shape)
-        w[..., 0] = 1.0
-        dw_dlam[..., 0] = 0.0
-        dw_dk[..., 0] = 0.0
-        for j in range(1, n):
-            # w_j = prod_{t<=j} exp(-z_t) = exp(-sum_{t<=j} z_t)
-            w[..., j] = np.prod(np.exp(-z[..., :j]), axis=-1)
-            dw_dlam[..., j] = -w[..., j] * dz_dlam[..., :j].sum(axis=-1)
-            dw_dk[..., j] = -w[..., j] * dz_dk[..., :j].sum(axis=-1)
-    else:
-        raise ValueError(f"kind must be 'pdf' or 'cdf', got {kind!r}")
-    if normalize:
-        w, (dw_dlam, dw_dk) = _normalize(w, [dw_dlam, dw_dk])
-    return w, dw_dlam, dw_dk
+    w, (dl, dk), _ = _weibull_weights(lam, k, L, kind, normalize)
+    return w, dl, dk
 
 
 # --------------------------------------------------------------------------
@@ -214,8 +240,13 @@ def _adstock_forward(x, weights):
     return y
 
 
-def _adstock_vjp(x, g, weights, dweights, abs_scale=False):
-    """gx = M^T g ; gp = g^T (dM/dp) x for each dp in dweights."""
+def _adstock_vjp(x, g, weights, dweights, dweights_abs, abs_scale=False):
+    """gx = M^T g ; gp = g^T (dM/dp) x for each dp in dweights.
+
+    With abs_scale, |M|^T |g| and |g|^T dMabs |x| where dMabs is built from
+    dweights_abs (bounds on the sizes of the terms of dw/dp)."""
+    if abs_scale:
+        dweights = dweights_abs
     B, T, C = x.shape
     gx = np.empty_like(x)
     gps = [np.empty((B, C)) for _ in dweights]
@@ -247,7 +278,7 @@ def geometric_adstock(x, alpha, l_max=None, normalize=False):
     x3, sq = _as3d(x)
     B, T, C = x3.shape
     a = _param(alpha, B, C)
-    w, _ = geometric_weights(a, _geometric_L(l_max, T, normalize), normalize)
+    w, _, _ = _geometric_weights(a, _geometric_L(l_max, T, normalize), normalize)
     return _out(_adstock_forward(x3, w), sq)
 
 
@@ -256,15 +287,15 @@ def geometric_adstock_vjp(x, alpha, g, l_max=None, normalize=False, abs_scale=Fa
     g3, _ = _as3d(g)
     B, T, C = x3.shape
     a = _param(alpha, B, C)
-    w, dw = geometric_weights(a, _geometric_L(l_max, T, normalize), normalize)
-    gx, (ga,) = _adstock_vjp(x3, g3, w, [dw], abs_scale)
+    w, dws, dabs = _geometric_weights(a, _geometric_L(l_max, T, normalize), normalize)
+    gx, (ga,) = _adstock_vjp(x3, g3, w, dws, dabs, abs_scale)
     return _out(gx, sq), _reduce_param_grad(ga, alpha)
 
 
 def delayed_adstock(x, alpha, theta, l_max, normalize=False):
     x3, sq = _as3d(x)
     B, T, C = x3.shape
-    w, _, _ = delayed_weights(_param(alpha, B, C), _param(theta, B, C), int(l_max), normalize)
+    w, _, _ = _delayed_weights(_param(alpha, B, C), _param(theta, B, C), int(l_max), normalize)
     return _out(_adstock_forward(x3, w), sq)
 
 
@@ -272,15 +303,15 @@ def delayed_adstock_vjp(x, alpha, theta, g, l_max, normalize=False, abs_scale=Fa
     x3, sq = _as3d(x)
     g3, _ = _as3d(g)
     B, T, C = x3.shape
-    w, da, dt = delayed_weights(_param(alpha, B, C), _param(theta, B, C), int(l_max), normalize)
-    gx, (ga, gt) = _adstock_vjp(x3, g3, w, [da, dt], abs_scale)
+    w, dws, dabs = _delayed_weights(_param(alpha, B, C), _param(theta, B, C), int(l_max), normalize)
+    gx, (ga, gt) = _adstock_vjp(x3, g3, w, dws, dabs, abs_scale)
     return _out(gx, sq), _reduce_param_grad(ga, alpha), _reduce_param_grad(gt, theta)
 
 
 def weibull_adstock(x, lam, k, l_max, kind="pdf", normalize=False):
     x3, sq = _as3d(x)
     B, T, C = x3.shape
-    w, _, _ = weibull_weights(_param(lam, B, C), _param(k, B, C), int(l_max), kind, normalize)
+    w, _, _ = _weibull_weights(_param(lam, B, C), _param(k, B, C), int(l_max), kind, normalize)
     return _out(_adstock_forward(x3, w), sq)
 
 
@@ -288,8 +319,8 @@ def weibull_adstock_vjp(x, lam, k, g, l_max, kind="pdf", normalize=False, abs_sc
     x3, sq = _as3d(x)
     g3, _ = _as3d(g)
     B, T, C = x3.shape
-    w, dl, dk = weibull_weights(_param(lam, B, C), _param(k, B, C), int(l_max), kind, normalize)
-    gx, (gl, gk) = _adstock_vjp(x3, g3, w, [dl, dk], abs_scale)
+    w, dws, dabs = _weibull_weights(_param(lam, B, C), _param(k, B, C), int(l_max), kind, normalize)
+    gx, (gl, gk) = _adstock_vjp(x3, g3, w, dws, dabs, abs_scale)
     return _out(gx, sq), _reduce_param_grad(gl, lam), _reduce_param_grad(gk, k)
 
 
@@ -325,7 +356,9 @@ def _hill_parts(x3, kappa, slope):
                     np.where(slope == 1.0, 1.0 / kappa, 0.0))
     dydk = np.where(pos, -slope * kappa ** (slope - 1.0) * xpow / den**2, 0.0)
     dyds = np.where(pos, kpow * xpow * (np.log(xs) - np.log(kappa)) / den**2, 0.0)
-    return y, dydx, dydk, dyds
+    logs_abs = np.abs(np.log(xs)) + np.abs(np.log(kappa))
+    dyds_abs = np.where(pos, kpow * xpow * logs_abs / den**2, 0.0)
+    return y, dydx, dydk, dyds, dyds_abs
 
 
 def hill(x, kappa, slope):
@@ -335,7 +368,9 @@ def hill(x, kappa, slope):
 
 def hill_vjp(x, kappa, slope, g, abs_scale=False):
     x3, sq, (kap, s) = _bcast(x, kappa, slope)
-    _, dydx, dydk, dyds = _hill_parts(x3, kap, s)
+    _, dydx, dydk, dyds, dyds_abs = _hill_parts(x3, kap, s)
+    if abs_scale:  # log(x) - log(kappa) cancels for x ~ kappa
+        dyds = dyds_abs
     return _sat_vjp(g, sq, dydx, [dydk, dyds], [kappa, slope], abs_scale)
 
 
@@ -347,8 +382,9 @@ def logistic_saturation(x, lam):
 
 def logistic_saturation_vjp(x, lam, g, abs_scale=False):
     x3, sq, (lm,) = _bcast(x, lam)
-    y = np.tanh(lm * x3 / 2.0)
-    sech2_half = (1.0 - y * y) / 2.0  # d tanh(u/2)/du
+    # d tanh(u/2)/du = sech(u/2)**2 / 2; 1/cosh**2 (not 1 - y**2, which cancels for large u)
+    with np.errstate(over="ignore"):  # cosh -> inf gives the correct 0
+        sech2_half = 0.5 / np.cosh(lm * x3 / 2.0) ** 2
     return _sat_vjp(g, sq, lm * sech2_half, [x3 * sech2_half], [lam], abs_scale)
 
 
@@ -375,7 +411,8 @@ def tanh_saturation_vjp(x, b, c, g, abs_scale=False):
     x3, sq, (bb, cc) = _bcast(x, b, c)
     u = x3 / (bb * cc)
     th = np.tanh(u)
-    sech2 = 1.0 - th * th
+    with np.errstate(over="ignore"):  # not 1 - th**2: that cancels for large u
+        sech2 = 1.0 / np.cosh(u) ** 2
     dydx = sech2 / cc
     # y = b tanh(u), du/db = -u/b, du/dc = -u/c
     dydb = th - u * sech2

@@ -164,12 +164,33 @@ def test_bad_weibull_kind():
 
 
 # ---------------------------------------------------------------- upstream gradient
+G_BAD = {
+    "nan": lambda x: np.where(np.arange(x.size).reshape(x.shape) == 4, np.nan, 1.0),
+    "inf": lambda x: np.full(x.shape, np.inf),
+    "-inf": lambda x: np.full(x.shape, -np.inf),
+    "longer-T": lambda x: np.ones((x.shape[0] + 1,) + x.shape[1:]),
+    "extra-axis": lambda x: np.ones((1,) + x.shape),  # (1, T, C) for a (T, C) x
+    "missing-axis": lambda x: np.ones(x.shape[1:]),  # (T, C) for a (1, T, C) x
+    "1-D": lambda x: np.ones(x.shape[-2]),
+}
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_bad_upstream_gradient(name):
+@pytest.mark.parametrize("case", list(G_BAD))
+def test_bad_upstream_gradient(name, case):
+    """g must have exactly the shape of the output (= shape of x) and be finite."""
     x, p, o = _args(name)
-    for g in (np.full(x.shape, np.nan), np.full(x.shape, np.inf), np.ones((T + 1, C)), np.ones((1, T, C))):
-        with pytest.raises(ValueError, match=_word("g")):
-            _call(name, x, p, o, vjp=True, g=g)
+    if case == "missing-axis":
+        x = x[None]
+    g = G_BAD[case](x)
+    with pytest.raises(ValueError, match=_word("g")):
+        _call(name, x, p, o, vjp=True, g=g)
+
+
+def test_normalize_needs_finite_l_max():
+    """geometric_adstock(l_max=None) is the untruncated recursion: normalize is refused."""
+    x, p, o = _args("geometric_adstock", l_max=None, normalize=True)
+    _raises("geometric_adstock", "normalize", x, p, o)
 
 
 # ---------------------------------------------------------------- accepted conversions

@@ -9,6 +9,8 @@ natural size of floating-point error of that sum.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -18,9 +20,11 @@ from hypothesis.extra import numpy as hnp
 import reference as R
 from _util import KERNELS, assert_close, kernels
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-N_EX = 30  # examples per small-T property test
-FD_EX = int(__import__("os").environ.get("FASTMMM_FD_EXAMPLES", "8"))
+SETTINGS = dict(deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# examples per property test; raise them through the environment for a long bug hunt
+N_EX = int(os.environ.get("FASTMMM_EXAMPLES", "100"))
+FD_EX = int(os.environ.get("FASTMMM_FD_EXAMPLES", "15"))
 
 
 # --------------------------------------------------------------------------
@@ -150,7 +154,8 @@ def check_vjp(name, x, p, g, opts):
     ref = getattr(R, name + "_vjp")(x, *p, g, **opts)
     scale = getattr(R, name + "_vjp")(x, *p, g, abs_scale=True, **opts)
     got = getattr(K, name + "_vjp")(x.copy(), *(q.copy() for q in p), g.copy(), **opts)
-    assert isinstance(got, tuple) and len(got) == 1 + len(p), f"{name}_vjp must return {1 + len(p)}-tuple"
+    n_out = 1 + len(p)
+    assert isinstance(got, tuple) and len(got) == n_out, f"{name}_vjp must return a {n_out}-tuple"
     labels = ("x",) + KERNELS[name][0]
     for lab, gg, rr, ss in zip(labels, got, ref, scale):
         assert_close(gg, rr, scale=ss, what=f"{name}_vjp d/d{lab}")
@@ -238,6 +243,57 @@ def test_weibull_cdf_has_l_max_plus_one_weights():
     assert w_cdf.shape == (L + 1,)
     assert_close(y_cdf[: L + 1, 0], w_cdf)
     assert np.all(y_cdf[L + 1 :] == 0.0) and np.all(y_pdf[L:] == 0.0)
+
+
+SCALAR_CASES = {
+    "geometric_adstock": ((0.6,), dict(l_max=5, normalize=True)),
+    "delayed_adstock": ((0.6, 1.5), dict(l_max=5, normalize=True)),
+    "weibull_adstock": ((2.5, 1.3), dict(l_max=5, kind="cdf", normalize=True)),
+    "hill": ((1.5, 1.2), {}),
+    "logistic_saturation": ((0.7,), {}),
+    "michaelis_menten": ((2.0, 3.0), {}),
+    "tanh_saturation": ((2.0, 1.5), {}),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_scalar_params_broadcast(name, ndim):
+    """A scalar parameter acts as a (C,) one; its gradient is the scalar sum."""
+    K = kernels()
+    rng = np.random.default_rng(7)
+    x = rng.gamma(1.0, 2.0, size=(2, 12, 3) if ndim == 3 else (12, 3))
+    g = rng.standard_normal(x.shape)
+    vals, opts = SCALAR_CASES[name]
+    vec = [np.full(3, v) for v in vals]
+    assert_close(getattr(K, name)(x, *vals, **opts), getattr(R, name)(x, *vec, **opts))
+    got = getattr(K, name + "_vjp")(x, *vals, g, **opts)
+    ref = getattr(R, name + "_vjp")(x, *vec, g, **opts)
+    assert_close(got[0], ref[0])
+    for gp, rp in zip(got[1:], ref[1:]):
+        assert np.ndim(gp) == 0
+        assert_close(float(gp), rp.sum(), rtol=1e-11)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("kind,p0,p1,l_max", [
+    ("geometric", 0.7, 0.0, 1), ("geometric", 0.7, 0.0, 12), ("geometric", 0.0, 0.0, 5),
+    ("delayed", 0.4, 2.5, 9), ("delayed", 1e-6, 0.0, 3),
+    ("weibull_pdf", 3.0, 1.5, 10), ("weibull_pdf", 2.0, 0.5, 2),
+    ("weibull_cdf", 3.0, 1.5, 10), ("weibull_cdf", 0.7, 4.0, 1),
+])
+def test_adstock_weights_helper(kind, p0, p1, l_max, normalize):
+    """fastmmm.kernels.adstock_weights (inspection helper) matches the reference taps."""
+    K = kernels()
+    if kind == "geometric":
+        ref = R.geometric_weights(p0, l_max, normalize)[0]
+    elif kind == "delayed":
+        ref = R.delayed_weights(p0, p1, l_max, normalize)[0]
+    else:
+        ref = R.weibull_weights(p0, p1, l_max, kind.split("_")[1], normalize)[0]
+    got = K.adstock_weights(kind, p0, p1, l_max=l_max, normalize=normalize)
+    assert_close(np.asarray(got).ravel(), ref.ravel(), what=f"adstock_weights {kind}")
+    assert np.asarray(got).size == ref.size
 
 
 # --------------------------------------------------------------------------

@@ -125,10 +125,10 @@ def _l_max(l_max, allow_none: bool = False) -> int:
 
 
 def _check_g(g, x3: np.ndarray, squeeze: bool) -> np.ndarray:
-    g3, _ = _prep_x(g, "g")
-    if g3.shape != x3.shape:
-        want = x3.shape[1:] if squeeze else x3.shape
+    want = x3.shape[1:] if squeeze else x3.shape
+    if np.shape(g) != tuple(want):
         raise ValueError(f"g: expected the shape of x {tuple(want)}, got {np.shape(g)}")
+    g3, _ = _prep_x(g, "g")
     return g3
 
 

@@ -26,18 +26,21 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
-def timeit(fn, min_time=0.2, repeats=7):
-    """Median seconds per call over `repeats` batches of calls."""
+def _calls_for(fn, min_time):
     fn()  # warm up
     n = 1
     while True:
         t0 = time.perf_counter()
         for _ in range(n):
             fn()
-        dt = time.perf_counter() - t0
-        if dt > min_time / 5:
-            break
-        n *= 4
+        if time.perf_counter() - t0 > min_time:
+            return n
+        n *= 2
+
+
+def timeit(fn, min_time=0.2, repeats=7):
+    """Median seconds per call over `repeats` batches of calls."""
+    n = _calls_for(fn, min_time / 5)
     per = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -45,6 +48,27 @@ def timeit(fn, min_time=0.2, repeats=7):
             fn()
         per.append((time.perf_counter() - t0) / n)
     return statistics.median(per)
+
+
+def interleaved(fns: dict, min_time=0.05, rounds=15):
+    """Time several functions in alternating rounds (robust to load drifting on a
+    shared machine). Returns per-function median seconds per call and the
+    per-round times, so ratios can be taken round by round."""
+    calls = {k: _calls_for(f, min_time) for k, f in fns.items()}
+    per = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            n = calls[k]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                f()
+            per[k].append((time.perf_counter() - t0) / n)
+    return {k: statistics.median(v) for k, v in per.items()}, per
+
+
+def median_ratio(per, num, den):
+    """Median over rounds of time[num] / time[den]."""
+    return statistics.median(a / b for a, b in zip(per[num], per[den]))
 
 
 def pytensor_graph(l_max, conv="slices"):
@@ -131,9 +155,12 @@ def main(argv=None):
                 np.testing.assert_allclose(u[ok], v[ok], rtol=1e-7, atol=1e-9)
                 nan_grads[conv] = nan_grads.get(conv, 0) + int((~ok).sum())
 
-        t_fused = timeit(rust_fused, min_time)
-        t_sep = timeit(rust_separate, min_time)
-        t_pt = {conv: timeit(lambda f=f: f(x, alpha, kappa, slope, g), min_time) for conv, f in ref.items()}
+        fns = {"fused": rust_fused, "separate": rust_separate}
+        for conv, f in ref.items():
+            fns[conv] = lambda f=f: f(x, alpha, kappa, slope, g)
+        med, per = interleaved(fns, min_time=min_time / 6, rounds=7 if args.quick else 21)
+        t_fused, t_sep = med["fused"], med["separate"]
+        t_pt = {conv: med[conv] for conv in ref}
         best_conv = min(t_pt, key=t_pt.get)
         rows.append(
             {
@@ -144,8 +171,8 @@ def main(argv=None):
                 "rust_separate_us": t_sep * 1e6,
                 "pytensor_numba_us": {k: v * 1e6 for k, v in t_pt.items()},
                 "pytensor_best": best_conv,
-                "speedup_fused_vs_pytensor": t_pt[best_conv] / t_fused,
-                "speedup_separate_vs_pytensor": t_pt[best_conv] / t_sep,
+                "speedup_fused_vs_pytensor": median_ratio(per, best_conv, "fused"),
+                "speedup_separate_vs_pytensor": median_ratio(per, best_conv, "separate"),
                 "pytensor_nan_gradients": nan_grads,
             }
         )
@@ -159,7 +186,8 @@ def main(argv=None):
         "pytensor": pytensor.__version__,
         "numba": numba.__version__,
         "fastmmm": _core.__version__,
-        "note": "geometric adstock + Hill, forward + VJP w.r.t. parameters; medians of 7 repeats; "
+        "note": "geometric adstock + Hill, forward + VJP w.r.t. parameters; contenders timed in alternating rounds, "
+        "times are medians over rounds and speedups medians of per-round ratios; "
         "pytensor = best of two pure-PyTensor convolutions compiled with mode='NUMBA', trust_input=True",
     }
     lines = [

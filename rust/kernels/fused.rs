@@ -13,6 +13,7 @@
 
 use super::adstock::{batch_weights, conv_col, dot, gather, scatter, Adstock};
 use super::saturation::{Curve, Hill, Logistic, MichaelisMenten, SaturationKind, Tanh};
+use super::simd::{grad_col as sat_col, level as simd_level};
 use super::Dims;
 use crate::error::{check_len, KResult};
 
@@ -31,75 +32,10 @@ fn p1_of(p: &[f64], b: usize, c: usize) -> &[f64] {
     }
 }
 
-/// Saturation value and partials over one column.
-#[inline(always)]
-fn sat_col_generic<K: Curve>(
-    xa: &[f64],
-    q: &K::Pre,
-    y: &mut [f64],
-    dx: &mut [f64],
-    d0: &mut [f64],
-    d1: &mut [f64],
-) {
-    let n = xa.len();
-    let (y, dx, d0, d1) = (&mut y[..n], &mut dx[..n], &mut d0[..n], &mut d1[..n]);
-    for i in 0..n {
-        let (v, a, b, e) = K::grad(xa[i], q);
-        y[i] = v;
-        dx[i] = a;
-        d0[i] = b;
-        d1[i] = e;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sat_col_avx2<K: Curve>(
-    xa: &[f64],
-    q: &K::Pre,
-    y: &mut [f64],
-    dx: &mut [f64],
-    d0: &mut [f64],
-    d1: &mut [f64],
-) {
-    sat_col_generic::<K>(xa, q, y, dx, d0, d1)
-}
-
-#[inline]
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-fn sat_col<K: Curve>(
-    simd: bool,
-    xa: &[f64],
-    q: &K::Pre,
-    y: &mut [f64],
-    dx: &mut [f64],
-    d0: &mut [f64],
-    d1: &mut [f64],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: only called when the CPU reports AVX2 and FMA.
-        unsafe { sat_col_avx2::<K>(xa, q, y, dx, d0, d1) };
-        return;
-    }
-    let _ = simd;
-    sat_col_generic::<K>(xa, q, y, dx, d0, d1)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn sat_dispatch(
     kind: SaturationKind,
-    simd: bool,
+    simd: u8,
     s0: f64,
     s1: f64,
     xa: &[f64],
@@ -158,7 +94,7 @@ pub fn media_fwd(
     if dims.is_empty() {
         return Ok(());
     }
-    let simd = has_avx2();
+    let simd = simd_level();
     let (t, c, tc) = (dims.t, dims.c, dims.tc());
     let taps = m.adstock.n_taps();
     let mut w = vec![0.0; taps * c];

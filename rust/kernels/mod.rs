@@ -7,6 +7,7 @@ pub mod adstock;
 pub mod fastmath;
 pub mod fused;
 pub mod saturation;
+pub mod simd;
 pub mod validate;
 
 /// Dimensions of a media array: batch (brands/geos), time, channels.

@@ -14,8 +14,9 @@
 //! Every formula uses one transcendental call per element, from `fastmath`
 //! (inline and vectorisable, unlike libm's).
 
+use super::adstock::{dot, gather, scatter};
 use super::fastmath::{exp, ln};
-use super::Dims;
+use super::{simd, Dims};
 use crate::error::{check_len, KResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,19 +183,20 @@ impl Curve for Tanh {
 }
 
 fn fwd_impl<K: Curve>(dims: Dims, x: &[f64], p0: &[f64], p1: &[f64], y: &mut [f64]) {
-    let (c, tc) = (dims.c, dims.tc());
-    let mut pre = vec![K::Pre::default(); c];
+    let (t, c, tc) = (dims.t, dims.c, dims.tc());
+    let level = simd::level();
+    let mut buf = vec![0.0; 2 * t];
+    let (xc, yc) = buf.split_at_mut(t);
     for b in 0..dims.b {
-        for (ch, q) in pre.iter_mut().enumerate() {
-            let v1 = if p1.is_empty() { 0.0 } else { p1[b * c + ch] };
-            *q = K::pre(p0[b * c + ch], v1);
-        }
-        let xb = &x[b * tc..(b + 1) * tc];
-        let yb = &mut y[b * tc..(b + 1) * tc];
-        for (xr, yr) in xb.chunks_exact(c).zip(yb.chunks_exact_mut(c)) {
-            for ((yv, xv), q) in yr.iter_mut().zip(xr).zip(&pre) {
-                *yv = K::value(*xv, q);
-            }
+        let r = b * tc..(b + 1) * tc;
+        for ch in 0..c {
+            let q = K::pre(
+                p0[b * c + ch],
+                if p1.is_empty() { 0.0 } else { p1[b * c + ch] },
+            );
+            gather(&x[r.clone()], c, ch, xc);
+            simd::value_col::<K>(level, xc, &q, yc);
+            scatter(yc, c, ch, &mut y[r.clone()]);
         }
     }
 }
@@ -210,37 +212,31 @@ fn vjp_impl<K: Curve>(
     gp0: &mut [f64],
     gp1: &mut [f64],
 ) {
-    let (c, tc) = (dims.c, dims.tc());
+    let (t, c, tc) = (dims.t, dims.c, dims.tc());
     let two = !p1.is_empty();
-    let mut pre = vec![K::Pre::default(); c];
+    let level = simd::level();
+    let mut buf = vec![0.0; 6 * t];
+    let (xc, rest) = buf.split_at_mut(t);
+    let (gc, rest) = rest.split_at_mut(t);
+    let (yc, rest) = rest.split_at_mut(t);
+    let (dx, rest) = rest.split_at_mut(t);
+    let (d0, d1) = rest.split_at_mut(t);
     for b in 0..dims.b {
-        for (ch, q) in pre.iter_mut().enumerate() {
-            let v1 = if two { p1[b * c + ch] } else { 0.0 };
-            *q = K::pre(p0[b * c + ch], v1);
-        }
-        let a0 = &mut gp0[b * c..(b + 1) * c];
-        a0.fill(0.0);
-        let mut dummy = [0.0f64; 0];
-        let a1: &mut [f64] = if two {
-            &mut gp1[b * c..(b + 1) * c]
-        } else {
-            &mut dummy
-        };
-        a1.fill(0.0);
-        let rows = x[b * tc..(b + 1) * tc]
-            .chunks_exact(c)
-            .zip(g[b * tc..(b + 1) * tc].chunks_exact(c))
-            .zip(gx[b * tc..(b + 1) * tc].chunks_exact_mut(c));
-        for ((xr, gr), gxr) in rows {
-            for ch in 0..c {
-                let (_, dx, d0, d1) = K::grad(xr[ch], &pre[ch]);
-                let gv = gr[ch];
-                gxr[ch] = gv * dx;
-                a0[ch] += gv * d0;
-                if two {
-                    a1[ch] += gv * d1;
-                }
+        let r = b * tc..(b + 1) * tc;
+        for ch in 0..c {
+            let k = b * c + ch;
+            let q = K::pre(p0[k], if two { p1[k] } else { 0.0 });
+            gather(&x[r.clone()], c, ch, xc);
+            gather(&g[r.clone()], c, ch, gc);
+            simd::grad_col::<K>(level, xc, &q, yc, dx, d0, d1);
+            gp0[k] = dot(gc, d0);
+            if two {
+                gp1[k] = dot(gc, d1);
             }
+            for (d, gv) in dx.iter_mut().zip(gc.iter()) {
+                *d *= gv;
+            }
+            scatter(dx, c, ch, &mut gx[r.clone()]);
         }
     }
 }

@@ -192,6 +192,11 @@ where
     let mut y = vec![0.0; d.len()];
     let per = batches_per_task(d);
     let n = d.b.div_ceil(per).max(1);
+    if n == 1 {
+        // One task: run here; handing it to the thread pool costs more than small kernels.
+        f(d, x, p0, p1, &mut y)?;
+        return Ok(y);
+    }
     let (tc, c) = (d.tc(), d.c);
     let ys = pieces_mut(&mut y, per * tc, n);
     let xs = pieces(x, per * tc, n);
@@ -239,6 +244,10 @@ where
     let mut g1 = vec![0.0; if np == 2 { d.n_params() } else { 0 }];
     let per = batches_per_task(d);
     let n = d.b.div_ceil(per).max(1);
+    if n == 1 {
+        f(d, x, p0, p1, g, &mut gx, &mut g0, &mut g1)?;
+        return Ok((gx, g0, g1));
+    }
     let (tc, c) = (d.tc(), d.c);
     let outs = pieces_mut(&mut gx, per * tc, n)
         .into_par_iter()
@@ -469,6 +478,10 @@ fn media_fwd_py<'py>(
         let mut cache = vec![0.0; 4 * d.len()];
         let per = batches_per_task(d);
         let n = d.b.div_ceil(per).max(1);
+        if n == 1 {
+            media_fwd(&m, d, xs, pa0, pa1, ps0, ps1, &mut y, &mut cache)?;
+            return Ok((y, cache));
+        }
         let (tc, c) = (d.tc(), d.c);
         let outs = pieces_mut(&mut y, per * tc, n)
             .into_par_iter()
@@ -560,6 +573,17 @@ fn media_vjp_py<'py>(
         let mut gs1 = vec![0.0; if two_s { np } else { 0 }];
         let per = batches_per_task(d);
         let n = d.b.div_ceil(per).max(1);
+        if n == 1 {
+            let out = MediaGrads {
+                ga0: &mut ga0,
+                ga1: &mut ga1,
+                gs0: &mut gs0,
+                gs1: &mut gs1,
+                gx: &mut gx,
+            };
+            media_vjp(&m, d, xs, pa0, pa1, cs, gs, out)?;
+            return Ok((gx, ga0, ga1, gs0, gs1));
+        }
         let (tc, c) = (d.tc(), d.c);
         let outs = pieces_mut(&mut gx, per * tc, n)
             .into_par_iter()

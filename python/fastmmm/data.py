@@ -296,6 +296,32 @@ class PreparedData:
         """Names of the Fourier columns, ``(2 * order,)``."""
         return fourier_names(self.spec.yearly_seasonality)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (raw values, dates and scales); floats round-trip exactly."""
+        return {
+            "spec": self.spec.to_dict(),
+            "dates": [d.isoformat() for d in self.dates],
+            "frequency": self.frequency,
+            "y": None if self.y is None else [float(v) for v in self.y],
+            "spend": np.asarray(self.spend, dtype=float).tolist(),
+            "controls": np.asarray(self.controls, dtype=float).tolist(),
+            "scales": self.scales.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PreparedData:
+        """Inverse of :meth:`to_dict` (scaled arrays are recomputed with the saved scales)."""
+        spec = ModelSpec.from_dict(d["spec"])
+        n_c, n_k = len(spec.channels), len(spec.controls)
+        raw = _Raw(
+            dates=pd.DatetimeIndex(pd.to_datetime(d["dates"])),
+            frequency=d["frequency"],
+            y=None if d["y"] is None else np.asarray(d["y"], dtype=np.float64),
+            spend=np.asarray(d["spend"], dtype=np.float64).reshape(-1, n_c),
+            controls=np.asarray(d["controls"], dtype=np.float64).reshape(-1, n_k),
+        )
+        return _build(raw, spec, Scales.from_dict(d["scales"]))
+
     def transform_new(self, df_new: pd.DataFrame | str | os.PathLike) -> PreparedData:
         """Validate and scale new rows with these (training) scales.
 

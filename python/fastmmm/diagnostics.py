@@ -1,0 +1,143 @@
+"""Validation a user can trust: fit accuracy (MAPE, R^2, hold-out MAPE) and
+sampler health (R-hat, bulk and tail ESS, divergences), each compared with a
+threshold, with a sentence for every failure."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["Validation", "validate", "sampler_checks", "DEFAULT_THRESHOLDS"]
+
+#: ``ess`` is per chain: the bulk-ESS threshold is ``ess * chains`` (100 per chain,
+#: the usual rule, i.e. 400 for 4 chains).
+DEFAULT_THRESHOLDS = {"mape": 0.10, "rhat": 1.01, "ess": 100.0, "divergences": 0}
+
+# Parameters whose convergence matters (deterministics excluded).
+_SKIP = {"mu", "channel_contribution"}
+
+
+@dataclass
+class Validation:
+    """Diagnostics of a fit. MAPEs are fractions (0.05 = 5%)."""
+
+    mape_in_sample: float | None = None
+    mape_holdout: float | None = None
+    r2: float | None = None
+    rhat_max: float | None = None
+    ess_bulk_min: float | None = None
+    ess_tail_min: float | None = None
+    divergences: int | None = None
+    thresholds: dict = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    checks: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+    def block(self) -> str:
+        """A human-readable diagnostics block."""
+        def f(v, fmt):
+            return "n/a" if v is None else format(v, fmt)
+
+        lines = [
+            "diagnostics:",
+            f"  in-sample MAPE   {f(self.mape_in_sample and 100 * self.mape_in_sample, '.2f')}%   (< {100 * self.thresholds['mape']:.0f}%)",
+            f"  hold-out MAPE    {f(self.mape_holdout and 100 * self.mape_holdout, '.2f')}%",
+            f"  R^2              {f(self.r2, '.3f')}",
+            f"  max R-hat        {f(self.rhat_max, '.4f')}   (< {self.thresholds['rhat']})",
+            f"  min bulk ESS     {f(self.ess_bulk_min, '.0f')}   (>= {self.thresholds['ess']:.0f} per chain)",
+            f"  min tail ESS     {f(self.ess_tail_min, '.0f')}",
+            f"  divergences      {f(self.divergences, 'd')}   (= {self.thresholds['divergences']})",
+            f"  passed           {self.passed}",
+        ]
+        lines += [f"  - {s}" for s in self.failures]
+        return "\n".join(lines)
+
+
+def _mape(actual: np.ndarray, pred: np.ndarray) -> float:
+    actual = np.asarray(actual, dtype=float)
+    ok = actual != 0
+    return float(np.mean(np.abs(actual[ok] - pred[ok]) / np.abs(actual[ok])))
+
+
+def sampler_checks(result, thresholds: dict | None = None) -> Validation:
+    """R-hat, ESS and divergences of a result's posterior."""
+    import arviz as az
+
+    th = dict(DEFAULT_THRESHOLDS)
+    th.update(thresholds or {})
+    v = Validation(thresholds=th)
+    post = result.idata.posterior
+    names = [n for n in post.data_vars if n not in _SKIP]
+    n_chains = int(post.sizes["chain"])
+    sub = post[names]
+    ess_b = az.ess(sub, method="bulk")
+    ess_t = az.ess(sub, method="tail")
+    v.ess_bulk_min = float(min(float(ess_b[n].min()) for n in names))
+    v.ess_tail_min = float(min(float(ess_t[n].min()) for n in names))
+    if n_chains > 1:
+        rh = az.rhat(sub)
+        v.rhat_max = float(max(float(rh[n].max()) for n in names))
+    ss = result.idata.sample_stats
+    div = ss["diverging"] if "diverging" in ss else None
+    v.divergences = int(div.values.sum()) if div is not None else 0
+
+    if v.rhat_max is None:
+        v.checks["rhat"] = None
+    else:
+        v.checks["rhat"] = v.rhat_max < th["rhat"]
+        if not v.checks["rhat"]:
+            v.failures.append(
+                f"Max R-hat is {v.rhat_max:.3f} (threshold {th['rhat']}): chains disagree; "
+                "sample longer (more tune/draws) or simplify the model."
+            )
+    ess_needed = th["ess"] * n_chains
+    v.checks["ess"] = v.ess_bulk_min >= ess_needed
+    if not v.checks["ess"]:
+        v.failures.append(
+            f"Minimum bulk ESS is {v.ess_bulk_min:.0f} (threshold {ess_needed:.0f}, {th['ess']:.0f} per chain): "
+            "too few effective draws for stable intervals; increase draws."
+        )
+    v.checks["divergences"] = v.divergences <= th["divergences"]
+    if not v.checks["divergences"]:
+        v.failures.append(
+            f"{v.divergences} divergent transitions: the posterior has regions the sampler cannot explore; "
+            "results may be biased. Tighten priors or reparameterise."
+        )
+    return v
+
+
+def validate(result, **thresholds) -> Validation:
+    """Full validation of a fitted result (see :class:`Validation`)."""
+    v = sampler_checks(result, thresholds)
+    th = v.thresholds
+    fit = result.fitted()
+    actual, pred = fit["actual"].to_numpy(), fit["mean"].to_numpy()
+    v.mape_in_sample = _mape(actual, pred)
+    ss_res = float(np.sum((actual - pred) ** 2))
+    ss_tot = float(np.sum((actual - actual.mean()) ** 2))
+    v.r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else None
+    v.checks["mape_in_sample"] = v.mape_in_sample < th["mape"]
+    if not v.checks["mape_in_sample"]:
+        v.failures.append(
+            f"In-sample MAPE is {100 * v.mape_in_sample:.1f}% (threshold {100 * th['mape']:.0f}%): "
+            "the model misses structure in the target (missing controls, seasonality or events?)."
+        )
+    if result.holdout is not None and len(result.holdout.dates):
+        pr = result.predict(result.holdout, seed=result.seed)
+        v.mape_holdout = _mape(np.asarray(result.holdout.y), pr["mean"].to_numpy())
+        v.checks["mape_holdout"] = v.mape_holdout < th["mape"]
+        if not v.checks["mape_holdout"]:
+            v.failures.append(
+                f"Hold-out MAPE is {100 * v.mape_holdout:.1f}% (threshold {100 * th['mape']:.0f}%): "
+                "forecasts of the held-out periods are poor; the model may overfit or miss a recent change."
+            )
+    return v

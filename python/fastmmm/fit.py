@@ -1,0 +1,195 @@
+"""Fitting: build the PyMC model, compile it with nutpie (numba backend) once per
+model structure, swap data for later fits of the same structure, sample.
+
+The compiled-model cache is per process and keyed by the spec's structure key
+plus the array shapes: a second fit of the same structure with new data (another
+brand, next week's refresh) reuses the compiled log-density through nutpie's
+``with_data`` and pays no compilation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastmmm.data import PreparedData, prepare, split_holdout
+from fastmmm.spec import ModelSpec
+
+__all__ = ["MMM", "clear_compile_cache"]
+
+log = logging.getLogger("fastmmm")
+
+_CACHE: dict = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_MAX = 16
+
+
+def clear_compile_cache() -> None:
+    """Forget every compiled model of this process."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _data_updates(data: PreparedData, model) -> dict[str, np.ndarray]:
+    """Values of the model's data containers for ``data``."""
+    from fastmmm.model import kappa_scale
+
+    values = {
+        "spend": data.spend_scaled,
+        "y": data.y_scaled,
+        "trend_t": data.trend,
+        "fourier": data.fourier,
+        "controls": data.controls_scaled,
+        "kappa_scale": kappa_scale(data.spend_scaled),
+    }
+    names = {v.name for v in model.data_vars}
+    return {k: np.asarray(v, dtype=np.float64) for k, v in values.items() if k in names}
+
+
+@dataclass
+class _Compiled:
+    model: object
+    compiled: object
+    build_s: float
+    compile_s: float
+    uses: int = field(default=0)
+
+
+def _cache_key(spec: ModelSpec, data: PreparedData):
+    return (
+        spec.structure_key(),
+        data.spend_scaled.shape,
+        data.controls_scaled.shape,
+        data.fourier.shape,
+    )
+
+
+def compile_model(spec: ModelSpec, data: PreparedData) -> tuple[_Compiled, bool]:
+    """The nutpie-compiled model for this structure and shapes, and whether it was cached."""
+    import nutpie
+
+    from fastmmm.model import build_model
+
+    key = _cache_key(spec, data)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None:
+        hit.uses += 1
+        return hit, True
+    t0 = time.perf_counter()
+    model = build_model(data, spec)
+    t1 = time.perf_counter()
+    with warnings.catch_warnings():
+        # An Op without a numba implementation would run in Python object mode: never allowed.
+        warnings.filterwarnings("error", message="Numba will use object mode", category=UserWarning)
+        compiled = nutpie.compile_pymc_model(model, backend="numba")
+    t2 = time.perf_counter()
+    entry = _Compiled(model, compiled, t1 - t0, t2 - t1, uses=1)
+    with _CACHE_LOCK:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = entry
+    return entry, False
+
+
+class MMM:
+    """A Bayesian media mix model.
+
+    Parameters
+    ----------
+    spec : ModelSpec, optional
+        The model specification; or give its fields as keyword arguments
+        (``MMM(date_column="date", target="sales", channels=["tv", "search"])``).
+
+    Examples
+    --------
+    >>> mmm = MMM(date_column="date_week", target="y", channels=["x1", "x2"])  # doctest: +SKIP
+    >>> result = mmm.fit(df, draws=1000, tune=1000, chains=2, seed=1)         # doctest: +SKIP
+    >>> result.summary()["channels"]["x1"]["roas"]                           # doctest: +SKIP
+    """
+
+    def __init__(self, spec: ModelSpec | None = None, **kwargs):
+        if spec is not None and kwargs:
+            raise TypeError("give either a ModelSpec or keyword arguments, not both")
+        self.spec = spec if spec is not None else ModelSpec(**kwargs)
+
+    def fit(
+        self,
+        df,
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 2,
+        seed: int | None = None,
+        holdout_weeks: int = 0,
+        cores: int | None = None,
+        progress: bool = True,
+    ):
+        """Validate ``df``, build and compile (or reuse) the model, sample with nutpie.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or path to a CSV file
+        draws, tune, chains : int
+            Posterior draws per chain, tuning steps per chain, chains.
+        seed : int, optional
+        holdout_weeks : int
+            Hold out the last N periods: the model is fit on the rest and
+            ``result.validate()`` reports the hold-out MAPE.
+        cores : int, optional
+            Chains run in parallel threads (default: all cores).
+        progress : bool
+            Show nutpie's progress bar.
+
+        Returns
+        -------
+        fastmmm.results.MMMResult
+        """
+        import nutpie
+
+        from fastmmm.results import MMMResult
+
+        for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+            if not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
+        t_start = time.perf_counter()
+        full = prepare(df, self.spec)
+        train, holdout = (full, None)
+        if holdout_weeks:
+            train, holdout = split_holdout(full, holdout_weeks)
+        entry, cached = compile_model(self.spec, train)
+        compiled = entry.compiled
+        if cached:
+            compiled = compiled.with_data(**_data_updates(train, entry.model))
+        build_s = 0.0 if cached else entry.build_s
+        compile_s = 0.0 if cached else entry.compile_s
+        log.info("fastmmm: %s model (%s)", "reusing compiled" if cached else "compiled", self.spec.structure_key())
+
+        t0 = time.perf_counter()
+        kwargs = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False)
+        if cores is not None:
+            kwargs["cores"] = cores
+        idata = nutpie.sample(compiled, **kwargs)
+        sample_s = time.perf_counter() - t0
+        timing = {
+            "build_s": build_s,
+            "compile_s": compile_s,
+            "sample_s": sample_s,
+            "total_s": time.perf_counter() - t_start,
+        }
+        result = MMMResult.from_fit(
+            idata=idata,
+            spec=self.spec,
+            data=train,
+            holdout=holdout,
+            timing=timing,
+            backend="pytensor",
+            seed=seed,
+        )
+        result.report_diagnostics()
+        return result

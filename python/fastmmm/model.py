@@ -1,0 +1,248 @@
+"""The PyMC model of an MMM, built on fastmmm's Rust-backed PyTensor Ops.
+
+Everything is on the scaled space of :mod:`fastmmm.data`: the target divided
+by its scale, each channel's spend divided by its scale, controls
+standardised. For a design with channels ``c``::
+
+    mu[t] = intercept + trend * t_trend[t] + fourier[t] @ gamma_fourier
+            + controls[t] @ gamma_control
+            + sum_c beta[c] * saturation_c(adstock_c(spend[:, c]))[t]
+    y[t] ~ Normal(mu[t], sigma)   (or StudentT(nu, mu[t], sigma))
+
+Default priors are chosen so that the posterior geometry is benign (no funnel
+between beta, kappa and slope), which is what lets the default Hill model sample
+without divergences where pymc-marketing's does not:
+
+* adstock ``alpha ~ Beta(2, 2)`` (geometric, delayed), weights normalised by
+  default so that adstocked spend keeps the scale of spend;
+* Hill ``kappa`` is *relative*: the kernel's half-saturation point is
+  ``saturation_kappa * kappa_scale[c]`` where ``kappa_scale[c]`` is the mean
+  non-zero scaled spend of channel ``c`` (held as data, so a refit on another
+  brand's data updates it without recompiling); ``saturation_kappa ~
+  LogNormal(0, 0.7)``;
+* Hill ``slope ~ TruncatedNormal(1.5, 1, lower=0.5, upper=4)``: bounded away
+  from 0, where ``beta`` and ``kappa`` stop being identified;
+* ``beta ~ HalfNormal(1)`` on the scaled target (a channel's maximum
+  contribution as a fraction of the target's scale).
+
+Saturation amplitudes: every saturation is multiplied by ``beta``. For
+Michaelis-Menten and tanh that makes their own amplitude redundant, so the
+kernels run with ``alpha = 1`` (``beta * x / (lam + x)``) and ``b = 1``
+(``beta * tanh(x / c)``), the same curve families with one amplitude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
+from fastmmm.ops.media import media_transform
+from fastmmm.priors import Prior
+
+__all__ = ["build_model", "default_prior", "MediaDesign", "FIXED_SATURATION_PARAMS"]
+
+#: Saturation parameters fixed to 1 because beta already is the amplitude.
+FIXED_SATURATION_PARAMS = {"michaelis_menten": {"alpha": 1.0}, "tanh": {"b": 1.0}}
+
+
+def default_prior(name: str, *, l_max: int = 8) -> Prior:
+    """The default prior of a model parameter (on the scaled space)."""
+    table = {
+        "intercept": Prior("Normal", mu=0.5, sigma=1.0),
+        "trend": Prior("Normal", mu=0.0, sigma=0.5),
+        "gamma_control": Prior("Normal", mu=0.0, sigma=0.5),
+        "gamma_fourier": Prior("Normal", mu=0.0, sigma=0.5),
+        "beta": Prior("HalfNormal", sigma=1.0),
+        "sigma": Prior("HalfNormal", sigma=0.5),
+        "nu": Prior("Gamma", alpha=2.0, beta=0.1),
+        "adstock_alpha": Prior("Beta", alpha=2.0, beta=2.0),
+        "adstock_theta": Prior("Uniform", lower=0.0, upper=float(max(l_max - 1, 1))),
+        "adstock_lam": Prior("Gamma", alpha=4.0, beta=2.0),
+        "adstock_k": Prior("Gamma", alpha=9.0, beta=3.0),
+        "saturation_kappa": Prior("LogNormal", mu=0.0, sigma=0.7),
+        "saturation_slope": Prior("TruncatedNormal", mu=1.5, sigma=1.0, lower=0.5, upper=4.0),
+        "saturation_lam": Prior("Gamma", alpha=3.0, beta=1.0),
+        "saturation_c": Prior("Gamma", alpha=3.0, beta=3.0),
+    }
+    if name not in table:
+        raise KeyError(f"no default prior for {name!r}")
+    return table[name]
+
+
+# Per-kind overrides of the table above (same parameter name, different meaning).
+_KIND_DEFAULTS = {
+    ("weibull_cdf", "adstock_lam"): Prior("Gamma", alpha=2.0, beta=1.0),
+    ("weibull_cdf", "adstock_k"): Prior("Gamma", alpha=2.0, beta=1.0),
+    # Michaelis-Menten half-saturation point, relative like Hill's kappa.
+    ("michaelis_menten", "saturation_lam"): Prior("LogNormal", mu=0.0, sigma=0.7),
+}
+
+
+@dataclass(frozen=True)
+class MediaDesign:
+    """Which kernels the channels use (one adstock and one saturation kind)."""
+
+    adstock: str
+    saturation: str
+    l_max: int | None
+    normalize: bool
+
+    @property
+    def adstock_params(self) -> tuple[str, ...]:
+        return ADSTOCK_PARAMS[self.adstock]
+
+    @property
+    def saturation_params(self) -> tuple[str, ...]:
+        return tuple(p for p in SATURATION_PARAMS[self.saturation] if p not in FIXED_SATURATION_PARAMS.get(self.saturation, {}))
+
+    @property
+    def relative_param(self) -> str | None:
+        """The saturation parameter expressed relative to each channel's spend scale."""
+        return {"hill": "kappa", "michaelis_menten": "lam"}.get(self.saturation)
+
+    @staticmethod
+    def from_spec(spec) -> "MediaDesign":
+        kinds_a = set(spec.adstock_by_channel)
+        kinds_s = set(spec.saturation_by_channel)
+        if len(kinds_a) > 1 or len(kinds_s) > 1:
+            raise NotImplementedError(
+                "different adstock or saturation kinds per channel are not supported by the model yet; "
+                f"got adstock {sorted(kinds_a)} and saturation {sorted(kinds_s)}"
+            )
+        adstock, saturation = kinds_a.pop(), kinds_s.pop()
+        return MediaDesign(adstock, saturation, spec.l_max, bool(spec.adstock_normalize))
+
+
+def _prior(spec, name: str, design: MediaDesign | None = None, channels=None) -> Prior:
+    """The user's prior for ``name`` (with per-channel overrides merged), else the default."""
+    base = spec.prior(name) if spec is not None else None
+    if base is None:
+        kind = None
+        if design is not None:
+            kind = design.adstock if name.startswith("adstock_") else design.saturation
+        base = _KIND_DEFAULTS.get((kind, name)) or default_prior(name, l_max=spec.l_max if spec else 8)
+    if channels is None:
+        return base
+    overrides = {c: spec.prior(name, channel=c) for c in channels}
+    overrides = {c: p for c, p in overrides.items() if p is not None}
+    if not overrides:
+        return base
+    # Per-channel overrides must share the distribution; their parameters become per-channel arrays.
+    dists = {p.dist for p in overrides.values()} | {base.dist}
+    if len(dists) > 1:
+        raise ValueError(
+            f"prior {name}: per-channel overrides must use the same distribution as the others "
+            f"({sorted(dists)} given)"
+        )
+    params = {}
+    for key in base.params:
+        params[key] = [float(np.broadcast_to(overrides.get(c, base).params[key], (1,))[0]) for c in channels]
+    return Prior(base.dist, **params)
+
+
+def kappa_scale(spend_scaled: np.ndarray) -> np.ndarray:
+    """Mean non-zero scaled spend per channel: the unit of relative saturation points.
+
+    Parameters
+    ----------
+    spend_scaled : (T, C)
+
+    Returns
+    -------
+    (C,) array, positive
+    """
+    x = np.asarray(spend_scaled, dtype=float)
+    nz = x > 0
+    s = np.where(nz.any(axis=0), (x * nz).sum(axis=0) / np.maximum(nz.sum(axis=0), 1), 1.0)
+    return np.maximum(s, 1e-12)
+
+
+def build_model(data, spec) -> pm.Model:
+    """Build the PyMC model for prepared data and a spec.
+
+    Parameters
+    ----------
+    data : fastmmm.data.PreparedData
+        Scaled arrays: ``y_scaled`` (T,), ``spend_scaled`` (T, C),
+        ``controls_scaled`` (T, K), ``fourier`` (T, F), ``trend`` (T,).
+    spec : fastmmm.spec.ModelSpec
+
+    Returns
+    -------
+    pm.Model with data containers ``spend``, ``controls``, ``fourier``, ``trend_t``,
+    ``kappa_scale`` and ``y`` (swap them with ``pm.set_data`` or nutpie's
+    ``with_data``), free parameters named ``{prefix}_{param}`` with a ``channel``
+    dimension, and deterministics ``channel_contribution`` (date, channel) and
+    ``mu`` (date), all on the scaled space.
+    """
+    design = MediaDesign.from_spec(spec)
+    channels = list(spec.channels)
+    controls = list(spec.controls)
+    n_four = data.fourier.shape[1]
+    coords = {
+        "date": np.asarray(data.dates),
+        "channel": channels,
+    }
+    if controls:
+        coords["control"] = controls
+    if n_four:
+        order = n_four // 2
+        coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [f"cos_{k}" for k in range(1, order + 1)]
+
+    with pm.Model(coords=coords) as model:
+        spend = pm.Data("spend", data.spend_scaled, dims=("date", "channel"))
+        y_obs = pm.Data("y", data.y_scaled, dims="date")
+        mu = pt.zeros(data.y_scaled.shape[0])
+        if spec.intercept:
+            mu = mu + _prior(spec, "intercept").create("intercept")
+        if spec.trend:
+            t_trend = pm.Data("trend_t", data.trend, dims="date")
+            mu = mu + _prior(spec, "trend").create("trend") * t_trend
+        if n_four:
+            four = pm.Data("fourier", data.fourier, dims=("date", "fourier_mode"))
+            gamma_f = _prior(spec, "gamma_fourier").create("gamma_fourier", dims="fourier_mode")
+            mu = mu + pt.dot(four, gamma_f)
+        if controls:
+            ctrl = pm.Data("controls", data.controls_scaled, dims=("date", "control"))
+            gamma_c = _prior(spec, "gamma_control", channels=None).create("gamma_control", dims="control")
+            mu = mu + pt.dot(ctrl, gamma_c)
+
+        # Media.
+        a_params = [
+            _prior(spec, f"adstock_{p}", design, channels).create(f"adstock_{p}", dims="channel")
+            for p in design.adstock_params
+        ]
+        s_params = {}
+        rel = design.relative_param
+        scale = pm.Data("kappa_scale", kappa_scale(data.spend_scaled), dims="channel") if rel else None
+        for p in SATURATION_PARAMS[design.saturation]:
+            fixed = FIXED_SATURATION_PARAMS.get(design.saturation, {})
+            if p in fixed:
+                s_params[p] = pt.as_tensor_variable(np.full(len(channels), fixed[p]))
+                continue
+            v = _prior(spec, f"saturation_{p}", design, channels).create(f"saturation_{p}", dims="channel")
+            s_params[p] = v * scale if p == rel else v
+        sat = media_transform(
+            spend,
+            design.adstock,
+            design.saturation,
+            tuple(a_params),
+            tuple(s_params[p] for p in SATURATION_PARAMS[design.saturation]),
+            l_max=design.l_max,
+            normalize=design.normalize,
+        )
+        beta = _prior(spec, "beta", design, channels).create("beta", dims="channel")
+        contrib = pm.Deterministic("channel_contribution", sat * beta, dims=("date", "channel"))
+        mu = pm.Deterministic("mu", mu + contrib.sum(axis=1), dims="date")
+
+        sigma = _prior(spec, "sigma").create("sigma")
+        if spec.likelihood == "studentt":
+            nu = _prior(spec, "nu").create("nu")
+            pm.StudentT("y_obs", nu=nu, mu=mu, sigma=sigma, observed=y_obs, dims="date")
+        else:
+            pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y_obs, dims="date")
+    return model

@@ -1,0 +1,445 @@
+"""A fitted MMM: contributions, ROAS, marginal ROAS, response curves,
+forecasts, validation, and saving/loading (netCDF + JSON, never pickle).
+
+All quantities are reported in the data's original units: contributions in
+target units, ROAS as contribution per unit of spend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fastmmm import kernels as K
+from fastmmm.data import PreparedData
+from fastmmm.spec import ModelSpec
+
+__all__ = ["MMMResult", "load"]
+
+_FORMAT_VERSION = 1
+#: Draws processed at once when evaluating media transforms over the posterior.
+_DRAW_CHUNK = 256
+
+
+def _interval(samples: np.ndarray, interval: float, axis: int = 0) -> dict[str, float | np.ndarray]:
+    lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+    q = np.quantile(samples, [lo, hi], axis=axis)
+    return {"mean": samples.mean(axis=axis), "low": q[0], "high": q[1]}
+
+
+def _floats(d: dict) -> dict:
+    return {k: float(v) for k, v in d.items()}
+
+
+@dataclass
+class MMMResult:
+    """The result of :meth:`fastmmm.MMM.fit`.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        ``posterior`` (parameters, ``channel_contribution`` (date, channel) and
+        ``mu`` (date), scaled), ``posterior_predictive`` and ``observed_data``
+        (``y_obs``, scaled), ``sample_stats``.
+    spec : ModelSpec
+    data : PreparedData
+        The training data (with its scales).
+    holdout : PreparedData or None
+        Held-out final periods, scaled with the training scales.
+    timing : dict
+        build_s, compile_s, sample_s, total_s.
+    backend : str
+        "pytensor" (PyMC model on Rust Ops, nutpie numba) or "rust" (fused log-density).
+    """
+
+    idata: object
+    spec: ModelSpec
+    data: PreparedData
+    holdout: PreparedData | None
+    timing: dict
+    backend: str
+    seed: int | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_fit(cls, *, idata, spec, data, holdout, timing, backend, seed):
+        import xarray as xr
+
+        dates = pd.DatetimeIndex(data.dates)
+        for group in ("posterior",):
+            ds = idata[group]
+            if "date" in ds.coords:
+                idata[group] = ds.assign_coords(date=dates)
+        mu = idata.posterior["mu"]
+        sigma = idata.posterior["sigma"]
+        rng = np.random.default_rng(None if seed is None else seed + 7919)
+        if spec.likelihood == "studentt":
+            nu = idata.posterior["nu"].values[..., None]
+            noise = rng.standard_t(np.broadcast_to(nu, mu.shape))
+        else:
+            noise = rng.standard_normal(mu.shape)
+        ppc = mu.values + sigma.values[..., None] * noise
+        idata.add_groups(
+            posterior_predictive=xr.Dataset(
+                {"y_obs": (("chain", "draw", "date"), ppc)},
+                coords={"chain": mu.chain, "draw": mu.draw, "date": dates},
+            ),
+            observed_data=xr.Dataset({"y_obs": (("date",), np.asarray(data.y_scaled))}, coords={"date": dates}),
+        )
+        return cls(idata=idata, spec=spec, data=data, holdout=holdout, timing=dict(timing), backend=backend, seed=seed)
+
+    # ------------------------------------------------------------------ posterior access
+    @property
+    def channels(self) -> list[str]:
+        return list(self.spec.channels)
+
+    def _draws(self, name: str) -> np.ndarray:
+        """Posterior draws of ``name`` with chain and draw flattened: (S, ...)."""
+        v = self.idata.posterior[name].values
+        return v.reshape((-1,) + v.shape[2:])
+
+    @property
+    def n_draws(self) -> int:
+        p = self.idata.posterior
+        return int(p.sizes["chain"] * p.sizes["draw"])
+
+    def _design(self):
+        from fastmmm.model import MediaDesign
+
+        return MediaDesign.from_spec(self.spec)
+
+    def _kernel_params(self):
+        """Per-draw kernel parameters: (adstock tuple, saturation tuple), each (S, C)."""
+        from fastmmm.model import FIXED_SATURATION_PARAMS, kappa_scale
+
+        d = self._design()
+        a = tuple(self._draws(f"adstock_{p}") for p in d.adstock_params)
+        scale = kappa_scale(self.data.spend_scaled)
+        fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
+        s = []
+        for p in K.SATURATION_PARAMS[d.saturation]:
+            if p in fixed:
+                s.append(np.full((self.n_draws, len(self.channels)), fixed[p]))
+            else:
+                v = self._draws(f"saturation_{p}")
+                s.append(v * scale if p == d.relative_param else v)
+        return a, tuple(s)
+
+    def media_contributions(self, spend: np.ndarray, *, draws: slice | None = None) -> np.ndarray:
+        """Channel contributions of a raw spend matrix, per posterior draw.
+
+        Parameters
+        ----------
+        spend : (T, C) array in original spend units (history included for carry-over)
+
+        Returns
+        -------
+        (S, T, C) contributions in original target units.
+        """
+        spend = np.asarray(spend, dtype=float)
+        if spend.ndim != 2 or spend.shape[1] != len(self.channels):
+            raise ValueError(f"spend: expected shape (T, {len(self.channels)}), got {spend.shape}")
+        d = self._design()
+        xs = spend / np.asarray(self.data.scales.channel_scale)
+        a, s = self._kernel_params()
+        beta = self._draws("beta")
+        sel = draws if draws is not None else slice(None)
+        a = tuple(p[sel] for p in a)
+        s = tuple(p[sel] for p in s)
+        beta = beta[sel]
+        n = beta.shape[0]
+        out = np.empty((n, xs.shape[0], xs.shape[1]))
+        for i in range(0, n, _DRAW_CHUNK):
+            j = min(n, i + _DRAW_CHUNK)
+            x3 = np.broadcast_to(xs, (j - i,) + xs.shape)
+            y, _ = K.media_transform(
+                x3, d.adstock, d.saturation, tuple(p[i:j] for p in a), tuple(p[i:j] for p in s), l_max=d.l_max, normalize=d.normalize
+            )
+            out[i:j] = y * beta[i:j, None, :]
+        return out * float(self.data.scales.target_scale)
+
+    # ------------------------------------------------------------------ summaries
+    def _contrib_draws(self) -> np.ndarray:
+        """(S, T, C) channel contributions in original units, from the fitted deterministic."""
+        return self._draws("channel_contribution") * float(self.data.scales.target_scale)
+
+    def channel_summary(self, interval: float = 0.95) -> pd.DataFrame:
+        """Per channel: spend, contribution, share, ROAS and marginal ROAS with intervals.
+
+        Returns a DataFrame indexed by channel with columns
+        ``{quantity}_{mean|low|high}`` for contribution, contribution_share, roas
+        and mroas, plus ``spend`` (total training spend, original units).
+        """
+        rows = {}
+        for name, vals in self._channel_draws().items():
+            for c, ch in enumerate(self.channels):
+                rows.setdefault(ch, {})
+                if name == "spend":
+                    rows[ch]["spend"] = float(vals[c])
+                    continue
+                st = _interval(vals[:, c], interval)
+                for k, v in st.items():
+                    rows[ch][f"{name}_{k}"] = float(v)
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def _channel_draws(self) -> dict[str, np.ndarray]:
+        if getattr(self, "_cd_cache", None) is not None:
+            return self._cd_cache
+        contrib = self._contrib_draws().sum(axis=1)  # (S, C)
+        spend = np.asarray(self.data.spend, dtype=float)
+        total_spend = spend.sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            roas = np.where(total_spend > 0, contrib / total_spend, np.nan)
+            share = contrib / np.where(contrib.sum(axis=1, keepdims=True) == 0, 1, contrib.sum(axis=1, keepdims=True))
+        # Marginal ROAS: extra contribution from 1% more spend in every period of the
+        # training window (including what carries over past its end), per unit of that spend.
+        eps = 0.01
+        base = self._with_tail(spend)
+        mroas = np.empty_like(contrib)
+        for c in range(len(self.channels)):
+            bumped = base.copy()
+            bumped[: spend.shape[0], c] *= 1 + eps
+            delta = self.media_contributions(bumped)[:, :, c].sum(axis=1) - self.media_contributions(base)[:, :, c].sum(axis=1)
+            mroas[:, c] = delta / (eps * total_spend[c]) if total_spend[c] > 0 else np.nan
+        self._cd_cache = {"contribution": contrib, "contribution_share": share, "roas": roas, "mroas": mroas, "spend": total_spend}
+        return self._cd_cache
+
+    def _with_tail(self, spend: np.ndarray) -> np.ndarray:
+        """Spend followed by l_max zero periods, so carry-over past the end is counted."""
+        tail = int(self.spec.l_max or 0)
+        return np.vstack([spend, np.zeros((tail, spend.shape[1]))])
+
+    def contributions_over_time(self) -> pd.DataFrame:
+        """Posterior-mean contribution of every component per date, original units.
+
+        Columns: ``intercept``, ``trend``, ``seasonality``, one per control, one
+        per channel, and ``fitted`` (= their sum = posterior mean of mu).
+        """
+        scale = float(self.data.scales.target_scale)
+        t = len(self.data.dates)
+        cols = {}
+        post = self.idata.posterior
+        if "intercept" in post:
+            cols["intercept"] = np.full(t, float(post["intercept"].mean()) * scale)
+        if "trend" in post:
+            cols["trend"] = float(post["trend"].mean()) * np.asarray(self.data.trend) * scale
+        if "gamma_fourier" in post:
+            g = self._draws("gamma_fourier").mean(axis=0)
+            cols["seasonality"] = np.asarray(self.data.fourier) @ g * scale
+        if "gamma_control" in post:
+            g = self._draws("gamma_control").mean(axis=0)
+            for k, name in enumerate(self.spec.controls):
+                cols[name] = np.asarray(self.data.controls_scaled)[:, k] * g[k] * scale
+        contrib = self._contrib_draws().mean(axis=0)
+        for c, ch in enumerate(self.channels):
+            cols[ch] = contrib[:, c]
+        df = pd.DataFrame(cols, index=pd.DatetimeIndex(self.data.dates, name="date"))
+        df["fitted"] = df.sum(axis=1)
+        return df
+
+    def fitted(self, interval: float = 0.95) -> pd.DataFrame:
+        """In-sample posterior predictive: mean and interval per date, original units."""
+        scale = float(self.data.scales.target_scale)
+        mu = self._draws("mu") * scale
+        pp = self.idata.posterior_predictive["y_obs"].values.reshape(-1, mu.shape[1]) * scale
+        q = np.quantile(pp, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
+        return pd.DataFrame(
+            {"actual": np.asarray(self.data.y), "mean": mu.mean(axis=0), "low": q[0], "high": q[1]},
+            index=pd.DatetimeIndex(self.data.dates, name="date"),
+        )
+
+    def predict(self, new, interval: float = 0.95, *, seed: int | None = None) -> pd.DataFrame:
+        """Out-of-sample posterior predictive for new periods after the training data.
+
+        Carry-over from the training spend is included: the media transforms run
+        over the training history followed by the new periods.
+
+        Parameters
+        ----------
+        new : DataFrame (same columns as the training data; the target may be
+            absent) or a PreparedData from ``PreparedData.transform_new``.
+
+        Returns
+        -------
+        DataFrame indexed by date: mean, low, high (original units) and ``actual``
+        when the target is present.
+        """
+        nd = new if isinstance(new, PreparedData) else self.data.transform_new(new)
+        scale = float(self.data.scales.target_scale)
+        post = self.idata.posterior
+        s = self.n_draws
+        t_new = len(nd.dates)
+        base = np.zeros((s, t_new))
+        if "intercept" in post:
+            base += self._draws("intercept")[:, None]
+        if "trend" in post:
+            base += self._draws("trend")[:, None] * np.asarray(nd.trend)[None, :]
+        if "gamma_fourier" in post:
+            base += self._draws("gamma_fourier") @ np.asarray(nd.fourier).T
+        if "gamma_control" in post:
+            base += self._draws("gamma_control") @ np.asarray(nd.controls_scaled).T
+        hist = np.asarray(self.data.spend, dtype=float)
+        full = np.vstack([hist, np.asarray(nd.spend, dtype=float)])
+        media = self.media_contributions(full)[:, hist.shape[0] :, :].sum(axis=2) / scale
+        mu = base + media
+        rng = np.random.default_rng(seed)
+        sigma = self._draws("sigma")[:, None]
+        if self.spec.likelihood == "studentt":
+            noise = rng.standard_t(np.broadcast_to(self._draws("nu")[:, None], mu.shape))
+        else:
+            noise = rng.standard_normal(mu.shape)
+        pp = (mu + sigma * noise) * scale
+        q = np.quantile(pp, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
+        out = pd.DataFrame(
+            {"mean": mu.mean(axis=0) * scale, "low": q[0], "high": q[1]},
+            index=pd.DatetimeIndex(nd.dates, name="date"),
+        )
+        y = getattr(nd, "y", None)
+        if y is not None and len(y) == t_new and np.all(np.isfinite(y)):
+            out["actual"] = np.asarray(y)
+        return out
+
+    def response_curve(self, channel: str, multipliers=None, interval: float = 0.95) -> pd.DataFrame:
+        """Total contribution of ``channel`` when its training-period spend is scaled.
+
+        Returns a DataFrame with columns multiplier, spend (total, original
+        units), mean, low, high (contribution over the period plus its carry-over).
+        """
+        if channel not in self.channels:
+            raise ValueError(f"channel: {channel!r} is not one of {self.channels}")
+        c = self.channels.index(channel)
+        mult = np.linspace(0.0, 2.0, 21) if multipliers is None else np.asarray(multipliers, dtype=float)
+        spend = np.asarray(self.data.spend, dtype=float)
+        rows = []
+        for m in mult:
+            x = self._with_tail(spend)
+            x[: spend.shape[0], c] *= m
+            tot = self.media_contributions(x)[:, :, c].sum(axis=1)
+            st = _interval(tot, interval)
+            rows.append({"multiplier": float(m), "spend": float(spend[:, c].sum() * m), **_floats(st)})
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, **thresholds):
+        """Validation suite: MAPE, R^2, hold-out MAPE, R-hat, ESS, divergences.
+
+        Keyword arguments override thresholds (mape, rhat, ess, divergences).
+        Returns :class:`fastmmm.diagnostics.Validation`.
+        """
+        from fastmmm.diagnostics import validate
+
+        return validate(self, **thresholds)
+
+    def report_diagnostics(self) -> None:
+        """Warn (once per fit) when sampling diagnostics fail their thresholds."""
+        from fastmmm.diagnostics import sampler_checks
+
+        v = sampler_checks(self)
+        if v.failures:
+            warnings.warn("fastmmm: " + " ".join(v.failures) + "\n" + v.block(), stacklevel=3)
+
+    def summary(self, interval: float = 0.95) -> dict:
+        """The summary.json document: channels, diagnostics, timing."""
+        cs = self.channel_summary(interval)
+        channels = {}
+        for ch in self.channels:
+            row = cs.loc[ch]
+            channels[ch] = {
+                q: {k: float(row[f"{q}_{k}"]) for k in ("mean", "low", "high")}
+                for q in ("roas", "mroas", "contribution", "contribution_share")
+            }
+            channels[ch]["spend"] = float(row["spend"])
+        v = self.validate()
+        return {
+            "interval": interval,
+            "backend": self.backend,
+            "channels": channels,
+            "diagnostics": v.to_dict(),
+            "timing": {k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")},
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> Path:
+        """Save to a directory: ``idata.nc`` (netCDF), ``meta.json`` (spec, scales,
+        data, timing). Written to a temporary directory and renamed, so an
+        interrupted save never leaves a half-written result; an existing
+        directory is replaced only after the new one is complete.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.idata.to_netcdf(str(tmp / "idata.nc"))
+            meta = {
+                "format_version": _FORMAT_VERSION,
+                "spec": self.spec.to_dict(),
+                "data": self.data.to_dict(),
+                "holdout": None if self.holdout is None else self.holdout.to_dict(),
+                "timing": self.timing,
+                "backend": self.backend,
+                "seed": self.seed,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                if old.exists():
+                    shutil.rmtree(old)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path) -> "MMMResult":
+        """Load a result saved with :meth:`save` (netCDF + JSON; no pickle)."""
+        import arviz as az
+
+        path = Path(path)
+        meta_p, nc_p = path / "meta.json", path / "idata.nc"
+        if not meta_p.exists() or not nc_p.exists():
+            raise FileNotFoundError(f"{path} is not a saved fastmmm result (needs meta.json and idata.nc)")
+        meta = json.loads(meta_p.read_text())
+        if meta.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
+        idata = az.from_netcdf(str(nc_p))
+        idata.load() if hasattr(idata, "load") else None
+        return cls(
+            idata=idata,
+            spec=ModelSpec.from_dict(meta["spec"]),
+            data=PreparedData.from_dict(meta["data"]),
+            holdout=None if meta["holdout"] is None else PreparedData.from_dict(meta["holdout"]),
+            timing=meta["timing"],
+            backend=meta["backend"],
+            seed=meta.get("seed"),
+        )
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, (pd.Timestamp,)):
+        return o.isoformat()
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def load(path) -> MMMResult:
+    """Load a saved result; see :meth:`MMMResult.save`."""
+    return MMMResult.load(path)

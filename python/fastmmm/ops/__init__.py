@@ -24,6 +24,11 @@ from fastmmm.ops.adstock import (
     geometric_adstock,
     weibull_adstock,
 )
+from fastmmm.ops.media import (
+    MediaTransformOp,
+    MediaTransformVJPOp,
+    media_transform,
+)
 from fastmmm.ops.saturation import (
     HillOp,
     HillVJPOp,
@@ -64,4 +69,7 @@ __all__ = [
     "logistic_saturation",
     "michaelis_menten",
     "tanh_saturation",
+    "MediaTransformOp",
+    "MediaTransformVJPOp",
+    "media_transform",
 ]

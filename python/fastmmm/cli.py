@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _kernel_demo(args: argparse.Namespace) -> int:
     """Evaluate every transform on synthetic weekly spend and print a table."""
     from fastmmm import kernels as K
 
@@ -17,16 +20,13 @@ def _demo(args: argparse.Namespace) -> int:
     t, c = args.weeks, 3
     spend = rng.gamma(2.0, 1.0, size=(t, c)) * (rng.random((t, c)) > 0.3)
     spend[20:30, 0] = 0.0  # a flight gap
-    print(f"fastmmm kernel demo: {t} weeks x {c} channels of synthetic spend (seed {args.seed})\n")
-
-    adstocks = {
+    print(f"fastmmm kernels: {t} weeks x {c} channels of synthetic spend (seed {args.seed})\n")
+    fns = {
         "geometric (recursive)": lambda x: K.geometric_adstock(x, [0.5, 0.3, 0.7]),
         "geometric l_max=8 norm": lambda x: K.geometric_adstock(x, [0.5, 0.3, 0.7], 8, True),
         "delayed l_max=8": lambda x: K.delayed_adstock(x, [0.5, 0.3, 0.7], [1.0, 2.0, 0.5], 8),
         "weibull_pdf l_max=8": lambda x: K.weibull_adstock(x, [2.0, 3.0, 1.5], [1.5, 2.0, 1.2], 8),
         "weibull_cdf l_max=8": lambda x: K.weibull_adstock(x, [2.0, 3.0, 1.5], [1.5, 2.0, 1.2], 8, "cdf"),
-    }
-    saturations = {
         "hill": lambda x: K.hill(x, [1.0, 2.0, 1.5], [1.5, 2.0, 0.8]),
         "logistic": lambda x: K.logistic_saturation(x, [1.0, 0.5, 2.0]),
         "michaelis_menten": lambda x: K.michaelis_menten(x, [1.0, 1.0, 1.0], [1.0, 2.0, 0.5]),
@@ -34,33 +34,206 @@ def _demo(args: argparse.Namespace) -> int:
     }
     print(f"{'transform':<26}{'mean ch0':>10}{'mean ch1':>10}{'mean ch2':>10}{'us/call':>10}")
     print("-" * 66)
-    for name, f in list(adstocks.items()) + list(saturations.items()):
+    for name, f in fns.items():
         y = f(spend)
         t0 = time.perf_counter()
-        n = 200
-        for _ in range(n):
+        for _ in range(200):
             f(spend)
-        us = (time.perf_counter() - t0) / n * 1e6
+        us = (time.perf_counter() - t0) / 200 * 1e6
         m = y.mean(axis=0)
         print(f"{name:<26}{m[0]:>10.4f}{m[1]:>10.4f}{m[2]:>10.4f}{us:>10.1f}")
-    a = np.array([0.5, 0.3, 0.7])
-    kappa, slope = np.array([1.0, 2.0, 1.5]), np.array([1.5, 2.0, 0.8])
-    y, cache = K.media_transform(spend, "geometric", "hill", (a,), (kappa, slope), l_max=8)
-    g = np.ones_like(y)
-    _, ga, gs = K.media_transform_vjp(spend, g, cache, "geometric", "hill", (a,), (kappa, slope), l_max=8)
-    print("\nfused geometric(l_max=8)+hill: d sum(y) / d alpha =", np.round(ga[0], 4))
-    print("                               d sum(y) / d kappa =", np.round(gs[0], 4))
-    print("                               d sum(y) / d slope =", np.round(gs[1], 4))
+    return 0
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from fastmmm.spec import ModelSpec
+
+    base = {}
+    if args.config:
+        base = ModelSpec.from_toml(args.config).to_dict()
+        base.pop("spec_version", None)
+    overrides = {
+        "date_column": args.date_column,
+        "target": args.target,
+        "channels": _split(args.channels),
+        "controls": _split(args.controls),
+        "adstock": args.adstock,
+        "saturation": args.saturation,
+        "l_max": args.l_max,
+        "yearly_seasonality": args.yearly_seasonality,
+        "trend": False if args.no_trend else None,
+    }
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    if "channels" not in base:
+        raise SystemExit("fastmmm fit: --channels (or a --config with channels) is required")
+    return ModelSpec.from_dict(base)
+
+
+def _split(s):
+    if s is None:
+        return None
+    return tuple(p.strip() for p in s.split(",") if p.strip())
+
+
+def write_outputs(result, out: Path) -> dict:
+    """summary.json, contributions.csv, the saved model and report.html under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    result.contributions_over_time().to_csv(out / "contributions.csv")
+    result.save(out / "model")
+    try:
+        from fastmmm.report import write_report
+    except ImportError:  # pragma: no cover - report module is part of the package
+        write_report = None
+    if write_report is not None:
+        write_report(result, out / "report.html")
+    return summary
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _print_summary(summary: dict, truth=None) -> None:
+    rows = summary["channels"]
+    head = f"{'channel':<12}{'spend':>14}{'ROAS':>9}{'95% interval':>20}{'mROAS':>9}{'share':>8}"
+    if truth is not None:
+        head += f"{'true ROAS':>11}"
+    print(head)
+    print("-" * len(head))
+    for i, (ch, r) in enumerate(rows.items()):
+        line = (
+            f"{ch:<12}{r['spend']:>14,.0f}{r['roas']['mean']:>9.2f}"
+            f"{'[' + format(r['roas']['low'], '.2f') + ', ' + format(r['roas']['high'], '.2f') + ']':>20}"
+            f"{r['mroas']['mean']:>9.2f}{100 * r['contribution_share']['mean']:>7.1f}%"
+        )
+        if truth is not None:
+            line += f"{truth.roas[i]:>11.2f}"
+        print(line)
+    d = summary["diagnostics"]
+    t = summary["timing"]
+    print(
+        f"\nMAPE {100 * d['mape_in_sample']:.1f}%  R^2 {d['r2']:.3f}  max R-hat {d['rhat_max']:.4f}  "
+        f"min ESS {d['ess_bulk_min']:.0f}  divergences {d['divergences']}  -> {'PASS' if d['passed'] else 'FAIL'}"
+    )
+    if d.get("mape_holdout") is not None:
+        print(f"hold-out MAPE {100 * d['mape_holdout']:.1f}%")
+    for f in d["failures"]:
+        print(f"  - {f}")
+    print(
+        f"time: build {t['build_s']:.2f}s, compile {t['compile_s']:.2f}s, "
+        f"sample {t['sample_s']:.2f}s, total {t['total_s']:.2f}s ({summary.get('backend', '')})"
+    )
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from fastmmm.data import DataError
+    from fastmmm.fit import MMM
+
+    spec = _spec_from_args(args)
+    try:
+        result = MMM(spec).fit(
+            args.data,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            seed=args.seed,
+            holdout_weeks=args.holdout_weeks,
+            progress=not args.quiet,
+        )
+    except (DataError, ValueError, FileNotFoundError) as e:
+        print(f"fastmmm fit: error: {e}", file=sys.stderr)
+        return 2
+    summary = write_outputs(result, Path(args.out))
+    _print_summary(summary)
+    print(f"\nwrote {args.out}/summary.json, contributions.csv, model/, report.html")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Synthetic data with known truth: fit it and print true vs estimated ROAS."""
+    from fastmmm.fit import MMM
+    from fastmmm.spec import ModelSpec
+    from fastmmm.synthetic import make_dataset
+
+    df, truth = make_dataset(args.weeks, args.channels, adstock="geometric", saturation="hill", seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "data.csv", index=False)
+    print(
+        f"fastmmm demo: {args.weeks} weeks x {args.channels} channels of synthetic data "
+        f"(geometric adstock + Hill saturation, seed {args.seed}); fitting..."
+    )
+    spec = ModelSpec(
+        date_column="date",
+        target="sales",
+        channels=truth.channels,
+        controls=("event",),
+        adstock="geometric",
+        saturation="hill",
+        l_max=truth.l_max,
+    )
+    result = MMM(spec).fit(df, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, progress=not args.quiet)
+    summary = write_outputs(result, out)
+    print()
+    _print_summary(summary, truth)
+    rel = [summary["channels"][c]["roas"]["mean"] / truth.roas[i] - 1 for i, c in enumerate(truth.channels)]
+    cov = sum(
+        summary["channels"][c]["roas"]["low"] <= truth.roas[i] <= summary["channels"][c]["roas"]["high"]
+        for i, c in enumerate(truth.channels)
+    )
+    print(
+        f"\ntrue ROAS inside the 95% interval for {cov}/{len(rel)} channels; "
+        f"mean |error| of the ROAS estimate {100 * float(np.mean(np.abs(rel))):.0f}%"
+    )
+    print(f"wrote {out}/data.csv, summary.json, contributions.csv, model/, report.html")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastmmm", description="Bayesian media mix modelling, fast.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run the demo on synthetic data and print the results")
+
+    p = sub.add_parser("demo", help="fit synthetic data with known truth and compare ROAS")
+    p.add_argument("--out", default="fastmmm-demo", help="output directory (default: fastmmm-demo)")
+    p.add_argument("--weeks", type=int, default=156)
+    p.add_argument("--channels", type=int, default=6)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("fit", help="fit a model to a CSV file")
+    p.add_argument("data", help="CSV file: one row per period")
+    p.add_argument("--date-column")
+    p.add_argument("--target")
+    p.add_argument("--channels", help="comma-separated spend columns")
+    p.add_argument("--controls", help="comma-separated control columns")
+    p.add_argument("--adstock", choices=["geometric", "delayed", "weibull_cdf", "weibull_pdf"])
+    p.add_argument("--saturation", choices=["hill", "logistic", "michaelis_menten", "tanh"])
+    p.add_argument("--l-max", type=int)
+    p.add_argument("--yearly-seasonality", type=int)
+    p.add_argument("--no-trend", action="store_true", help="no built-in linear trend")
+    p.add_argument("--holdout-weeks", type=int, default=0)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="TOML spec file (command-line options override it)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_fit)
+
+    p = sub.add_parser("kernels", help="evaluate the Rust kernels on synthetic spend and print a table")
     p.add_argument("--weeks", type=int, default=156)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=_kernel_demo)
+
     args = parser.parse_args(argv)
     return args.func(args)
 

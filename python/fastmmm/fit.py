@@ -97,6 +97,27 @@ def compile_model(spec: ModelSpec, data: PreparedData) -> tuple[_Compiled, bool]
     return entry, False
 
 
+def _drop_duplicate_trend(spec: ModelSpec, data: PreparedData) -> ModelSpec:
+    """Turn the built-in trend off when a control already is a linear time trend.
+
+    Both in one model are perfectly collinear (with the intercept), which leaves
+    a flat ridge in the posterior: slow mixing and meaningless trend estimates.
+    """
+    if not spec.trend or not spec.controls or len(data.dates) < 3:
+        return spec
+    t = np.asarray(data.trend, dtype=float)
+    for k, name in enumerate(spec.controls):
+        c = np.asarray(data.controls_scaled, dtype=float)[:, k]
+        if np.std(c) > 0 and abs(np.corrcoef(c, t)[0, 1]) > 0.9999:
+            warnings.warn(
+                f"fastmmm: control {name!r} is a linear time trend, which duplicates the model's built-in "
+                "trend; the built-in trend is turned off (pass trend=False to silence this).",
+                stacklevel=3,
+            )
+            return spec.replace(trend=False)
+    return spec
+
+
 class MMM:
     """A Bayesian media mix model.
 
@@ -129,6 +150,7 @@ class MMM:
         holdout_weeks: int = 0,
         cores: int | None = None,
         progress: bool = True,
+        **sampler_kwargs,
     ):
         """Validate ``df``, build and compile (or reuse) the model, sample with nutpie.
 
@@ -145,6 +167,9 @@ class MMM:
             Chains run in parallel threads (default: all cores).
         progress : bool
             Show nutpie's progress bar.
+        **sampler_kwargs
+            Passed to ``nutpie.sample`` (e.g. ``target_accept``,
+            ``low_rank_modified_mass_matrix``).
 
         Returns
         -------
@@ -159,21 +184,29 @@ class MMM:
                 raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
         t_start = time.perf_counter()
         full = prepare(df, self.spec)
+        spec = _drop_duplicate_trend(self.spec, full)
+        if spec is not self.spec:
+            full = prepare(df, spec)
         train, holdout = (full, None)
         if holdout_weeks:
             train, holdout = split_holdout(full, holdout_weeks)
-        entry, cached = compile_model(self.spec, train)
+        entry, cached = compile_model(spec, train)
         compiled = entry.compiled
         if cached:
             compiled = compiled.with_data(**_data_updates(train, entry.model))
         build_s = 0.0 if cached else entry.build_s
         compile_s = 0.0 if cached else entry.compile_s
-        log.info("fastmmm: %s model (%s)", "reusing compiled" if cached else "compiled", self.spec.structure_key())
+        log.info("fastmmm: %s model (%s)", "reusing compiled" if cached else "compiled", spec.structure_key())
 
         t0 = time.perf_counter()
-        kwargs = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False)
+        # target_accept 0.95 (nutpie's default is 0.8): MMM posteriors have a ridge between the
+        # intercept and always-on channels; smaller steps keep the sampler on it without divergences.
+        kwargs = dict(
+            draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False, target_accept=0.95
+        )
         if cores is not None:
             kwargs["cores"] = cores
+        kwargs.update(sampler_kwargs)
         idata = nutpie.sample(compiled, **kwargs)
         sample_s = time.perf_counter() - t0
         timing = {
@@ -184,7 +217,7 @@ class MMM:
         }
         result = MMMResult.from_fit(
             idata=idata,
-            spec=self.spec,
+            spec=spec,
             data=train,
             holdout=holdout,
             timing=timing,

@@ -22,8 +22,14 @@ without divergences where pymc-marketing's does not:
   LogNormal(0, 0.7)``;
 * Hill ``slope ~ TruncatedNormal(1.5, 1, lower=0.5, upper=4)``: bounded away
   from 0, where ``beta`` and ``kappa`` stop being identified;
-* ``beta ~ HalfNormal(1)`` on the scaled target (a channel's maximum
-  contribution as a fraction of the target's scale).
+* the channel amplitude is parameterised by the channel's *average
+  contribution as a fraction of the average target*,
+  ``channel_share[c] ~ HalfNormal(0.5 / C)``, and ``beta[c] =
+  channel_share[c] * mean(y) / mean_t(sat_c(t))`` is a deterministic. The
+  shape parameters (alpha, kappa, slope) then change only the shape of the
+  contribution over time, not its level, which removes the beta-kappa-slope
+  funnel (the same idea as Meridian's ROI priors). A user prior on ``beta``
+  switches to the direct parameterisation ``beta ~ prior``.
 
 Saturation amplitudes: every saturation is multiplied by ``beta``. For
 Michaelis-Menten and tanh that makes their own amplitude redundant, so the
@@ -49,14 +55,17 @@ __all__ = ["build_model", "default_prior", "MediaDesign", "FIXED_SATURATION_PARA
 FIXED_SATURATION_PARAMS = {"michaelis_menten": {"alpha": 1.0}, "tanh": {"b": 1.0}}
 
 
-def default_prior(name: str, *, l_max: int = 8) -> Prior:
+def default_prior(name: str, *, l_max: int = 8, n_channels: int = 1) -> Prior:
     """The default prior of a model parameter (on the scaled space)."""
+    if name == "channel_share":
+        return Prior("HalfNormal", sigma=0.5 / max(n_channels, 1))
     table = {
         "intercept": Prior("Normal", mu=0.5, sigma=1.0),
         "trend": Prior("Normal", mu=0.0, sigma=0.5),
         "gamma_control": Prior("Normal", mu=0.0, sigma=0.5),
         "gamma_fourier": Prior("Normal", mu=0.0, sigma=0.5),
         "beta": Prior("HalfNormal", sigma=1.0),
+        "channel_share": Prior("HalfNormal", sigma=0.5),
         "sigma": Prior("HalfNormal", sigma=0.5),
         "nu": Prior("Gamma", alpha=2.0, beta=0.1),
         "adstock_alpha": Prior("Beta", alpha=2.0, beta=2.0),
@@ -124,7 +133,9 @@ def _prior(spec, name: str, design: MediaDesign | None = None, channels=None) ->
         kind = None
         if design is not None:
             kind = design.adstock if name.startswith("adstock_") else design.saturation
-        base = _KIND_DEFAULTS.get((kind, name)) or default_prior(name, l_max=spec.l_max if spec else 8)
+        base = _KIND_DEFAULTS.get((kind, name)) or default_prior(
+            name, l_max=spec.l_max if spec else 8, n_channels=len(spec.channels) if spec else 1
+        )
     if channels is None:
         return base
     overrides = {c: spec.prior(name, channel=c) for c in channels}
@@ -142,6 +153,11 @@ def _prior(spec, name: str, design: MediaDesign | None = None, channels=None) ->
     for key in base.params:
         params[key] = [float(np.broadcast_to(overrides.get(c, base).params[key], (1,))[0]) for c in channels]
     return Prior(base.dist, **params)
+
+
+def uses_direct_beta(spec) -> bool:
+    """True when the user gave a prior on beta (direct amplitude parameterisation)."""
+    return any(spec.prior("beta", channel=c) is not None for c in spec.channels) or spec.prior("beta") is not None
 
 
 def kappa_scale(spend_scaled: np.ndarray) -> np.ndarray:
@@ -235,7 +251,11 @@ def build_model(data, spec) -> pm.Model:
             l_max=design.l_max,
             normalize=design.normalize,
         )
-        beta = _prior(spec, "beta", design, channels).create("beta", dims="channel")
+        if uses_direct_beta(spec):
+            beta = _prior(spec, "beta", design, channels).create("beta", dims="channel")
+        else:
+            share = _prior(spec, "channel_share", design, channels).create("channel_share", dims="channel")
+            beta = pm.Deterministic("beta", share * pt.mean(y_obs) / pt.mean(sat, axis=0), dims="channel")
         contrib = pm.Deterministic("channel_contribution", sat * beta, dims=("date", "channel"))
         mu = pm.Deterministic("mu", mu + contrib.sum(axis=1), dims="date")
 

@@ -91,7 +91,7 @@ _ALL_SATURATION_PRIORS = tuple(
 )
 #: Every prior name any spec can use.
 ALL_PRIOR_NAMES: tuple[str, ...] = (
-    ("intercept", "trend", "gamma_control", "gamma_fourier", "beta")
+    ("intercept", "trend", "gamma_control", "gamma_fourier", "channel_share", "beta")
     + _ALL_ADSTOCK_PRIORS
     + _ALL_SATURATION_PRIORS
     + ("sigma", "nu")
@@ -328,7 +328,7 @@ class ModelSpec:
             names.append("gamma_control")
         if self.yearly_seasonality:
             names.append("gamma_fourier")
-        names.append("beta")
+        names += ["channel_share", "beta"]
         names += self._adstock_prior_names()
         names += self._saturation_prior_names()
         names.append("sigma")
@@ -353,7 +353,7 @@ class ModelSpec:
     def _channel_prior_names(self, channel: str) -> tuple[str, ...]:
         i = self.channels.index(channel)
         return (
-            ("beta",)
+            ("channel_share", "beta")
             + tuple(f"adstock_{p}" for p in ADSTOCK_PARAMS[self.adstock_by_channel[i]])
             + tuple(f"saturation_{p}" for p in SATURATION_PARAMS[self.saturation_by_channel[i]])
         )
@@ -374,7 +374,7 @@ class ModelSpec:
             else:
                 flat[key] = value
         valid = self.prior_names()
-        channel_level = {"beta", *_ALL_ADSTOCK_PRIORS, *_ALL_SATURATION_PRIORS}
+        channel_level = {"channel_share", "beta", *_ALL_ADSTOCK_PRIORS, *_ALL_SATURATION_PRIORS}
         out: dict[str, Prior] = {}
         for key, value in flat.items():
             base, _, channel = key.partition(".")

@@ -301,6 +301,7 @@ class PreparedData:
         return {
             "spec": self.spec.to_dict(),
             "dates": [d.isoformat() for d in self.dates],
+            "dates_unit": self.dates.unit,
             "frequency": self.frequency,
             "y": None if self.y is None else [float(v) for v in self.y],
             "spend": np.asarray(self.spend, dtype=float).tolist(),
@@ -314,7 +315,7 @@ class PreparedData:
         spec = ModelSpec.from_dict(d["spec"])
         n_c, n_k = len(spec.channels), len(spec.controls)
         raw = _Raw(
-            dates=pd.DatetimeIndex(pd.to_datetime(d["dates"])),
+            dates=pd.DatetimeIndex(pd.to_datetime(d["dates"])).as_unit(d.get("dates_unit", "ns")),
             frequency=d["frequency"],
             y=None if d["y"] is None else np.asarray(d["y"], dtype=np.float64),
             spend=np.asarray(d["spend"], dtype=np.float64).reshape(-1, n_c),

@@ -7,6 +7,12 @@ standardised. For a design with channels ``c``::
     mu[t] = intercept + trend * t_trend[t] + fourier[t] @ gamma_fourier
             + controls[t] @ gamma_control
             + sum_c beta[c] * saturation_c(adstock_c(spend[:, c]))[t]
+
+sampled as ``level + trend * (t_trend[t] - mean(t_trend)) + (media[t] - mean(media)) + ...``
+with ``intercept = level - trend * mean(t_trend) - mean(media)`` a deterministic:
+centring decorrelates the baseline from the trend and from always-on channels
+(a linear ridge that otherwise slows mixing). The ``intercept`` prior of a spec
+applies to ``level``, the baseline at average trend and media.
     y[t] ~ Normal(mu[t], sigma)   (or StudentT(nu, mu[t], sigma))
 
 Default priors are chosen so that the posterior geometry is benign (no funnel
@@ -213,11 +219,20 @@ def build_model(data, spec) -> pm.Model:
         spend = pm.Data("spend", data.spend_scaled, dims=("date", "channel"))
         y_obs = pm.Data("y", data.y_scaled, dims="date")
         mu = pt.zeros(data.y_scaled.shape[0])
+        # With an intercept, the trend and media terms enter centred on their in-sample means,
+        # so the free "level" (the baseline at average trend and media) is nearly uncorrelated
+        # with them; the uncentred intercept is reported as a deterministic.
+        centre = bool(spec.intercept)
+        offset = pt.as_tensor_variable(0.0)
         if spec.intercept:
-            mu = mu + _prior(spec, "intercept").create("intercept")
+            level = _prior(spec, "intercept").create("level")
+            mu = mu + level
         if spec.trend:
             t_trend = pm.Data("trend_t", data.trend, dims="date")
-            mu = mu + _prior(spec, "trend").create("trend") * t_trend
+            trend = _prior(spec, "trend").create("trend")
+            mu = mu + trend * t_trend
+            if centre:
+                offset = offset + trend * pt.mean(t_trend)
         if n_four:
             four = pm.Data("fourier", data.fourier, dims=("date", "fourier_mode"))
             gamma_f = _prior(spec, "gamma_fourier").create("gamma_fourier", dims="fourier_mode")
@@ -257,7 +272,11 @@ def build_model(data, spec) -> pm.Model:
             share = _prior(spec, "channel_share", design, channels).create("channel_share", dims="channel")
             beta = pm.Deterministic("beta", share * pt.mean(y_obs) / pt.mean(sat, axis=0), dims="channel")
         contrib = pm.Deterministic("channel_contribution", sat * beta, dims=("date", "channel"))
-        mu = pm.Deterministic("mu", mu + contrib.sum(axis=1), dims="date")
+        media = contrib.sum(axis=1)
+        if centre:
+            offset = offset + pt.mean(media)
+            pm.Deterministic("intercept", level - offset)
+        mu = pm.Deterministic("mu", mu + media - offset, dims="date")
 
         sigma = _prior(spec, "sigma").create("sigma")
         if spec.likelihood == "studentt":

@@ -134,7 +134,7 @@ def make_dataset(
     )
     # Baseline on the scale of 1: intercept, gentle trend, yearly seasonality, an event.
     tt = np.arange(t) / max(t - 1, 1)
-    doy = dates.dayofyear.to_numpy()
+    doy = dates.day_of_year.to_numpy()
     season = 0.06 * np.sin(2 * np.pi * doy / 365.25) + 0.03 * np.cos(4 * np.pi * doy / 365.25)
     event = np.zeros(t)
     event[rng.choice(t, size=max(1, t // 40), replace=False)] = 1.0

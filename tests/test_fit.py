@@ -141,7 +141,7 @@ def _recovery(adstock, weeks, channels, seed, draws):
     return r.validate(), covered, rel
 
 
-@pytest.mark.parametrize("adstock", ["geometric", "weibull_pdf"])
+@pytest.mark.parametrize("adstock", ["geometric", "weibull_cdf"])
 def test_parameter_recovery_fast(adstock):
     v, covered, rel = _recovery(adstock, 104, 3, seed=1, draws=500)
     assert v.divergences == 0
@@ -150,7 +150,7 @@ def test_parameter_recovery_fast(adstock):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("adstock", ["geometric", "weibull_pdf"])
+@pytest.mark.parametrize("adstock", ["geometric", "weibull_cdf"])
 def test_parameter_recovery_full(adstock):
     """156 weeks x 6 channels with Hill truth, five datasets: the default model samples
     cleanly and its ROAS intervals are calibrated."""
@@ -207,6 +207,11 @@ def test_log_target_with_nonpositive_values_fails_before_sampling(example_df):
     bad = example_df.assign(y=example_df["y"].where(example_df.index != 7, 0.0))
     with _NoSampling(), pytest.raises(DataError, match="log"):
         MMM(example_spec(log_target=True)).fit(bad, draws=10, tune=10, progress=False)
+
+
+def test_log_target_fit_is_refused_clearly(example_df):
+    with _NoSampling(), pytest.raises(NotImplementedError, match="log_target"):
+        MMM(example_spec(log_target=True)).fit(example_df, draws=10, tune=10, progress=False)
 
 
 def test_bad_sampler_arguments_are_rejected(example_df):

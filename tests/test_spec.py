@@ -308,7 +308,7 @@ class TestModelSpecValidation:
                 {"betta": "HalfNormal(sigma=1)"},
                 (
                     r"unknown prior name 'betta'; valid names for this spec: "
-                    r"intercept, trend, gamma_control, gamma_fourier, beta, adstock_alpha, saturation_lam, sigma"
+                    r"intercept, trend, gamma_control, gamma_fourier, channel_share, beta, adstock_alpha, saturation_lam, sigma"
                 ),
             ),
             (
@@ -376,7 +376,7 @@ class TestModelSpecValidation:
             likelihood="studentt",
         )
         assert s.prior_names() == (
-            "intercept", "trend", "gamma_control", "gamma_fourier", "beta",
+            "intercept", "trend", "gamma_control", "gamma_fourier", "channel_share", "beta",
             "adstock_alpha", "adstock_theta", "adstock_lam", "adstock_k",
             "saturation_kappa", "saturation_slope", "sigma", "nu",
         )  # fmt: skip

@@ -44,16 +44,19 @@ class Validation:
 
     def block(self) -> str:
         """A human-readable diagnostics block."""
-        def f(v, fmt):
-            return "n/a" if v is None else format(v, fmt)
+        def f(v, fmt, suffix=""):
+            return "n/a" if v is None else format(v, fmt) + suffix
+
+        def pct(v):
+            return None if v is None else 100 * v
 
         lines = [
             "diagnostics:",
-            f"  in-sample MAPE   {f(self.mape_in_sample and 100 * self.mape_in_sample, '.2f')}%   (< {100 * self.thresholds['mape']:.0f}%)",
-            f"  hold-out MAPE    {f(self.mape_holdout and 100 * self.mape_holdout, '.2f')}%",
+            f"  in-sample MAPE   {f(pct(self.mape_in_sample), '.2f', '%')}   (< {100 * self.thresholds['mape']:.0f}%)",
+            f"  hold-out MAPE    {f(pct(self.mape_holdout), '.2f', '%')}   (< {100 * self.thresholds['mape']:.0f}%)",
             f"  R^2              {f(self.r2, '.3f')}",
             f"  max R-hat        {f(self.rhat_max, '.4f')}   (< {self.thresholds['rhat']})",
-            f"  min bulk ESS     {f(self.ess_bulk_min, '.0f')}   (>= {self.thresholds['ess']:.0f} per chain)",
+            f"  min bulk ESS     {f(self.ess_bulk_min, '.0f')}   (>= {self.thresholds['ess']:.0f} per chain x chains)",
             f"  min tail ESS     {f(self.ess_tail_min, '.0f')}",
             f"  divergences      {f(self.divergences, 'd')}   (= {self.thresholds['divergences']})",
             f"  passed           {self.passed}",

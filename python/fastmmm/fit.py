@@ -184,6 +184,14 @@ class MMM:
                 raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
         t_start = time.perf_counter()
         full = prepare(df, self.spec)
+        if self.spec.log_target:
+            # Validation above already ran (a log target needs y > 0). The multiplicative
+            # model's contributions, ROAS and forecasts are not implemented yet: refuse
+            # clearly rather than report log-scale numbers as sales.
+            raise NotImplementedError(
+                "log_target=True: the multiplicative (log-target) model is not implemented yet; "
+                "fit the target in its original units (log_target=False)"
+            )
         spec = _drop_duplicate_trend(self.spec, full)
         if spec is not self.spec:
             full = prepare(df, spec)

@@ -345,7 +345,13 @@ class MMMResult:
 
         v = sampler_checks(self)
         if v.failures:
-            warnings.warn("fastmmm: " + " ".join(v.failures) + "\n" + v.block(), stacklevel=3)
+            lines = "\n".join(f"  - {f}" for f in v.failures)
+            warnings.warn(
+                f"fastmmm: sampling diagnostics failed (R-hat {v.rhat_max}, min bulk ESS "
+                f"{v.ess_bulk_min:.0f}, {v.divergences} divergences):\n{lines}\n"
+                "See result.validate() for the full validation block.",
+                stacklevel=3,
+            )
 
     def summary(self, interval: float = 0.95) -> dict:
         """The summary.json document: channels, diagnostics, timing."""

@@ -37,7 +37,7 @@ def clear_compile_cache() -> None:
 
 def _data_updates(data: PreparedData, model) -> dict[str, np.ndarray]:
     """Values of the model's data containers for ``data``."""
-    from fastmmm.model import kappa_scale
+    from fastmmm.model import kappa_scale, media_designs
 
     values = {
         "spend": data.spend_scaled,
@@ -45,8 +45,9 @@ def _data_updates(data: PreparedData, model) -> dict[str, np.ndarray]:
         "trend_t": data.trend,
         "fourier": data.fourier,
         "controls": data.controls_scaled,
-        "kappa_scale": kappa_scale(data.spend_scaled),
     }
+    for d in media_designs(data.spec):
+        values[d.var("kappa_scale")] = kappa_scale(np.asarray(data.spend_scaled)[:, list(d.channels)])
     names = {v.name for v in model.data_vars}
     return {k: np.asarray(v, dtype=np.float64) for k, v in values.items() if k in names}
 

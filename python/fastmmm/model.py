@@ -55,7 +55,7 @@ from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
 from fastmmm.ops.media import media_transform
 from fastmmm.priors import Prior
 
-__all__ = ["build_model", "default_prior", "MediaDesign", "FIXED_SATURATION_PARAMS"]
+__all__ = ["build_model", "default_prior", "MediaDesign", "media_designs", "FIXED_SATURATION_PARAMS"]
 
 #: Saturation parameters fixed to 1 because beta already is the amplitude.
 FIXED_SATURATION_PARAMS = {"michaelis_menten": {"alpha": 1.0}, "tanh": {"b": 1.0}}
@@ -99,12 +99,20 @@ _KIND_DEFAULTS = {
 
 @dataclass(frozen=True)
 class MediaDesign:
-    """Which kernels the channels use (one adstock and one saturation kind)."""
+    """One group of channels sharing an adstock and a saturation kind.
+
+    ``channels`` are indices into ``spec.channels``. With one group (the usual
+    case) variables are named ``adstock_alpha`` etc. with the ``channel``
+    dimension; with several, each group's are suffixed ``__{adstock}_{saturation}``
+    and use the dimension ``channel__{adstock}_{saturation}``.
+    """
 
     adstock: str
     saturation: str
     l_max: int | None
     normalize: bool
+    channels: tuple[int, ...] = ()
+    label: str = ""
 
     @property
     def adstock_params(self) -> tuple[str, ...]:
@@ -112,24 +120,41 @@ class MediaDesign:
 
     @property
     def saturation_params(self) -> tuple[str, ...]:
-        return tuple(p for p in SATURATION_PARAMS[self.saturation] if p not in FIXED_SATURATION_PARAMS.get(self.saturation, {}))
+        fixed = FIXED_SATURATION_PARAMS.get(self.saturation, {})
+        return tuple(p for p in SATURATION_PARAMS[self.saturation] if p not in fixed)
 
     @property
     def relative_param(self) -> str | None:
         """The saturation parameter expressed relative to each channel's spend scale."""
         return {"hill": "kappa", "michaelis_menten": "lam"}.get(self.saturation)
 
+    def var(self, name: str) -> str:
+        """Model variable name of ``name`` for this group."""
+        return f"{name}__{self.label}" if self.label else name
+
+    @property
+    def dim(self) -> str:
+        return f"channel__{self.label}" if self.label else "channel"
+
     @staticmethod
     def from_spec(spec) -> "MediaDesign":
-        kinds_a = set(spec.adstock_by_channel)
-        kinds_s = set(spec.saturation_by_channel)
-        if len(kinds_a) > 1 or len(kinds_s) > 1:
-            raise NotImplementedError(
-                "different adstock or saturation kinds per channel are not supported by the model yet; "
-                f"got adstock {sorted(kinds_a)} and saturation {sorted(kinds_s)}"
-            )
-        adstock, saturation = kinds_a.pop(), kinds_s.pop()
-        return MediaDesign(adstock, saturation, spec.l_max, bool(spec.adstock_normalize))
+        """The design of a spec whose channels all share one adstock and one saturation."""
+        designs = media_designs(spec)
+        if len(designs) != 1:
+            raise ValueError("this spec mixes adstock/saturation kinds; use media_designs(spec)")
+        return designs[0]
+
+
+def media_designs(spec) -> list[MediaDesign]:
+    """Channel groups by (adstock, saturation) kind, in order of first appearance."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (a, s) in enumerate(zip(spec.adstock_by_channel, spec.saturation_by_channel)):
+        groups.setdefault((a, s), []).append(i)
+    single = len(groups) == 1
+    return [
+        MediaDesign(a, s, spec.l_max, bool(spec.adstock_normalize), tuple(idx), "" if single else f"{a}_{s}")
+        for (a, s), idx in groups.items()
+    ]
 
 
 def _prior(spec, name: str, design: MediaDesign | None = None, channels=None) -> Prior:
@@ -201,7 +226,7 @@ def build_model(data, spec) -> pm.Model:
     dimension, and deterministics ``channel_contribution`` (date, channel) and
     ``mu`` (date), all on the scaled space.
     """
-    design = MediaDesign.from_spec(spec)
+    designs = media_designs(spec)
     channels = list(spec.channels)
     controls = list(spec.controls)
     n_four = data.fourier.shape[1]
@@ -211,6 +236,9 @@ def build_model(data, spec) -> pm.Model:
     }
     if controls:
         coords["control"] = controls
+    for d in designs:
+        if d.label:
+            coords[d.dim] = [channels[i] for i in d.channels]
     if n_four:
         order = n_four // 2
         coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [f"cos_{k}" for k in range(1, order + 1)]
@@ -242,34 +270,41 @@ def build_model(data, spec) -> pm.Model:
             gamma_c = _prior(spec, "gamma_control", channels=None).create("gamma_control", dims="control")
             mu = mu + pt.dot(ctrl, gamma_c)
 
-        # Media.
-        a_params = [
-            _prior(spec, f"adstock_{p}", design, channels).create(f"adstock_{p}", dims="channel")
-            for p in design.adstock_params
-        ]
-        s_params = {}
-        rel = design.relative_param
-        scale = pm.Data("kappa_scale", kappa_scale(data.spend_scaled), dims="channel") if rel else None
-        for p in SATURATION_PARAMS[design.saturation]:
-            fixed = FIXED_SATURATION_PARAMS.get(design.saturation, {})
-            if p in fixed:
-                s_params[p] = pt.as_tensor_variable(np.full(len(channels), fixed[p]))
-                continue
-            v = _prior(spec, f"saturation_{p}", design, channels).create(f"saturation_{p}", dims="channel")
-            s_params[p] = v * scale if p == rel else v
-        sat = media_transform(
-            spend,
-            design.adstock,
-            design.saturation,
-            tuple(a_params),
-            tuple(s_params[p] for p in SATURATION_PARAMS[design.saturation]),
-            l_max=design.l_max,
-            normalize=design.normalize,
-        )
-        if uses_direct_beta(spec):
-            beta = _prior(spec, "beta", design, channels).create("beta", dims="channel")
+        # Media: one fused Rust Op per group of channels sharing kernel kinds.
+        sats, order = [], []
+        for d in designs:
+            names = [channels[i] for i in d.channels]
+            x = spend if not d.label else spend[:, list(d.channels)]
+            a_params = [
+                _prior(spec, f"adstock_{p}", d, names).create(d.var(f"adstock_{p}"), dims=d.dim)
+                for p in d.adstock_params
+            ]
+            rel = d.relative_param
+            scale = None
+            if rel:
+                scale = pm.Data(d.var("kappa_scale"), kappa_scale(data.spend_scaled[:, list(d.channels)]), dims=d.dim)
+            fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
+            s_params = []
+            for p in SATURATION_PARAMS[d.saturation]:
+                if p in fixed:
+                    s_params.append(pt.as_tensor_variable(np.full(len(names), fixed[p])))
+                    continue
+                v = _prior(spec, f"saturation_{p}", d, names).create(d.var(f"saturation_{p}"), dims=d.dim)
+                s_params.append(v * scale if p == rel else v)
+            sats.append(
+                media_transform(
+                    x, d.adstock, d.saturation, tuple(a_params), tuple(s_params), l_max=d.l_max, normalize=d.normalize
+                )
+            )
+            order += list(d.channels)
+        if len(sats) == 1:
+            sat = sats[0]
         else:
-            share = _prior(spec, "channel_share", design, channels).create("channel_share", dims="channel")
+            sat = pt.concatenate(sats, axis=1)[:, np.argsort(order)]
+        if uses_direct_beta(spec):
+            beta = _prior(spec, "beta", None, channels).create("beta", dims="channel")
+        else:
+            share = _prior(spec, "channel_share", None, channels).create("channel_share", dims="channel")
             beta = pm.Deterministic("beta", share * pt.mean(y_obs) / pt.mean(sat, axis=0), dims="channel")
         contrib = pm.Deterministic("channel_contribution", sat * beta, dims=("date", "channel"))
         media = contrib.sum(axis=1)

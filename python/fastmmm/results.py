@@ -112,25 +112,26 @@ class MMMResult:
         p = self.idata.posterior
         return int(p.sizes["chain"] * p.sizes["draw"])
 
-    def _design(self):
-        from fastmmm.model import MediaDesign
+    def _designs(self):
+        from fastmmm.model import media_designs
 
-        return MediaDesign.from_spec(self.spec)
+        return media_designs(self.spec)
 
-    def _kernel_params(self):
-        """Per-draw kernel parameters: (adstock tuple, saturation tuple), each (S, C)."""
+    def _kernel_params(self, design):
+        """Per-draw kernel parameters of one channel group: (adstock tuple, saturation tuple), each (S, C_g)."""
         from fastmmm.model import FIXED_SATURATION_PARAMS, kappa_scale
 
-        d = self._design()
-        a = tuple(self._draws(f"adstock_{p}") for p in d.adstock_params)
-        scale = kappa_scale(self.data.spend_scaled)
+        d = design
+        cols = list(d.channels)
+        a = tuple(self._draws(d.var(f"adstock_{p}")) for p in d.adstock_params)
+        scale = kappa_scale(np.asarray(self.data.spend_scaled)[:, cols])
         fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
         s = []
         for p in K.SATURATION_PARAMS[d.saturation]:
             if p in fixed:
-                s.append(np.full((self.n_draws, len(self.channels)), fixed[p]))
+                s.append(np.full((self.n_draws, len(cols)), fixed[p]))
             else:
-                v = self._draws(f"saturation_{p}")
+                v = self._draws(d.var(f"saturation_{p}"))
                 s.append(v * scale if p == d.relative_param else v)
         return a, tuple(s)
 
@@ -148,23 +149,30 @@ class MMMResult:
         spend = np.asarray(spend, dtype=float)
         if spend.ndim != 2 or spend.shape[1] != len(self.channels):
             raise ValueError(f"spend: expected shape (T, {len(self.channels)}), got {spend.shape}")
-        d = self._design()
-        xs = spend / np.asarray(self.data.scales.channel_scale)
-        a, s = self._kernel_params()
-        beta = self._draws("beta")
+        xs_all = spend / np.asarray(self.data.scales.channel_scale)
         sel = draws if draws is not None else slice(None)
-        a = tuple(p[sel] for p in a)
-        s = tuple(p[sel] for p in s)
-        beta = beta[sel]
-        n = beta.shape[0]
-        out = np.empty((n, xs.shape[0], xs.shape[1]))
-        for i in range(0, n, _DRAW_CHUNK):
-            j = min(n, i + _DRAW_CHUNK)
-            x3 = np.broadcast_to(xs, (j - i,) + xs.shape)
-            y, _ = K.media_transform(
-                x3, d.adstock, d.saturation, tuple(p[i:j] for p in a), tuple(p[i:j] for p in s), l_max=d.l_max, normalize=d.normalize
-            )
-            out[i:j] = y * beta[i:j, None, :]
+        beta_all = self._draws("beta")[sel]
+        n = beta_all.shape[0]
+        out = np.empty((n, xs_all.shape[0], xs_all.shape[1]))
+        for d in self._designs():
+            cols = list(d.channels)
+            xs = np.ascontiguousarray(xs_all[:, cols])
+            a, s = self._kernel_params(d)
+            a = tuple(p[sel] for p in a)
+            s = tuple(p[sel] for p in s)
+            for i in range(0, n, _DRAW_CHUNK):
+                j = min(n, i + _DRAW_CHUNK)
+                x3 = np.broadcast_to(xs, (j - i,) + xs.shape)
+                y, _ = K.media_transform(
+                    x3,
+                    d.adstock,
+                    d.saturation,
+                    tuple(p[i:j] for p in a),
+                    tuple(p[i:j] for p in s),
+                    l_max=d.l_max,
+                    normalize=d.normalize,
+                )
+                out[i:j][:, :, cols] = y * beta_all[i:j, None, :][:, :, cols]
         return out * float(self.data.scales.target_scale)
 
     # ------------------------------------------------------------------ summaries

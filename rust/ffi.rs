@@ -632,5 +632,76 @@ pub fn ffi_table() -> Vec<(&'static str, usize)> {
         entry!(fastmmm_v1_tanh_vjp),
         entry!(fastmmm_v1_media_fwd),
         entry!(fastmmm_v1_media_vjp),
+        entry!(fastmmm_v1_mmm_logp),
+        entry!(fastmmm_v1_mmm_expand),
     ]
+}
+
+/// nutpie's log-density signature: `logp(dim, x, grad_out, logp_out, user_data)`.
+/// `user_data` points to an [`crate::logp::MmmProblem`]. Returns 0 on success,
+/// 3 (non-finite gradient) or 4 (non-finite log-density), which nutpie treats as
+/// a rejected step, and -1 for a dimension mismatch or a bad argument (fatal).
+///
+/// # Safety
+/// `x` and `grad` must reference `dim` doubles, `logp` one double, and
+/// `user_data` a live `MmmProblem`.
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_mmm_logp(
+    dim: usize,
+    x: *const f64,
+    grad: *mut f64,
+    logp: *mut f64,
+    user_data: *const std::ffi::c_void,
+) -> std::os::raw::c_int {
+    if user_data.is_null() || x.is_null() || grad.is_null() || logp.is_null() {
+        return -1;
+    }
+    let problem = &*(user_data as *const crate::logp::MmmProblem);
+    if dim != problem.n_dim() {
+        return -1;
+    }
+    let xs = std::slice::from_raw_parts(x, dim);
+    let gs = std::slice::from_raw_parts_mut(grad, dim);
+    match catch_unwind(AssertUnwindSafe(|| problem.logp_grad(xs, gs))) {
+        Ok(Ok(v)) => {
+            *logp = v;
+            if !gs.iter().all(|g| g.is_finite()) {
+                3
+            } else if !v.is_finite() {
+                4
+            } else {
+                0
+            }
+        }
+        _ => -1,
+    }
+}
+
+/// nutpie's expand signature: `expand(dim, n_expanded, x, out, user_data)`;
+/// writes the constrained parameters and the deterministics.
+///
+/// # Safety
+/// `x` must reference `dim` doubles, `out` `n_expanded` doubles, and
+/// `user_data` a live `MmmProblem`.
+#[no_mangle]
+pub unsafe extern "C" fn fastmmm_v1_mmm_expand(
+    dim: usize,
+    n_expanded: usize,
+    x: *const f64,
+    out: *mut f64,
+    user_data: *const std::ffi::c_void,
+) -> std::os::raw::c_int {
+    if user_data.is_null() || x.is_null() || out.is_null() {
+        return -1;
+    }
+    let problem = &*(user_data as *const crate::logp::MmmProblem);
+    if dim != problem.n_dim() || n_expanded != problem.n_expanded() {
+        return -1;
+    }
+    let xs = std::slice::from_raw_parts(x, dim);
+    let os = std::slice::from_raw_parts_mut(out, n_expanded);
+    match catch_unwind(AssertUnwindSafe(|| problem.expand(xs, os))) {
+        Ok(Ok(())) => 0,
+        _ => -2,
+    }
 }

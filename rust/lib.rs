@@ -8,6 +8,7 @@
 pub mod error;
 pub mod ffi;
 pub mod kernels;
+pub mod logp;
 
 #[cfg(feature = "python")]
 mod py;

@@ -369,7 +369,7 @@ fn ffi_rejects_null_and_negative_sizes() {
             1
         );
     }
-    assert_eq!(ffi_table().len(), 16);
+    assert_eq!(ffi_table().len(), 18);
 }
 
 proptest! {

@@ -4,6 +4,7 @@
 //! GIL released, and large batches are split across threads.
 
 mod errors;
+mod problem;
 
 use crate::ffi::{ffi_table, KERNEL_VERSION};
 use crate::kernels::adstock::{adstock_fwd, adstock_vjp, adstock_weights, Adstock, AdstockKind};
@@ -644,5 +645,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(media_fwd_py, m)?)?;
     m.add_function(wrap_pyfunction!(media_vjp_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
+    m.add_class::<problem::PyMmmProblem>()?;
     Ok(())
 }

@@ -1,0 +1,281 @@
+//! `MmmProblem`: the fused log-density problem as a Python object. It owns the
+//! Rust problem in a `Box`, so the address handed to nutpie as user data stays
+//! valid for the object's lifetime.
+
+use super::errors::value_error;
+use crate::kernels::adstock::{Adstock, AdstockKind};
+use crate::kernels::fused::Media;
+use crate::kernels::saturation::SaturationKind;
+use crate::logp::{Block, Dist, MmmData, MmmProblem, MmmStructure, Role, Transform};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+fn vec1(arg: &str, a: &PyReadonlyArray1<'_, f64>) -> PyResult<Vec<f64>> {
+    Ok(a.as_slice()
+        .map_err(|_| value_error(arg, "must be a C-contiguous float64 array"))?
+        .to_vec())
+}
+
+fn vec2(arg: &str, a: &PyReadonlyArray2<'_, f64>) -> PyResult<(Vec<f64>, usize, usize)> {
+    let s = a.shape();
+    let v = a
+        .as_slice()
+        .map_err(|_| value_error(arg, "must be a C-contiguous float64 array"))?
+        .to_vec();
+    Ok((v, s[0], s[1]))
+}
+
+fn floats(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<Vec<f64>>> {
+    match d.get_item(key)? {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => Ok(Some(v.extract::<Vec<f64>>()?)),
+    }
+}
+
+fn parse_block(d: &Bound<'_, PyDict>) -> PyResult<Block> {
+    let role_s: String = d
+        .get_item("role")?
+        .ok_or_else(|| value_error("blocks", "missing role"))?
+        .extract()?;
+    let role = Role::from_name(&role_s)
+        .ok_or_else(|| value_error("blocks", format!("unknown role {role_s:?}")))?;
+    let size: usize = d
+        .get_item("size")?
+        .ok_or_else(|| value_error("blocks", "missing size"))?
+        .extract()?;
+    let dist_s: String = d
+        .get_item("dist")?
+        .ok_or_else(|| value_error("blocks", "missing dist"))?
+        .extract()?;
+    let dist = Dist::from_name(&dist_s)
+        .ok_or_else(|| value_error("blocks", format!("unsupported prior {dist_s:?}")))?;
+    let params_d = d
+        .get_item("params")?
+        .ok_or_else(|| value_error("blocks", "missing params"))?;
+    let params_d = params_d.cast::<PyDict>()?;
+    let mut params = Vec::new();
+    for name in dist.param_names() {
+        let v = floats(params_d, name)?.ok_or_else(|| {
+            value_error(
+                "blocks",
+                format!("{role_s}: {dist_s} needs parameter {name}"),
+            )
+        })?;
+        params.push(v);
+    }
+    let konst = floats(d, "const")?
+        .ok_or_else(|| value_error("blocks", format!("{role_s}: missing const")))?;
+    let tr_s: String = d
+        .get_item("transform")?
+        .ok_or_else(|| value_error("blocks", "missing transform"))?
+        .extract()?;
+    let transform = Transform::from_name(&tr_s)
+        .ok_or_else(|| value_error("blocks", format!("unknown transform {tr_s:?}")))?;
+    Ok(Block {
+        role,
+        size,
+        dist,
+        params,
+        konst,
+        transform,
+        lower: floats(d, "lower")?.unwrap_or_default(),
+        upper: floats(d, "upper")?.unwrap_or_default(),
+    })
+}
+
+/// The fused MMM log-density (see `rust/logp.rs`).
+#[pyclass(name = "MmmProblem", module = "fastmmm._core")]
+pub struct PyMmmProblem {
+    inner: Box<MmmProblem>,
+}
+
+fn data_from(
+    y: PyReadonlyArray1<'_, f64>,
+    spend: PyReadonlyArray2<'_, f64>,
+    trend_t: PyReadonlyArray1<'_, f64>,
+    fourier: PyReadonlyArray2<'_, f64>,
+    controls: PyReadonlyArray2<'_, f64>,
+    kappa_scale: PyReadonlyArray1<'_, f64>,
+) -> PyResult<(MmmData, [usize; 4])> {
+    let (spend_v, t, c) = vec2("spend", &spend)?;
+    let (four_v, t2, f) = vec2("fourier", &fourier)?;
+    let (ctrl_v, t3, k) = vec2("controls", &controls)?;
+    if t2 != t || t3 != t {
+        return Err(value_error(
+            "fourier/controls",
+            "must have as many rows as spend",
+        ));
+    }
+    let data = MmmData {
+        y: vec1("y", &y)?,
+        spend: spend_v,
+        trend_t: vec1("trend_t", &trend_t)?,
+        fourier: four_v,
+        controls: ctrl_v,
+        kappa_scale: vec1("kappa_scale", &kappa_scale)?,
+    };
+    Ok((data, [t, c, f, k]))
+}
+
+#[pymethods]
+impl PyMmmProblem {
+    #[new]
+    #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, adstock, l_max, normalize, saturation,
+                        intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        y: PyReadonlyArray1<'_, f64>,
+        spend: PyReadonlyArray2<'_, f64>,
+        trend_t: PyReadonlyArray1<'_, f64>,
+        fourier: PyReadonlyArray2<'_, f64>,
+        controls: PyReadonlyArray2<'_, f64>,
+        kappa_scale: PyReadonlyArray1<'_, f64>,
+        adstock: &str,
+        l_max: usize,
+        normalize: bool,
+        saturation: &str,
+        intercept: bool,
+        trend: bool,
+        likelihood: &str,
+        direct_beta: bool,
+        relative_param: i64,
+        fixed_saturation: Vec<(usize, f64)>,
+        blocks: &Bound<'_, PyList>,
+    ) -> PyResult<Self> {
+        let (data, [t, c, f, k]) = data_from(y, spend, trend_t, fourier, controls, kappa_scale)?;
+        let akind = match adstock {
+            "geometric" => AdstockKind::Geometric,
+            "delayed" => AdstockKind::Delayed,
+            "weibull_pdf" => AdstockKind::WeibullPdf,
+            "weibull_cdf" => AdstockKind::WeibullCdf,
+            _ => return Err(value_error("adstock", format!("unknown kind {adstock:?}"))),
+        };
+        let skind = match saturation {
+            "hill" => SaturationKind::Hill,
+            "logistic" => SaturationKind::Logistic,
+            "michaelis_menten" => SaturationKind::MichaelisMenten,
+            "tanh" => SaturationKind::Tanh,
+            _ => {
+                return Err(value_error(
+                    "saturation",
+                    format!("unknown kind {saturation:?}"),
+                ))
+            }
+        };
+        let student_t = match likelihood {
+            "normal" => false,
+            "studentt" => true,
+            _ => return Err(value_error("likelihood", "must be 'normal' or 'studentt'")),
+        };
+        let mut fixed = [None, None];
+        for (i, v) in fixed_saturation {
+            if i >= 2 {
+                return Err(value_error("fixed_saturation", "index must be 0 or 1"));
+            }
+            fixed[i] = Some(v);
+        }
+        let s = MmmStructure {
+            t,
+            c,
+            f,
+            k,
+            media: Media {
+                adstock: Adstock::new(akind, l_max, normalize)?,
+                saturation: skind,
+            },
+            relative: usize::try_from(relative_param).ok(),
+            fixed_saturation: fixed,
+            intercept,
+            trend,
+            student_t,
+            direct_beta,
+        };
+        let mut bs = Vec::new();
+        for item in blocks.iter() {
+            bs.push(parse_block(item.cast::<PyDict>()?)?);
+        }
+        Ok(PyMmmProblem {
+            inner: Box::new(MmmProblem::new(s, data, bs)?),
+        })
+    }
+
+    /// Same structure and priors with new data (another brand, a refresh).
+    #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale))]
+    fn with_data(
+        &self,
+        y: PyReadonlyArray1<'_, f64>,
+        spend: PyReadonlyArray2<'_, f64>,
+        trend_t: PyReadonlyArray1<'_, f64>,
+        fourier: PyReadonlyArray2<'_, f64>,
+        controls: PyReadonlyArray2<'_, f64>,
+        kappa_scale: PyReadonlyArray1<'_, f64>,
+    ) -> PyResult<Self> {
+        let (data, _) = data_from(y, spend, trend_t, fourier, controls, kappa_scale)?;
+        Ok(PyMmmProblem {
+            inner: Box::new(self.inner.with_data(data)?),
+        })
+    }
+
+    #[getter]
+    fn n_dim(&self) -> usize {
+        self.inner.n_dim()
+    }
+
+    #[getter]
+    fn n_expanded(&self) -> usize {
+        self.inner.n_expanded()
+    }
+
+    /// Names and shapes of the deterministics appended after the parameters by `expand`.
+    #[getter]
+    fn deterministics(&self) -> Vec<(String, Vec<usize>)> {
+        self.inner
+            .deterministics()
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect()
+    }
+
+    /// (log-density, gradient) at unconstrained `x`.
+    fn logp_dlogp<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<(f64, Bound<'py, PyArray1<f64>>)> {
+        let xs = vec1("x", &x)?;
+        let mut g = vec![0.0; self.inner.n_dim()];
+        let lp = py.detach(|| self.inner.logp_grad(&xs, &mut g))?;
+        Ok((lp, g.into_pyarray(py)))
+    }
+
+    /// Constrained parameters followed by the deterministics.
+    fn expand<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let xs = vec1("x", &x)?;
+        let mut out = vec![0.0; self.inner.n_expanded()];
+        py.detach(|| self.inner.expand(&xs, &mut out))?;
+        Ok(out.into_pyarray(py))
+    }
+
+    #[getter]
+    fn logp_address(&self) -> usize {
+        crate::ffi::fastmmm_v1_mmm_logp as *const () as usize
+    }
+
+    #[getter]
+    fn expand_address(&self) -> usize {
+        crate::ffi::fastmmm_v1_mmm_expand as *const () as usize
+    }
+
+    /// Address of the Rust problem: the `user_data` pointer for the C functions.
+    /// Valid while this object is alive.
+    #[getter]
+    fn user_data_address(&self) -> usize {
+        &*self.inner as *const MmmProblem as usize
+    }
+}

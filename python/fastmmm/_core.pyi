@@ -43,3 +43,44 @@ def media_vjp(
     want_gx: bool = False,
 ) -> tuple[F64 | None, F64, F64 | None, F64, F64 | None]: ...
 def ffi_addresses() -> dict[str, int]: ...
+
+class MmmProblem:
+    """The fused MMM log-density (rust/logp.rs); see fastmmm.fastpath."""
+
+    def __init__(
+        self,
+        y: F64,
+        spend: F64,
+        trend_t: F64,
+        fourier: F64,
+        controls: F64,
+        kappa_scale: F64,
+        adstock: str,
+        l_max: int,
+        normalize: bool,
+        saturation: str,
+        intercept: bool,
+        trend: bool,
+        likelihood: str,
+        direct_beta: bool,
+        relative_param: int,
+        fixed_saturation: list[tuple[int, float]],
+        blocks: list[dict],
+    ) -> None: ...
+    def with_data(
+        self, y: F64, spend: F64, trend_t: F64, fourier: F64, controls: F64, kappa_scale: F64
+    ) -> MmmProblem: ...
+    @property
+    def n_dim(self) -> int: ...
+    @property
+    def n_expanded(self) -> int: ...
+    @property
+    def deterministics(self) -> list[tuple[str, list[int]]]: ...
+    def logp_dlogp(self, x: F64) -> tuple[float, F64]: ...
+    def expand(self, x: F64) -> F64: ...
+    @property
+    def logp_address(self) -> int: ...
+    @property
+    def expand_address(self) -> int: ...
+    @property
+    def user_data_address(self) -> int: ...

@@ -6,6 +6,7 @@
 pub mod adstock;
 pub mod fastmath;
 pub mod fused;
+pub mod response;
 pub mod saturation;
 pub mod simd;
 pub mod validate;

@@ -623,6 +623,88 @@ fn media_vjp_py<'py>(
     ))
 }
 
+/// Incremental response of a spend plan over posterior draws, and its gradient.
+///
+/// hist: (Lh, C) scaled spend before the plan; plan: (H, C) scaled planned
+/// spend; tail: periods after the plan over which carry-over counts; a0, a1,
+/// s0, s1, beta: (S, C) per-draw kernel parameters. Returns (resp (S,),
+/// grad (S, H, C)) on the scaled target. Draws are split across threads.
+#[pyfunction(name = "response_draws")]
+#[pyo3(signature = (adstock, saturation, l_max, normalize, hist, plan, tail, a0, a1, s0, s1, beta))]
+#[allow(clippy::too_many_arguments)]
+fn response_draws_py<'py>(
+    py: Python<'py>,
+    adstock: &str,
+    saturation: &str,
+    l_max: i64,
+    normalize: bool,
+    hist: PyReadonlyArray2<'py, f64>,
+    plan: PyReadonlyArray2<'py, f64>,
+    tail: usize,
+    a0: PyReadonlyArray2<'py, f64>,
+    a1: Option<PyReadonlyArray2<'py, f64>>,
+    s0: PyReadonlyArray2<'py, f64>,
+    s1: Option<PyReadonlyArray2<'py, f64>>,
+    beta: PyReadonlyArray2<'py, f64>,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Arr3<'py>)> {
+    use crate::kernels::response::{response_draws, Horizon};
+    let ak = adstock_kind(adstock)?;
+    let sk = saturation_kind(saturation)?;
+    let m = Media {
+        adstock: Adstock::new(ak, l_max_of(ak, l_max)?, normalize)?,
+        saturation: sk,
+    };
+    let (hs, ps) = (hist.shape(), plan.shape());
+    let c = ps[1];
+    if hs[1] != c {
+        return Err(value_error(
+            "hist",
+            format!("expected {c} channels like plan, got {}", hs[1]),
+        ));
+    }
+    let hz = Horizon {
+        lh: hs[0],
+        h: ps[0],
+        lt: tail,
+        c,
+    };
+    let n_draws = a0.shape()[0];
+    let d = Dims::new(n_draws, 1, c); // only for parameter shape checks: (S, C)
+    let hv = slice2("hist", &hist)?;
+    let pv = slice2("plan", &plan)?;
+    validate::nonnegative("hist", hv)?;
+    validate::nonnegative("plan", pv)?;
+    let [an0, an1] = adstock_param_names(ak);
+    let [sn0, sn1] = saturation_param_names(sk);
+    let (pa0, pa1) = params([an0, an1], m.adstock.n_params(), d, &a0, &a1)?;
+    let (ps0, ps1) = params([sn0, sn1], sk.n_params(), d, &s0, &s1)?;
+    check_param_shape("beta", &beta, d)?;
+    let bv = slice2("beta", &beta)?;
+    let (resp, grad) = py.detach(|| -> crate::error::KResult<(Vec<f64>, Vec<f64>)> {
+        let mut resp = vec![0.0; n_draws];
+        let mut grad = vec![0.0; n_draws * hz.h * c];
+        let threads = rayon::current_num_threads().max(1);
+        let per = n_draws.div_ceil(threads).max(1);
+        let n = n_draws.div_ceil(per).max(1);
+        let outs = pieces_mut(&mut resp, per, n)
+            .into_par_iter()
+            .zip(pieces_mut(&mut grad, per * hz.h * c, n));
+        let ins = pieces(pa0, per * c, n)
+            .into_par_iter()
+            .zip(pieces(pa1, per * c, n))
+            .zip(pieces(ps0, per * c, n))
+            .zip(pieces(ps1, per * c, n))
+            .zip(pieces(bv, per * c, n));
+        outs.zip(ins)
+            .try_for_each(|((rc, gc), ((((q0, q1), r0), r1), bc))| {
+                response_draws(&m, hz, hv, pv, q0, q1, r0, r1, bc, rc, gc)
+            })?;
+        Ok((resp, grad))
+    })?;
+    let grad = grad.into_pyarray(py).reshape([n_draws, hz.h, c])?;
+    Ok((resp.into_pyarray(py), grad))
+}
+
 /// Addresses of the C-ABI kernels, by symbol name.
 #[pyfunction]
 fn ffi_addresses(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -644,6 +726,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(adstock_weights_py, m)?)?;
     m.add_function(wrap_pyfunction!(media_fwd_py, m)?)?;
     m.add_function(wrap_pyfunction!(media_vjp_py, m)?)?;
+    m.add_function(wrap_pyfunction!(response_draws_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;
     Ok(())

@@ -239,3 +239,29 @@ def test_per_channel_kinds():
     # Counterfactual contributions (numpy + Rust kernels) equal the model's own deterministic.
     np.testing.assert_allclose(r.media_contributions(np.asarray(r.data.spend)), r._contrib_draws(), rtol=1e-9)
     assert r.validate().divergences == 0
+
+
+def test_optimize_budget_on_fitted_result(example_fit, tmp_path):
+    spend = np.asarray(example_fit.data.spend)
+    budget = float(spend[-8:].sum())
+    r = example_fit.optimize_budget(budget, 8, max_draws=300)
+    alloc = np.array(list(r.allocation.values()))
+    assert alloc.sum() == pytest.approx(budget, rel=1e-12) and (alloc >= 0).all()
+    assert r.expected_response["mean"] >= r.current_response["mean"] - 1e-9
+    interior = [c for c, v in r.allocation.items() if 1e-6 * budget < v < budget * (1 - 1e-6)]
+    if len(interior) == 2:
+        m = [r.mroas[c] for c in interior]
+        assert m[0] == pytest.approx(m[1], rel=1e-3)
+    # The CLI writes alloc.json with the documented keys, and a plot.
+    from fastmmm.cli import main
+
+    example_fit.save(tmp_path / "model")
+    out = tmp_path / "alloc.json"
+    assert main(["optimize", str(tmp_path / "model"), "--budget", str(budget), "--weeks", "8",
+                 "--bounds", "x1=0:", "--max-draws", "200", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    for key in ("budget", "weeks", "objective", "allocation", "expected_response", "current_allocation",
+                "current_response", "mroas"):
+        assert key in doc
+    assert set(doc["expected_response"]) == {"mean", "low", "high"}
+    assert out.with_suffix(".png").stat().st_size > 10_000

@@ -193,6 +193,47 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_bounds(text):
+    """'tv=0:5000,search=100:' -> {'tv': (0, 5000), 'search': (100, None)}"""
+    out = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, rng = part.partition("=")
+        lo, sep2, hi = rng.partition(":")
+        if not sep or not sep2:
+            raise SystemExit(f"fastmmm optimize: bad --bounds entry {part!r} (expected NAME=LO:HI)")
+        out[name.strip()] = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+    return out
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from fastmmm.optimize import PosteriorResponse, optimize_budget
+    from fastmmm.optimize.budget import plot_allocation
+    from fastmmm.results import load
+
+    result = load(args.result_dir if not (Path(args.result_dir) / "model").exists() else Path(args.result_dir) / "model")
+    model = PosteriorResponse.from_result(result, max_draws=args.max_draws)
+    try:
+        r = optimize_budget(model, args.budget, args.weeks, bounds=_parse_bounds(args.bounds), objective=args.objective)
+    except ValueError as e:
+        print(f"fastmmm optimize: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out, json.dumps(r.to_dict(), indent=2))
+    png = out.with_suffix(".png")
+    plot_allocation(model, r, png)
+    print(f"{'channel':<12}{'current':>14}{'optimal':>14}{'mROAS':>9}")
+    for ch in r.allocation:
+        print(f"{ch:<12}{r.current_allocation[ch]:>14,.0f}{r.allocation[ch]:>14,.0f}{r.mroas[ch]:>9.3f}")
+    e, c, u = r.expected_response, r.current_response, r.uplift
+    print(
+        f"\nexpected response {e['mean']:,.0f} [{e['low']:,.0f}, {e['high']:,.0f}] vs current "
+        f"{c['mean']:,.0f}; uplift {u['mean']:,.0f} [{u['low']:,.0f}, {u['high']:,.0f}]"
+    )
+    print(f"wrote {out} and {png}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastmmm", description="Bayesian media mix modelling, fast.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -228,6 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit)
+
+    p = sub.add_parser("optimize", help="optimise a budget split on a fitted model")
+    p.add_argument("result_dir", help="a saved model directory (or a `fastmmm fit --out` directory)")
+    p.add_argument("--budget", type=float, required=True, help="total budget over the horizon")
+    p.add_argument("--weeks", type=int, required=True, help="horizon in periods")
+    p.add_argument("--bounds", help="per-channel budget bounds, e.g. tv=0:5000,search=100:")
+    p.add_argument("--objective", default="mean", help="mean | quantile:Q | mean_sd:LAMBDA | profit:TARGET_ROAS")
+    p.add_argument("--max-draws", type=int, default=1000)
+    p.add_argument("--out", required=True, help="alloc.json path (a PNG of the curves is written beside it)")
+    p.set_defaults(func=_optimize)
 
     p = sub.add_parser("kernels", help="evaluate the Rust kernels on synthetic spend and print a table")
     p.add_argument("--weeks", type=int, default=156)

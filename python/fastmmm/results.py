@@ -336,6 +336,23 @@ class MMMResult:
             rows.append({"multiplier": float(m), "spend": float(spend[:, c].sum() * m), **_floats(st)})
         return pd.DataFrame(rows)
 
+    # ------------------------------------------------------------------ budget
+    def optimize_budget(self, total: float, weeks: int, *, bounds=None, objective="mean", pattern=None,
+                        interval: float = 0.95, max_draws: int | None = 1000):
+        """Optimal split of ``total`` over the next ``weeks`` periods.
+
+        See :func:`fastmmm.optimize.optimize_budget` for the arguments; the
+        response is evaluated over (up to ``max_draws``) posterior draws by the
+        Rust response kernel, with carry-over from the last ``l_max`` weeks of
+        history and past the end of the horizon.
+        """
+        from fastmmm.optimize import PosteriorResponse, optimize_budget
+
+        model = PosteriorResponse.from_result(self, max_draws=max_draws)
+        return optimize_budget(
+            model, total, weeks, bounds=bounds, objective=objective, pattern=pattern, interval=interval
+        )
+
     # ------------------------------------------------------------------ validation
     def validate(self, **thresholds):
         """Validation suite: MAPE, R^2, hold-out MAPE, R-hat, ESS, divergences.

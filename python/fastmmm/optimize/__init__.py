@@ -1,0 +1,5 @@
+"""Budget optimisation over the posterior (Rust response kernels + scipy)."""
+
+from fastmmm.optimize.budget import BudgetResult, PosteriorResponse, ResponseModel, optimize_budget
+
+__all__ = ["BudgetResult", "PosteriorResponse", "ResponseModel", "optimize_budget"]

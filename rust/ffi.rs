@@ -637,7 +637,8 @@ pub fn ffi_table() -> Vec<(&'static str, usize)> {
     ]
 }
 
-/// nutpie's log-density signature: `logp(dim, x, grad_out, logp_out, user_data)`.
+/// nutpie's log-density signature: `logp(dim, x, grad_out, logp_out, user_data)`,
+/// returning `c_int` as nutpie's Rust side declares it (`RawLogpFunc` in nutpie's pymc.rs).
 /// `user_data` points to an [`crate::logp::MmmProblem`]. Returns 0 on success,
 /// 3 (non-finite gradient) or 4 (non-finite log-density), which nutpie treats as
 /// a rejected step, and -1 for a dimension mismatch or a bad argument (fatal).

@@ -92,7 +92,9 @@ def test_second_fit_of_same_structure_skips_compilation(example_df, example_fit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r2 = MMM(example_spec()).fit(other, draws=200, tune=200, chains=2, seed=3, progress=False)
-    assert example_fit.timing["compile_s"] > 0.5
+    # backend="auto" takes the fused Rust log-density here (the pytensor backend's reuse is
+    # checked in test_fastpath); the first fit may itself have hit the cache of an earlier test.
+    assert example_fit.backend == r2.backend == "rust"
     assert r2.timing["compile_s"] == 0.0 and r2.timing["build_s"] == 0.0
     # The new data were really used: the target scale follows the new data.
     assert r2.data.scales.target_scale == pytest.approx(example_fit.data.scales.target_scale * 1.05)

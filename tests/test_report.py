@@ -209,7 +209,7 @@ def test_write_report(result, tmp_path):
     # header
     d = result.data.dates
     assert f"{d[0]:%Y-%m-%d} to {d[-1]:%Y-%m-%d}" in text
-    assert f"{len(d)} training" in text and "pytensor" in text and "logistic" in text
+    assert f"{len(d)} training" in text and result.backend == "rust" and "rust" in text and "logistic" in text
     # diagnostics: every failure sentence, coloured rows, the verdict
     v = result.validate()
     assert "Diagnostics" in text and "in-sample MAPE" in text and "max R-hat" in text

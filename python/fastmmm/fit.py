@@ -1,9 +1,23 @@
-"""Fitting: build the PyMC model, compile it with nutpie (numba backend) once per
-model structure, swap data for later fits of the same structure, sample.
+"""Fitting: build the PyMC model, turn it into a nutpie model once per model
+structure, swap data for later fits of the same structure, sample.
 
-The compiled-model cache is per process and keyed by the spec's structure key
-plus the array shapes: a second fit of the same structure with new data (another
-brand, next week's refresh) reuses the compiled log-density through nutpie's
+Two backends give nutpie the log-density:
+
+* ``"rust"`` (the fast path, :mod:`fastmmm.fastpath`): for one adstock and one
+  saturation kind across channels and the built-in prior families, the whole
+  log-density and gradient is one fused Rust function handed to nutpie by
+  address. Nothing is compiled; the time to the first draw is well under a
+  second.
+* ``"pytensor"``: the PyMC model (with fastmmm's Rust Ops for the media
+  transforms) compiled by nutpie's numba backend; covers every spec (mixed
+  kinds per channel) at the price of a compilation of several seconds.
+
+``backend="auto"`` (the default) takes the fast path whenever it covers the
+spec and says why not otherwise (logger ``"fastmmm"``).
+
+The model cache is per process and keyed by backend, the spec's structure key
+and the array shapes: a second fit of the same structure with new data (another
+brand, next week's refresh) reuses the compiled log-density through
 ``with_data`` and pays no compilation.
 """
 
@@ -20,7 +34,10 @@ import numpy as np
 from fastmmm.data import PreparedData, prepare, split_holdout
 from fastmmm.spec import ModelSpec
 
-__all__ = ["MMM", "clear_compile_cache"]
+__all__ = ["MMM", "clear_compile_cache", "BACKENDS"]
+
+#: Values of ``MMM.fit(backend=...)``.
+BACKENDS = ("auto", "rust", "pytensor")
 
 log = logging.getLogger("fastmmm")
 
@@ -61,8 +78,9 @@ class _Compiled:
     uses: int = field(default=0)
 
 
-def _cache_key(spec: ModelSpec, data: PreparedData):
+def _cache_key(spec: ModelSpec, data: PreparedData, backend: str = "pytensor"):
     return (
+        backend,
         spec.structure_key(),
         data.spend_scaled.shape,
         data.controls_scaled.shape,
@@ -70,13 +88,18 @@ def _cache_key(spec: ModelSpec, data: PreparedData):
     )
 
 
-def compile_model(spec: ModelSpec, data: PreparedData) -> tuple[_Compiled, bool]:
-    """The nutpie-compiled model for this structure and shapes, and whether it was cached."""
-    import nutpie
+def compile_model(spec: ModelSpec, data: PreparedData, backend: str = "pytensor") -> tuple[_Compiled, bool]:
+    """The nutpie model for this structure and shapes, and whether it was cached.
 
+    ``backend`` is ``"pytensor"`` (nutpie's numba compilation of the PyMC model)
+    or ``"rust"`` (the fused Rust log-density, :func:`fastmmm.fastpath.compile_fast`;
+    raises ValueError for a spec it does not cover).
+    """
     from fastmmm.model import build_model
 
-    key = _cache_key(spec, data)
+    if backend not in ("pytensor", "rust"):
+        raise ValueError(f"backend: must be 'pytensor' or 'rust', got {backend!r}")
+    key = _cache_key(spec, data, backend)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
     if hit is not None:
@@ -85,10 +108,17 @@ def compile_model(spec: ModelSpec, data: PreparedData) -> tuple[_Compiled, bool]
     t0 = time.perf_counter()
     model = build_model(data, spec)
     t1 = time.perf_counter()
-    with warnings.catch_warnings():
-        # An Op without a numba implementation would run in Python object mode: never allowed.
-        warnings.filterwarnings("error", message="Numba will use object mode", category=UserWarning)
-        compiled = nutpie.compile_pymc_model(model, backend="numba")
+    if backend == "rust":
+        from fastmmm.fastpath import compile_fast
+
+        compiled = compile_fast(spec, data, model=model)
+    else:
+        import nutpie
+
+        with warnings.catch_warnings():
+            # An Op without a numba implementation would run in Python object mode: never allowed.
+            warnings.filterwarnings("error", message="Numba will use object mode", category=UserWarning)
+            compiled = nutpie.compile_pymc_model(model, backend="numba")
     t2 = time.perf_counter()
     entry = _Compiled(model, compiled, t1 - t0, t2 - t1, uses=1)
     with _CACHE_LOCK:
@@ -96,6 +126,23 @@ def compile_model(spec: ModelSpec, data: PreparedData) -> tuple[_Compiled, bool]
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = entry
     return entry, False
+
+
+def _choose_backend(backend: str, spec: ModelSpec) -> str:
+    """The backend a fit uses: ``"rust"`` or ``"pytensor"``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend == "pytensor":
+        return backend
+    from fastmmm.fastpath import supported
+
+    ok, why = supported(spec)
+    if ok:
+        return "rust"
+    if backend == "rust":
+        raise ValueError(f"backend='rust': the fused Rust log-density does not cover this model: {why}")
+    log.info("fastmmm: using the pytensor backend (fast path not available: %s)", why)
+    return "pytensor"
 
 
 def _drop_duplicate_trend(spec: ModelSpec, data: PreparedData) -> ModelSpec:
@@ -151,6 +198,7 @@ class MMM:
         holdout_weeks: int = 0,
         cores: int | None = None,
         progress: bool = True,
+        backend: str = "auto",
         **sampler_kwargs,
     ):
         """Validate ``df``, build and compile (or reuse) the model, sample with nutpie.
@@ -168,6 +216,12 @@ class MMM:
             Chains run in parallel threads (default: all cores).
         progress : bool
             Show nutpie's progress bar.
+        backend : {"auto", "rust", "pytensor"}
+            Log-density backend (see :mod:`fastmmm.fit`): ``"rust"`` is the
+            fused Rust log-density (no compilation; one adstock and one
+            saturation kind for all channels), ``"pytensor"`` nutpie's numba
+            compilation of the PyMC model (any spec), ``"auto"`` the former
+            when it covers the spec.
         **sampler_kwargs
             Passed to ``nutpie.sample`` (e.g. ``target_accept``,
             ``low_rank_modified_mass_matrix``).
@@ -180,6 +234,8 @@ class MMM:
 
         from fastmmm.results import MMMResult
 
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
         for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
             if not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
@@ -199,13 +255,32 @@ class MMM:
         train, holdout = (full, None)
         if holdout_weeks:
             train, holdout = split_holdout(full, holdout_weeks)
-        entry, cached = compile_model(spec, train)
+        used = _choose_backend(backend, spec)
+        try:
+            entry, cached = compile_model(spec, train, used)
+        except (ValueError, RuntimeError) as e:
+            if used != "rust" or backend != "auto":
+                raise
+            # The fast path refused this model after all (a layout it does not know): never fail a fit for it.
+            log.warning("fastmmm: fast path failed (%s); using the pytensor backend", e)
+            used = "pytensor"
+            entry, cached = compile_model(spec, train, used)
         compiled = entry.compiled
         if cached:
-            compiled = compiled.with_data(**_data_updates(train, entry.model))
+            if used == "rust":
+                from fastmmm.fastpath import problem_arrays
+
+                compiled = compiled.with_data(**problem_arrays(train, spec))
+            else:
+                compiled = compiled.with_data(**_data_updates(train, entry.model))
         build_s = 0.0 if cached else entry.build_s
         compile_s = 0.0 if cached else entry.compile_s
-        log.info("fastmmm: %s model (%s)", "reusing compiled" if cached else "compiled", spec.structure_key())
+        log.info(
+            "fastmmm: %s model, %s backend (%s)",
+            "reusing compiled" if cached else "compiled",
+            used,
+            spec.structure_key(),
+        )
 
         t0 = time.perf_counter()
         # target_accept 0.95 (nutpie's default is 0.8): MMM posteriors have a ridge between the
@@ -230,7 +305,7 @@ class MMM:
             data=train,
             holdout=holdout,
             timing=timing,
-            backend="pytensor",
+            backend=used,
             seed=seed,
         )
         result.report_diagnostics()

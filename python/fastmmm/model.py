@@ -181,8 +181,8 @@ def _prior(spec, name: str, design: MediaDesign | None = None, channels=None) ->
             f"({sorted(dists)} given)"
         )
     params = {}
-    for key in base.params:
-        params[key] = [float(np.broadcast_to(overrides.get(c, base).params[key], (1,))[0]) for c in channels]
+    for key, _ in base.params:
+        params[key] = [float(np.broadcast_to(overrides.get(c, base)[key], (1,))[0]) for c in channels]
     return Prior(base.dist, **params)
 
 

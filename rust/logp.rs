@@ -612,15 +612,19 @@ impl MmmProblem {
         let centre = s.intercept;
         let contrib = contrib_or_spare;
         let mut media_mean = 0.0;
-        for ti in 0..t {
-            let mut m = 0.0;
-            for ch in 0..c {
-                let v = sat[ti * c + ch] * beta[ch];
-                contrib[ti * c + ch] = v;
-                m += v;
+        for ((crow, srow), m) in contrib
+            .chunks_exact_mut(c)
+            .zip(sat.chunks_exact(c))
+            .zip(mu.iter_mut())
+        {
+            let mut acc = 0.0;
+            for ((cv, sv), b) in crow.iter_mut().zip(srow).zip(beta.iter()) {
+                let v = sv * b;
+                *cv = v;
+                acc += v;
             }
-            mu[ti] = m;
-            media_mean += m;
+            *m = acc;
+            media_mean += acc;
         }
         media_mean /= t as f64;
         let offset = if centre {
@@ -709,16 +713,18 @@ impl MmmProblem {
                 .sum::<f64>();
         }
         if let Some((o, _)) = get(Role::GammaFourier) {
-            for ti in 0..t {
-                for j in 0..f {
-                    gv[o + j] += r[ti] * self.data.fourier[ti * f + j];
+            let gvf = &mut gv[o..o + f];
+            for (rt, frow) in r.iter().zip(self.data.fourier.chunks_exact(f)) {
+                for (gj, fv) in gvf.iter_mut().zip(frow) {
+                    *gj += rt * fv;
                 }
             }
         }
         if let Some((o, _)) = get(Role::GammaControl) {
-            for ti in 0..t {
-                for j in 0..k {
-                    gv[o + j] += r[ti] * self.data.controls[ti * k + j];
+            let gvk = &mut gv[o..o + k];
+            for (rt, krow) in r.iter().zip(self.data.controls.chunks_exact(k)) {
+                for (gj, kv) in gvk.iter_mut().zip(krow) {
+                    *gj += rt * kv;
                 }
             }
         }
@@ -726,11 +732,20 @@ impl MmmProblem {
         let shift = if centre { rsum / t as f64 } else { 0.0 };
         // dL/dbeta_c = sum_t g_t sat[t, c]; dL/dsat[t, c] = g_t beta_c (+ the mean term below).
         gb.fill(0.0);
-        for ti in 0..t {
-            let g = r[ti] - shift;
-            for ch in 0..c {
-                gb[ch] += g * sat[ti * c + ch];
-                gsat[ti * c + ch] = g * beta[ch];
+        for ((grow, srow), rt) in gsat
+            .chunks_exact_mut(c)
+            .zip(sat.chunks_exact(c))
+            .zip(r.iter())
+        {
+            let g = rt - shift;
+            for (((gs, sv), gbv), b) in grow
+                .iter_mut()
+                .zip(srow)
+                .zip(gb.iter_mut())
+                .zip(beta.iter())
+            {
+                *gbv += g * sv;
+                *gs = g * b;
             }
         }
         if s.direct_beta {
@@ -738,12 +753,15 @@ impl MmmProblem {
                 gv[boff + ch] += gb[ch];
             }
         } else {
-            // beta = share * ybar / msat: d/dshare = ybar / msat; d/dmsat = -beta / msat.
+            // beta = share * ybar / msat: d/dshare = ybar / msat; d/dmsat = -beta / msat,
+            // and msat is a mean over time: every sat[t, c] gets the same extra term.
             for ch in 0..c {
                 gv[boff + ch] += gb[ch] * self.ybar / msat[ch];
-                let per = -gb[ch] * beta[ch] / msat[ch] / t as f64;
-                for ti in 0..t {
-                    gsat[ti * c + ch] += per;
+                gb[ch] = -gb[ch] * beta[ch] / msat[ch] / t as f64;
+            }
+            for grow in gsat.chunks_exact_mut(c) {
+                for (gs, per) in grow.iter_mut().zip(gb.iter()) {
+                    *gs += per;
                 }
             }
         }

@@ -487,26 +487,50 @@ fn fused_media_equals_composition() {
 fn response_gradient_matches_finite_differences() {
     use super::fused::Media;
     use super::response::{response_draws, Horizon};
-    let hz = Horizon { lh: 4, h: 5, lt: 4, c: 2 };
+    let hz = Horizon {
+        lh: 4,
+        h: 5,
+        lt: 4,
+        c: 2,
+    };
     let hist = [0.5, 0.0, 0.8, 0.2, 0.0, 0.4, 1.0, 0.3];
     let plan: Vec<f64> = (0..hz.h * hz.c).map(|i| 0.2 + 0.1 * i as f64).collect();
     let s = 2;
-    for (spec, a, b) in all_adstocks().into_iter().filter(|(sp, _, _)| !sp.is_recursive()).take(5) {
+    for (spec, a, b) in all_adstocks()
+        .into_iter()
+        .filter(|(sp, _, _)| !sp.is_recursive())
+        .take(5)
+    {
         for (kind, sa, sb) in SATS {
-            let m = Media { adstock: spec, saturation: kind };
+            let m = Media {
+                adstock: spec,
+                saturation: kind,
+            };
             let a0 = vec![a; s * 2];
-            let a1 = if spec.n_params() == 2 { vec![b; s * 2] } else { vec![] };
+            let a1 = if spec.n_params() == 2 {
+                vec![b; s * 2]
+            } else {
+                vec![]
+            };
             let s0 = vec![sa, sa * 1.2, sa * 0.8, sa];
-            let s1 = if kind.n_params() == 2 { vec![sb; s * 2] } else { vec![] };
+            let s1 = if kind.n_params() == 2 {
+                vec![sb; s * 2]
+            } else {
+                vec![]
+            };
             let beta = [1.0, 2.0, 0.5, 1.5];
             let run = |p: &[f64]| {
                 let mut r = vec![0.0; s];
                 let mut g = vec![0.0; s * hz.h * hz.c];
-                response_draws(&m, hz, &hist, p, &a0, &a1, &s0, &s1, &beta, &mut r, &mut g).unwrap();
+                response_draws(&m, hz, &hist, p, &a0, &a1, &s0, &s1, &beta, &mut r, &mut g)
+                    .unwrap();
                 (r, g)
             };
             let (r, g) = run(&plan);
-            assert!(r.iter().all(|v| *v > 0.0), "{m:?}: a positive plan adds response");
+            assert!(
+                r.iter().all(|v| *v > 0.0),
+                "{m:?}: a positive plan adds response"
+            );
             for j in 0..plan.len() {
                 let h = 1e-6;
                 let (mut pp, mut pm) = (plan.clone(), plan.clone());
@@ -516,7 +540,10 @@ fn response_gradient_matches_finite_differences() {
                 for i in 0..s {
                     let fd = (rp[i] - rm[i]) / (2.0 * h);
                     let an = g[i * plan.len() + j];
-                    assert!((fd - an).abs() < 1e-6 * fd.abs().max(1.0), "{m:?} draw {i} plan[{j}]: {an} vs {fd}");
+                    assert!(
+                        (fd - an).abs() < 1e-6 * fd.abs().max(1.0),
+                        "{m:?} draw {i} plan[{j}]: {an} vs {fd}"
+                    );
                 }
             }
         }

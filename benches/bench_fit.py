@@ -1,0 +1,1066 @@
+"""Fit benchmark: fastmmm versus pymc-marketing (both sampled by nutpie) on the
+same data and as close a model as the two libraries allow.
+
+Run:  python benches/bench_fit.py [--quick]
+
+Cases
+  synthetic  fastmmm.synthetic.make_dataset(156, 6, seed=0): geometric adstock
+             (l_max 8) + Hill, an event control, yearly seasonality 2, a linear
+             trend (fastmmm's built-in one; for pymc-marketing a control column
+             t = 0..1, since its MMM has no trend term).
+  example    /work/shared/data/mmm_example.csv (pymc-marketing's example data):
+             geometric (l_max 8) + logistic, controls event_1, event_2, t,
+             yearly seasonality 2 (fastmmm drops its built-in trend because the
+             control t is one).
+
+Contenders
+  fastmmm rust       MMM(spec).fit(df, backend="rust"): the fused Rust
+                     log-density handed to nutpie by address, nothing compiled.
+  fastmmm pytensor   MMM(spec).fit(df, backend="pytensor") (synthetic case only):
+                     the PyMC model on fastmmm's Rust Ops, compiled by nutpie (numba).
+  pymc-marketing     pymc_marketing.mmm.multidimensional.MMM (the classic
+                     pymc_marketing.mmm.MMM is deprecated in 0.19, removal in
+                     0.20), default priors. Its fit(..., nuts_sampler="nutpie")
+                     is pm.sample -> nutpie.compile_pymc_model(model,
+                     var_names=free RVs) -> nutpie.sample(target_accept=0.8) ->
+                     pm.compute_deterministics; this script makes those same calls
+                     itself so that build / compile / sample / post-processing are
+                     timed separately.
+
+Each library samples with its own default target_accept (fastmmm 0.95,
+pymc-marketing/PyMC 0.8) unless --target-accept is given. All fits use the same
+chains / draws / tune and seeds, save the warm-up statistics (to count its
+gradient evaluations) and store the unconstrained draws (store_unconstrained),
+on which the min bulk ESS and max R-hat are computed: both are rank-normalised,
+so they equal those of the constrained free parameters, and they cover exactly
+the parameters each sampler moves (no deterministics).
+
+Per-evaluation cost: every compiled model's C log-density (nutpie's signature
+``logp(dim, x, grad, logp, user_data)``) is called N times from one numba
+@njit loop through a ctypes function type, at the coordinate-wise median of the
+fit's unconstrained draws; contenders alternate in rounds and the ratio is the
+median of per-round ratios. The floor section counts the floating-point
+operations of one fastmmm log-density + gradient and compares the measured time
+with that count at a measured FMA peak.
+
+Isolation: every fit runs in its own fresh Python process with its own empty
+PyTensor compile cache (base_compiledir: C modules and numba's on-disk cache), so
+no contender reuses what another compiled, and compile times are those of the
+first fit of a model structure on a machine (--warm-cache uses the normal cache;
+a warm cache shortened pymc-marketing's compile by about a third and its
+compute_deterministics from ~11 s to ~0.2 s here). Each worker first runs the
+warm-up, not timed: imports; for the contenders that compile, a tiny PyMC model
+through nutpie; its library's first Python-level calls (for fastmmm a tiny fit
+with the rust backend). Workers stay alive after their fit and
+take turns running the per-evaluation loop, so only one runs at a time. With
+--repeats N each contender is fitted N times, the order reversed between
+repeats, and the table shows medians. Results go to benches/results/fit.json
+and fit.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+EXAMPLE_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "mmm_example.csv"
+
+RUST, PYT, PMM = "fastmmm rust", "fastmmm pytensor", "pymc-marketing"
+
+
+# ---------------------------------------------------------------------- cases
+def case_synthetic():
+    from fastmmm.spec import ModelSpec
+    from fastmmm.synthetic import make_dataset
+
+    df, truth = make_dataset(156, 6, seed=0)
+    spec = ModelSpec(
+        date_column="date",
+        target="sales",
+        channels=truth.channels,
+        controls=("event",),
+        adstock="geometric",
+        saturation="hill",
+        l_max=8,
+        yearly_seasonality=2,
+    )
+    pdf = df.copy()
+    pdf["t"] = np.arange(len(pdf)) / (
+        len(pdf) - 1
+    )  # pymc-marketing has no trend term: a linear control
+
+    def pmm_model():
+        from pymc_marketing.mmm import GeometricAdstock, HillSaturation
+        from pymc_marketing.mmm.multidimensional import MMM
+
+        return MMM(
+            date_column="date",
+            channel_columns=list(truth.channels),
+            target_column="sales",
+            control_columns=["event", "t"],
+            adstock=GeometricAdstock(l_max=8),
+            saturation=HillSaturation(),
+            yearly_seasonality=2,
+        )
+
+    return {
+        "name": "synthetic 156x6 geometric+Hill",
+        "key": "synthetic",
+        "df": df,
+        "spec": spec,
+        "pmm_model": pmm_model,
+        "pmm_X": pdf.drop(columns=["sales"]),
+        "pmm_y": pdf["sales"],
+        "contenders": [RUST, PYT, PMM],
+        "shape": [156, 6],
+        "saturation": "hill",
+        "l_max": 8,
+    }
+
+
+def case_example():
+    import pandas as pd
+    from fastmmm.spec import ModelSpec
+
+    df = pd.read_csv(EXAMPLE_CSV, parse_dates=["date_week"])
+    spec = ModelSpec(
+        date_column="date_week",
+        target="y",
+        channels=("x1", "x2"),
+        controls=("event_1", "event_2", "t"),
+        adstock="geometric",
+        saturation="logistic",
+        l_max=8,
+        yearly_seasonality=2,
+    )
+
+    def pmm_model():
+        from pymc_marketing.mmm import GeometricAdstock, LogisticSaturation
+        from pymc_marketing.mmm.multidimensional import MMM
+
+        return MMM(
+            date_column="date_week",
+            channel_columns=["x1", "x2"],
+            target_column="y",
+            control_columns=["event_1", "event_2", "t"],
+            adstock=GeometricAdstock(l_max=8),
+            saturation=LogisticSaturation(),
+            yearly_seasonality=2,
+        )
+
+    return {
+        "name": f"mmm_example.csv {len(df)}x2 geometric+logistic",
+        "key": "example",
+        "df": df,
+        "spec": spec,
+        "pmm_model": pmm_model,
+        "pmm_X": df.drop(columns=["y"]),
+        "pmm_y": df["y"],
+        "contenders": [RUST, PMM],
+        "shape": [len(df), 2],
+        "saturation": "logistic",
+        "l_max": 8,
+    }
+
+
+# ---------------------------------------------------------------------- diagnostics
+def sampler_stats(idata, chains):
+    """Gradient evaluations, divergences, min bulk ESS and max R-hat (unconstrained draws)."""
+    import arviz as az
+    import xarray as xr
+
+    ss = idata.sample_stats
+    out = {
+        "grad_evals_draws": int(ss["n_steps"].values.sum()),
+        "divergences": int(ss["diverging"].values.sum()),
+    }
+    warm = idata["warmup_sample_stats"] if "warmup_sample_stats" in idata.groups() else None
+    out["grad_evals_tune"] = int(warm["n_steps"].values.sum()) if warm is not None else None
+    out["grad_evals_total"] = out["grad_evals_draws"] + (out["grad_evals_tune"] or 0)
+    out["step_size"] = float(np.median(ss["step_size"].values)) if "step_size" in ss else None
+    u = np.asarray(ss["unconstrained_draw"].values, dtype=float)  # (chain, draw, n_dim)
+    ds = xr.Dataset({"u": (("chain", "draw", "k"), u)})
+    ess = az.ess(ds, method="bulk")["u"].values
+    out["ess_bulk_min"] = float(np.min(ess))
+    out["rhat_max"] = float(np.max(az.rhat(ds)["u"].values)) if chains > 1 else None
+    out["n_dim"] = int(u.shape[2])
+    # A typical posterior point for the per-evaluation benchmark.
+    out["_point"] = np.median(u.reshape(-1, u.shape[2]), axis=0)
+    return out
+
+
+@contextlib.contextmanager
+def quiet(record: list):
+    """Silence warnings (recorded), logging and stdout chatter of a fit."""
+    with warnings.catch_warnings(record=True) as w, contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+            for m in w:
+                msg = str(m.message).strip().splitlines()[0][:160]
+                if msg not in record:
+                    record.append(msg)
+
+
+# ---------------------------------------------------------------------- fits
+def fit_fastmmm(case, backend, kw, target_accept):
+    import nutpie
+    from fastmmm import MMM
+    from fastmmm.fit import clear_compile_cache, compile_model
+
+    clear_compile_cache()  # a cold model cache: build and compile are paid
+    notes: list = []
+    extra = {} if target_accept is None else {"target_accept": target_accept}
+    cpu = {}
+    sample = nutpie.sample
+
+    def timed_sample(*a, **k):  # MMM.fit calls nutpie.sample: record its CPU time (all threads)
+        c0 = time.process_time()
+        try:
+            return sample(*a, **k)
+        finally:
+            cpu["sample"] = time.process_time() - c0
+
+    nutpie.sample = timed_sample
+    with quiet(notes):
+        c0, t0 = time.process_time(), time.perf_counter()
+        result = MMM(case["spec"]).fit(
+            case["df"],
+            **kw,
+            progress=False,
+            backend=backend,
+            save_warmup=True,
+            store_unconstrained=True,
+            **extra,
+        )
+        wall, cpu_total = time.perf_counter() - t0, time.process_time() - c0
+    nutpie.sample = sample
+    tm = result.timing
+    row = {
+        "backend_used": result.backend,
+        "build_s": tm["build_s"],
+        "compile_s": tm["compile_s"],
+        "sample_s": tm["sample_s"],
+        "sample_cpu_s": cpu["sample"],
+        "other_s": wall - tm["build_s"] - tm["compile_s"] - tm["sample_s"],
+        "total_s": wall,
+        "total_cpu_s": cpu_total,
+        "fastmmm_total_s": tm["total_s"],
+        "target_accept": 0.95 if target_accept is None else target_accept,
+        "warnings": notes,
+    }
+    row.update(sampler_stats(result.idata, kw["chains"]))
+    entry, cached = compile_model(
+        result.spec, result.data, result.backend
+    )  # the cached model: no rebuild
+    assert cached, "fastmmm's compile cache missed right after a fit"
+    return row, entry.compiled
+
+
+def fit_pmm(case, kw, target_accept):
+    import nutpie
+    import pymc as pm
+
+    notes: list = []
+    ta = (
+        0.8 if target_accept is None else target_accept
+    )  # pm.sample's default, what pymc-marketing's fit uses
+    with quiet(notes):
+        c0, t0 = time.process_time(), time.perf_counter()
+        mmm = case["pmm_model"]()
+        mmm.build_model(case["pmm_X"], case["pmm_y"])
+        t1 = time.perf_counter()
+        var_names = [v.name for v in mmm.model.free_RVs]
+        compiled = nutpie.compile_pymc_model(mmm.model, var_names=var_names, backend="numba")
+        t2 = time.perf_counter()
+        c2 = time.process_time()
+        idata = nutpie.sample(
+            compiled,
+            draws=kw["draws"],
+            tune=kw["tune"],
+            chains=kw["chains"],
+            seed=kw["seed"],
+            target_accept=ta,
+            progress_bar=False,
+            save_warmup=True,
+            store_unconstrained=True,
+        )
+        t3 = time.perf_counter()
+        c3 = time.process_time()
+        with mmm.model:
+            idata.posterior = pm.compute_deterministics(
+                idata.posterior, merge_dataset=True, progressbar=False
+            )
+        t4, c4 = time.perf_counter(), time.process_time()
+    row = {
+        "backend_used": "pymc (nutpie numba)",
+        "build_s": t1 - t0,
+        "compile_s": t2 - t1,
+        "sample_s": t3 - t2,
+        "sample_cpu_s": c3 - c2,
+        "other_s": t4 - t3,
+        "total_s": t4 - t0,
+        "total_cpu_s": c4 - c0,
+        "target_accept": ta,
+        "warnings": notes,
+    }
+    row.update(sampler_stats(idata, kw["chains"]))
+    return row, compiled
+
+
+# ---------------------------------------------------------------------- per-evaluation cost
+def make_caller(address: int, ret):
+    """An @njit loop calling the C log-density at ``address`` n times (pointers passed as integers)."""
+    import numba
+
+    u64 = ctypes.c_uint64
+    fn = ctypes.CFUNCTYPE(ret, u64, u64, u64, u64, u64)(address)
+
+    @numba.njit(nogil=True)
+    def loop(n, dim, xp, gp, lpp, ud):
+        bad = 0
+        for _ in range(n):
+            if fn(dim, xp, gp, lpp, ud) != 0:
+                bad += 1
+        return bad
+
+    return loop, fn
+
+
+class EvalTarget:
+    """A compiled model's C log-density, callable n times from numba at a fixed point."""
+
+    def __init__(self, compiled, point, ret):
+        self.compiled = compiled  # keeps the user data alive
+        self.dim = int(compiled.n_dim)
+        self.x = np.ascontiguousarray(point, dtype=np.float64)
+        assert self.x.shape == (self.dim,)
+        self.g = np.zeros(self.dim)
+        self.lp = np.zeros(1)
+        self.ud = int(compiled.user_data.ctypes.data)
+        self.loop, _ = make_caller(int(compiled.compiled_logp_func.address), ret)
+        self.args = (self.dim, self.x.ctypes.data, self.g.ctypes.data, self.lp.ctypes.data, self.ud)
+        bad = self.loop(1, *self.args)
+        if bad or not np.isfinite(self.lp[0]) or not np.isfinite(self.g).all():
+            raise RuntimeError(
+                f"log-density call failed at the benchmark point (logp {self.lp[0]})"
+            )
+
+    def run(self, n):
+        return self.loop(n, *self.args)
+
+    def calibrate(self, min_time):
+        """Calls per batch so that a batch lasts at least ``min_time`` seconds."""
+        self.run(10)
+        n = 16
+        while True:
+            t0 = time.perf_counter()
+            self.run(n)
+            if time.perf_counter() - t0 > min_time:
+                return n
+            n *= 2
+
+    def time_us(self, n):
+        """(wall, thread CPU) microseconds per call over a batch of n calls."""
+        c0, t0 = time.thread_time(), time.perf_counter()
+        bad = self.run(n)
+        dt, dc = time.perf_counter() - t0, time.thread_time() - c0
+        if bad:
+            raise RuntimeError(f"{bad} of {n} log-density calls failed")
+        return dt / n * 1e6, dc / n * 1e6
+
+
+def per_eval(workers: dict, min_time: float, rounds: int):
+    """Microseconds per call of each worker's log-density, workers taking turns (only one
+    runs at a time): per-round thread CPU times and wall times."""
+    calls = {
+        k: w.request({"cmd": "calibrate", "min_time": min_time})["n"] for k, w in workers.items()
+    }
+    cpu = {k: [] for k in workers}
+    wall = {k: [] for k in workers}
+    for _ in range(rounds):
+        for k, w in workers.items():
+            wall_us, cpu_us = w.request({"cmd": "time", "n": calls[k]})["us"]
+            wall[k].append(wall_us)
+            cpu[k].append(cpu_us)
+    return cpu, wall
+
+
+# ---------------------------------------------------------------------- floor
+def measure_peak(seconds: float = 0.3):
+    """Single-core double-precision FMA throughput (GFLOP/s): 64 independent chains
+    that LLVM vectorises (AVX-512/AVX2 FMA), and 8 scalar chains without fastmath."""
+    import numba
+
+    @numba.njit(fastmath=True)
+    def vec(acc, reps, a, b):
+        for _ in range(reps):
+            for j in range(64):
+                acc[j] = acc[j] * a + b
+        return acc.sum()
+
+    @numba.njit
+    def scalar(reps, a, b):
+        x0, x1, x2, x3, x4, x5, x6, x7 = 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7
+        for _ in range(reps):
+            x0 = x0 * a + b
+            x1 = x1 * a + b
+            x2 = x2 * a + b
+            x3 = x3 * a + b
+            x4 = x4 * a + b
+            x5 = x5 * a + b
+            x6 = x6 * a + b
+            x7 = x7 * a + b
+        return x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7
+
+    acc = np.ones(64)
+    vec(acc, 10, 0.999999, 1e-7)
+    scalar(10, 0.999999, 1e-7)
+    best_v = best_s = 0.0
+    for _ in range(5):
+        reps = max(1, int(seconds / 5 * 120e9 / 128))
+        t0 = time.perf_counter()
+        vec(acc, reps, 0.999999, 1e-7)
+        best_v = max(best_v, 2 * 64 * reps / (time.perf_counter() - t0) / 1e9)
+        reps_s = max(1, int(seconds / 5 * 10e9 / 16))
+        t0 = time.perf_counter()
+        scalar(reps_s, 0.999999, 1e-7)
+        best_s = max(best_s, 2 * 8 * reps_s / (time.perf_counter() - t0) / 1e9)
+    return best_v, best_s
+
+
+def nominal_ghz():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1]) / 1e3
+    except OSError:
+        pass
+    return None
+
+
+FLOP_CONVENTION = (
+    "add/sub/mul/div = 1 flop, FMA = 2, exp and ln = 20 each (the order of their polynomial "
+    "evaluations in rust/kernels/fastmath.rs), compares/selects/max = 0; per-element counts follow "
+    "rust/logp.rs and rust/kernels/fused.rs (forward caches the saturation partials, backward has no exp/ln)"
+)
+
+
+def flop_count(t, c, l_max, f, k, n_dim, saturation="hill"):
+    """Floating-point operations of one fastmmm log-density + gradient (see FLOP_CONVENTION)."""
+    EXP = LN = 20
+    sat_fwd = {
+        # r = ln x - ln k; nr = s r; a = exp(-|nr|); 1/(1+a); y = num r; d = a r r; dx = s d / x; ds = d r; dk = -s d / k
+        "hill": LN + 1 + 1 + EXP + 1 + 1 + 1 + 2 + 2 + 1 + 2,
+        # e = exp(-lam x); r = 1/(1+e); y = (1-e) r; d = 2 e r r; dx = lam d; dlam = x d
+        "logistic": 1 + EXP + 1 + 1 + 2 + 3 + 1 + 1,
+    }[saturation]
+    sat_bwd = {"hill": 1 + 2 + 2, "logistic": 1 + 2}[saturation]  # g*dx, dot(g, d0) (, dot(g, d1))
+    per_elem = {
+        "adstock forward (2 l_max)": 2 * l_max,
+        f"{saturation} forward + cached partials": sat_fwd,
+        "channel means, contributions, media sum": 3,
+        "backward: beta grad, dmedia, centring": 4,
+        f"{saturation} VJP from cache": sat_bwd,
+        "adstock VJP (l_max dots, 2 l_max)": 2 * l_max,
+    }
+    per_t = {
+        "mean function (level, trend, Fourier, controls)": 3 + 2 * f + 2 * k,
+        "Normal likelihood + d/dmu, d/dsigma": 11,
+        "backward through mean function": 4 + 2 * f + 2 * k,
+    }
+    per_param = 30  # transform (exp/logistic) + prior kernel + Jacobian + chain rule, amortised
+    parts = {name: v * t * c for name, v in per_elem.items()}
+    parts.update({name: v * t for name, v in per_t.items()})
+    parts["adstock weights and their derivatives"] = 4 * l_max * c
+    parts["parameter transforms and priors"] = per_param * n_dim
+    return int(sum(parts.values())), parts
+
+
+# ---------------------------------------------------------------------- report
+def fmt(v, spec):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and not np.isfinite(v):
+        return "n/a"
+    return format(v, spec)
+
+
+METRICS = [
+    ("build (s)", "build_s", ".2f"),
+    ("compile (s)", "compile_s", ".2f"),
+    ("sample (s)", "sample_s", ".2f"),
+    ("other: data prep + post-processing (s)", "other_s", ".2f"),
+    ("total wall (s)", "total_s", ".2f"),
+    ("total CPU, all threads (s)", "total_cpu_s", ".2f"),
+    ("log-density+gradient, thread CPU (us/eval)", "us_per_eval", ".2f"),
+    ("log-density+gradient, wall (us/eval)", "us_per_eval_wall", ".2f"),
+    ("log-density+gradient, wall, best round (us/eval)", "us_per_eval_wall_best", ".2f"),
+    ("sampling CPU per gradient eval (us)", "us_cpu_per_grad_in_sampler", ".1f"),
+    ("share of sampling CPU in log-density evals", "logp_share_of_sampling", ".2f"),
+    ("gradient evals, draws (sum n_steps)", "grad_evals_draws", ",d"),
+    ("gradient evals, incl. tuning", "grad_evals_total", ",d"),
+    ("min bulk ESS", "ess_bulk_min", ".0f"),
+    ("ESS / s (total wall)", "ess_per_s", ".1f"),
+    ("ESS / s (sampling only)", "ess_per_sample_s", ".1f"),
+    ("max R-hat", "rhat_max", ".3f"),
+    ("divergences", "divergences", "d"),
+    ("unconstrained parameters", "n_dim", "d"),
+    ("target_accept", "target_accept", ".2f"),
+]
+
+
+def summarise(reps: list[dict]) -> dict:
+    """Median over repeats of every numeric field."""
+    out = {}
+    for key in reps[0]:
+        vals = [r[key] for r in reps]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            m = statistics.median(vals)
+            out[key] = round(m) if all(isinstance(v, int) for v in vals) else float(m)
+        else:
+            out[key] = vals[-1]
+    return out
+
+
+def case_table(case_row: dict) -> str:
+    cols = case_row["contenders"]
+    s = case_row["summary"]
+    fm = [c for c in cols if c != PMM]
+    head = (
+        "| metric | "
+        + " | ".join(cols)
+        + " | "
+        + " | ".join(f"{c.split()[-1]} / pymc-marketing" for c in fm)
+        + " |"
+    )
+    lines = [head, "|" + "---|" * (1 + len(cols) + len(fm))]
+    for label, key, spec in METRICS:
+        vals = [s[c].get(key) for c in cols]
+        cells = [fmt(v, spec) for v in vals]
+        ratios = []
+        for c in fm:
+            a, b = s[c].get(key), s[PMM].get(key)
+            if key == "us_per_eval" and case_row.get("eval_ratio", {}).get(c) is not None:
+                ratios.append(f"{case_row['eval_ratio'][c]:.3f}")  # median of per-round ratios
+            elif (
+                isinstance(a, (int, float))
+                and isinstance(b, (int, float))
+                and b
+                and key not in ("n_dim", "target_accept")
+            ):
+                ratios.append(f"{a / b:.3g}")
+            else:
+                ratios.append("")
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- worker process
+CASES = {"synthetic": case_synthetic, "example": case_example}
+
+
+def _versions():
+    import arviz
+    import fastmmm
+    import numba
+    import nutpie
+    import pymc
+    import pymc_marketing
+    import pytensor
+
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "fastmmm": fastmmm.__version__,
+        "pymc_marketing": pymc_marketing.__version__,
+        "pymc": pymc.__version__,
+        "pytensor": pytensor.__version__,
+        "nutpie": nutpie.__version__,
+        "numba": numba.__version__,
+        "arviz": arviz.__version__,
+    }
+
+
+def worker_main(cfg: dict) -> None:
+    """Fit one contender on one case, report, then serve per-evaluation timing requests.
+
+    Protocol: one JSON object per line on stdin (requests) and on the original
+    stdout (replies); everything else the libraries print goes to stderr.
+    """
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def reply(obj):
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
+    try:
+        t0 = time.perf_counter()
+        import nutpie
+        import pymc as pm
+
+        case = CASES[cfg["case"]]()
+        contender = cfg["contender"]
+        notes: list = []
+        # Warm-up: imports and first-call costs: for the contenders that compile, a tiny PyMC
+        # model through nutpie's numba backend (identical for each); then the contender's own
+        # Python-level first calls (for fastmmm a tiny fit with the rust backend).
+        with quiet(notes):
+            if contender != RUST:
+                with pm.Model() as tiny:
+                    a = pm.Normal("a", shape=3)
+                    s = pm.HalfNormal("s")
+                    pm.Normal("obs", a.sum(), s, observed=np.arange(5.0))
+                nutpie.sample(
+                    nutpie.compile_pymc_model(tiny, backend="numba"),
+                    draws=20,
+                    tune=20,
+                    chains=1,
+                    progress_bar=False,
+                )
+            if contender == PMM:
+                import pymc_marketing.mmm.multidimensional  # noqa: F401
+
+                case["pmm_model"]().build_model(case["pmm_X"], case["pmm_y"])
+            else:
+                from fastmmm import MMM
+
+                MMM(case["spec"]).fit(
+                    case["df"], draws=20, tune=20, chains=1, seed=0, progress=False, backend="rust"
+                )
+        warmup_s = time.perf_counter() - t0
+
+        kw = {k: cfg[k] for k in ("draws", "tune", "chains", "seed")}
+        if contender == PMM:
+            row, compiled = fit_pmm(case, kw, cfg["target_accept"])
+        else:
+            row, compiled = fit_fastmmm(
+                case, "rust" if contender == RUST else "pytensor", kw, cfg["target_accept"]
+            )
+        point = row.pop("_point")
+        row["warmup_s"] = warmup_s
+        dims = None
+        if contender == RUST:
+            from fastmmm.data import prepare
+
+            d = prepare(case["df"], case["spec"])
+            t_, c_ = np.asarray(d.spend_scaled).shape
+            dims = {
+                "T": int(t_),
+                "C": int(c_),
+                "F": int(np.asarray(d.fourier).shape[1]),
+                "K": int(np.asarray(d.controls_scaled).shape[1]),
+                "n_dim": int(compiled.n_dim),
+            }
+        if not cfg["serve"]:
+            reply({"row": row, "dims": dims, "versions": _versions()})
+            return
+        target = EvalTarget(compiled, point, ctypes.c_int if contender == RUST else ctypes.c_int64)
+        if contender == RUST:  # the C entry point and the Python method agree
+            lp_py, g_py = compiled.problem.logp_dlogp(target.x)
+            np.testing.assert_allclose(target.lp[0], lp_py, rtol=1e-12)
+            np.testing.assert_allclose(target.g, g_py, rtol=1e-12, atol=1e-12)
+        reply({"row": row, "dims": dims, "versions": _versions()})
+        for line in sys.stdin:
+            msg = json.loads(line)
+            if msg["cmd"] == "calibrate":
+                reply({"n": target.calibrate(msg["min_time"])})
+            elif msg["cmd"] == "time":
+                reply({"us": target.time_us(msg["n"])})
+            else:
+                break
+    except BaseException as e:  # noqa: BLE001 - reported to the driver, which raises
+        import traceback
+
+        traceback.print_exc()
+        reply({"error": f"{type(e).__name__}: {e}"})
+
+
+class Worker:
+    """A worker process (fresh interpreter; in cold-cache mode its own empty PyTensor cache)."""
+
+    def __init__(self, cfg: dict, warm_cache: bool):
+        env = dict(os.environ)
+        self.cache_dir = None
+        if not warm_cache:
+            self.cache_dir = tempfile.mkdtemp(prefix="bench_fit_pytensor_")
+            flags = env.get("PYTENSOR_FLAGS", "")
+            env["PYTENSOR_FLAGS"] = ",".join(
+                filter(None, [flags, f"base_compiledir={self.cache_dir}"])
+            )
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the worker
+            "w+", prefix="bench_fit_worker_", suffix=".log", delete=False
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(cfg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+        )
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise RuntimeError(f"worker died (exit {self.proc.returncode}):\n{self._log_tail()}")
+        msg = json.loads(line)
+        if "error" in msg:
+            raise RuntimeError(f"worker failed: {msg['error']}\n{self._log_tail()}")
+        return msg
+
+    def request(self, msg: dict) -> dict:
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def _log_tail(self, n=4000):
+        self.log.flush()
+        return Path(self.log.name).read_text()[-n:]
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        os.unlink(self.log.name)
+        if self.cache_dir:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    ap.add_argument("--quick", action="store_true", help="2 x 300 draws + 300 tune (a few minutes)")
+    ap.add_argument("--repeats", type=int, default=1, help="fits per contender (default 1)")
+    ap.add_argument(
+        "--cases", default="synthetic,example", help="comma list of: synthetic, example"
+    )
+    ap.add_argument(
+        "--target-accept", type=float, default=None, help="same target_accept for every contender"
+    )
+    ap.add_argument(
+        "--warm-cache",
+        action="store_true",
+        help="use PyTensor's normal compile cache instead of fresh empty ones",
+    )
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker_main(json.loads(args.worker))
+
+    t_run = time.perf_counter()
+    chains, draws, tune = (2, 300, 300) if args.quick else (2, 1000, 1000)
+    repeats = max(1, args.repeats)
+    min_time, rounds = (0.03, 9) if args.quick else (0.1, 21)
+    case_keys = [k.strip() for k in args.cases.split(",") if k.strip()]
+    contenders = {"synthetic": [RUST, PYT, PMM], "example": [RUST, PMM]}
+    peaks = [measure_peak()]
+    print(
+        f"FMA peak, one core: {peaks[0][0]:.1f} GFLOP/s vectorised, {peaks[0][1]:.1f} GFLOP/s scalar",
+        flush=True,
+    )
+
+    results, versions = [], {}
+    for key in case_keys:
+        info = {
+            "synthetic": "synthetic 156x6 geometric+Hill",
+            "example": "mmm_example.csv geometric+logistic",
+        }[key]
+        print(f"\n== {info}", flush=True)
+        reps = {c: [] for c in contenders[key]}
+        dims = None
+        workers: dict = {}
+        try:
+            for r in range(repeats):
+                last = r == repeats - 1
+                order = contenders[key] if r % 2 == 0 else contenders[key][::-1]
+                for c in order:
+                    cfg = {
+                        "case": key,
+                        "contender": c,
+                        "draws": draws,
+                        "tune": tune,
+                        "chains": chains,
+                        "seed": 1 + r,
+                        "target_accept": args.target_accept,
+                        "serve": last,
+                    }
+                    print(f"  fit {r + 1}/{repeats}: {c} ...", end="", flush=True)
+                    w = Worker(cfg, args.warm_cache)
+                    try:
+                        msg = w.read()
+                    except BaseException:
+                        w.close()
+                        raise
+                    if last:
+                        workers[c] = w
+                    else:
+                        w.close()
+                    row = msg["row"]
+                    versions = versions or msg["versions"]
+                    dims = dims or msg["dims"]
+                    reps[c].append(row)
+                    print(
+                        f" build {row['build_s']:.2f} s, compile {row['compile_s']:.2f} s, sample {row['sample_s']:.2f} s, "
+                        f"other {row['other_s']:.2f} s, total {row['total_s']:.2f} s; min ESS {row['ess_bulk_min']:.0f}, "
+                        f"divergences {row['divergences']}",
+                        flush=True,
+                    )
+            # Per-evaluation cost: the last repeat's models, one worker running at a time, in turns.
+            workers = {c: workers[c] for c in contenders[key]}
+            per, per_wall = per_eval(workers, min_time, rounds)
+            med = {k: statistics.median(v) for k, v in per.items()}
+        finally:
+            for w in workers.values():
+                w.close()
+        eval_ratio = {
+            c: statistics.median(a / b for a, b in zip(per[c], per[PMM])) for c in per if c != PMM
+        }
+        summary = {}
+        for c in contenders[key]:
+            s = summarise(reps[c])
+            s["us_per_eval"] = med[c]
+            s["us_per_eval_wall"] = statistics.median(per_wall[c])
+            s["us_per_eval_wall_best"] = min(per_wall[c])
+            s["us_cpu_per_grad_in_sampler"] = s["sample_cpu_s"] * 1e6 / s["grad_evals_total"]
+            s["logp_share_of_sampling"] = s["us_per_eval"] / s["us_cpu_per_grad_in_sampler"]
+            s["ess_per_s"] = s["ess_bulk_min"] / s["total_s"]
+            s["ess_per_sample_s"] = s["ess_bulk_min"] / s["sample_s"]
+            summary[c] = s
+        name = (
+            info
+            if dims is None
+            else info.replace("mmm_example.csv", f"mmm_example.csv {dims['T']}x{dims['C']}")
+        )
+        row = {
+            "case": name,
+            "key": key,
+            "contenders": contenders[key],
+            "summary": summary,
+            "repeats": reps,
+            "eval_us_rounds_thread_cpu": per,
+            "eval_us_rounds_wall": per_wall,
+            "eval_ratio": eval_ratio,
+        }
+        if dims is not None:
+            row["floor"] = {
+                "dims": dims,
+                "saturation": "hill" if key == "synthetic" else "logistic",
+                "l_max": 8,
+            }
+        results.append(row)
+
+    # Floor: flops of one fastmmm log-density + gradient at the measured peaks (best of two measurements).
+    peaks.append(measure_peak())
+    peak_v, peak_s = max(p[0] for p in peaks), max(p[1] for p in peaks)
+    ghz = nominal_ghz()
+    for row in results:
+        if "floor" not in row:
+            continue
+        fl, d = row["floor"], row["floor"]["dims"]
+        flops, parts = flop_count(
+            d["T"], d["C"], fl["l_max"], d["F"], d["K"], d["n_dim"], fl["saturation"]
+        )
+        us, best = (
+            row["summary"][RUST]["us_per_eval"],
+            row["summary"][RUST]["us_per_eval_wall_best"],
+        )
+        floor_v, floor_s = flops / (peak_v * 1e3), flops / (peak_s * 1e3)
+        fl.update(
+            flops=flops,
+            parts=parts,
+            convention=FLOP_CONVENTION,
+            peak_gflops_vector=peak_v,
+            peak_gflops_scalar=peak_s,
+            floor_us_vector_peak=floor_v,
+            floor_us_scalar_peak=floor_s,
+            nominal_ghz=ghz,
+            floor_us_1flop_per_cycle=flops / (ghz * 1e3) if ghz else None,
+            measured_us=us,
+            measured_us_best_round=best,
+            measured_over_floor_vector=us / floor_v,
+            best_over_floor_vector=best / floor_v,
+            measured_over_floor_scalar=us / floor_s,
+            measured_over_floor_1flop_per_cycle=us / (flops / (ghz * 1e3)) if ghz else None,
+            achieved_gflops=flops / (us * 1e3),
+            pymc_marketing_over_floor_vector=row["summary"][PMM]["us_per_eval"] / floor_v,
+        )
+    for row in results:
+        print(f"\n## {row['case']}\n")
+        print(case_table(row))
+        if "floor" in row:
+            fl = row["floor"]
+            print(
+                f"\nfloor: {fl['flops']:,} flops = {fl['floor_us_vector_peak']:.2f} us at {peak_v:.0f} GFLOP/s "
+                f"(vector FMA peak), {fl['floor_us_scalar_peak']:.2f} us at {peak_s:.1f} GFLOP/s (scalar); "
+                f"measured {fl['measured_us']:.2f} us = {fl['measured_over_floor_vector']:.1f}x / "
+                f"{fl['measured_over_floor_scalar']:.2f}x the floor"
+            )
+
+    meta = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {platform.system()} {platform.release()}".strip(),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        **versions,
+        "chains": chains,
+        "draws": draws,
+        "tune": tune,
+        "repeats": repeats,
+        "quick": args.quick,
+        "target_accept": args.target_accept
+        or "library defaults (fastmmm 0.95, pymc-marketing 0.8)",
+        "pytensor_cache": "normal (warm)" if args.warm_cache else "empty, one per fit",
+        "fma_peaks_gflops": peaks,
+        "run_s": time.perf_counter() - t_run,
+    }
+    _write(meta, results)
+    print(f"\nwrote {RESULTS / 'fit.json'} and fit.md ({meta['run_s']:.0f} s)")
+    return results
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _floor_md(fl: dict) -> str:
+    d = fl["dims"]
+    parts = "\n".join(f"| {k} | {v:,} |" for k, v in fl["parts"].items())
+    one = (
+        f"{fl['floor_us_1flop_per_cycle']:.1f} us at 1 flop/cycle at the nominal {fl['nominal_ghz']:.2f} GHz "
+        f"(measured / floor {fl['measured_over_floor_1flop_per_cycle']:.2f})"
+        if fl.get("nominal_ghz")
+        else "nominal clock unknown"
+    )
+    return (
+        f"One fastmmm log-density + gradient, T={d['T']}, C={d['C']}, l_max={fl['l_max']}, "
+        f"F={d['F']} Fourier columns, K={d['K']} controls, {d['n_dim']} parameters: **{fl['flops']:,} flops**\n\n"
+        f"| part | flops |\n|---|---|\n{parts}\n\n"
+        f"Convention: {fl['convention']}.\n\n"
+        f"Measured peak on one core (numba FMA loop): {fl['peak_gflops_vector']:.1f} GFLOP/s vectorised "
+        f"(64 independent chains, AVX-512/AVX2 FMA), {fl['peak_gflops_scalar']:.1f} GFLOP/s scalar (8 chains).\n\n"
+        f"| floor at | floor (us) | measured (median thread CPU {fl['measured_us']:.2f} us) / floor |\n|---|---|---|\n"
+        f"| vector FMA peak | {fl['floor_us_vector_peak']:.2f} | {fl['measured_over_floor_vector']:.1f}x "
+        f"(best wall round {fl['measured_us_best_round']:.2f} us: {fl['best_over_floor_vector']:.1f}x) |\n"
+        f"| scalar FMA peak | {fl['floor_us_scalar_peak']:.2f} | {fl['measured_over_floor_scalar']:.1f}x |\n\n"
+        f"Also: {one}. fastmmm achieves {fl['achieved_gflops']:.1f} GFLOP/s on this count; "
+        f"pymc-marketing's evaluation is {fl['pymc_marketing_over_floor_vector']:.0f}x the vector-peak floor "
+        f"of fastmmm's model (its model is not identical, so this is indicative only).\n"
+    )
+
+
+METHOD = """\
+* Every fit runs in a fresh process with an empty PyTensor compile cache (unless --warm-cache)
+  after an untimed warm-up (imports; for the compiling contenders a tiny PyMC model through
+  nutpie; the library's first calls, for fastmmm a tiny rust-backend fit).
+* build: fastmmm `timing['build_s']` (the PyMC model: layout and priors); pymc-marketing
+  `MMM(...)` + `build_model(X, y)`.
+* compile: fastmmm `timing['compile_s']` (rust: `MmmProblem` + initial-point function;
+  pytensor: `nutpie.compile_pymc_model`); pymc-marketing `nutpie.compile_pymc_model(model,
+  var_names=free RVs, backend='numba')`, as `pm.sample(nuts_sampler='nutpie')` calls it.
+* sample: `nutpie.sample` wall time (chains in parallel threads). total CPU: CPU seconds of the
+  fitting process (all threads) over the whole fit.
+* other: fastmmm: the rest of `MMM.fit` (data validation and scaling, result assembly,
+  posterior predictive, diagnostics); pymc-marketing: `pm.compute_deterministics`, as its
+  `fit` does.
+* us/eval: the compiled C log-density called from a numba loop through ctypes at the
+  coordinate-wise median of the unconstrained draws, one worker process at a time, in turns;
+  median over rounds of the calling thread's CPU time per call (insensitive to other work
+  taking the core; the ratio is the median of per-round ratios), and the wall time per call
+  (median and best round).
+* sampling CPU per gradient: CPU seconds of the process (all threads) during `nutpie.sample`
+  / gradient evaluations incl. tuning: the cost of a step inside nutpie including its own work
+  (tree building, adaptation, storing draws, expand, start-up, the conversion of the trace to
+  InferenceData). CPU rather than wall time because the chains' threads share the machine
+  with other work. The share in log-density evals is us/eval divided by it.
+* ESS / R-hat: arviz rank-normalised bulk ESS (min) and R-hat (max) over the unconstrained
+  draws (`store_unconstrained=True`), i.e. over exactly the sampled parameters of each model.
+* The models are as close as the libraries allow, not identical: fastmmm parameterises
+  channel amplitudes by contribution share, kappa relative to typical spend, and centres
+  intercept/trend/media; pymc-marketing uses its default priors (and for the synthetic case a
+  control column t for the trend).
+"""
+
+
+def _write(meta, cases):
+    RESULTS.mkdir(exist_ok=True)
+
+    def clean(o):
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, np.generic):
+            return o.item()
+        return o
+
+    (RESULTS / "fit.json").write_text(json.dumps(clean({"meta": meta, "cases": cases}), indent=2))
+    md = [
+        f"# Fit benchmark ({meta['date']})",
+        "",
+        (
+            f"{meta['cpu']}, {meta['cores']} cores ({meta['machine']}); python {meta['python']}, "
+            f"numpy {meta['numpy']}, fastmmm {meta['fastmmm']}, pymc-marketing {meta['pymc_marketing']}, "
+            f"pymc {meta['pymc']}, pytensor {meta['pytensor']}, nutpie {meta['nutpie']}, "
+            f"numba {meta['numba']}, arviz {meta['arviz']}"
+        ),
+        "",
+        (
+            f"{meta['chains']} chains x {meta['draws']} draws + {meta['tune']} tune, "
+            f"{meta['repeats']} repeat(s) per contender (median shown; order reversed between "
+            f"repeats); target_accept: {meta['target_accept']}; PyTensor compile cache: "
+            f"{meta['pytensor_cache']}. Ratios are fastmmm / pymc-marketing (below 1 is faster for "
+            "times; above 1 is better for ESS); the per-evaluation ratio is the median of per-round "
+            "ratios."
+        ),
+        "",
+    ]
+    for c in cases:
+        md += [f"## {c['case']}", "", case_table(c), ""]
+        if "floor" in c:
+            md += ["### Floor", "", _floor_md(c["floor"]), ""]
+    md += ["## Method", "", METHOD]
+    (RESULTS / "fit.md").write_text("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -65,7 +65,7 @@ def _spec_from_args(args: argparse.Namespace):
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     if "channels" not in base:
-        raise SystemExit("fastmmm fit: --channels (or a --config with channels) is required")
+        raise SystemExit(f"fastmmm {getattr(args, 'command', 'fit')}: --channels (or a --config with channels) is required")
     return ModelSpec.from_dict(base)
 
 
@@ -75,19 +75,21 @@ def _split(s):
     return tuple(p.strip() for p in s.split(",") if p.strip())
 
 
-def write_outputs(result, out: Path) -> dict:
-    """summary.json, contributions.csv, the saved model and report.html under ``out``."""
+def write_outputs(result, out: Path, *, report: bool = True) -> dict:
+    """summary.json, contributions.csv, the saved model and (``report=True``) report.html under ``out``."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
     result.contributions_over_time().to_csv(out / "contributions.csv")
     result.save(out / "model")
-    try:
-        from fastmmm.report import write_report
-    except ImportError:  # pragma: no cover - report module is part of the package
-        write_report = None
-    if write_report is not None:
-        write_report(result, out / "report.html")
+    if report:
+        try:
+            from fastmmm.report import write_report
+        except ImportError:  # pragma: no cover - report module is part of the package
+            write_report = None
+        if write_report is not None:
+            write_report(result, out / "report.html")
     return summary
 
 
@@ -151,6 +153,64 @@ def _fit(args: argparse.Namespace) -> int:
     _print_summary(summary)
     print(f"\nwrote {args.out}/summary.json, contributions.csv, model/, report.html")
     return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model and sampler options shared by ``fit`` and ``fit-many``."""
+    p.add_argument("--date-column")
+    p.add_argument("--target")
+    p.add_argument("--channels", help="comma-separated spend columns")
+    p.add_argument("--controls", help="comma-separated control columns")
+    p.add_argument("--adstock", choices=["geometric", "delayed", "weibull_cdf", "weibull_pdf"])
+    p.add_argument("--saturation", choices=["hill", "logistic", "michaelis_menten", "tanh"])
+    p.add_argument("--l-max", type=int)
+    p.add_argument("--yearly-seasonality", type=int)
+    p.add_argument("--no-trend", action="store_true", help="no built-in linear trend")
+    p.add_argument("--holdout-weeks", type=int, default=0)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="TOML spec file (command-line options override it)")
+
+
+def _fit_many(args: argparse.Namespace) -> int:
+    from fastmmm.batch import fit_many
+    from fastmmm.data import DataError
+
+    spec = _spec_from_args(args)
+    try:
+        index = fit_many(
+            args.data,
+            by=args.by,
+            spec=spec,
+            executor=args.executor,
+            out=args.out,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            seed=args.seed,
+            workers=args.workers,
+            progress=not args.quiet,
+            dask_address=args.dask_address,
+            report=args.report,
+            holdout_weeks=args.holdout_weeks,
+            backend=args.backend,
+        )
+    except (DataError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
+        print(f"fastmmm fit-many: error: {e}", file=sys.stderr)
+        return 2
+    ok = index["status"] == "ok"
+    resumed = int(index["resumed"].sum())
+    passed = int(index["passed"].sum())  # nullable boolean: missing for failed brands
+    print(
+        f"fit-many: {int(ok.sum())}/{len(index)} brands fitted ({resumed} from an earlier run), "
+        f"{passed} passed diagnostics, {int((~ok).sum())} failed"
+    )
+    for _, row in index[~ok].iterrows():
+        print(f"  - {row['brand']}: {row['error']}")
+    print(f"wrote {args.out}/index.csv and {args.out}/<brand>/")
+    return 0 if ok.all() else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -251,24 +311,28 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("fit", help="fit a model to a CSV file")
     p.add_argument("data", help="CSV file: one row per period")
-    p.add_argument("--date-column")
-    p.add_argument("--target")
-    p.add_argument("--channels", help="comma-separated spend columns")
-    p.add_argument("--controls", help="comma-separated control columns")
-    p.add_argument("--adstock", choices=["geometric", "delayed", "weibull_cdf", "weibull_pdf"])
-    p.add_argument("--saturation", choices=["hill", "logistic", "michaelis_menten", "tanh"])
-    p.add_argument("--l-max", type=int)
-    p.add_argument("--yearly-seasonality", type=int)
-    p.add_argument("--no-trend", action="store_true", help="no built-in linear trend")
-    p.add_argument("--holdout-weeks", type=int, default=0)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--config", help="TOML spec file (command-line options override it)")
+    _add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit)
+
+    p = sub.add_parser(
+        "fit-many",
+        help="fit one model per brand (compile once, fit many; local process pool or Dask)",
+    )
+    p.add_argument("data", help="CSV file: one row per brand and period")
+    p.add_argument("--by", default="brand", help="brand column (default: brand)")
+    _add_model_args(p)
+    p.add_argument("--out", required=True, help="output directory: DIR/<brand>/ and DIR/index.csv")
+    p.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local process pool (default) or a Dask cluster")
+    p.add_argument("--dask-address", help="Dask scheduler address (default: start a loopback LocalCluster)")
+    p.add_argument("--workers", type=int, help="worker processes (default: number of CPUs)")
+    p.add_argument("--backend", choices=["auto", "rust", "pytensor"], default="auto",
+                   help="log-density backend (see fastmmm.fit)")
+    p.add_argument("--report", action="store_true", help="also write report.html per brand (slow)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_fit_many)
 
     p = sub.add_parser("optimize", help="optimise a budget split on a fitted model")
     p.add_argument("result_dir", help="a saved model directory (or a `fastmmm fit --out` directory)")

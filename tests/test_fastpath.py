@@ -420,3 +420,17 @@ def test_second_rust_fit_swaps_data_without_rebuilding(example_df, both_fits):
     np.testing.assert_allclose(mu.mean(), other["y"].mean(), rtol=0.02)
     parts = r2.contributions_over_time()
     np.testing.assert_allclose(parts.drop(columns="fitted").sum(axis=1), parts["fitted"], rtol=1e-10)
+
+
+
+def test_untested_nutpie_version_falls_back_with_a_reason(monkeypatch):
+    import nutpie
+
+    from fastmmm import fastpath
+    from fastmmm.spec import ModelSpec
+
+    spec = ModelSpec(channels=("a", "b"), saturation="hill")
+    assert fastpath.supported(spec) == (True, "")
+    monkeypatch.setattr(nutpie, "__version__", "0.99.0")
+    ok, why = fastpath.supported(spec)
+    assert not ok and "nutpie 0.99.0" in why

@@ -110,6 +110,25 @@ def _free_prior_names(spec) -> list[tuple[str, Any]]:
     return out
 
 
+#: nutpie versions the fast path is tested with. It constructs nutpie's
+#: ``CompiledPyMCModel`` from raw addresses (an internal interface), so other
+#: versions fall back to the PyTensor path with this reason.
+TESTED_NUTPIE = ("0.16",)
+
+
+def nutpie_supported() -> tuple[bool, str]:
+    """Whether the installed nutpie is one the fast path is tested with."""
+    import nutpie
+
+    version = getattr(nutpie, "__version__", "unknown")
+    if not any(version == v or version.startswith(v + ".") for v in TESTED_NUTPIE):
+        return False, (
+            f"nutpie {version} is not a version the fast path is tested with "
+            f"({', '.join(v + '.x' for v in TESTED_NUTPIE)})"
+        )
+    return True, ""
+
+
 def supported(spec) -> tuple[bool, str]:
     """Whether the fused Rust log-density covers this spec, and why not.
 
@@ -121,6 +140,9 @@ def supported(spec) -> tuple[bool, str]:
 
     if _core_class() is None:
         return False, "fastmmm._core has no MmmProblem (extension built without the fast path)"
+    ok, why = nutpie_supported()
+    if not ok:
+        return False, why
     if getattr(spec, "log_target", False):
         return False, "log_target=True (multiplicative model)"
     designs = media_designs(spec)

@@ -12,7 +12,7 @@
 #![allow(clippy::needless_range_loop)] // index arithmetic over (T, C) reads clearer than zipped iterators here
 
 use crate::error::{KResult, KernelError};
-use crate::kernels::fused::{media_fwd, media_vjp, Media, MediaGrads};
+use crate::kernels::fused::{media_fwd_cols, media_vjp_cols, Media, MediaGrads};
 use crate::kernels::Dims;
 use std::cell::RefCell;
 
@@ -269,6 +269,8 @@ pub struct MmmProblem {
     pub s: MmmStructure,
     pub data: MmmData,
     pub blocks: Vec<Block>,
+    /// Spend transposed to channel-major (C, T), the fused kernel's native layout.
+    spend_cols: Vec<f64>,
     offsets: Vec<usize>,
     n_dim: usize,
     ybar: f64,
@@ -422,10 +424,17 @@ impl MmmProblem {
         }
         let ybar = data.y.iter().sum::<f64>() / t as f64;
         let tbar = data.trend_t.iter().sum::<f64>() / t as f64;
+        let mut spend_cols = vec![0.0; t * c];
+        for ti in 0..t {
+            for ch in 0..c {
+                spend_cols[ch * t + ti] = data.spend[ti * c + ch];
+            }
+        }
         Ok(MmmProblem {
             s,
             data,
             blocks,
+            spend_cols,
             offsets,
             n_dim: n,
             ybar,
@@ -584,15 +593,12 @@ impl MmmProblem {
 
         // 3. Media.
         let d = Dims::new(1, t, c);
-        media_fwd(&s.media, d, &self.data.spend, a0, a1s, s0, s1s, sat, cache)?;
+        // sat is channel-major (C, T) throughout: no transposes, and the loops below vectorise.
+        media_fwd_cols(&s.media, d, &self.spend_cols, a0, a1s, s0, s1s, sat, cache)?;
         // Channel means of the saturated media and the amplitudes.
-        msat.fill(0.0);
-        for row in sat.chunks_exact(c) {
-            for (m, v) in msat.iter_mut().zip(row) {
-                *m += v;
-            }
+        for (m, col) in msat.iter_mut().zip(sat.chunks_exact(t)) {
+            *m = col.iter().sum::<f64>() / t as f64;
         }
-        msat.iter_mut().for_each(|m| *m /= t as f64);
         let beta_block = if s.direct_beta {
             get(Role::Beta)
         } else {
@@ -610,22 +616,14 @@ impl MmmProblem {
         let level = get(Role::Level).map(|(o, _)| vals[o]).unwrap_or(0.0);
         let trend = get(Role::Trend).map(|(o, _)| vals[o]).unwrap_or(0.0);
         let centre = s.intercept;
-        let contrib = contrib_or_spare;
-        let mut media_mean = 0.0;
-        for ((crow, srow), m) in contrib
-            .chunks_exact_mut(c)
-            .zip(sat.chunks_exact(c))
-            .zip(mu.iter_mut())
-        {
-            let mut acc = 0.0;
-            for ((cv, sv), b) in crow.iter_mut().zip(srow).zip(beta.iter()) {
-                let v = sv * b;
-                *cv = v;
-                acc += v;
+        let spare = contrib_or_spare;
+        mu.fill(0.0);
+        for (col, b) in sat.chunks_exact(t).zip(beta.iter()) {
+            for (m, v) in mu.iter_mut().zip(col) {
+                *m += b * v;
             }
-            *m = acc;
-            media_mean += acc;
         }
+        let mut media_mean: f64 = mu.iter().sum();
         media_mean /= t as f64;
         let offset = if centre {
             trend * self.tbar + media_mean
@@ -652,7 +650,11 @@ impl MmmProblem {
                 out[o..o + c].copy_from_slice(beta);
                 o += c;
             }
-            out[o..o + tc].copy_from_slice(contrib);
+            for ti in 0..t {
+                for ch in 0..c {
+                    out[o + ti * c + ch] = sat[ch * t + ti] * beta[ch];
+                }
+            }
             o += tc;
             if s.intercept {
                 out[o] = level - offset;
@@ -731,38 +733,26 @@ impl MmmProblem {
         // dL/dmedia_t (centring subtracts the mean of media from every mu).
         let shift = if centre { rsum / t as f64 } else { 0.0 };
         // dL/dbeta_c = sum_t g_t sat[t, c]; dL/dsat[t, c] = g_t beta_c (+ the mean term below).
-        gb.fill(0.0);
-        for ((grow, srow), rt) in gsat
-            .chunks_exact_mut(c)
-            .zip(sat.chunks_exact(c))
-            .zip(r.iter())
-        {
-            let g = rt - shift;
-            for (((gs, sv), gbv), b) in grow
-                .iter_mut()
-                .zip(srow)
-                .zip(gb.iter_mut())
-                .zip(beta.iter())
-            {
-                *gbv += g * sv;
-                *gs = g * b;
-            }
+        let gm = &mut spare[..t];
+        for (g, rt) in gm.iter_mut().zip(r.iter()) {
+            *g = rt - shift;
         }
-        if s.direct_beta {
-            for ch in 0..c {
+        for (gbv, col) in gb.iter_mut().zip(sat.chunks_exact(t)) {
+            *gbv = dot(gm, col);
+        }
+        for ch in 0..c {
+            // beta = share * ybar / msat: d/dshare = ybar / msat; d/dmsat = -beta / msat, and msat
+            // is a mean over time, so every sat[c, t] gets the same extra term `per`.
+            let per = if s.direct_beta {
                 gv[boff + ch] += gb[ch];
-            }
-        } else {
-            // beta = share * ybar / msat: d/dshare = ybar / msat; d/dmsat = -beta / msat,
-            // and msat is a mean over time: every sat[t, c] gets the same extra term.
-            for ch in 0..c {
+                0.0
+            } else {
                 gv[boff + ch] += gb[ch] * self.ybar / msat[ch];
-                gb[ch] = -gb[ch] * beta[ch] / msat[ch] / t as f64;
-            }
-            for grow in gsat.chunks_exact_mut(c) {
-                for (gs, per) in grow.iter_mut().zip(gb.iter()) {
-                    *gs += per;
-                }
+                -gb[ch] * beta[ch] / msat[ch] / t as f64
+            };
+            let b = beta[ch];
+            for (gs, g) in gsat[ch * t..(ch + 1) * t].iter_mut().zip(gm.iter()) {
+                *gs = g * b + per;
             }
         }
 
@@ -780,7 +770,7 @@ impl MmmProblem {
             gs1: if n_s == 2 { &mut *gs1 } else { &mut [] },
             gx: &mut [],
         };
-        media_vjp(&s.media, d, &self.data.spend, a0, a1s, cache, gsat, out)?;
+        media_vjp_cols(&s.media, d, &self.spend_cols, a0, a1s, cache, gsat, out)?;
         for (j, g) in [&*ga0, &*ga1].into_iter().enumerate().take(n_a) {
             let (off, _) = get(Role::Adstock(j)).ok_or_else(|| bad("adstock block"))?;
             for ch in 0..c {

@@ -79,6 +79,39 @@ pub fn media_fwd(
     y: &mut [f64],
     cache: &mut [f64],
 ) -> KResult<()> {
+    media_fwd_impl(m, dims, x, a0, a1, s0, s1, y, cache, false)
+}
+
+/// [`media_fwd`] with `x` and `y` channel-major, `(B, C, T)`: no transposes,
+/// for callers that keep their data that way (the fused log-density).
+#[allow(clippy::too_many_arguments)]
+pub fn media_fwd_cols(
+    m: &Media,
+    dims: Dims,
+    x: &[f64],
+    a0: &[f64],
+    a1: &[f64],
+    s0: &[f64],
+    s1: &[f64],
+    y: &mut [f64],
+    cache: &mut [f64],
+) -> KResult<()> {
+    media_fwd_impl(m, dims, x, a0, a1, s0, s1, y, cache, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn media_fwd_impl(
+    m: &Media,
+    dims: Dims,
+    x: &[f64],
+    a0: &[f64],
+    a1: &[f64],
+    s0: &[f64],
+    s1: &[f64],
+    y: &mut [f64],
+    cache: &mut [f64],
+    cols: bool,
+) -> KResult<()> {
     let n = dims.len();
     check_len("x", x, n)?;
     check_len("out", y, n)?;
@@ -117,27 +150,39 @@ pub fn media_fwd(
         for ch in 0..c {
             let col = ch * t..(ch + 1) * t;
             let xa = &mut xa_b[col.clone()];
-            gather(&x[r.clone()], c, ch, xc);
-            if m.adstock.is_recursive() {
-                recursive_col(xc, a0[b * c + ch], xa);
+            let xsrc: &[f64] = if cols {
+                &x[r.start + ch * t..r.start + (ch + 1) * t]
             } else {
-                conv_col(xc, &w[ch..], c, taps, xa);
+                gather(&x[r.clone()], c, ch, xc);
+                &*xc
+            };
+            if m.adstock.is_recursive() {
+                recursive_col(xsrc, a0[b * c + ch], xa);
+            } else {
+                conv_col(xsrc, &w[ch..], c, taps, xa);
             }
             // Rounding can leave -1e-17 where the true value is 0; saturations need x >= 0.
             xa.iter_mut().for_each(|v| *v = v.max(0.0));
             let q1 = if s1.is_empty() { 0.0 } else { s1[b * c + ch] };
+            let ydst: &mut [f64] = if cols {
+                &mut y[r.start + ch * t..r.start + (ch + 1) * t]
+            } else {
+                &mut *yc
+            };
             sat_dispatch(
                 m.saturation,
                 simd,
                 s0[b * c + ch],
                 q1,
                 xa,
-                yc,
+                ydst,
                 &mut dx_b[col.clone()],
                 &mut d0_b[col.clone()],
                 &mut d1_b[col],
             );
-            scatter(yc, c, ch, &mut y[r.clone()]);
+            if !cols {
+                scatter(yc, c, ch, &mut y[r.clone()]);
+            }
         }
     }
     Ok(())
@@ -166,6 +211,36 @@ pub fn media_vjp(
     cache: &[f64],
     g: &[f64],
     out: MediaGrads<'_>,
+) -> KResult<()> {
+    media_vjp_impl(m, dims, x, a0, a1, cache, g, out, false)
+}
+
+/// [`media_vjp`] with `x`, `g` and `gx` channel-major, `(B, C, T)`.
+#[allow(clippy::too_many_arguments)]
+pub fn media_vjp_cols(
+    m: &Media,
+    dims: Dims,
+    x: &[f64],
+    a0: &[f64],
+    a1: &[f64],
+    cache: &[f64],
+    g: &[f64],
+    out: MediaGrads<'_>,
+) -> KResult<()> {
+    media_vjp_impl(m, dims, x, a0, a1, cache, g, out, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn media_vjp_impl(
+    m: &Media,
+    dims: Dims,
+    x: &[f64],
+    a0: &[f64],
+    a1: &[f64],
+    cache: &[f64],
+    g: &[f64],
+    out: MediaGrads<'_>,
+    cols: bool,
 ) -> KResult<()> {
     let n = dims.len();
     let np = dims.n_params();
@@ -197,8 +272,8 @@ pub fn media_vjp(
     let taps = m.adstock.n_taps();
     let two_a = m.adstock.n_params() == 2;
     let two_s = m.saturation.n_params() == 2;
-    let mut cols = vec![0.0; 4 * t];
-    let (gc, rest) = cols.split_at_mut(t);
+    let mut colbuf = vec![0.0; 4 * t];
+    let (gc, rest) = colbuf.split_at_mut(t);
     let (gxa, rest) = rest.split_at_mut(t);
     let (xc, gxc) = rest.split_at_mut(t);
     let mut wbuf = vec![0.0; 3 * taps * c];
@@ -221,14 +296,19 @@ pub fn media_vjp(
         for ch in 0..c {
             let col = ch * t..(ch + 1) * t;
             let k = b * c + ch;
-            gather(&g[r.clone()], c, ch, gc);
+            let gsrc: &[f64] = if cols {
+                &g[r.start + ch * t..r.start + (ch + 1) * t]
+            } else {
+                gather(&g[r.clone()], c, ch, gc);
+                &*gc
+            };
             // Saturation: parameter gradients and the gradient w.r.t. adstocked spend.
-            for ((ga, gv), d) in gxa.iter_mut().zip(gc.iter()).zip(&dx_b[col.clone()]) {
+            for ((ga, gv), d) in gxa.iter_mut().zip(gsrc.iter()).zip(&dx_b[col.clone()]) {
                 *ga = gv * d;
             }
-            out.gs0[k] = dot(gc, &d0_b[col.clone()]);
+            out.gs0[k] = dot(gsrc, &d0_b[col.clone()]);
             if two_s {
-                out.gs1[k] = dot(gc, &d1_b[col.clone()]);
+                out.gs1[k] = dot(gsrc, &d1_b[col.clone()]);
             }
             // Adstock.
             if m.adstock.is_recursive() {
@@ -244,14 +324,23 @@ pub fn media_vjp(
                 }
                 out.ga0[k] = ga;
                 if want_gx {
-                    scatter(gxa, c, ch, &mut out.gx[r.clone()]);
+                    if cols {
+                        out.gx[r.start + ch * t..r.start + (ch + 1) * t].copy_from_slice(gxa);
+                    } else {
+                        scatter(gxa, c, ch, &mut out.gx[r.clone()]);
+                    }
                 }
                 continue;
             }
-            gather(&x[r.clone()], c, ch, xc);
+            let xsrc: &[f64] = if cols {
+                &x[r.start + ch * t..r.start + (ch + 1) * t]
+            } else {
+                gather(&x[r.clone()], c, ch, xc);
+                &*xc
+            };
             let (mut s0, mut s1) = (0.0, 0.0);
             for l in 0..taps.min(t) {
-                let gw = dot(&gxa[l..], &xc[..t - l]);
+                let gw = dot(&gxa[l..], &xsrc[..t - l]);
                 s0 += gw * dw0[l * c + ch];
                 s1 += gw * dw1[l * c + ch];
             }
@@ -267,7 +356,11 @@ pub fn media_vjp(
                         *o += wl * v;
                     }
                 }
-                scatter(gxc, c, ch, &mut out.gx[r.clone()]);
+                if cols {
+                    out.gx[r.start + ch * t..r.start + (ch + 1) * t].copy_from_slice(gxc);
+                } else {
+                    scatter(gxc, c, ch, &mut out.gx[r.clone()]);
+                }
             }
         }
     }

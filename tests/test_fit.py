@@ -267,3 +267,37 @@ def test_optimize_budget_on_fitted_result(example_fit, tmp_path):
         assert key in doc
     assert set(doc["expected_response"]) == {"mean", "low", "high"}
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_cli_fit_with_config_writes_the_documented_outputs(tmp_path):
+    if not EXAMPLE.exists():
+        pytest.skip(f"{EXAMPLE} not found")
+    from fastmmm.cli import main
+
+    cfg = tmp_path / "spec.toml"
+    cfg.write_text(
+        'date_column = "date_week"\ntarget = "y"\nchannels = ["x1", "x2"]\n'
+        'controls = ["event_1", "event_2", "t"]\nsaturation = "logistic"\ntrend = false\n'
+        '[priors]\n"adstock_alpha.x2" = "Beta(alpha=1, beta=3)"\n'
+    )
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["fit", str(EXAMPLE), "--config", str(cfg), "--holdout-weeks", "6", "--draws", "300",
+                   "--tune", "300", "--seed", "3", "--quiet", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["interval"] == 0.95 and set(doc["channels"]) == {"x1", "x2"}
+    for ch in doc["channels"].values():
+        for q in ("roas", "mroas", "contribution", "contribution_share"):
+            assert set(ch[q]) == {"mean", "low", "high"}
+        assert isinstance(ch["spend"], float)
+    for key in ("mape_in_sample", "mape_holdout", "r2", "rhat_max", "ess_bulk_min", "divergences", "passed", "failures"):
+        assert key in doc["diagnostics"]
+    assert doc["diagnostics"]["mape_holdout"] is not None
+    assert set(doc["timing"]) == {"build_s", "compile_s", "sample_s", "total_s"}
+    assert doc["backend"] in ("rust", "pytensor")
+    assert (out / "contributions.csv").exists() and (out / "report.html").exists()
+    assert (out / "model" / "idata.nc").exists() and (out / "model" / "meta.json").exists()
+    # A bad input file is a clear error and exit code 2, not a traceback.
+    assert main(["fit", str(tmp_path / "missing.csv"), "--channels", "a", "--out", str(tmp_path / "x")]) == 2

@@ -212,12 +212,13 @@ class MMMResult:
         # training window (including what carries over past its end), per unit of that spend.
         eps = 0.01
         base = self._with_tail(spend)
-        mroas = np.empty_like(contrib)
-        for c in range(len(self.channels)):
-            bumped = base.copy()
-            bumped[: spend.shape[0], c] *= 1 + eps
-            delta = self.media_contributions(bumped)[:, :, c].sum(axis=1) - self.media_contributions(base)[:, :, c].sum(axis=1)
-            mroas[:, c] = delta / (eps * total_spend[c]) if total_spend[c] > 0 else np.nan
+        bumped = base.copy()
+        bumped[: spend.shape[0]] *= 1 + eps
+        # Channels do not interact in the media transform, so bumping every channel at once
+        # gives each channel's own bumped contribution: two transforms instead of 2 C.
+        delta = self.media_contributions(bumped).sum(axis=1) - self.media_contributions(base).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mroas = np.where(total_spend > 0, delta / (eps * total_spend), np.nan)
         self._cd_cache = {"contribution": contrib, "contribution_share": share, "roas": roas, "mroas": mroas, "spend": total_spend}
         return self._cd_cache
 

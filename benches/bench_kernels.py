@@ -114,7 +114,6 @@ def main(argv=None):
     import pytensor
 
     from fastmmm import _core
-    from fastmmm import kernels as K
 
     rng = np.random.default_rng(0)
     min_time = 0.05 if args.quick else 0.3

@@ -394,7 +394,6 @@ def test_rust_and_pytensor_posteriors_agree_on_synthetic_hill():
 
 
 def test_rust_and_pytensor_posteriors_agree(both_fits):
-    import arviz as az
 
     a, b = both_fits["rust"].idata.posterior, both_fits["pytensor"].idata.posterior
     names = [n for n in b.data_vars if not n.endswith("__")]

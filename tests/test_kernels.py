@@ -355,7 +355,6 @@ FD_PARAMS = {
 @st.composite
 def fd_cases(draw, name):
     x = draw(x_arrays(max_T=16))
-    T = x.shape[-2]
     p = tuple(params(draw, x, st.floats(lo, hi)) for lo, hi in FD_PARAMS[name])
     opts = {}
     if name == "geometric_adstock":

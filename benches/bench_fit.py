@@ -1,17 +1,29 @@
 """Fit benchmark: fastmmm versus pymc-marketing (both sampled by nutpie) on the
 same data and as close a model as the two libraries allow.
 
-Run:  python benches/bench_fit.py [--quick]
+Run:  python benches/bench_fit.py [--quick] [--cases synthetic,synthetic_260x12,example,batch]
+                                  [--batch-brands 50] [--batch-budget-s 900]
 
-Cases
+Cases (--cases picks a subset; fit.json / fit.md keep the stored results of the others)
   synthetic  fastmmm.synthetic.make_dataset(156, 6, seed=0): geometric adstock
              (l_max 8) + Hill, an event control, yearly seasonality 2, a linear
              trend (fastmmm's built-in one; for pymc-marketing a control column
              t = 0..1, since its MMM has no trend term).
+  synthetic_260x12
+             the same model on make_dataset(260, 12, seed=0); fastmmm rust and
+             pymc-marketing only (no fastmmm pytensor column).
   example    /work/shared/data/mmm_example.csv (pymc-marketing's example data):
              geometric (l_max 8) + logistic, controls event_1, event_2, t,
              yearly seasonality 2 (fastmmm drops its built-in trend because the
              control t is one).
+  batch      many brands: make_dataset(104, 4, seed=i), i < --batch-brands (50),
+             the synthetic case's model, 2 chains x 500 draws + 500 tune (fixed,
+             --quick or not). fastmmm.batch.fit_many (default executor, out= a
+             temporary directory) over all brands versus pymc-marketing refitting
+             brand after brand (new MMM + build_model + nutpie compile + sample)
+             for as many brands as fit in --batch-budget-s (default 900 s): fits
+             per minute of each and their ratio, min / median R-hat and total
+             divergences over brands. Each side runs in its own fresh process.
 
 Contenders
   fastmmm rust       MMM(spec).fit(df, backend="rust"): the fused Rust
@@ -87,11 +99,11 @@ RUST, PYT, PMM = "fastmmm rust", "fastmmm pytensor", "pymc-marketing"
 
 
 # ---------------------------------------------------------------------- cases
-def case_synthetic():
+def case_synthetic(weeks=156, n_channels=6, key="synthetic", contenders=(RUST, PYT, PMM)):
     from fastmmm.spec import ModelSpec
     from fastmmm.synthetic import make_dataset
 
-    df, truth = make_dataset(156, 6, seed=0)
+    df, truth = make_dataset(weeks, n_channels, seed=0)
     spec = ModelSpec(
         date_column="date",
         target="sales",
@@ -122,18 +134,23 @@ def case_synthetic():
         )
 
     return {
-        "name": "synthetic 156x6 geometric+Hill",
-        "key": "synthetic",
+        "name": f"synthetic {weeks}x{n_channels} geometric+Hill",
+        "key": key,
         "df": df,
         "spec": spec,
         "pmm_model": pmm_model,
         "pmm_X": pdf.drop(columns=["sales"]),
         "pmm_y": pdf["sales"],
-        "contenders": [RUST, PYT, PMM],
-        "shape": [156, 6],
+        "contenders": list(contenders),
+        "shape": [weeks, n_channels],
         "saturation": "hill",
         "l_max": 8,
     }
+
+
+def case_synthetic_260x12():
+    # No fastmmm pytensor column: that compile is slow at this size and says nothing new.
+    return case_synthetic(260, 12, key="synthetic_260x12", contenders=(RUST, PMM))
 
 
 def case_example():
@@ -577,8 +594,384 @@ def case_table(case_row: dict) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------- batch case
+BATCH_WEEKS, BATCH_CHANNELS, BATCH_DRAWS, BATCH_TUNE, BATCH_CHAINS, BATCH_SEED = (
+    104,
+    4,
+    500,
+    500,
+    2,
+    1,
+)
+
+
+def batch_data(n_brands: int):
+    """Long frame of n_brands synthetic brands (make_dataset(104, 4, seed=i)), the fastmmm spec
+    (geometric l_max 8 + Hill, event control, yearly seasonality 2, built-in trend) and a
+    pymc-marketing MMM factory (same, with a control column t for the trend)."""
+    import pandas as pd
+    from fastmmm.spec import ModelSpec
+    from fastmmm.synthetic import make_dataset
+
+    parts, channels = [], None
+    for i in range(n_brands):
+        d, truth = make_dataset(BATCH_WEEKS, BATCH_CHANNELS, seed=i)
+        channels = truth.channels
+        d.insert(0, "brand", f"brand{i:02d}")
+        parts.append(d)
+    df = pd.concat(parts, ignore_index=True)
+    spec = ModelSpec(
+        date_column="date",
+        target="sales",
+        channels=channels,
+        controls=("event",),
+        adstock="geometric",
+        saturation="hill",
+        l_max=8,
+        yearly_seasonality=2,
+    )
+
+    def pmm_model():
+        from pymc_marketing.mmm import GeometricAdstock, HillSaturation
+        from pymc_marketing.mmm.multidimensional import MMM
+
+        return MMM(
+            date_column="date",
+            channel_columns=list(channels),
+            target_column="sales",
+            control_columns=["event", "t"],
+            adstock=GeometricAdstock(l_max=8),
+            saturation=HillSaturation(),
+            yearly_seasonality=2,
+        )
+
+    return df, spec, pmm_model
+
+
+def _pmm_brand_xy(g):
+    g = g.drop(columns=["brand"]).reset_index(drop=True)
+    g["t"] = np.arange(len(g)) / (len(g) - 1)
+    return g.drop(columns=["sales"]), g["sales"]
+
+
+def batch_worker(cfg: dict) -> dict:
+    """One side of the batch case in this (fresh) process: fastmmm fit_many over all brands, or
+    pymc-marketing refitting brand after brand until the budget is spent."""
+    import nutpie
+    import pymc as pm
+    from fastmmm.batch import brand_seed
+
+    df, spec, pmm_model = batch_data(cfg["brands"])
+    kw = {"draws": BATCH_DRAWS, "tune": BATCH_TUNE, "chains": BATCH_CHAINS}
+    notes: list = []
+    t_w = time.perf_counter()
+    if cfg["contender"] == PMM:
+        # Warm-up (untimed), as for the fit cases: a tiny PyMC model through nutpie, the
+        # pymc-marketing import and one model build.
+        with quiet(notes):
+            with pm.Model() as tiny:
+                a = pm.Normal("a", shape=3)
+                s = pm.HalfNormal("s")
+                pm.Normal("obs", a.sum(), s, observed=np.arange(5.0))
+            nutpie.sample(
+                nutpie.compile_pymc_model(tiny, backend="numba"),
+                draws=20,
+                tune=20,
+                chains=1,
+                progress_bar=False,
+            )
+            g0 = next(iter(df.groupby("brand", sort=False)))[1]
+            pmm_model().build_model(*_pmm_brand_xy(g0))
+        warmup_s = time.perf_counter() - t_w
+        budget = float(cfg["budget_s"])
+        per = []
+        t0, c0 = time.perf_counter(), time.process_time()
+        for b, g in df.groupby("brand", sort=False):
+            elapsed = time.perf_counter() - t0
+            if per and elapsed + statistics.mean(p["total_s"] for p in per) > budget:
+                break  # the next fit would (at the mean pace) end past the budget
+            X, y = _pmm_brand_xy(g)
+            with quiet(notes):
+                t1 = time.perf_counter()
+                mmm = pmm_model()
+                mmm.build_model(X, y)
+                t2 = time.perf_counter()
+                compiled = nutpie.compile_pymc_model(
+                    mmm.model, var_names=[v.name for v in mmm.model.free_RVs], backend="numba"
+                )
+                t3 = time.perf_counter()
+                idata = nutpie.sample(
+                    compiled,
+                    **kw,
+                    seed=brand_seed(BATCH_SEED, b),
+                    target_accept=0.8,
+                    progress_bar=False,
+                    store_unconstrained=True,
+                )
+                t4 = time.perf_counter()
+            st = sampler_stats(idata, BATCH_CHAINS)
+            per.append(
+                {
+                    "brand": b,
+                    "build_s": t2 - t1,
+                    "compile_s": t3 - t2,
+                    "sample_s": t4 - t3,
+                    "total_s": t4 - t1,
+                    "rhat_max": st["rhat_max"],
+                    "ess_bulk_min": st["ess_bulk_min"],
+                    "divergences": st["divergences"],
+                }
+            )
+            print(
+                f"pymc-marketing {b}: {t4 - t1:.1f} s, R-hat {st['rhat_max']:.3f}, "
+                f"divergences {st['divergences']}",
+                flush=True,
+            )
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "warmup_s": warmup_s,
+            "budget_s": budget,
+            "per_brand": per,
+            "warnings": notes[:20],
+        }
+
+    from fastmmm import MMM
+    from fastmmm.batch import fit_many
+    from fastmmm.fit import clear_compile_cache
+    from fastmmm.synthetic import make_dataset
+
+    # Warm-up (untimed): imports and fastmmm's first Python-level calls (a tiny fit of another
+    # shape); its compiled model is dropped, so fit_many compiles for the batch's shape.
+    with quiet(notes):
+        d, _ = make_dataset(52, BATCH_CHANNELS, seed=12345)
+        MMM(spec).fit(d, draws=20, tune=20, chains=1, seed=0, progress=False, backend="rust")
+        clear_compile_cache()
+    warmup_s = time.perf_counter() - t_w
+    out = tempfile.mkdtemp(prefix="bench_fit_batch_")
+    try:
+        with quiet(notes):
+            t0, c0 = time.perf_counter(), time.process_time()
+            index = fit_many(
+                df, by="brand", spec=spec, out=out, progress=False, seed=BATCH_SEED, **kw
+            )
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    per = []
+    for _, r in index.iterrows():
+        per.append(
+            {
+                "brand": r["brand"],
+                "status": r["status"],
+                "error": r["error"] or "",
+                "build_s": r["build_s"],
+                "compile_s": r["compile_s"],
+                "sample_s": r["sample_s"],
+                "total_s": r["total_s"],
+                "write_s": r["write_s"],
+                "rhat_max": r["rhat_max"],
+                "ess_bulk_min": r["ess_bulk_min"],
+                "divergences": r["divergences"],
+                "backend": r["backend"],
+            }
+        )
+
+    def plain(v):  # JSON-safe: numpy scalars to Python, NaN to None
+        v = v.item() if isinstance(v, np.generic) else v
+        return None if isinstance(v, float) and not np.isfinite(v) else v
+
+    per = [{k: plain(v) for k, v in p.items()} for p in per]
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "warmup_s": warmup_s,
+        "per_brand": per,
+        "executor": "local (default)",
+        "cpus": os.cpu_count(),
+        "warnings": notes[:20],
+    }
+
+
+def _batch_summary(side: dict) -> dict:
+    per = [p for p in side["per_brand"] if p.get("status", "ok") == "ok"]
+    n = len(per)
+    rh = [p["rhat_max"] for p in per if p.get("rhat_max") is not None]
+
+    def med(k):
+        vals = [p.get(k) for p in per]
+        return statistics.median(vals) if vals and None not in vals else None
+
+    return {
+        "brands": n,
+        "brands_failed": len(side["per_brand"]) - n,
+        "wall_s": side["wall_s"],
+        "cpu_s": side["cpu_s"],
+        "fits_per_min": 60 * n / side["wall_s"] if side["wall_s"] > 0 else None,
+        "wall_per_brand_s": side["wall_s"] / n if n else None,
+        "median_build_s": med("build_s"),
+        "median_compile_s": med("compile_s"),
+        "first_compile_s": per[0]["compile_s"] if per else None,
+        "brands_compiled": sum(1 for p in per if (p.get("compile_s") or 0) > 0),
+        "median_sample_s": med("sample_s"),
+        "rhat_min": min(rh) if rh else None,
+        "rhat_median": statistics.median(rh) if rh else None,
+        "rhat_max": max(rh) if rh else None,
+        "brands_rhat_over_1_01": sum(1 for r in rh if r > 1.01),
+        "divergences_total": int(sum(p["divergences"] or 0 for p in per)),
+        "brands_with_divergences": sum(1 for p in per if (p["divergences"] or 0) > 0),
+        "ess_bulk_min_median": med("ess_bulk_min"),
+    }
+
+
+def run_batch_case(args):
+    """The batch case: both sides in fresh worker processes (own empty PyTensor caches), in turn."""
+    sides, versions = {}, {}
+    for c, label in ((RUST, "fastmmm fit_many"), (PMM, "pymc-marketing, one refit per brand")):
+        print(f"\n== batch: {label} ...", flush=True)
+        cfg = {
+            "case": "batch",
+            "contender": c,
+            "brands": args.batch_brands,
+            "budget_s": args.batch_budget_s,
+        }
+        w = Worker(cfg, args.warm_cache)
+        try:
+            msg = w.read()
+        finally:
+            w.close()
+        sides[c] = msg["row"]
+        versions = versions or msg["versions"]
+        s = _batch_summary(sides[c])
+        print(
+            f"   {s['brands']} brands in {s['wall_s']:.1f} s: {s['fits_per_min']:.2f} fits/min; R-hat "
+            f"min/median/max {s['rhat_min']:.3f}/{s['rhat_median']:.3f}/{s['rhat_max']:.3f}; "
+            f"divergences {s['divergences_total']}",
+            flush=True,
+        )
+    summary = {
+        "fastmmm fit_many": _batch_summary(sides[RUST]),
+        "pymc-marketing": _batch_summary(sides[PMM]),
+    }
+    a, b = summary["fastmmm fit_many"]["fits_per_min"], summary["pymc-marketing"]["fits_per_min"]
+    row = {
+        "case": (
+            f"batch: {args.batch_brands} brands x {BATCH_WEEKS} weeks x {BATCH_CHANNELS} channels, "
+            "geometric+Hill, fit_many vs pymc-marketing refits"
+        ),
+        "key": "batch",
+        "run": {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "brands": args.batch_brands,
+            "weeks": BATCH_WEEKS,
+            "channels": BATCH_CHANNELS,
+            "chains": BATCH_CHAINS,
+            "draws": BATCH_DRAWS,
+            "tune": BATCH_TUNE,
+            "seed": BATCH_SEED,
+            "pmm_budget_s": args.batch_budget_s,
+            "cores": os.cpu_count(),
+            "pytensor_cache": "normal (warm)" if args.warm_cache else "empty, one per side",
+            "target_accept": "library defaults (fastmmm 0.95, pymc-marketing 0.8)",
+        },
+        "summary": summary,
+        "fits_per_min_ratio": a / b if a and b else None,
+        "per_brand": {
+            "fastmmm fit_many": sides[RUST]["per_brand"],
+            "pymc-marketing": sides[PMM]["per_brand"],
+        },
+        "warmup_s": {
+            "fastmmm fit_many": sides[RUST]["warmup_s"],
+            "pymc-marketing": sides[PMM]["warmup_s"],
+        },
+        "warnings": {
+            "fastmmm fit_many": sides[RUST]["warnings"],
+            "pymc-marketing": sides[PMM]["warnings"],
+        },
+    }
+    return row, versions
+
+
+BATCH_METRICS = [
+    ("brands fitted", "brands", "d"),
+    ("brands failed", "brands_failed", "d"),
+    ("wall (s)", "wall_s", ".1f"),
+    ("CPU, all threads (s)", "cpu_s", ".1f"),
+    ("fits per minute", "fits_per_min", ".2f"),
+    ("wall per brand (s)", "wall_per_brand_s", ".2f"),
+    ("median build per brand (s)", "median_build_s", ".2f"),
+    ("median compile per brand (s)", "median_compile_s", ".2f"),
+    ("first brand's compile (s)", "first_compile_s", ".2f"),
+    ("brands that compiled", "brands_compiled", "d"),
+    ("median sample per brand (s)", "median_sample_s", ".2f"),
+    ("R-hat (per-brand max): min over brands", "rhat_min", ".3f"),
+    ("R-hat (per-brand max): median over brands", "rhat_median", ".3f"),
+    ("R-hat (per-brand max): max over brands", "rhat_max", ".3f"),
+    ("brands with R-hat > 1.01", "brands_rhat_over_1_01", "d"),
+    ("divergences, total over brands", "divergences_total", "d"),
+    ("brands with divergences", "brands_with_divergences", "d"),
+    ("min bulk ESS: median over brands", "ess_bulk_min_median", ".0f"),
+]
+
+
+def batch_table(row: dict) -> str:
+    f, p = row["summary"]["fastmmm fit_many"], row["summary"]["pymc-marketing"]
+    lines = [
+        "| metric | fastmmm fit_many | pymc-marketing (refit per brand) | fastmmm / pymc-marketing |",
+        "|---|---|---|---|",
+    ]
+    for label, key, spec in BATCH_METRICS:
+        a, b = f.get(key), p.get(key)
+        ratio = ""
+        if key in ("fits_per_min", "wall_per_brand_s", "median_sample_s") and a and b:
+            ratio = f"{a / b:.3g}"
+        lines.append(f"| {label} | {fmt(a, spec)} | {fmt(b, spec)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def batch_md(row: dict) -> str:
+    r = row["run"]
+    ratio = row.get("fits_per_min_ratio")
+    return (
+        f"Run {r['date']}: {r['brands']} brands (make_dataset({r['weeks']}, {r['channels']}, seed=i), "
+        f"i = 0..{r['brands'] - 1}), {r['chains']} chains x {r['draws']} draws + {r['tune']} tune "
+        f"(fixed for this case, --quick or not), per-brand seeds brand_seed({r['seed']}, brand) on both "
+        f"sides; {r['cores']} cores; target_accept: {r['target_accept']}; PyTensor compile cache: "
+        f"{r['pytensor_cache']}.\n\n"
+        "fastmmm: `fit_many(df, by='brand', spec, out=<temp dir>)`, default executor (a local process "
+        "pool of cpu_count // chains workers, or in-process when that is one), all brands, outputs "
+        "written (summary.json, contributions.csv, saved model, run.json, index.csv). "
+        "pymc-marketing: per brand a new `MMM(...)`, `build_model`, `nutpie.compile_pymc_model` "
+        "(numba) and `nutpie.sample`, no `compute_deterministics` and nothing written; brands in "
+        f"order until the next fit would end past the budget of {r['pmm_budget_s']:.0f} s (at the "
+        "mean pace so far). Both sides run in a fresh process after an untimed warm-up (imports; "
+        "pymc-marketing: a tiny PyMC model through nutpie and one model build; fastmmm: a tiny fit of "
+        "another shape, its compiled model dropped). R-hat: fastmmm's per-brand `rhat_max` from its "
+        "index (its diagnostics over the model parameters); pymc-marketing's is the max rank-normalised "
+        "R-hat over the unconstrained draws.\n\n"
+        + batch_table(row)
+        + (
+            f"\n\nThroughput ratio (fits per minute, fastmmm / pymc-marketing): **{ratio:.1f}x**\n"
+            if ratio
+            else "\n"
+        )
+    )
+
+
 # ---------------------------------------------------------------------- worker process
-CASES = {"synthetic": case_synthetic, "example": case_example}
+CASES = {
+    "synthetic": case_synthetic,
+    "synthetic_260x12": case_synthetic_260x12,
+    "example": case_example,
+}
+# key -> (title, contenders, saturation): the fit cases; "batch" is separate (see run_batch_case)
+CASE_INFO = {
+    "synthetic": ("synthetic 156x6 geometric+Hill", [RUST, PYT, PMM], "hill"),
+    "synthetic_260x12": ("synthetic 260x12 geometric+Hill", [RUST, PMM], "hill"),
+    "example": ("mmm_example.csv geometric+logistic", [RUST, PMM], "logistic"),
+}
+CASE_ORDER = ["synthetic", "synthetic_260x12", "example", "batch"]
 
 
 def _versions():
@@ -618,6 +1011,10 @@ def worker_main(cfg: dict) -> None:
         proto.flush()
 
     try:
+        if cfg["case"] == "batch":
+            row = batch_worker(cfg)
+            reply({"row": row, "dims": None, "versions": _versions()})
+            return
         t0 = time.perf_counter()
         import nutpie
         import pymc as pm
@@ -763,10 +1160,24 @@ class Worker:
 # ---------------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
-    ap.add_argument("--quick", action="store_true", help="2 x 300 draws + 300 tune (a few minutes)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="fit cases: 2 x 300 draws + 300 tune (the batch case keeps 2 x 500 + 500)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="fits per contender (default 1)")
     ap.add_argument(
-        "--cases", default="synthetic,example", help="comma list of: synthetic, example"
+        "--cases",
+        default="synthetic,synthetic_260x12,example,batch",
+        help="comma list of: synthetic, synthetic_260x12, example, batch (default all); results of "
+        "cases not run are kept in fit.json / fit.md",
+    )
+    ap.add_argument("--batch-brands", type=int, default=50, help="batch case: brands (default 50)")
+    ap.add_argument(
+        "--batch-budget-s",
+        type=float,
+        default=900.0,
+        help="batch case: time budget of pymc-marketing's per-brand refits (default 900 s)",
     )
     ap.add_argument(
         "--target-accept", type=float, default=None, help="same target_accept for every contender"
@@ -786,7 +1197,10 @@ def main(argv=None):
     repeats = max(1, args.repeats)
     min_time, rounds = (0.03, 9) if args.quick else (0.1, 21)
     case_keys = [k.strip() for k in args.cases.split(",") if k.strip()]
-    contenders = {"synthetic": [RUST, PYT, PMM], "example": [RUST, PMM]}
+    unknown = [k for k in case_keys if k not in CASE_ORDER]
+    if unknown:
+        ap.error(f"--cases: unknown {', '.join(unknown)} (known: {', '.join(CASE_ORDER)})")
+    contenders = {k: v[1] for k, v in CASE_INFO.items()}
     peaks = [measure_peak()]
     print(
         f"FMA peak, one core: {peaks[0][0]:.1f} GFLOP/s vectorised, {peaks[0][1]:.1f} GFLOP/s scalar",
@@ -794,11 +1208,23 @@ def main(argv=None):
     )
 
     results, versions = [], {}
+    run_info = {
+        "chains": chains,
+        "draws": draws,
+        "tune": tune,
+        "repeats": repeats,
+        "quick": args.quick,
+        "target_accept": args.target_accept
+        or "library defaults (fastmmm 0.95, pymc-marketing 0.8)",
+        "pytensor_cache": "normal (warm)" if args.warm_cache else "empty, one per fit",
+    }
     for key in case_keys:
-        info = {
-            "synthetic": "synthetic 156x6 geometric+Hill",
-            "example": "mmm_example.csv geometric+logistic",
-        }[key]
+        if key == "batch":
+            row, v = run_batch_case(args)
+            versions = versions or v
+            results.append(row)
+            continue
+        info = CASE_INFO[key][0]
         print(f"\n== {info}", flush=True)
         reps = {c: [] for c in contenders[key]}
         dims = None
@@ -875,10 +1301,11 @@ def main(argv=None):
             "eval_us_rounds_wall": per_wall,
             "eval_ratio": eval_ratio,
         }
+        row["run"] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), **run_info}
         if dims is not None:
             row["floor"] = {
                 "dims": dims,
-                "saturation": "hill" if key == "synthetic" else "logistic",
+                "saturation": CASE_INFO[key][2],
                 "l_max": 8,
             }
         results.append(row)
@@ -920,7 +1347,7 @@ def main(argv=None):
         )
     for row in results:
         print(f"\n## {row['case']}\n")
-        print(case_table(row))
+        print(batch_table(row) if row["key"] == "batch" else case_table(row))
         if "floor" in row:
             fl = row["floor"]
             print(
@@ -936,14 +1363,8 @@ def main(argv=None):
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         **versions,
-        "chains": chains,
-        "draws": draws,
-        "tune": tune,
-        "repeats": repeats,
-        "quick": args.quick,
-        "target_accept": args.target_accept
-        or "library defaults (fastmmm 0.95, pymc-marketing 0.8)",
-        "pytensor_cache": "normal (warm)" if args.warm_cache else "empty, one per fit",
+        **run_info,
+        "cases_run": case_keys,
         "fma_peaks_gflops": peaks,
         "run_s": time.perf_counter() - t_run,
     }
@@ -1033,6 +1454,37 @@ def _write(meta, cases):
             return o.item()
         return o
 
+    # Merge: keep the stored results of the cases not run now (each case carries its own run
+    # settings in "run"; those stored before that field existed get the old file's).
+    ran = {c["key"] for c in cases}
+    kept = []
+    old_path = RESULTS / "fit.json"
+    if old_path.exists():
+        try:
+            old = json.loads(old_path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        old_meta = old.get("meta", {})
+        for c in old.get("cases", []):
+            if c.get("key") in ran:
+                continue
+            if "run" not in c:
+                c["run"] = {
+                    k: old_meta.get(k)
+                    for k in (
+                        "date",
+                        "chains",
+                        "draws",
+                        "tune",
+                        "repeats",
+                        "quick",
+                        "target_accept",
+                        "pytensor_cache",
+                    )
+                }
+            kept.append(c)
+    order = {k: i for i, k in enumerate(CASE_ORDER)}
+    cases = sorted(kept + list(cases), key=lambda c: order.get(c.get("key"), len(order)))
     (RESULTS / "fit.json").write_text(json.dumps(clean({"meta": meta, "cases": cases}), indent=2))
     md = [
         f"# Fit benchmark ({meta['date']})",
@@ -1045,17 +1497,31 @@ def _write(meta, cases):
         ),
         "",
         (
-            f"{meta['chains']} chains x {meta['draws']} draws + {meta['tune']} tune, "
-            f"{meta['repeats']} repeat(s) per contender (median shown; order reversed between "
-            f"repeats); target_accept: {meta['target_accept']}; PyTensor compile cache: "
-            f"{meta['pytensor_cache']}. Ratios are fastmmm / pymc-marketing (below 1 is faster for "
-            "times; above 1 is better for ESS); the per-evaluation ratio is the median of per-round "
-            "ratios."
+            "Each case states its run settings (cases not run by the latest command keep the "
+            "results of the run that produced them). Ratios are fastmmm / pymc-marketing (below 1 is "
+            "faster for times; above 1 is better for ESS); the per-evaluation ratio is the median of "
+            "per-round ratios."
         ),
         "",
     ]
     for c in cases:
-        md += [f"## {c['case']}", "", case_table(c), ""]
+        if c["key"] == "batch":
+            md += [f"## {c['case']}", "", batch_md(c), ""]
+            continue
+        r = c.get("run", {})
+        md += [
+            f"## {c['case']}",
+            "",
+            (
+                f"Run {r.get('date')}: {r.get('chains')} chains x {r.get('draws')} draws + "
+                f"{r.get('tune')} tune{' (--quick)' if r.get('quick') else ''}, {r.get('repeats')} "
+                f"repeat(s) per contender (median shown; order reversed between repeats); "
+                f"target_accept: {r.get('target_accept')}; PyTensor compile cache: {r.get('pytensor_cache')}."
+            ),
+            "",
+            case_table(c),
+            "",
+        ]
         if "floor" in c:
             md += ["### Floor", "", _floor_md(c["floor"]), ""]
     md += ["## Method", "", METHOD]

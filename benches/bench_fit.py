@@ -1200,6 +1200,9 @@ def main(argv=None):
     unknown = [k for k in case_keys if k not in CASE_ORDER]
     if unknown:
         ap.error(f"--cases: unknown {', '.join(unknown)} (known: {', '.join(CASE_ORDER)})")
+    if "example" in case_keys and not EXAMPLE_CSV.exists():
+        print(f"skipping case 'example': {EXAMPLE_CSV} not found (../shared/data beside the repo)", flush=True)
+        case_keys.remove("example")
     contenders = {k: v[1] for k, v in CASE_INFO.items()}
     peaks = [measure_peak()]
     print(

@@ -92,6 +92,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _meta import cpu_name, versions  # noqa: E402  (benches/ is sys.path[0])
+
 RESULTS = Path(__file__).parent / "results"
 EXAMPLE_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "mmm_example.csv"
 
@@ -975,25 +977,7 @@ CASE_ORDER = ["synthetic", "synthetic_260x12", "example", "batch"]
 
 
 def _versions():
-    import arviz
-    import fastmmm
-    import numba
-    import nutpie
-    import pymc
-    import pymc_marketing
-    import pytensor
-
-    return {
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "fastmmm": fastmmm.__version__,
-        "pymc_marketing": pymc_marketing.__version__,
-        "pymc": pymc.__version__,
-        "pytensor": pytensor.__version__,
-        "nutpie": nutpie.__version__,
-        "numba": numba.__version__,
-        "arviz": arviz.__version__,
-    }
+    return versions("numba")
 
 
 def worker_main(cfg: dict) -> None:
@@ -1377,13 +1361,7 @@ def main(argv=None):
 
 
 def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return cpu_name()
 
 
 def _floor_md(fl: dict) -> str:

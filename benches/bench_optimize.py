@@ -67,7 +67,6 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -75,6 +74,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
+from _meta import cpu_name, versions  # noqa: E402  (benches/ is sys.path[0])
 
 RESULTS = Path(__file__).parent / "results"
 HORIZON = 8
@@ -99,35 +100,11 @@ def quiet(record: list):
 
 
 def _versions():
-    import arviz
-    import fastmmm
-    import nutpie
-    import pymc
-    import pymc_marketing
-    import pytensor
-    import scipy
-
-    return {
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "fastmmm": fastmmm.__version__,
-        "pymc_marketing": pymc_marketing.__version__,
-        "pymc": pymc.__version__,
-        "pytensor": pytensor.__version__,
-        "nutpie": nutpie.__version__,
-        "arviz": arviz.__version__,
-    }
+    return versions("scipy")
 
 
 def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return cpu_name()
 
 
 def median_time(fn, repeats):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
 import platform
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +34,19 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+@contextlib.contextmanager
+def quiet(record: list):
+    """Silence warnings (recorded in ``record``), logging and stdout chatter of a fit."""
+    with warnings.catch_warnings(record=True) as w, contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+            for m in w:
+                msg = str(m.message).strip().splitlines()[0][:160]
+                if msg not in record:
+                    record.append(msg)

@@ -73,11 +73,8 @@ and fit.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
-import io
 import json
-import logging
 import os
 import platform
 import shutil
@@ -86,13 +83,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from _meta import cpu_name, versions  # noqa: E402  (benches/ is sys.path[0])
+from _meta import cpu_name, quiet, versions  # noqa: E402  (benches/ is sys.path[0])
 
 RESULTS = Path(__file__).parent / "results"
 EXAMPLE_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "mmm_example.csv"
@@ -224,22 +220,6 @@ def sampler_stats(idata, chains):
     # A typical posterior point for the per-evaluation benchmark.
     out["_point"] = np.median(u.reshape(-1, u.shape[2]), axis=0)
     return out
-
-
-@contextlib.contextmanager
-def quiet(record: list):
-    """Silence warnings (recorded), logging and stdout chatter of a fit."""
-    with warnings.catch_warnings(record=True) as w, contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("always")
-        logging.disable(logging.WARNING)
-        try:
-            yield
-        finally:
-            logging.disable(logging.NOTSET)
-            for m in w:
-                msg = str(m.message).strip().splitlines()[0][:160]
-                if msg not in record:
-                    record.append(msg)
 
 
 # ---------------------------------------------------------------------- fits

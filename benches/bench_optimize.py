@@ -59,10 +59,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
-import io
 import json
-import logging
 import os
 import platform
 import shutil
@@ -75,28 +72,12 @@ from pathlib import Path
 
 import numpy as np
 
-from _meta import cpu_name, versions  # noqa: E402  (benches/ is sys.path[0])
+from _meta import cpu_name, quiet, versions  # noqa: E402  (benches/ is sys.path[0])
 
 RESULTS = Path(__file__).parent / "results"
 HORIZON = 8
 L_MAX = 8
 LO_X, HI_X = 0.5, 2.0
-
-
-@contextlib.contextmanager
-def quiet(record: list):
-    """Silence warnings (recorded), logging and stdout chatter."""
-    with warnings.catch_warnings(record=True) as w, contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("always")
-        logging.disable(logging.WARNING)
-        try:
-            yield
-        finally:
-            logging.disable(logging.NOTSET)
-            for m in w:
-                msg = str(m.message).strip().splitlines()[0][:160]
-                if msg not in record:
-                    record.append(msg)
 
 
 def _versions():

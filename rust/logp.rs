@@ -178,7 +178,56 @@ fn softplus(x: f64) -> f64 {
     }
 }
 
+/// A media parameter that can be partially pooled across groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Adstock(usize),
+    Saturation(usize),
+    /// channel_share or beta, whichever the model has.
+    Amplitude,
+}
+
+impl Target {
+    fn from_name(s: &str) -> Option<Target> {
+        Some(match s {
+            "adstock_0" => Target::Adstock(0),
+            "adstock_1" => Target::Adstock(1),
+            "saturation_0" => Target::Saturation(0),
+            "saturation_1" => Target::Saturation(1),
+            "amplitude" => Target::Amplitude,
+            _ => return None,
+        })
+    }
+
+    /// Name of the per-group values in the expanded trace.
+    pub fn geo_name(&self) -> &'static str {
+        match self {
+            Target::Adstock(0) => "adstock_0_geo",
+            Target::Adstock(_) => "adstock_1_geo",
+            Target::Saturation(0) => "saturation_0_geo",
+            Target::Saturation(_) => "saturation_1_geo",
+            Target::Amplitude => "amplitude_geo",
+        }
+    }
+
+    const ALL: [Target; 5] = [
+        Target::Adstock(0),
+        Target::Adstock(1),
+        Target::Saturation(0),
+        Target::Saturation(1),
+        Target::Amplitude,
+    ];
+}
+
 /// What a block of the parameter vector is in the model.
+///
+/// With `G` groups (geos or brands), `Level`, `Trend` and `Sigma` have one
+/// element per group, `GammaFourier` / `GammaControl` `G * F` / `G * K`
+/// (group-major); media parameters are global `(C,)` and, when pooled, each
+/// group's value is `transform(u_c + sd * z[g, c])` with `u_c` the global
+/// parameter's unconstrained value, `sd` a `PoolSd` block (one element) and
+/// `z` a `PoolZ` block `(G, C)` (non-centred partial pooling on the
+/// unconstrained scale). Unpooled media parameters are shared by all groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Level,
@@ -193,6 +242,8 @@ pub enum Role {
     Beta,
     Sigma,
     Nu,
+    PoolSd(Target),
+    PoolZ(Target),
 }
 
 impl Role {
@@ -210,7 +261,15 @@ impl Role {
             "beta" => Role::Beta,
             "sigma" => Role::Sigma,
             "nu" => Role::Nu,
-            _ => return None,
+            _ => {
+                if let Some(t) = s.strip_suffix("_sd").and_then(Target::from_name) {
+                    Role::PoolSd(t)
+                } else if let Some(t) = s.strip_suffix("_z").and_then(Target::from_name) {
+                    Role::PoolZ(t)
+                } else {
+                    return None;
+                }
+            }
         })
     }
 }
@@ -230,24 +289,31 @@ pub struct Block {
     pub upper: Vec<f64>,
 }
 
-/// The data of one model fit.
+/// The data of one model fit: `G` groups of `T` periods, group-major.
 #[derive(Clone, Debug)]
 pub struct MmmData {
+    /// (G, T)
     pub y: Vec<f64>,
-    /// (T, C)
+    /// (G, T, C)
     pub spend: Vec<f64>,
+    /// (G, T)
     pub trend_t: Vec<f64>,
-    /// (T, F)
+    /// (G, T, F)
     pub fourier: Vec<f64>,
-    /// (T, K)
+    /// (G, T, K)
     pub controls: Vec<f64>,
-    /// (C,)
+    /// (G, C)
     pub kappa_scale: Vec<f64>,
 }
 
 /// Static structure of the model.
 #[derive(Clone, Debug)]
 pub struct MmmStructure {
+    /// Groups (geos / brands) sharing the media parameters; 1 for a single model.
+    pub g: usize,
+    /// Whether the trace's deterministics carry a leading group axis (the
+    /// hierarchical model, even with one group).
+    pub grouped: bool,
     pub t: usize,
     pub c: usize,
     pub f: usize,
@@ -269,12 +335,13 @@ pub struct MmmProblem {
     pub s: MmmStructure,
     pub data: MmmData,
     pub blocks: Vec<Block>,
-    /// Spend transposed to channel-major (C, T), the fused kernel's native layout.
+    /// Spend transposed to channel-major (G, C, T), the fused kernel's native layout.
     spend_cols: Vec<f64>,
     offsets: Vec<usize>,
     n_dim: usize,
-    ybar: f64,
-    tbar: f64,
+    /// Per group: mean target and mean trend index.
+    ybar: Vec<f64>,
+    tbar: Vec<f64>,
 }
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -326,26 +393,31 @@ fn bad(msg: &str) -> KernelError {
 impl MmmProblem {
     /// Checks sizes and builds the problem.
     pub fn new(s: MmmStructure, data: MmmData, blocks: Vec<Block>) -> KResult<Self> {
-        let (t, c, f, k) = (s.t, s.c, s.f, s.k);
+        let (g, t, c, f, k) = (s.g, s.t, s.c, s.f, s.k);
         let check = |arg: &'static str, v: &[f64], n: usize| -> KResult<()> {
             crate::error::check_len(arg, v, n)
         };
-        check("y", &data.y, t)?;
-        check("spend", &data.spend, t * c)?;
-        check("trend_t", &data.trend_t, t)?;
-        check("fourier", &data.fourier, t * f)?;
-        check("controls", &data.controls, t * k)?;
-        check("kappa_scale", &data.kappa_scale, c)?;
-        if t == 0 || c == 0 {
-            return Err(bad("need at least one period and one channel"));
+        if g == 0 || t == 0 || c == 0 {
+            return Err(bad("need at least one group, one period and one channel"));
         }
+        if g > 1 && !s.grouped {
+            return Err(bad("several groups need the grouped (hierarchical) layout"));
+        }
+        check("y", &data.y, g * t)?;
+        check("spend", &data.spend, g * t * c)?;
+        check("trend_t", &data.trend_t, g * t)?;
+        check("fourier", &data.fourier, g * t * f)?;
+        check("controls", &data.controls, g * t * k)?;
+        check("kappa_scale", &data.kappa_scale, g * c)?;
         let mut offsets = Vec::with_capacity(blocks.len());
         let mut n = 0;
         for b in &blocks {
             let want = match b.role {
-                Role::Level | Role::Trend | Role::Sigma | Role::Nu => 1,
-                Role::GammaFourier => f,
-                Role::GammaControl => k,
+                Role::Level | Role::Trend | Role::Sigma => g,
+                Role::Nu | Role::PoolSd(_) => 1,
+                Role::GammaFourier => g * f,
+                Role::GammaControl => g * k,
+                Role::PoolZ(_) => g * c,
                 _ => c,
             };
             if b.size != want {
@@ -422,12 +494,39 @@ impl MmmProblem {
                 )));
             }
         }
-        let ybar = data.y.iter().sum::<f64>() / t as f64;
-        let tbar = data.trend_t.iter().sum::<f64>() / t as f64;
-        let mut spend_cols = vec![0.0; t * c];
-        for ti in 0..t {
-            for ch in 0..c {
-                spend_cols[ch * t + ti] = data.spend[ti * c + ch];
+        for tg in Target::ALL {
+            let (nsd, nz) = (has(Role::PoolSd(tg)), has(Role::PoolZ(tg)));
+            if nsd > 1 || nz > 1 || nsd != nz {
+                return Err(bad(&format!(
+                    "pooled {tg:?}: needs exactly one sd block and one z block"
+                )));
+            }
+            if nsd == 1 {
+                if !s.grouped {
+                    return Err(bad("pooled parameters need the grouped layout"));
+                }
+                let target_present = match tg {
+                    Target::Adstock(j) => has(Role::Adstock(j)) == 1,
+                    Target::Saturation(j) => has(Role::Saturation(j)) == 1,
+                    Target::Amplitude => true,
+                };
+                if !target_present {
+                    return Err(bad(&format!("pooled {tg:?}: the parameter is not in the model")));
+                }
+            }
+        }
+        let mut ybar = vec![0.0; g];
+        let mut tbar = vec![0.0; g];
+        for gi in 0..g {
+            ybar[gi] = data.y[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
+            tbar[gi] = data.trend_t[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
+        }
+        let mut spend_cols = vec![0.0; g * t * c];
+        for gi in 0..g {
+            for ti in 0..t {
+                for ch in 0..c {
+                    spend_cols[(gi * c + ch) * t + ti] = data.spend[(gi * t + ti) * c + ch];
+                }
             }
         }
         Ok(MmmProblem {
@@ -451,17 +550,47 @@ impl MmmProblem {
         self.n_dim
     }
 
+    fn pooled(&self, tg: Target) -> Option<(usize, usize)> {
+        match (self.block_of(Role::PoolSd(tg)), self.block_of(Role::PoolZ(tg))) {
+            (Some((sd, _)), Some((z, _))) => Some((sd, z)),
+            _ => None,
+        }
+    }
+
     /// Names and shapes of what [`MmmProblem::expand`] writes, after the blocks.
+    ///
+    /// Ungrouped: `beta (C)` (channel_share models), `channel_contribution (T, C)`,
+    /// `intercept ()`, `mu (T)`. Grouped: the per-group values of every pooled
+    /// parameter (`adstock_0_geo`, ..., `amplitude_geo`, each `(G, C)`, kernel
+    /// parameters before the relative scaling), `beta (G, C)` (channel_share
+    /// models), `channel_contribution (G, T, C)`, `intercept (G)`, `mu (G, T)`.
     pub fn deterministics(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let s = &self.s;
         let mut v = Vec::new();
-        if !self.s.direct_beta {
-            v.push(("beta", vec![self.s.c]));
+        if !s.grouped {
+            if !s.direct_beta {
+                v.push(("beta", vec![s.c]));
+            }
+            v.push(("channel_contribution", vec![s.t, s.c]));
+            if s.intercept {
+                v.push(("intercept", vec![]));
+            }
+            v.push(("mu", vec![s.t]));
+            return v;
         }
-        v.push(("channel_contribution", vec![self.s.t, self.s.c]));
-        if self.s.intercept {
-            v.push(("intercept", vec![]));
+        for tg in Target::ALL {
+            if self.pooled(tg).is_some() {
+                v.push((tg.geo_name(), vec![s.g, s.c]));
+            }
         }
-        v.push(("mu", vec![self.s.t]));
+        if !s.direct_beta {
+            v.push(("beta", vec![s.g, s.c]));
+        }
+        v.push(("channel_contribution", vec![s.g, s.t, s.c]));
+        if s.intercept {
+            v.push(("intercept", vec![s.g]));
+        }
+        v.push(("mu", vec![s.g, s.t]));
         v
     }
 
@@ -476,8 +605,8 @@ impl MmmProblem {
     }
 
     fn scratch_len(&self) -> usize {
-        let (t, c) = (self.s.t, self.s.c);
-        3 * self.n_dim + 7 * t * c + 2 * t + 11 * c
+        let (g, t, c) = (self.s.g, self.s.t, self.s.c);
+        3 * self.n_dim + 8 * g * t * c + 2 * g * t + 19 * g * c + g
     }
 
     /// Log-density and gradient at unconstrained `x`. Returns the log-density;
@@ -496,7 +625,7 @@ impl MmmProblem {
     }
 
     /// Constrained values of every block followed by the deterministics
-    /// (beta, channel_contribution, intercept, mu; see [`MmmProblem::deterministics`]).
+    /// (see [`MmmProblem::deterministics`]).
     pub fn expand(&self, x: &[f64], out: &mut [f64]) -> KResult<()> {
         crate::error::check_len("x", x, self.n_dim)?;
         crate::error::check_len("out", out, self.n_expanded())?;
@@ -513,6 +642,81 @@ impl MmmProblem {
             .map(|(b, o)| (*o, b))
     }
 
+    /// The block holding a pooled target's global values.
+    fn target_block(&self, tg: Target) -> Option<(usize, &Block)> {
+        match tg {
+            Target::Adstock(j) => self.block_of(Role::Adstock(j)),
+            Target::Saturation(j) => self.block_of(Role::Saturation(j)),
+            Target::Amplitude => self
+                .block_of(Role::ChannelShare)
+                .or_else(|| self.block_of(Role::Beta)),
+        }
+    }
+
+    /// Per-group values `(G, C)` of a media parameter and, when pooled, their
+    /// derivative with respect to the transform's argument.
+    fn group_values(&self, tg: Target, x: &[f64], vals: &[f64], dst: &mut [f64], ddst: &mut [f64]) -> KResult<()> {
+        let (g, c) = (self.s.g, self.s.c);
+        let (off, b) = self.target_block(tg).ok_or_else(|| bad("media parameter block missing"))?;
+        match self.pooled(tg) {
+            Some((sdo, zo)) => {
+                let sd = vals[sdo];
+                for gi in 0..g {
+                    for ch in 0..c {
+                        let lo = b.lower.get(ch).copied().unwrap_or(0.0);
+                        let hi = b.upper.get(ch).copied().unwrap_or(1.0);
+                        let i = gi * c + ch;
+                        let (v, _, dv, _) = b.transform.apply(x[off + ch] + sd * vals[zo + i], lo, hi);
+                        dst[i] = v;
+                        ddst[i] = dv;
+                    }
+                }
+            }
+            None => {
+                for gi in 0..g {
+                    dst[gi * c..(gi + 1) * c].copy_from_slice(&vals[off..off + c]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the gradient with respect to per-group values `(G, C)` to the
+    /// blocks: the global parameter (through its transform when pooled, straight
+    /// to the unconstrained gradient `graw`), the pool's sd and z.
+    #[allow(clippy::too_many_arguments)]
+    fn group_grads(
+        &self,
+        tg: Target,
+        gw: &[f64],
+        dw: &[f64],
+        vals: &[f64],
+        gv: &mut [f64],
+        graw: &mut [f64],
+    ) -> KResult<()> {
+        let (g, c) = (self.s.g, self.s.c);
+        let (off, _) = self.target_block(tg).ok_or_else(|| bad("media parameter block missing"))?;
+        match self.pooled(tg) {
+            Some((sdo, zo)) => {
+                let sd = vals[sdo];
+                let mut gsd = 0.0;
+                for i in 0..g * c {
+                    let d = gw[i] * dw[i];
+                    graw[off + i % c] += d;
+                    gsd += d * vals[zo + i];
+                    gv[zo + i] += d * sd;
+                }
+                gv[sdo] += gsd;
+            }
+            None => {
+                for i in 0..g * c {
+                    gv[off + i % c] += gw[i];
+                }
+            }
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_lines)]
     fn eval(
         &self,
@@ -522,23 +726,29 @@ impl MmmProblem {
         buf: &mut [f64],
     ) -> KResult<f64> {
         let s = &self.s;
-        let (t, c, f, k) = (s.t, s.c, s.f, s.k);
+        let (g, t, c, f, k) = (s.g, s.t, s.c, s.f, s.k);
         let n = self.n_dim;
-        let tc = t * c;
+        let gc = g * c;
+        let gtc = g * t * c;
         let (vals, rest) = buf.split_at_mut(n);
         let (dvdu, rest) = rest.split_at_mut(n);
         let (gv, rest) = rest.split_at_mut(n);
-        let (sat, rest) = rest.split_at_mut(tc);
-        let (cache, rest) = rest.split_at_mut(4 * tc);
-        let (gsat, rest) = rest.split_at_mut(tc);
-        let (contrib_or_spare, rest) = rest.split_at_mut(tc);
-        let (mu, rest) = rest.split_at_mut(t);
-        let (r, rest) = rest.split_at_mut(t);
-        let (kp, rest) = rest.split_at_mut(4 * c); // kernel params a0, a1, s0, s1
-        let (beta, rest) = rest.split_at_mut(c);
-        let (msat, rest) = rest.split_at_mut(c);
-        let (gb, rest) = rest.split_at_mut(c);
-        let (gkern, _) = rest.split_at_mut(4 * c); // gradients of the kernel params
+        let (sat, rest) = rest.split_at_mut(gtc);
+        let (cache, rest) = rest.split_at_mut(4 * gtc);
+        let (gsat, rest) = rest.split_at_mut(gtc);
+        let (spare, rest) = rest.split_at_mut(gtc);
+        let (mu, rest) = rest.split_at_mut(g * t);
+        let (r, rest) = rest.split_at_mut(g * t);
+        let (kp, rest) = rest.split_at_mut(4 * gc); // kernel params a0, a1, s0, s1 per (group, channel)
+        let (dkp, rest) = rest.split_at_mut(4 * gc); // their derivatives when pooled
+        let (amp, rest) = rest.split_at_mut(gc);
+        let (damp, rest) = rest.split_at_mut(gc);
+        let (beta, rest) = rest.split_at_mut(gc);
+        let (msat, rest) = rest.split_at_mut(gc);
+        let (gb, rest) = rest.split_at_mut(gc);
+        let (gkern, rest) = rest.split_at_mut(4 * gc); // gradients of the kernel params
+        let (gamp, rest) = rest.split_at_mut(gc);
+        let (offset, _) = rest.split_at_mut(g);
 
         // 1. Transforms and priors.
         let mut lp = 0.0;
@@ -558,243 +768,296 @@ impl MmmProblem {
                 lp += b.konst[i] + kv + lj;
                 vals[off + i] = v;
                 dvdu[off + i] = dv;
-                if let Some(g) = gbuf.as_deref_mut() {
-                    g[off + i] = dk * dv + dlj;
+                if let Some(gr) = gbuf.as_deref_mut() {
+                    gr[off + i] = dk * dv + dlj;
                 }
             }
         }
         let get = |role: Role| self.block_of(role);
 
-        // 2. Kernel parameters.
-        let (a0, rest) = kp.split_at_mut(c);
-        let (a1, rest) = rest.split_at_mut(c);
-        let (s0, s1) = rest.split_at_mut(c);
+        // 2. Kernel parameters per (group, channel).
         let n_a = s.media.adstock.n_params();
         let n_s = s.media.saturation.n_params();
-        for (j, dst) in [&mut *a0, &mut *a1].into_iter().enumerate().take(n_a) {
-            let (off, _) = get(Role::Adstock(j)).ok_or_else(|| bad("adstock block"))?;
-            dst.copy_from_slice(&vals[off..off + c]);
-        }
-        for (j, dst) in [&mut *s0, &mut *s1].into_iter().enumerate().take(n_s) {
-            if let Some(v) = s.fixed_saturation[j] {
-                dst.fill(v);
-                continue;
+        {
+            let (kpa, kps) = kp.split_at_mut(2 * gc);
+            let (dkpa, dkps) = dkp.split_at_mut(2 * gc);
+            for j in 0..n_a {
+                let dst = &mut kpa[j * gc..(j + 1) * gc];
+                let dd = &mut dkpa[j * gc..(j + 1) * gc];
+                self.group_values(Target::Adstock(j), x, vals, dst, dd)?;
             }
-            let (off, _) = get(Role::Saturation(j)).ok_or_else(|| bad("saturation block"))?;
-            dst.copy_from_slice(&vals[off..off + c]);
-            if s.relative == Some(j) {
-                for (d, sc) in dst.iter_mut().zip(&self.data.kappa_scale) {
-                    *d *= sc;
+            for j in 0..n_s {
+                let dst = &mut kps[j * gc..(j + 1) * gc];
+                let dd = &mut dkps[j * gc..(j + 1) * gc];
+                if let Some(v) = s.fixed_saturation[j] {
+                    dst.fill(v);
+                    continue;
+                }
+                self.group_values(Target::Saturation(j), x, vals, dst, dd)?;
+                if s.relative == Some(j) {
+                    for (d, sc) in dst.iter_mut().zip(&self.data.kappa_scale) {
+                        *d *= sc;
+                    }
                 }
             }
         }
+        self.group_values(Target::Amplitude, x, vals, amp, damp)?;
+        let (a0, rest) = kp.split_at(gc);
+        let (a1, rest) = rest.split_at(gc);
+        let (s0, s1) = rest.split_at(gc);
         let a1s: &[f64] = if n_a == 2 { a1 } else { &[] };
         let s1s: &[f64] = if n_s == 2 { s1 } else { &[] };
 
-        // 3. Media.
-        let d = Dims::new(1, t, c);
-        // sat is channel-major (C, T) throughout: no transposes, and the loops below vectorise.
+        // 3. Media, all groups in one call; sat is (G, C, T) throughout.
+        let d = Dims::new(g, t, c);
         media_fwd_cols(&s.media, d, &self.spend_cols, a0, a1s, s0, s1s, sat, cache)?;
-        // Channel means of the saturated media and the amplitudes.
         for (m, col) in msat.iter_mut().zip(sat.chunks_exact(t)) {
             *m = col.iter().sum::<f64>() / t as f64;
         }
-        let beta_block = if s.direct_beta {
-            get(Role::Beta)
-        } else {
-            get(Role::ChannelShare)
-        };
-        let (boff, _) = beta_block.ok_or_else(|| bad("beta/channel_share block"))?;
-        for ch in 0..c {
-            beta[ch] = if s.direct_beta {
-                vals[boff + ch]
+        for i in 0..gc {
+            beta[i] = if s.direct_beta {
+                amp[i]
             } else {
-                vals[boff + ch] * self.ybar / msat[ch]
+                amp[i] * self.ybar[i / c] / msat[i]
             };
         }
-        // 4. Mean function.
-        let level = get(Role::Level).map(|(o, _)| vals[o]).unwrap_or(0.0);
-        let trend = get(Role::Trend).map(|(o, _)| vals[o]).unwrap_or(0.0);
+
+        // 4. Mean function, per group.
         let centre = s.intercept;
-        let spare = contrib_or_spare;
-        mu.fill(0.0);
-        for (col, b) in sat.chunks_exact(t).zip(beta.iter()) {
-            for (m, v) in mu.iter_mut().zip(col) {
-                *m += b * v;
+        let lvl = get(Role::Level).map(|(o, _)| o);
+        let trd = get(Role::Trend).map(|(o, _)| o);
+        let gfo = get(Role::GammaFourier).map(|(o, _)| o);
+        let gco = get(Role::GammaControl).map(|(o, _)| o);
+        for gi in 0..g {
+            let mu_g = &mut mu[gi * t..(gi + 1) * t];
+            mu_g.fill(0.0);
+            for ch in 0..c {
+                let b = beta[gi * c + ch];
+                let col = &sat[(gi * c + ch) * t..(gi * c + ch + 1) * t];
+                for (m, v) in mu_g.iter_mut().zip(col) {
+                    *m += b * v;
+                }
             }
-        }
-        let mut media_mean: f64 = mu.iter().sum();
-        media_mean /= t as f64;
-        let offset = if centre {
-            trend * self.tbar + media_mean
-        } else {
-            0.0
-        };
-        let gf = get(Role::GammaFourier).map(|(o, _)| &vals[o..o + f]);
-        let gc = get(Role::GammaControl).map(|(o, _)| &vals[o..o + k]);
-        for ti in 0..t {
-            let mut v = mu[ti] + level + trend * self.data.trend_t[ti] - offset;
-            if let Some(g) = gf {
-                v += dot(&self.data.fourier[ti * f..(ti + 1) * f], g);
+            let media_mean = mu_g.iter().sum::<f64>() / t as f64;
+            let level = lvl.map(|o| vals[o + gi]).unwrap_or(0.0);
+            let trend = trd.map(|o| vals[o + gi]).unwrap_or(0.0);
+            offset[gi] = if centre {
+                trend * self.tbar[gi] + media_mean
+            } else {
+                0.0
+            };
+            let tt = &self.data.trend_t[gi * t..(gi + 1) * t];
+            let gf = gfo.map(|o| &vals[o + gi * f..o + (gi + 1) * f]);
+            let gk = gco.map(|o| &vals[o + gi * k..o + (gi + 1) * k]);
+            for ti in 0..t {
+                let row = gi * t + ti;
+                let mut v = mu_g[ti] + level + trend * tt[ti] - offset[gi];
+                if let Some(gg) = gf {
+                    v += dot(&self.data.fourier[row * f..(row + 1) * f], gg);
+                }
+                if let Some(gg) = gk {
+                    v += dot(&self.data.controls[row * k..(row + 1) * k], gg);
+                }
+                mu_g[ti] = v;
             }
-            if let Some(g) = gc {
-                v += dot(&self.data.controls[ti * k..(ti + 1) * k], g);
-            }
-            mu[ti] = v;
         }
 
         if let Some(out) = expand {
             out[..n].copy_from_slice(vals);
             let mut o = n;
-            if !s.direct_beta {
-                out[o..o + c].copy_from_slice(beta);
-                o += c;
-            }
-            for ti in 0..t {
-                for ch in 0..c {
-                    out[o + ti * c + ch] = sat[ch * t + ti] * beta[ch];
+            if s.grouped {
+                for tg in Target::ALL {
+                    if self.pooled(tg).is_none() {
+                        continue;
+                    }
+                    let src: &[f64] = match tg {
+                        Target::Adstock(j) => &kp[j * gc..(j + 1) * gc],
+                        Target::Saturation(j) => &kp[(2 + j) * gc..(3 + j) * gc],
+                        Target::Amplitude => amp,
+                    };
+                    out[o..o + gc].copy_from_slice(src);
+                    if let Target::Saturation(j) = tg {
+                        if s.relative == Some(j) {
+                            for (v, sc) in out[o..o + gc].iter_mut().zip(&self.data.kappa_scale) {
+                                *v /= sc;
+                            }
+                        }
+                    }
+                    o += gc;
                 }
             }
-            o += tc;
-            if s.intercept {
-                out[o] = level - offset;
-                o += 1;
+            if !s.direct_beta {
+                out[o..o + gc].copy_from_slice(beta);
+                o += gc;
             }
-            out[o..o + t].copy_from_slice(mu);
+            for gi in 0..g {
+                for ti in 0..t {
+                    for ch in 0..c {
+                        out[o + (gi * t + ti) * c + ch] =
+                            sat[(gi * c + ch) * t + ti] * beta[gi * c + ch];
+                    }
+                }
+            }
+            o += gtc;
+            if s.intercept {
+                let lo = lvl.ok_or_else(|| bad("level block"))?;
+                for gi in 0..g {
+                    out[o + gi] = vals[lo + gi] - offset[gi];
+                }
+                o += g;
+            }
+            out[o..o + g * t].copy_from_slice(mu);
             return Ok(0.0);
         }
 
-        // 5. Likelihood.
+        // 5. Likelihood, per group (sigma per group, nu shared).
         let (soff, _) = get(Role::Sigma).ok_or_else(|| bad("sigma block"))?;
-        let sigma = vals[soff];
-        let (mut gsigma, mut gnu) = (0.0, 0.0);
         if s.student_t {
             let (noff, _) = get(Role::Nu).ok_or_else(|| bad("nu block"))?;
             let nu = vals[noff];
-            let c0 = lgamma((nu + 1.0) / 2.0)
-                - lgamma(nu / 2.0)
-                - 0.5 * (nu * std::f64::consts::PI).ln()
-                - sigma.ln();
+            let mut gnu = 0.0;
             let dc0 = 0.5 * digamma((nu + 1.0) / 2.0) - 0.5 * digamma(nu / 2.0) - 0.5 / nu;
-            for ti in 0..t {
-                let z = (self.data.y[ti] - mu[ti]) / sigma;
-                let q = z * z / nu;
-                lp += c0 - (nu + 1.0) / 2.0 * q.ln_1p();
-                // d/dmu, d/dsigma, d/dnu
-                let w = (nu + 1.0) / (nu + z * z);
-                r[ti] = w * z / sigma;
-                gsigma += -1.0 / sigma + w * z * z / sigma;
-                gnu += dc0 - 0.5 * q.ln_1p() + (nu + 1.0) / 2.0 * q / (nu * (1.0 + q));
+            let c00 = lgamma((nu + 1.0) / 2.0) - lgamma(nu / 2.0) - 0.5 * (nu * std::f64::consts::PI).ln();
+            for gi in 0..g {
+                let sigma = vals[soff + gi];
+                let c0 = c00 - sigma.ln();
+                let mut gsigma = 0.0;
+                for ti in gi * t..(gi + 1) * t {
+                    let z = (self.data.y[ti] - mu[ti]) / sigma;
+                    let q = z * z / nu;
+                    lp += c0 - (nu + 1.0) / 2.0 * q.ln_1p();
+                    let w = (nu + 1.0) / (nu + z * z);
+                    r[ti] = w * z / sigma;
+                    gsigma += -1.0 / sigma + w * z * z / sigma;
+                    gnu += dc0 - 0.5 * q.ln_1p() + (nu + 1.0) / 2.0 * q / (nu * (1.0 + q));
+                }
+                gv[soff + gi] += gsigma;
             }
             gv[noff] += gnu;
         } else {
-            let c0 = -sigma.ln() - 0.5 * LN_2PI;
-            for ti in 0..t {
-                let z = (self.data.y[ti] - mu[ti]) / sigma;
-                lp += c0 - 0.5 * z * z;
-                r[ti] = z / sigma;
-                gsigma += -1.0 / sigma + z * z / sigma;
+            for gi in 0..g {
+                let sigma = vals[soff + gi];
+                let c0 = -sigma.ln() - 0.5 * LN_2PI;
+                let mut gsigma = 0.0;
+                for ti in gi * t..(gi + 1) * t {
+                    let z = (self.data.y[ti] - mu[ti]) / sigma;
+                    lp += c0 - 0.5 * z * z;
+                    r[ti] = z / sigma;
+                    gsigma += -1.0 / sigma + z * z / sigma;
+                }
+                gv[soff + gi] += gsigma;
             }
         }
-        gv[soff] += gsigma;
-        if !want_grad {
+        let Some(graw) = gbuf else {
             return Ok(lp);
-        }
-
-        // 6. Backward through the mean function.
-        let rsum: f64 = r.iter().sum();
-        if let Some((o, _)) = get(Role::Level) {
-            gv[o] += rsum;
-        }
-        if let Some((o, _)) = get(Role::Trend) {
-            let tc_ = if centre { self.tbar } else { 0.0 };
-            gv[o] += r
-                .iter()
-                .zip(&self.data.trend_t)
-                .map(|(a, b)| a * (b - tc_))
-                .sum::<f64>();
-        }
-        if let Some((o, _)) = get(Role::GammaFourier) {
-            let gvf = &mut gv[o..o + f];
-            for (rt, frow) in r.iter().zip(self.data.fourier.chunks_exact(f)) {
-                for (gj, fv) in gvf.iter_mut().zip(frow) {
-                    *gj += rt * fv;
-                }
-            }
-        }
-        if let Some((o, _)) = get(Role::GammaControl) {
-            let gvk = &mut gv[o..o + k];
-            for (rt, krow) in r.iter().zip(self.data.controls.chunks_exact(k)) {
-                for (gj, kv) in gvk.iter_mut().zip(krow) {
-                    *gj += rt * kv;
-                }
-            }
-        }
-        // dL/dmedia_t (centring subtracts the mean of media from every mu).
-        let shift = if centre { rsum / t as f64 } else { 0.0 };
-        // dL/dbeta_c = sum_t g_t sat[t, c]; dL/dsat[t, c] = g_t beta_c (+ the mean term below).
-        let gm = &mut spare[..t];
-        for (g, rt) in gm.iter_mut().zip(r.iter()) {
-            *g = rt - shift;
-        }
-        for (gbv, col) in gb.iter_mut().zip(sat.chunks_exact(t)) {
-            *gbv = dot(gm, col);
-        }
-        for ch in 0..c {
-            // beta = share * ybar / msat: d/dshare = ybar / msat; d/dmsat = -beta / msat, and msat
-            // is a mean over time, so every sat[c, t] gets the same extra term `per`.
-            let per = if s.direct_beta {
-                gv[boff + ch] += gb[ch];
-                0.0
-            } else {
-                gv[boff + ch] += gb[ch] * self.ybar / msat[ch];
-                -gb[ch] * beta[ch] / msat[ch] / t as f64
-            };
-            let b = beta[ch];
-            for (gs, g) in gsat[ch * t..(ch + 1) * t].iter_mut().zip(gm.iter()) {
-                *gs = g * b + per;
-            }
-        }
-
-        // 7. Backward through the media kernel.
-        let (ga0, rest) = gkern.split_at_mut(c);
-        let (ga1, rest) = rest.split_at_mut(c);
-        let (gs0, gs1) = rest.split_at_mut(c);
-        let (a0, rest) = kp.split_at(c);
-        let a1 = &rest[..c];
-        let a1s: &[f64] = if n_a == 2 { a1 } else { &[] };
-        let out = MediaGrads {
-            ga0: &mut *ga0,
-            ga1: if n_a == 2 { &mut *ga1 } else { &mut [] },
-            gs0: &mut *gs0,
-            gs1: if n_s == 2 { &mut *gs1 } else { &mut [] },
-            gx: &mut [],
         };
-        media_vjp_cols(&s.media, d, &self.spend_cols, a0, a1s, cache, gsat, out)?;
-        for (j, g) in [&*ga0, &*ga1].into_iter().enumerate().take(n_a) {
-            let (off, _) = get(Role::Adstock(j)).ok_or_else(|| bad("adstock block"))?;
+        debug_assert!(want_grad);
+
+        // 6. Backward through the mean function, per group.
+        for gi in 0..g {
+            let rg = &r[gi * t..(gi + 1) * t];
+            let rsum: f64 = rg.iter().sum();
+            if let Some(o) = lvl {
+                gv[o + gi] += rsum;
+            }
+            if let Some(o) = trd {
+                let tc_ = if centre { self.tbar[gi] } else { 0.0 };
+                gv[o + gi] += rg
+                    .iter()
+                    .zip(&self.data.trend_t[gi * t..(gi + 1) * t])
+                    .map(|(a, b)| a * (b - tc_))
+                    .sum::<f64>();
+            }
+            if let Some(o) = gfo {
+                let gvf = &mut gv[o + gi * f..o + (gi + 1) * f];
+                let rows = &self.data.fourier[gi * t * f..(gi + 1) * t * f];
+                for (rt, frow) in rg.iter().zip(rows.chunks_exact(f)) {
+                    for (gj, fv) in gvf.iter_mut().zip(frow) {
+                        *gj += rt * fv;
+                    }
+                }
+            }
+            if let Some(o) = gco {
+                let gvk = &mut gv[o + gi * k..o + (gi + 1) * k];
+                let rows = &self.data.controls[gi * t * k..(gi + 1) * t * k];
+                for (rt, krow) in rg.iter().zip(rows.chunks_exact(k)) {
+                    for (gj, kv) in gvk.iter_mut().zip(krow) {
+                        *gj += rt * kv;
+                    }
+                }
+            }
+            // dL/dmedia_t (centring subtracts the mean of media from every mu).
+            let shift = if centre { rsum / t as f64 } else { 0.0 };
+            let gm = &mut spare[gi * t..(gi + 1) * t];
+            for (gg, rt) in gm.iter_mut().zip(rg.iter()) {
+                *gg = rt - shift;
+            }
             for ch in 0..c {
-                gv[off + ch] += g[ch];
+                let i = gi * c + ch;
+                let col = &sat[i * t..(i + 1) * t];
+                gb[i] = dot(gm, col);
+                // beta = amp * ybar / msat: d/damp = ybar / msat; d/dmsat = -beta / msat, and msat
+                // is a mean over time, so every sat[g, c, t] gets the same extra term `per`.
+                let per = if s.direct_beta {
+                    gamp[i] = gb[i];
+                    0.0
+                } else {
+                    gamp[i] = gb[i] * self.ybar[gi] / msat[i];
+                    -gb[i] * beta[i] / msat[i] / t as f64
+                };
+                let b = beta[i];
+                for (gs, gg) in gsat[i * t..(i + 1) * t].iter_mut().zip(gm.iter()) {
+                    *gs = gg * b + per;
+                }
             }
         }
-        for (j, g) in [&*gs0, &*gs1].into_iter().enumerate().take(n_s) {
+        self.group_grads(Target::Amplitude, gamp, damp, vals, gv, graw)?;
+
+        // 7. Backward through the media kernel, all groups.
+        {
+            let (ga0, rest) = gkern.split_at_mut(gc);
+            let (ga1, rest) = rest.split_at_mut(gc);
+            let (gs0, gs1) = rest.split_at_mut(gc);
+            let out = MediaGrads {
+                ga0: &mut *ga0,
+                ga1: if n_a == 2 { &mut *ga1 } else { &mut [] },
+                gs0: &mut *gs0,
+                gs1: if n_s == 2 { &mut *gs1 } else { &mut [] },
+                gx: &mut [],
+            };
+            media_vjp_cols(&s.media, d, &self.spend_cols, a0, a1s, cache, gsat, out)?;
+        }
+        for j in 0..n_a {
+            self.group_grads(
+                Target::Adstock(j),
+                &gkern[j * gc..(j + 1) * gc],
+                &dkp[j * gc..(j + 1) * gc],
+                vals,
+                gv,
+                graw,
+            )?;
+        }
+        for j in 0..n_s {
             if s.fixed_saturation[j].is_some() {
                 continue;
             }
-            let (off, _) = get(Role::Saturation(j)).ok_or_else(|| bad("saturation block"))?;
-            for ch in 0..c {
-                let scale = if s.relative == Some(j) {
-                    self.data.kappa_scale[ch]
-                } else {
-                    1.0
-                };
-                gv[off + ch] += g[ch] * scale;
+            let gk = &mut gkern[(2 + j) * gc..(3 + j) * gc];
+            if s.relative == Some(j) {
+                for (gg, sc) in gk.iter_mut().zip(&self.data.kappa_scale) {
+                    *gg *= sc;
+                }
             }
+            self.group_grads(
+                Target::Saturation(j),
+                &gkern[(2 + j) * gc..(3 + j) * gc],
+                &dkp[(2 + j) * gc..(3 + j) * gc],
+                vals,
+                gv,
+                graw,
+            )?;
         }
-        if let Some(g) = gbuf {
-            for i in 0..n {
-                g[i] += gv[i] * dvdu[i];
-            }
+        for i in 0..n {
+            graw[i] += gv[i] * dvdu[i];
         }
         Ok(lp)
     }

@@ -145,6 +145,8 @@ def supported(spec) -> tuple[bool, str]:
         return False, why
     if getattr(spec, "log_target", False):
         return False, "log_target=True (multiplicative model)"
+    if getattr(spec, "time_varying_intercept", False) or getattr(spec, "time_varying_media", False):
+        return False, "time-varying intercept/media (HSGP) is not in the fused log-density"
     designs = media_designs(spec)
     if len(designs) != 1:
         kinds = ", ".join(f"{d.adstock}+{d.saturation}" for d in designs)
@@ -389,8 +391,12 @@ def problem_arrays(data, spec) -> dict[str, np.ndarray]:
     }
 
 
-def problem_structure(model, spec) -> tuple[dict, list[dict]]:
-    """The structural keyword arguments of ``MmmProblem`` and the model layout they came from."""
+def problem_structure(model, spec, role=None) -> tuple[dict, list[dict]]:
+    """The structural keyword arguments of ``MmmProblem`` and the model layout they came from.
+
+    ``role(name, adstock, saturation)`` maps a free variable to its block role
+    (default: the single-model roles).
+    """
     from fastmmm.model import FIXED_SATURATION_PARAMS, media_designs, uses_direct_beta
 
     designs = media_designs(spec)
@@ -410,7 +416,7 @@ def problem_structure(model, spec) -> tuple[dict, list[dict]]:
             raise ValueError(f"fast path: {e['name']}: prior constant is not finite")
         blocks.append(
             {
-                "role": _role(e["name"], d.adstock, d.saturation),
+                "role": (role or _role)(e["name"], d.adstock, d.saturation),
                 "size": e["size"],
                 "dist": e["dist"],
                 "params": params,
@@ -559,13 +565,6 @@ def compile_fast(spec, data, *, model=None, problem_cls=None):
     and the initial point. Raises ValueError when the spec is outside the
     fast path (see :func:`supported`).
     """
-    from nutpie.compile_pymc import (
-        _prepare_dims_and_coords,
-        _rv_dict_to_flat_array_wrapper,
-        _wrap_with_lock,
-    )
-    from pymc.initial_point import make_initial_point_fn
-
     from fastmmm.model import build_model
 
     if model is None:
@@ -576,13 +575,33 @@ def compile_fast(spec, data, *, model=None, problem_cls=None):
     structure, layout = problem_structure(model, spec)
     arrays = problem_arrays(data, spec)
     problem = cls(**arrays, **structure)
+    names, slices, shapes = _expand_layout(layout, data, spec)
+    return fast_compiled(model, problem, layout, (names, slices, shapes), arrays)
+
+
+def fast_compiled(model, problem, layout, shape_info, arrays, rust_names=None):
+    """nutpie's model object from a built ``MmmProblem`` and the PyMC model it mirrors.
+
+    ``shape_info`` is ``(names, slices, shapes)`` of the expanded trace: the
+    free variables of ``layout``, then the deterministics the problem expands
+    to (checked against ``problem.deterministics``, whose Rust names are
+    ``rust_names`` when they differ from the model's).
+    """
+    from nutpie.compile_pymc import (
+        _prepare_dims_and_coords,
+        _rv_dict_to_flat_array_wrapper,
+        _wrap_with_lock,
+    )
+    from pymc.initial_point import make_initial_point_fn
+
+    names, slices, shapes = shape_info
     n_dim = int(problem.n_dim)
     if n_dim != sum(e["size"] for e in layout):
         raise RuntimeError(f"fast path: MmmProblem.n_dim = {n_dim}, the model has {sum(e['size'] for e in layout)}")
-    names, slices, shapes = _expand_layout(layout, data, spec)
     n_expanded = slices[-1].stop
     det = [(str(nm), tuple(int(x) for x in sh)) for nm, sh in problem.deterministics]
-    want = [(nm, tuple(sh)) for nm, sh in zip(names[len(layout) :], shapes[len(layout) :])]
+    det_names = rust_names if rust_names is not None else names[len(layout) :]
+    want = [(nm, tuple(sh)) for nm, sh in zip(det_names, shapes[len(layout) :])]
     if det != want or int(problem.n_expanded) != n_expanded:
         raise RuntimeError(f"fast path: MmmProblem expands to {det} ({problem.n_expanded}), the model needs {want}")
 

@@ -98,11 +98,19 @@ fn data_from(
     fourier: PyReadonlyArray2<'_, f64>,
     controls: PyReadonlyArray2<'_, f64>,
     kappa_scale: PyReadonlyArray1<'_, f64>,
+    groups: usize,
 ) -> PyResult<(MmmData, [usize; 4])> {
-    let (spend_v, t, c) = vec2("spend", &spend)?;
+    let (spend_v, rows, c) = vec2("spend", &spend)?;
+    if groups == 0 || rows % groups != 0 {
+        return Err(value_error(
+            "spend",
+            format!("{rows} rows cannot be split into {groups} equal groups"),
+        ));
+    }
+    let t = rows / groups;
     let (four_v, t2, f) = vec2("fourier", &fourier)?;
     let (ctrl_v, t3, k) = vec2("controls", &controls)?;
-    if t2 != t || t3 != t {
+    if t2 != rows || t3 != rows {
         return Err(value_error(
             "fourier/controls",
             "must have as many rows as spend",
@@ -123,7 +131,8 @@ fn data_from(
 impl PyMmmProblem {
     #[new]
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, adstock, l_max, normalize, saturation,
-                        intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks))]
+                        intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks,
+                        groups=1, grouped=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         y: PyReadonlyArray1<'_, f64>,
@@ -143,8 +152,11 @@ impl PyMmmProblem {
         relative_param: i64,
         fixed_saturation: Vec<(usize, f64)>,
         blocks: &Bound<'_, PyList>,
+        groups: usize,
+        grouped: bool,
     ) -> PyResult<Self> {
-        let (data, [t, c, f, k]) = data_from(y, spend, trend_t, fourier, controls, kappa_scale)?;
+        let (data, [t, c, f, k]) =
+            data_from(y, spend, trend_t, fourier, controls, kappa_scale, groups)?;
         let akind = match adstock {
             "geometric" => AdstockKind::Geometric,
             "delayed" => AdstockKind::Delayed,
@@ -177,6 +189,8 @@ impl PyMmmProblem {
             fixed[i] = Some(v);
         }
         let s = MmmStructure {
+            g: groups,
+            grouped,
             t,
             c,
             f,
@@ -212,10 +226,24 @@ impl PyMmmProblem {
         controls: PyReadonlyArray2<'_, f64>,
         kappa_scale: PyReadonlyArray1<'_, f64>,
     ) -> PyResult<Self> {
-        let (data, _) = data_from(y, spend, trend_t, fourier, controls, kappa_scale)?;
+        let (data, _) = data_from(
+            y,
+            spend,
+            trend_t,
+            fourier,
+            controls,
+            kappa_scale,
+            self.inner.s.g,
+        )?;
         Ok(PyMmmProblem {
             inner: Box::new(self.inner.with_data(data)?),
         })
+    }
+
+    /// Number of groups (geos / brands) in one evaluation.
+    #[getter]
+    fn groups(&self) -> usize {
+        self.inner.s.g
     }
 
     #[getter]

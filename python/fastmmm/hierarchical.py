@@ -1,0 +1,573 @@
+"""Hierarchical (multi-geo / multi-brand) MMM: one model over several groups
+with partial pooling of the media parameters.
+
+Every group ``g`` (a geo or a brand, a value of the ``group`` column) has the
+single-model structure of :mod:`fastmmm.model` on its own scaled data (target
+and spend scaled per group), with its own baseline: ``level[g]``,
+``trend[g]``, ``gamma_fourier[g]``, ``gamma_control[g]`` and ``sigma[g]``
+(StudentT's ``nu`` is shared). The media parameters are *partially pooled*,
+non-centred, on the unconstrained scale of their prior::
+
+    u_c           = forward(theta_c)                 # theta_c: the global parameter, usual prior
+    theta[g, c]   = backward(u_c + theta_sd * theta_z[g, c])
+    theta_sd      ~ HalfNormal(0.5)                   # one per parameter kind
+    theta_z[g, c] ~ Normal(0, 1)
+
+where ``forward``/``backward`` are PyMC's transform of the global parameter
+(log for positive parameters, log-odds for decay rates, the interval map for
+bounded ones): a group's decay rate is a logit-normal draw around the global
+one, its channel share a log-normal one. This holds for every adstock and
+saturation parameter and for the channel amplitude (``channel_share``, or
+``beta`` with a user prior on it); ``pooled=`` chooses which are pooled (the
+others are shared by all groups).
+
+The fused Rust log-density (:mod:`fastmmm.fastpath`) covers this model with
+the groups as the batch axis of its media kernel: one gradient evaluation
+covers every group. The PyMC model (:func:`build_hierarchical_model`) is the
+reference, and the ``pytensor`` backend samples it with nutpie's numba
+compilation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fastmmm.data import DataError, PreparedData, prepare
+from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
+from fastmmm.spec import ModelSpec
+
+__all__ = [
+    "HierarchicalMMM",
+    "HierarchicalResult",
+    "build_hierarchical_model",
+    "prepare_panel",
+    "POOLABLE",
+]
+
+log = logging.getLogger("fastmmm")
+
+#: What ``pooled=`` may contain.
+POOLABLE = ("adstock", "saturation", "amplitude")
+_FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------------- data
+def prepare_panel(df, spec: ModelSpec, group: str) -> tuple[list[str], list[PreparedData]]:
+    """Validate and scale a panel: one ``PreparedData`` per group, all on the same dates.
+
+    Raises
+    ------
+    DataError
+        Missing group column, fewer than one group, groups on different dates,
+        or any per-group problem (named with its group).
+    """
+    if isinstance(df, (str, os.PathLike)):
+        df = pd.read_csv(df)
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"data: expected a DataFrame or a CSV path, got {type(df).__name__}")
+    if group not in df.columns:
+        raise DataError(f"group column {group!r} is not in the data (columns: {', '.join(map(str, df.columns))})")
+    if df[group].isna().any():
+        raise DataError(f"group column {group!r} has {int(df[group].isna().sum())} missing value(s)")
+    names = [str(g) for g in pd.unique(df[group])]
+    if not names:
+        raise DataError("data: no rows")
+    datas = []
+    first_dates = None
+    for name, sub in df.groupby(df[group].astype(str), sort=False):
+        try:
+            d = prepare(sub.drop(columns=[group]).reset_index(drop=True), spec)
+        except DataError as e:
+            raise DataError(f"group {name!r}: {e}") from None
+        dates = pd.DatetimeIndex(d.dates)
+        if first_dates is None:
+            first_dates = dates
+        elif not dates.equals(first_dates):
+            raise DataError(
+                f"group {name!r}: dates differ from group {names[0]!r} "
+                f"({len(dates)} periods {dates[0].date()}..{dates[-1].date()} vs "
+                f"{len(first_dates)} periods {first_dates[0].date()}..{first_dates[-1].date()}); "
+                "a hierarchical model needs every group on the same dates"
+            )
+        datas.append(d)
+    return names, datas
+
+
+def _stack(datas: list[PreparedData]) -> dict[str, np.ndarray]:
+    from fastmmm.model import kappa_scale
+
+    T = len(datas[0].dates)
+    return {
+        "spend": np.stack([np.asarray(d.spend_scaled, dtype=float) for d in datas]),
+        "y": np.stack([np.asarray(d.y_scaled, dtype=float) for d in datas]),
+        "trend_t": np.stack([np.asarray(d.trend, dtype=float) for d in datas]),
+        "fourier": np.stack([np.asarray(d.fourier, dtype=float).reshape(T, -1) for d in datas]),
+        "controls": np.stack([np.asarray(d.controls_scaled, dtype=float).reshape(T, -1) for d in datas]),
+        "kappa_scale": np.stack([kappa_scale(np.asarray(d.spend_scaled, dtype=float)) for d in datas]),
+    }
+
+
+# ---------------------------------------------------------------------- model
+def _check_pooled(pooled) -> tuple[str, ...]:
+    pooled = (pooled,) if isinstance(pooled, str) else tuple(pooled)
+    bad = [p for p in pooled if p not in POOLABLE]
+    if bad:
+        raise ValueError(f"pooled: unknown {bad}; choose from {POOLABLE}")
+    return tuple(p for p in POOLABLE if p in pooled)
+
+
+def _pool(rv, name: str, model, sd_prior, dims=("geo", "channel")):
+    """Per-group values of global ``rv``: backward(forward(rv) + sd * z), non-centred."""
+    import pymc as pm
+
+    tr = model.rvs_to_transforms.get(rv)
+    inputs = rv.owner.inputs
+    u = tr.forward(rv, *inputs) if tr is not None else rv
+    sd = sd_prior.create(f"{name}_sd")
+    z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
+    w = u + sd * z
+    return pm.Deterministic(f"{name}_geo", tr.backward(w, *inputs) if tr is not None else w, dims=dims)
+
+
+def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups: list[str], *,
+                             pooled=POOLABLE, pool_sd=None):
+    """The PyMC model of a hierarchical MMM (see the module docstring).
+
+    Parameters
+    ----------
+    datas : one PreparedData per group (same dates), from :func:`prepare_panel`.
+    spec : ModelSpec (one adstock and one saturation kind for all channels).
+    groups : group names.
+    pooled : which media parameters are partially pooled (subset of :data:`POOLABLE`).
+    pool_sd : Prior of the pooling scales (default HalfNormal(0.5)).
+
+    Returns
+    -------
+    pm.Model with data ``spend`` (geo, date, channel), ``y`` (geo, date),
+    ``trend_t``, ``fourier``, ``controls``, ``kappa_scale`` (geo, channel) and
+    deterministics ``{param}_geo`` (geo, channel) per pooled parameter,
+    ``beta`` (geo, channel), ``channel_contribution`` (geo, date, channel),
+    ``intercept`` (geo), ``mu`` (geo, date), all on each group's scaled space.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from fastmmm.model import FIXED_SATURATION_PARAMS, _prior, media_designs, uses_direct_beta
+    from fastmmm.ops.media import media_transform
+    from fastmmm.priors import Prior
+
+    pooled = _check_pooled(pooled)
+    designs = media_designs(spec)
+    if len(designs) != 1:
+        raise ValueError("hierarchical model: all channels must share one adstock and one saturation kind")
+    d = designs[0]
+    pool_sd = pool_sd or Prior("HalfNormal", sigma=0.5)
+    arr = _stack(datas)
+    channels = list(spec.channels)
+    controls = list(spec.controls)
+    n_four = arr["fourier"].shape[2]
+    coords = {"geo": list(groups), "date": np.asarray(datas[0].dates), "channel": channels}
+    if controls:
+        coords["control"] = controls
+    if n_four:
+        order = n_four // 2
+        coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [f"cos_{k}" for k in range(1, order + 1)]
+
+    with pm.Model(coords=coords) as model:
+        spend = pm.Data("spend", arr["spend"], dims=("geo", "date", "channel"))
+        y_obs = pm.Data("y", arr["y"], dims=("geo", "date"))
+        G, T = arr["y"].shape
+        mu = pt.zeros((G, T))
+        centre = bool(spec.intercept)
+        offset = pt.zeros(G)
+        if spec.intercept:
+            level = _prior(spec, "intercept").create("level", dims="geo")
+            mu = mu + level[:, None]
+        if spec.trend:
+            t_trend = pm.Data("trend_t", arr["trend_t"], dims=("geo", "date"))
+            trend = _prior(spec, "trend").create("trend", dims="geo")
+            mu = mu + trend[:, None] * t_trend
+            if centre:
+                offset = offset + trend * pt.mean(t_trend, axis=1)
+        if n_four:
+            four = pm.Data("fourier", arr["fourier"], dims=("geo", "date", "fourier_mode"))
+            gf = _prior(spec, "gamma_fourier").create("gamma_fourier", dims=("geo", "fourier_mode"))
+            mu = mu + (four * gf[:, None, :]).sum(axis=2)
+        if controls:
+            ctrl = pm.Data("controls", arr["controls"], dims=("geo", "date", "control"))
+            gc = _prior(spec, "gamma_control").create("gamma_control", dims=("geo", "control"))
+            mu = mu + (ctrl * gc[:, None, :]).sum(axis=2)
+
+        a_params = []
+        for p in d.adstock_params:
+            name = f"adstock_{p}"
+            rv = _prior(spec, name, d, channels).create(name, dims="channel")
+            a_params.append(_pool(rv, name, model, pool_sd) if "adstock" in pooled else rv[None, :])
+        rel = d.relative_param
+        scale = pm.Data("kappa_scale", arr["kappa_scale"], dims=("geo", "channel")) if rel else None
+        fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
+        s_params = []
+        for p in SATURATION_PARAMS[d.saturation]:
+            if p in fixed:
+                s_params.append(pt.as_tensor_variable(np.full((1, len(channels)), fixed[p])))
+                continue
+            name = f"saturation_{p}"
+            rv = _prior(spec, name, d, channels).create(name, dims="channel")
+            v = _pool(rv, name, model, pool_sd) if "saturation" in pooled else rv[None, :]
+            s_params.append(v * scale if p == rel else v)
+        sat = media_transform(spend, d.adstock, d.saturation, tuple(a_params), tuple(s_params),
+                              l_max=d.l_max, normalize=d.normalize)  # (G, T, C)
+        direct = uses_direct_beta(spec)
+        amp_name = "beta" if direct else "channel_share"
+        amp = _prior(spec, amp_name, None, channels).create(amp_name, dims="channel")
+        amp_g = _pool(amp, amp_name, model, pool_sd) if "amplitude" in pooled else amp[None, :]
+        if direct:
+            beta = amp_g
+        else:
+            beta = pm.Deterministic(
+                "beta", amp_g * pt.mean(y_obs, axis=1)[:, None] / pt.mean(sat, axis=1), dims=("geo", "channel")
+            )
+        contrib = pm.Deterministic("channel_contribution", sat * beta[:, None, :], dims=("geo", "date", "channel"))
+        media = contrib.sum(axis=2)
+        if centre:
+            offset = offset + pt.mean(media, axis=1)
+            pm.Deterministic("intercept", level - offset, dims="geo")
+        mu = pm.Deterministic("mu", mu + media - offset[:, None], dims=("geo", "date"))
+        sigma = _prior(spec, "sigma").create("sigma", dims="geo")
+        if spec.likelihood == "studentt":
+            nu = _prior(spec, "nu").create("nu")
+            pm.StudentT("y_obs", nu=nu, mu=mu, sigma=sigma[:, None], observed=y_obs, dims=("geo", "date"))
+        else:
+            pm.Normal("y_obs", mu=mu, sigma=sigma[:, None], observed=y_obs, dims=("geo", "date"))
+    return model
+
+
+# ---------------------------------------------------------------------- fast path
+def _hier_role(name: str, adstock: str, saturation: str) -> str:
+    from fastmmm.fastpath import _role
+
+    for suffix in ("_sd", "_z"):
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            target = "amplitude" if base in ("channel_share", "beta") else _role(base, adstock, saturation)
+            return target + suffix
+    return _role(name, adstock, saturation)
+
+
+def problem_arrays(datas: list[PreparedData]) -> dict[str, np.ndarray]:
+    """The flattened (group-major) data arrays of a grouped ``MmmProblem``."""
+    a = _stack(datas)
+    G, T, C = a["spend"].shape
+    return {
+        "y": np.ascontiguousarray(a["y"].reshape(G * T)),
+        "spend": np.ascontiguousarray(a["spend"].reshape(G * T, C)),
+        "trend_t": np.ascontiguousarray(a["trend_t"].reshape(G * T)),
+        "fourier": np.ascontiguousarray(a["fourier"].reshape(G * T, -1)),
+        "controls": np.ascontiguousarray(a["controls"].reshape(G * T, -1)),
+        "kappa_scale": np.ascontiguousarray(a["kappa_scale"].reshape(G * C)),
+    }
+
+
+def problem_from_model(model, datas, spec, problem_cls=None):
+    """The grouped ``MmmProblem`` of a model from :func:`build_hierarchical_model`,
+    and what :func:`fastmmm.fastpath.fast_compiled` needs with it."""
+    from fastmmm import fastpath
+    from fastmmm.model import media_designs
+
+    cls = problem_cls or fastpath._core_class()
+    if cls is None:
+        raise RuntimeError("fastmmm._core has no MmmProblem (extension built without the fast path)")
+    d = media_designs(spec)[0]
+    structure, layout = fastpath.problem_structure(model, spec, role=_hier_role)
+    arrays = problem_arrays(datas)
+    problem = cls(**arrays, **structure, groups=len(datas), grouped=True)
+    # Expanded trace: the blocks, then the deterministics in the Rust order, with the model's names.
+    G, T, C = len(datas), len(datas[0].dates), len(spec.channels)
+    names = [e["name"] for e in layout]
+    shapes = [tuple(e["shape"]) for e in layout]
+    rust_names = []
+    amp = "beta" if structure["direct_beta"] else "channel_share"
+    for rname, shape in problem.deterministics:
+        rname = str(rname)
+        if rname.endswith("_geo"):
+            kind, idx = rname[: -len("_geo")].rsplit("_", 1) if rname != "amplitude_geo" else ("amplitude", "")
+            if kind == "adstock":
+                mname = f"adstock_{ADSTOCK_PARAMS[d.adstock][int(idx)]}_geo"
+            elif kind == "saturation":
+                mname = f"saturation_{SATURATION_PARAMS[d.saturation][int(idx)]}_geo"
+            else:
+                mname = f"{amp}_geo"
+        else:
+            mname = rname
+        if mname not in model.named_vars:
+            raise RuntimeError(f"fast path: the Rust problem expands to {rname!r}, which the model lacks ({mname!r})")
+        names.append(mname)
+        rust_names.append(rname)
+        shapes.append(tuple(int(x) for x in shape))
+    slices, count = [], 0
+    for s in shapes:
+        n = int(np.prod(s, dtype=int))
+        slices.append(slice(count, count + n))
+        count += n
+    return problem, layout, (names, slices, shapes), arrays, rust_names
+
+
+def compile_fast(model, datas, spec, problem_cls=None):
+    """nutpie model of the hierarchical model on the fused Rust log-density."""
+    from fastmmm import fastpath
+
+    problem, layout, shape_info, arrays, rust_names = problem_from_model(model, datas, spec, problem_cls)
+    return fastpath.fast_compiled(model, problem, layout, shape_info, arrays, rust_names=rust_names)
+
+
+# ---------------------------------------------------------------------- fitting
+class HierarchicalMMM:
+    """A hierarchical MMM over groups (geos or brands) with partially pooled media effects.
+
+    Parameters
+    ----------
+    spec : ModelSpec, optional (or its fields as keyword arguments)
+    group : str
+        The group column (e.g. ``"geo"``).
+    pooled : sequence of {"adstock", "saturation", "amplitude"}
+        Media parameters pooled across groups (default all); the others are shared.
+    pool_sd : Prior, optional
+        Prior of the pooling scales on the unconstrained scale (default HalfNormal(0.5)).
+
+    Examples
+    --------
+    >>> h = HierarchicalMMM(group="geo", date_column="date", target="sales",
+    ...                     channels=["tv", "search"], saturation="hill")   # doctest: +SKIP
+    >>> res = h.fit(panel_df, seed=1)                                        # doctest: +SKIP
+    >>> res.channel_summary()                                                # doctest: +SKIP
+    """
+
+    def __init__(self, spec: ModelSpec | None = None, *, group: str = "geo", pooled=POOLABLE, pool_sd=None,
+                 **kwargs):
+        if spec is not None and kwargs:
+            raise TypeError("give either a ModelSpec or keyword arguments, not both")
+        self.spec = spec if spec is not None else ModelSpec(**kwargs)
+        if not isinstance(group, str) or not group:
+            raise ValueError(f"group: must be a column name, got {group!r}")
+        if group in (self.spec.date_column, self.spec.target, *self.spec.channels, *self.spec.controls):
+            raise ValueError(f"group: column {group!r} already has a role in the spec")
+        if self.spec.log_target:
+            raise NotImplementedError("log_target=True is not implemented for the hierarchical model")
+        if len(set(self.spec.adstock_by_channel)) > 1 or len(set(self.spec.saturation_by_channel)) > 1:
+            raise ValueError("hierarchical model: all channels must share one adstock and one saturation kind")
+        self.group = group
+        self.pooled = _check_pooled(pooled)
+        self.pool_sd = pool_sd
+
+    def build(self, df):
+        """(group names, per-group data, PyMC model) for ``df``."""
+        groups, datas = prepare_panel(df, self.spec, self.group)
+        model = build_hierarchical_model(datas, self.spec, groups, pooled=self.pooled, pool_sd=self.pool_sd)
+        return groups, datas, model
+
+    def fit(self, df, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int | None = None,
+            progress: bool = True, backend: str = "auto", cores: int | None = None, **sampler_kwargs):
+        """Validate the panel, build the model and sample with nutpie.
+
+        ``backend``: ``"rust"`` (fused log-density over all groups, nothing
+        compiled), ``"pytensor"`` (nutpie's numba compilation of the PyMC
+        model), ``"auto"`` (rust when available).
+        """
+        import nutpie
+
+        from fastmmm.fastpath import supported
+
+        if backend not in ("auto", "rust", "pytensor"):
+            raise ValueError(f"backend: must be 'auto', 'rust' or 'pytensor', got {backend!r}")
+        for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+            if not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
+        t0 = time.perf_counter()
+        groups, datas, model = self.build(df)
+        t1 = time.perf_counter()
+        used = backend
+        if backend != "pytensor":
+            ok, why = supported(self.spec)
+            if not ok:
+                if backend == "rust":
+                    raise ValueError(f"backend='rust': the fused log-density does not cover this model: {why}")
+                log.info("fastmmm: hierarchical model on the pytensor backend (%s)", why)
+                used = "pytensor"
+            else:
+                used = "rust"
+        if used == "rust":
+            compiled = compile_fast(model, datas, self.spec)
+        else:
+            compiled = nutpie.compile_pymc_model(model, backend="numba")
+        t2 = time.perf_counter()
+        kwargs = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress,
+                      save_warmup=False, target_accept=0.95)
+        if cores is not None:
+            kwargs["cores"] = cores
+        kwargs.update(sampler_kwargs)
+        idata = nutpie.sample(compiled, **kwargs)
+        t3 = time.perf_counter()
+        timing = {"build_s": t1 - t0, "compile_s": t2 - t1, "sample_s": t3 - t2, "total_s": t3 - t0}
+        res = HierarchicalResult(idata=idata, spec=self.spec, group=self.group, groups=groups, datas=datas,
+                                 pooled=self.pooled, timing=timing, backend=used, seed=seed)
+        res.report_diagnostics()
+        return res
+
+
+@dataclass
+class HierarchicalResult:
+    """A fitted hierarchical MMM: per-group contributions and ROAS, diagnostics, save/load."""
+
+    idata: object
+    spec: ModelSpec
+    group: str
+    groups: list
+    datas: list
+    pooled: tuple
+    timing: dict
+    backend: str
+    seed: int | None = None
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.spec.channels)
+
+    def _draws(self, name: str) -> np.ndarray:
+        v = self.idata.posterior[name].values
+        return v.reshape((-1,) + v.shape[2:])
+
+    def contribution_draws(self) -> np.ndarray:
+        """(S, G, T, C) channel contributions in each group's original target units."""
+        scale = np.array([float(d.scales.target_scale) for d in self.datas])
+        return self._draws("channel_contribution") * scale[None, :, None, None]
+
+    def roas_draws(self) -> np.ndarray:
+        """(S, G, C) ROAS: contribution over the data window per unit of spend."""
+        contrib = self.contribution_draws().sum(axis=2)
+        spend = np.stack([np.asarray(d.spend, dtype=float).sum(axis=0) for d in self.datas])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(spend[None] > 0, contrib / spend[None], np.nan)
+
+    def channel_summary(self, interval: float = 0.95) -> pd.DataFrame:
+        """Per (group, channel): spend, contribution and ROAS with intervals."""
+        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+        contrib = self.contribution_draws().sum(axis=2)
+        roas = self.roas_draws()
+        rows = []
+        for g, name in enumerate(self.groups):
+            spend = np.asarray(self.datas[g].spend, dtype=float).sum(axis=0)
+            for c, ch in enumerate(self.channels):
+                r, k = roas[:, g, c], contrib[:, g, c]
+                rows.append({
+                    self.group: name, "channel": ch, "spend": float(spend[c]),
+                    "contribution_mean": float(k.mean()), "contribution_low": float(np.quantile(k, lo)),
+                    "contribution_high": float(np.quantile(k, hi)),
+                    "roas_mean": float(r.mean()), "roas_low": float(np.quantile(r, lo)),
+                    "roas_high": float(np.quantile(r, hi)),
+                })
+        return pd.DataFrame(rows).set_index([self.group, "channel"])
+
+    def fitted(self) -> pd.DataFrame:
+        """Posterior-mean fit per group and date, original units (columns group, date, actual, mean)."""
+        mu = self._draws("mu").mean(axis=0)
+        frames = []
+        for g, (name, d) in enumerate(zip(self.groups, self.datas)):
+            frames.append(pd.DataFrame({
+                self.group: name, "date": pd.DatetimeIndex(d.dates), "actual": np.asarray(d.y, dtype=float),
+                "mean": mu[g] * float(d.scales.target_scale),
+            }))
+        return pd.concat(frames, ignore_index=True)
+
+    def validate(self, **thresholds):
+        """R-hat, ESS, divergences (whole posterior) and in-sample MAPE (all groups pooled, and worst group)."""
+        from fastmmm.diagnostics import sampler_checks
+
+        v = sampler_checks(self, thresholds)
+        fit = self.fitted()
+        ape = (fit["actual"] - fit["mean"]).abs() / fit["actual"].abs()
+        v.mape_in_sample = float(ape.mean())
+        v.checks["mape_in_sample"] = v.mape_in_sample < v.thresholds["mape"]
+        if not v.checks["mape_in_sample"]:
+            v.failures.append(f"In-sample MAPE is {100 * v.mape_in_sample:.1f}% (threshold "
+                              f"{100 * v.thresholds['mape']:.0f}%)")
+        return v
+
+    def report_diagnostics(self) -> None:
+        import warnings
+
+        from fastmmm.diagnostics import sampler_checks
+
+        v = sampler_checks(self)
+        if v.failures:
+            warnings.warn("fastmmm: sampling diagnostics failed:\n" + "\n".join(f"  - {f}" for f in v.failures),
+                          stacklevel=3)
+
+    def summary(self, interval: float = 0.95) -> dict:
+        """JSON-ready: per group and channel ROAS/contribution, diagnostics, timing."""
+        cs = self.channel_summary(interval)
+        out: dict = {}
+        for (g, ch), row in cs.iterrows():
+            out.setdefault(str(g), {})[ch] = {
+                q: {k: float(row[f"{q}_{k}"]) for k in ("mean", "low", "high")} for q in ("roas", "contribution")
+            }
+            out[str(g)][ch]["spend"] = float(row["spend"])
+        v = self.validate()
+        return {"interval": interval, "backend": self.backend, "group": self.group, "pooled": list(self.pooled),
+                "groups": out, "diagnostics": v.to_dict(),
+                "timing": {k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")}}
+
+    def save(self, path) -> Path:
+        """``idata.nc`` (netCDF) and ``meta.json``; written to a temporary directory and renamed."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.idata.to_netcdf(str(tmp / "idata.nc"))
+            meta = {"format_version": _FORMAT_VERSION, "kind": "hierarchical", "spec": self.spec.to_dict(),
+                    "group": self.group, "groups": [str(g) for g in self.groups],
+                    "datas": [d.to_dict() for d in self.datas], "pooled": list(self.pooled),
+                    "timing": self.timing, "backend": self.backend, "seed": self.seed}
+            from fastmmm.results import _json_default
+
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                if old.exists():
+                    shutil.rmtree(old)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path) -> "HierarchicalResult":
+        """Load a result written by :meth:`save` (netCDF + JSON, no pickle)."""
+        import arviz as az
+
+        path = Path(path)
+        meta_p, nc_p = path / "meta.json", path / "idata.nc"
+        if not meta_p.exists() or not nc_p.exists():
+            raise FileNotFoundError(f"{path} is not a saved fastmmm result (needs meta.json and idata.nc)")
+        meta = json.loads(meta_p.read_text())
+        if meta.get("kind") != "hierarchical" or meta.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{path}: not a hierarchical result of format {_FORMAT_VERSION}")
+        idata = az.from_netcdf(str(nc_p))
+        idata.load() if hasattr(idata, "load") else None
+        return cls(idata=idata, spec=ModelSpec.from_dict(meta["spec"]), group=meta["group"], groups=meta["groups"],
+                   datas=[PreparedData.from_dict(d) for d in meta["datas"]], pooled=tuple(meta["pooled"]),
+                   timing=meta["timing"], backend=meta["backend"], seed=meta.get("seed"))

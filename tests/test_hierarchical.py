@@ -143,7 +143,7 @@ def test_grouped_logp_matches_pymc_full_grid(panel5, adstock, saturation, likeli
     check_grouped_against_pymc(_subset(panel5, groups), spec, seed=hash((adstock, saturation)) % 1000)
 
 
-@pytest.mark.parametrize("pooled", [(), ("adstock",), ("saturation", "amplitude")], ids=str)
+@pytest.mark.parametrize("pooled", [(), ("adstock",), ("saturation", "amplitude"), ("saturation_kappa", "channel_share")], ids=str)
 def test_grouped_logp_pooling_choices(panel5, pooled):
     check_grouped_against_pymc(_subset(panel5, 3), _spec(), pooled=pooled)
 
@@ -244,16 +244,48 @@ def _coverage(res, truth):
 
 @pytest.mark.slow
 def test_ten_geo_recovery():
-    """Acceptance: 10 geos x 104 weeks x 3 channels; per-geo ROAS intervals cover truth for
-    >= 90% of geo-channels, 0 divergences, R-hat < 1.01."""
-    df, truth = make_panel(10, 104, 3, seed=1)
-    h = hm.HierarchicalMMM(group="geo", date_column="date", target="sales", channels=list(truth["channels"]),
-                           controls=["event"], saturation="hill")
-    res = h.fit(df, draws=1000, tune=1000, chains=2, seed=1, progress=False)
-    v = res.validate()
-    cover = _coverage(res, truth)
-    print(f"coverage {cover.mean():.3f}, R-hat {v.rhat_max:.4f}, divergences {v.divergences}, "
-          f"min ESS {v.ess_bulk_min:.0f}, sample {res.timing['sample_s']:.1f} s")
-    assert v.divergences == 0
-    assert v.rhat_max < 1.01
-    assert cover.mean() >= 0.9
+    """Acceptance: 10 geos x 104 weeks x 3 channels, 4 chains x 2000 draws, on three synthetic
+    panels: every fit has 0 divergences and R-hat < 1.01; per-geo ROAS 95% intervals cover the
+    truth for >= 90% of the 90 geo-channels (and >= 80% within every panel)."""
+    covers = []
+    for seed in (1, 2, 3):
+        df, truth = make_panel(10, 104, 3, seed=seed)
+        h = hm.HierarchicalMMM(group="geo", date_column="date", target="sales", channels=list(truth["channels"]),
+                               controls=["event"], saturation="hill")
+        res = h.fit(df, draws=2000, tune=1000, chains=4, seed=seed, progress=False)
+        v = res.validate()
+        cover = _coverage(res, truth)
+        print(f"panel {seed}: coverage {cover.mean():.3f}, R-hat {v.rhat_max:.4f}, divergences {v.divergences}, "
+              f"min ESS {v.ess_bulk_min:.0f}, sample {res.timing['sample_s']:.1f} s")
+        assert v.divergences == 0
+        assert v.rhat_max < 1.01
+        assert cover.mean() >= 0.8
+        covers.append(cover)
+    total = np.concatenate(covers).mean()
+    print(f"coverage over all panels {total:.3f}")
+    assert total >= 0.9
+
+
+def test_cli_fit_hierarchical(tmp_path, capsys):
+    import json
+
+    from fastmmm.cli import main
+
+    df, truth = make_panel(3, 60, 2, seed=8)
+    csv = tmp_path / "panel.csv"
+    df.to_csv(csv, index=False)
+    args = [str(csv), "--group", "geo", "--date-column", "date", "--target", "sales", "--channels", "tv,search",
+            "--controls", "event", "--saturation", "hill", "--draws", "200", "--tune", "200", "--chains", "2",
+            "--seed", "1", "--quiet", "--out", str(tmp_path / "out")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit-hierarchical", *args]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert sorted(summary["groups"]) == sorted(truth["groups"]) and summary["backend"] == "rust"
+    cs = pd.read_csv(tmp_path / "out" / "channel_summary.csv")
+    assert len(cs) == 6 and (cs["roas_low"] <= cs["roas_high"]).all()
+    assert sorted(hm.HierarchicalResult.load(tmp_path / "out" / "model").groups) == sorted(summary["groups"])
+    # a bad group column is a clear error, exit status 2
+    bad = [a if a != "geo" else "region" for a in args]
+    assert main(["fit-hierarchical", *bad]) == 2
+    assert "group column 'region'" in capsys.readouterr().err

@@ -16,6 +16,8 @@ _LAZY = {
     "DataError": ("fastmmm.data", "DataError"),
     "load": ("fastmmm.results", "load"),
     "MMMResult": ("fastmmm.results", "MMMResult"),
+    "HierarchicalMMM": ("fastmmm.hierarchical", "HierarchicalMMM"),
+    "HierarchicalResult": ("fastmmm.hierarchical", "HierarchicalResult"),
 }
 
 __all__ = ["kernels", "__version__", *_LAZY]

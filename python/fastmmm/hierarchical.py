@@ -118,12 +118,29 @@ def _stack(datas: list[PreparedData]) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- model
+def _poolable_names() -> set[str]:
+    names = set(POOLABLE) | {"channel_share", "beta"}
+    for params in ADSTOCK_PARAMS.values():
+        names |= {f"adstock_{p}" for p in params}
+    for params in SATURATION_PARAMS.values():
+        names |= {f"saturation_{p}" for p in params}
+    return names
+
+
 def _check_pooled(pooled) -> tuple[str, ...]:
+    """Validated ``pooled``: kinds of :data:`POOLABLE` and/or parameter names
+    (``"adstock_alpha"``, ``"saturation_kappa"``, ``"channel_share"``, ...)."""
     pooled = (pooled,) if isinstance(pooled, str) else tuple(pooled)
-    bad = [p for p in pooled if p not in POOLABLE]
+    valid = _poolable_names()
+    bad = [p for p in pooled if p not in valid]
     if bad:
-        raise ValueError(f"pooled: unknown {bad}; choose from {POOLABLE}")
-    return tuple(p for p in POOLABLE if p in pooled)
+        raise ValueError(f"pooled: unknown {bad}; choose kinds {POOLABLE} or parameter names such as "
+                         "'adstock_alpha', 'saturation_kappa', 'channel_share'")
+    return tuple(dict.fromkeys(pooled))
+
+
+def _is_pooled(name: str, kind: str, pooled: tuple[str, ...]) -> bool:
+    return kind in pooled or name in pooled
 
 
 def _pool(rv, name: str, model, sd_prior, dims=("geo", "channel")):
@@ -148,7 +165,8 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
     datas : one PreparedData per group (same dates), from :func:`prepare_panel`.
     spec : ModelSpec (one adstock and one saturation kind for all channels).
     groups : group names.
-    pooled : which media parameters are partially pooled (subset of :data:`POOLABLE`).
+    pooled : which media parameters are partially pooled: kinds of :data:`POOLABLE`
+        and/or parameter names (``"saturation_kappa"``); the others are shared by all groups.
     pool_sd : Prior of the pooling scales (default HalfNormal(0.5)).
 
     Returns
@@ -212,7 +230,7 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
         for p in d.adstock_params:
             name = f"adstock_{p}"
             rv = _prior(spec, name, d, channels).create(name, dims="channel")
-            a_params.append(_pool(rv, name, model, pool_sd) if "adstock" in pooled else rv[None, :])
+            a_params.append(_pool(rv, name, model, pool_sd) if _is_pooled(name, "adstock", pooled) else rv[None, :])
         rel = d.relative_param
         scale = pm.Data("kappa_scale", arr["kappa_scale"], dims=("geo", "channel")) if rel else None
         fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
@@ -223,14 +241,14 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
                 continue
             name = f"saturation_{p}"
             rv = _prior(spec, name, d, channels).create(name, dims="channel")
-            v = _pool(rv, name, model, pool_sd) if "saturation" in pooled else rv[None, :]
+            v = _pool(rv, name, model, pool_sd) if _is_pooled(name, "saturation", pooled) else rv[None, :]
             s_params.append(v * scale if p == rel else v)
         sat = media_transform(spend, d.adstock, d.saturation, tuple(a_params), tuple(s_params),
                               l_max=d.l_max, normalize=d.normalize)  # (G, T, C)
         direct = uses_direct_beta(spec)
         amp_name = "beta" if direct else "channel_share"
         amp = _prior(spec, amp_name, None, channels).create(amp_name, dims="channel")
-        amp_g = _pool(amp, amp_name, model, pool_sd) if "amplitude" in pooled else amp[None, :]
+        amp_g = _pool(amp, amp_name, model, pool_sd) if _is_pooled(amp_name, "amplitude", pooled) else amp[None, :]
         if direct:
             beta = amp_g
         else:
@@ -339,8 +357,10 @@ class HierarchicalMMM:
     spec : ModelSpec, optional (or its fields as keyword arguments)
     group : str
         The group column (e.g. ``"geo"``).
-    pooled : sequence of {"adstock", "saturation", "amplitude"}
-        Media parameters pooled across groups (default all); the others are shared.
+    pooled : sequence of {"adstock", "saturation", "amplitude"} or parameter names
+        Media parameters pooled across groups (default all); the others are
+        shared. Parameter names (``"adstock_alpha"``, ``"saturation_kappa"``,
+        ``"saturation_slope"``, ``"channel_share"``) pick single parameters.
     pool_sd : Prior, optional
         Prior of the pooling scales on the unconstrained scale (default HalfNormal(0.5)).
 
@@ -375,7 +395,7 @@ class HierarchicalMMM:
         model = build_hierarchical_model(datas, self.spec, groups, pooled=self.pooled, pool_sd=self.pool_sd)
         return groups, datas, model
 
-    def fit(self, df, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int | None = None,
+    def fit(self, df, *, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
             progress: bool = True, backend: str = "auto", cores: int | None = None, **sampler_kwargs):
         """Validate the panel, build the model and sample with nutpie.
 

@@ -304,6 +304,34 @@ pub struct MmmData {
     pub controls: Vec<f64>,
     /// (G, C)
     pub kappa_scale: Vec<f64>,
+    /// Lift tests (ungrouped models only), one entry each: the channel, the
+    /// scaled per-period spends before / after, the length in periods, the
+    /// scaled measured lift and its standard error. Empty: none.
+    pub lift: LiftData,
+}
+
+/// Lift-test observations: `lift[i] ~ Normal(periods[i] * beta[c] * (f_c(x1) - f_c(x0)), se[i])`,
+/// with `f_c` the channel's media transform at the steady state of a constant
+/// spend (the last of `steady` constant periods).
+#[derive(Clone, Debug, Default)]
+pub struct LiftData {
+    pub channel: Vec<usize>,
+    pub x0: Vec<f64>,
+    pub x1: Vec<f64>,
+    pub periods: Vec<f64>,
+    pub delta: Vec<f64>,
+    pub se: Vec<f64>,
+    /// Constant periods that reach the steady state (`l_max + 1`).
+    pub steady: usize,
+}
+
+impl LiftData {
+    pub fn len(&self) -> usize {
+        self.channel.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.channel.is_empty()
+    }
 }
 
 /// Static structure of the model.
@@ -342,6 +370,8 @@ pub struct MmmProblem {
     /// Per group: mean target and mean trend index.
     ybar: Vec<f64>,
     tbar: Vec<f64>,
+    /// Lift-test spends as (2N, steady) channel-major columns: x0 of every test, then x1.
+    lift_cols: Vec<f64>,
 }
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -521,6 +551,40 @@ impl MmmProblem {
             ybar[gi] = data.y[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
             tbar[gi] = data.trend_t[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
         }
+        let lf = &data.lift;
+        let nl = lf.len();
+        if nl > 0 {
+            if s.grouped {
+                return Err(bad("lift tests are not supported in the grouped (hierarchical) model"));
+            }
+            for (arg, v) in [
+                ("lift_x0", &lf.x0),
+                ("lift_x1", &lf.x1),
+                ("lift_periods", &lf.periods),
+                ("lift_delta", &lf.delta),
+                ("lift_se", &lf.se),
+            ] {
+                check(arg, v, nl)?;
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(bad(&format!("{arg}: values must be finite")));
+                }
+            }
+            if lf.channel.iter().any(|&ch| ch >= c) {
+                return Err(bad("lift_channel: channel index out of range"));
+            }
+            if lf.se.iter().any(|&v| v <= 0.0) || lf.x0.iter().chain(&lf.x1).any(|&v| v < 0.0) {
+                return Err(bad("lift tests: standard errors must be > 0 and spends >= 0"));
+            }
+            if lf.steady == 0 {
+                return Err(bad("lift tests: steady must be >= 1"));
+            }
+        }
+        let mut lift_cols = vec![0.0; 2 * nl * lf.steady];
+        for i in 0..nl {
+            let st = lf.steady;
+            lift_cols[i * st..(i + 1) * st].fill(lf.x0[i]);
+            lift_cols[(nl + i) * st..(nl + i + 1) * st].fill(lf.x1[i]);
+        }
         let mut spend_cols = vec![0.0; g * t * c];
         for gi in 0..g {
             for ti in 0..t {
@@ -538,6 +602,7 @@ impl MmmProblem {
             n_dim: n,
             ybar,
             tbar,
+            lift_cols,
         })
     }
 
@@ -576,6 +641,9 @@ impl MmmProblem {
                 v.push(("intercept", vec![]));
             }
             v.push(("mu", vec![s.t]));
+            if !self.data.lift.is_empty() {
+                v.push(("lift_model", vec![self.data.lift.len()]));
+            }
             return v;
         }
         for tg in Target::ALL {
@@ -606,7 +674,9 @@ impl MmmProblem {
 
     fn scratch_len(&self) -> usize {
         let (g, t, c) = (self.s.g, self.s.t, self.s.c);
-        3 * self.n_dim + 8 * g * t * c + 2 * g * t + 19 * g * c + g
+        let nl2 = 2 * self.data.lift.len();
+        let lift = nl2 * (8 + 6 * self.data.lift.steady) + c;
+        3 * self.n_dim + 8 * g * t * c + 2 * g * t + 19 * g * c + g + lift
     }
 
     /// Log-density and gradient at unconstrained `x`. Returns the log-density;
@@ -748,7 +818,17 @@ impl MmmProblem {
         let (gb, rest) = rest.split_at_mut(gc);
         let (gkern, rest) = rest.split_at_mut(4 * gc); // gradients of the kernel params
         let (gamp, rest) = rest.split_at_mut(gc);
-        let (offset, _) = rest.split_at_mut(g);
+        let (offset, rest) = rest.split_at_mut(g);
+        // Lift tests: 2N columns of `steady` periods.
+        let lf = &self.data.lift;
+        let nl = lf.len();
+        let (nl2, st) = (2 * nl, lf.steady);
+        let (lkp, rest) = rest.split_at_mut(4 * nl2);
+        let (lgk, rest) = rest.split_at_mut(4 * nl2);
+        let (ly, rest) = rest.split_at_mut(nl2 * st);
+        let (lcache, rest) = rest.split_at_mut(4 * nl2 * st);
+        let (lg, rest) = rest.split_at_mut(nl2 * st);
+        let (lgb, _) = rest.split_at_mut(c);
 
         // 1. Transforms and priors.
         let mut lp = 0.0;
@@ -821,6 +901,26 @@ impl MmmProblem {
                 amp[i] * self.ybar[i / c] / msat[i]
             };
         }
+
+        // 3b. Lift tests: the steady-state media transform at x0 and x1 of each test (g == 1).
+        let ld = Dims::new(1, st, nl2);
+        if nl > 0 {
+            for (j, &ch) in lf.channel.iter().chain(lf.channel.iter()).enumerate() {
+                for q in 0..4 {
+                    lkp[q * nl2 + j] = kp[q * gc + ch];
+                }
+            }
+            let (la0, rest) = lkp.split_at(nl2);
+            let (la1, rest) = rest.split_at(nl2);
+            let (ls0, ls1) = rest.split_at(nl2);
+            let la1s: &[f64] = if n_a == 2 { la1 } else { &[] };
+            let ls1s: &[f64] = if n_s == 2 { &ls1[..nl2] } else { &[] };
+            media_fwd_cols(&s.media, ld, &self.lift_cols, la0, la1s, ls0, ls1s, ly, lcache)?;
+        }
+        let lift_model = |i: usize| -> f64 {
+            let ch = lf.channel[i];
+            lf.periods[i] * beta[ch] * (ly[(nl + i) * st + st - 1] - ly[i * st + st - 1])
+        };
 
         // 4. Mean function, per group.
         let centre = s.intercept;
@@ -907,6 +1007,10 @@ impl MmmProblem {
                 o += g;
             }
             out[o..o + g * t].copy_from_slice(mu);
+            o += g * t;
+            for i in 0..nl {
+                out[o + i] = lift_model(i);
+            }
             return Ok(0.0);
         }
 
@@ -947,6 +1051,23 @@ impl MmmProblem {
                 }
                 gv[soff + gi] += gsigma;
             }
+        }
+        lgb.fill(0.0);
+        for i in 0..nl {
+            let m = lift_model(i);
+            let se = lf.se[i];
+            let z = (lf.delta[i] - m) / se;
+            lp += -0.5 * z * z - se.ln() - 0.5 * LN_2PI;
+            // d lp / d m, then to beta[c] and to the two steady-state values.
+            let q = z / se;
+            let ch = lf.channel[i];
+            let d = ly[(nl + i) * st + st - 1] - ly[i * st + st - 1];
+            lgb[ch] += q * lf.periods[i] * d;
+            let gy = q * lf.periods[i] * beta[ch];
+            lg[i * st..(i + 1) * st].fill(0.0);
+            lg[(nl + i) * st..(nl + i + 1) * st].fill(0.0);
+            lg[i * st + st - 1] = -gy;
+            lg[(nl + i) * st + st - 1] = gy;
         }
         let Some(graw) = gbuf else {
             return Ok(lp);
@@ -995,7 +1116,7 @@ impl MmmProblem {
             for ch in 0..c {
                 let i = gi * c + ch;
                 let col = &sat[i * t..(i + 1) * t];
-                gb[i] = dot(gm, col);
+                gb[i] = dot(gm, col) + if gi == 0 && nl > 0 { lgb[ch] } else { 0.0 };
                 // beta = amp * ybar / msat: d/damp = ybar / msat; d/dmsat = -beta / msat, and msat
                 // is a mean over time, so every sat[g, c, t] gets the same extra term `per`.
                 let per = if s.direct_beta {
@@ -1026,6 +1147,29 @@ impl MmmProblem {
                 gx: &mut [],
             };
             media_vjp_cols(&s.media, d, &self.spend_cols, a0, a1s, cache, gsat, out)?;
+        }
+        if nl > 0 {
+            let (lga0, rest) = lgk.split_at_mut(nl2);
+            let (lga1, rest) = rest.split_at_mut(nl2);
+            let (lgs0, lgs1) = rest.split_at_mut(nl2);
+            let lout = MediaGrads {
+                ga0: &mut *lga0,
+                ga1: if n_a == 2 { &mut *lga1 } else { &mut [] },
+                gs0: &mut *lgs0,
+                gs1: if n_s == 2 { &mut lgs1[..nl2] } else { &mut [] },
+                gx: &mut [],
+            };
+            let la0 = &lkp[..nl2];
+            let la1s: &[f64] = if n_a == 2 { &lkp[nl2..2 * nl2] } else { &[] };
+            media_vjp_cols(&s.media, ld, &self.lift_cols, la0, la1s, lcache, lg, lout)?;
+            for (j, &ch) in lf.channel.iter().chain(lf.channel.iter()).enumerate() {
+                for q in 0..4 {
+                    let used = if q < 2 { q < n_a } else { q - 2 < n_s };
+                    if used {
+                        gkern[q * gc + ch] += lgk[q * nl2 + j];
+                    }
+                }
+            }
         }
         for j in 0..n_a {
             self.group_grads(

@@ -204,6 +204,8 @@ def test_bad_panels_raise_data_errors(panel5):
         hm.HierarchicalMMM(spec, group="geo", pooled=("trend",))
     with pytest.raises(ValueError, match="already has a role"):
         hm.HierarchicalMMM(spec, group="tv")
+    with pytest.raises(NotImplementedError, match="time-varying"):
+        hm.HierarchicalMMM(_spec(time_varying_intercept=True), group="geo")
     with pytest.raises(ValueError, match="one adstock and one saturation"):
         hm.HierarchicalMMM(_spec(saturation={"tv": "hill", "search": "logistic", "social": "hill"}), group="geo")
 

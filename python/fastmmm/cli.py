@@ -62,6 +62,8 @@ def _spec_from_args(args: argparse.Namespace):
         "l_max": args.l_max,
         "yearly_seasonality": args.yearly_seasonality,
         "trend": False if args.no_trend else None,
+        "time_varying_intercept": True if getattr(args, "time_varying_intercept", False) else None,
+        "time_varying_media": True if getattr(args, "time_varying_media", False) else None,
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     if "channels" not in base:
@@ -123,6 +125,15 @@ def _print_summary(summary: dict, truth=None) -> None:
     )
     if d.get("mape_holdout") is not None:
         print(f"hold-out MAPE {100 * d['mape_holdout']:.1f}%")
+    if summary.get("lift_tests"):
+        print(f"\n{'lift test':<12}{'spend/period':>22}{'periods':>9}{'observed lift':>22}{'modelled lift (95%)':>34}")
+        for r in summary["lift_tests"]:
+            m = r["lift_model"]
+            print(
+                f"{r['channel']:<12}{format(r['spend_before'], ',.0f') + ' -> ' + format(r['spend_after'], ',.0f'):>22}"
+                f"{r['periods']:>9.1f}{format(r['lift'], ',.0f') + ' +- ' + format(r['lift_se'], ',.0f'):>22}"
+                f"{format(m['mean'], ',.0f') + ' [' + format(m['low'], ',.0f') + ', ' + format(m['high'], ',.0f') + ']':>34}"
+            )
     for f in d["failures"]:
         print(f"  - {f}")
     print(
@@ -145,6 +156,7 @@ def _fit(args: argparse.Namespace) -> int:
             seed=args.seed,
             holdout_weeks=args.holdout_weeks,
             progress=not args.quiet,
+            lift_tests=args.lift_tests,
         )
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"fastmmm fit: error: {e}", file=sys.stderr)
@@ -166,6 +178,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l-max", type=int)
     p.add_argument("--yearly-seasonality", type=int)
     p.add_argument("--no-trend", action="store_true", help="no built-in linear trend")
+    p.add_argument("--time-varying-intercept", action="store_true",
+                   help="smooth baseline drift (HSGP; pytensor backend)")
+    p.add_argument("--time-varying-media", action="store_true",
+                   help="smooth multiplier on media contributions (HSGP; pytensor backend)")
     p.add_argument("--holdout-weeks", type=int, default=0)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--draws", type=int, default=1000)
@@ -294,6 +310,39 @@ def _optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_hierarchical(args: argparse.Namespace) -> int:
+    from fastmmm.data import DataError
+    from fastmmm.hierarchical import HierarchicalMMM
+
+    spec = _spec_from_args(args)
+    pooled = _split(args.pooled) or ("adstock", "saturation", "amplitude")
+    try:
+        model = HierarchicalMMM(spec, group=args.group, pooled=pooled)
+        result = model.fit(args.data, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                           progress=not args.quiet)
+    except (DataError, ValueError, FileNotFoundError, NotImplementedError) as e:
+        print(f"fastmmm fit-hierarchical: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    cs = result.channel_summary()
+    cs.to_csv(out / "channel_summary.csv")
+    result.save(out / "model")
+    print(f"{args.group:<14}{'channel':<12}{'ROAS':>9}{'95% interval':>20}")
+    for (g, ch), row in cs.iterrows():
+        print(f"{str(g):<14}{ch:<12}{row['roas_mean']:>9.2f}"
+              f"{'[' + format(row['roas_low'], '.2f') + ', ' + format(row['roas_high'], '.2f') + ']':>20}")
+    d, t = summary["diagnostics"], summary["timing"]
+    print(f"\nMAPE {100 * d['mape_in_sample']:.1f}%  max R-hat {d['rhat_max']:.4f}  min ESS {d['ess_bulk_min']:.0f}  "
+          f"divergences {d['divergences']}  -> {'PASS' if d['passed'] else 'FAIL'}")
+    print(f"time: build {t['build_s']:.2f}s, compile {t['compile_s']:.2f}s, sample {t['sample_s']:.2f}s "
+          f"({summary['backend']})")
+    print(f"wrote {out}/summary.json, channel_summary.csv, model/")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastmmm", description="Bayesian media mix modelling, fast.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", help="CSV file: one row per period")
     _add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--lift-tests",
+        help="CSV of lift-test results that calibrate the media curves: channel, spend_before, "
+        "spend_after (or delta_spend), lift, lift_se, and periods/weeks/days (or start and end)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit)
 
@@ -333,6 +387,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true", help="also write report.html per brand (slow)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit_many)
+
+    p = sub.add_parser(
+        "fit-hierarchical",
+        help="one hierarchical model over several geos/brands with partially pooled media effects",
+    )
+    p.add_argument("data", help="CSV file: one row per group and period (all groups on the same dates)")
+    p.add_argument("--group", default="geo", help="group column (default: geo)")
+    p.add_argument("--pooled", help="comma-separated pooled parameters (default: adstock,saturation,amplitude)")
+    _add_model_args(p)
+    p.set_defaults(chains=4)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_fit_hierarchical)
 
     p = sub.add_parser("optimize", help="optimise a budget split on a fitted model")
     p.add_argument("result_dir", help="a saved model directory (or a `fastmmm fit --out` directory)")

@@ -319,7 +319,8 @@ class PreparedData:
             frequency=d["frequency"],
             y=None if d["y"] is None else np.asarray(d["y"], dtype=np.float64),
             spend=np.asarray(d["spend"], dtype=np.float64).reshape(-1, n_c),
-            controls=np.asarray(d["controls"], dtype=np.float64).reshape(-1, n_k),
+            # An explicit row count: with no controls, reshape(-1, 0) is ambiguous and raises.
+            controls=np.asarray(d["controls"], dtype=np.float64).reshape(len(d["dates"]), n_k),
         )
         return _build(raw, spec, Scales.from_dict(d["scales"]))
 

@@ -391,6 +391,34 @@ def problem_arrays(data, spec) -> dict[str, np.ndarray]:
     }
 
 
+def lift_arrays(lift, data, spec) -> dict:
+    """The lift-test keyword arguments of ``MmmProblem`` (empty without lift tests).
+
+    Same contract as :func:`fastmmm.lift.add_lift_likelihood`: per test the
+    channel index, the scaled per-period spends, the length in periods and the
+    scaled lift and standard error; ``lift_steady`` constant periods reach the
+    steady state.
+    """
+    if lift is None or not len(lift):
+        return {}
+    from fastmmm.lift import _steady_len, lift_data
+    from fastmmm.model import media_designs
+
+    a = lift_data(lift, data)
+    channels = list(spec.channels)
+    idx = np.array([channels.index(c) for c in lift.channel], dtype=np.int64)
+    rows = np.arange(len(idx))
+    return {
+        "lift_channel": [int(i) for i in idx],
+        "lift_x0": np.ascontiguousarray(a["lift_x0"][rows, idx]),
+        "lift_x1": np.ascontiguousarray(a["lift_x1"][rows, idx]),
+        "lift_periods": np.ascontiguousarray(a["lift_periods"], dtype=np.float64),
+        "lift_delta": np.ascontiguousarray(a["lift_delta"], dtype=np.float64),
+        "lift_se": np.ascontiguousarray(a["lift_se"], dtype=np.float64),
+        "lift_steady": int(_steady_len(media_designs(spec)[0])),
+    }
+
+
 def problem_structure(model, spec, role=None) -> tuple[dict, list[dict]]:
     """The structural keyword arguments of ``MmmProblem`` and the model layout they came from.
 
@@ -444,7 +472,7 @@ def problem_structure(model, spec, role=None) -> tuple[dict, list[dict]]:
     return structure, layout
 
 
-def problem_from_model(model, data, spec, problem_cls=None):
+def problem_from_model(model, data, spec, problem_cls=None, lift=None):
     """The ``MmmProblem`` of a model built by :func:`fastmmm.model.build_model` for ``data`` and ``spec``.
 
     Parameters
@@ -459,7 +487,7 @@ def problem_from_model(model, data, spec, problem_cls=None):
     if cls is None:
         raise RuntimeError("fastmmm._core has no MmmProblem (extension built without the fast path)")
     structure, _ = problem_structure(model, spec)
-    return cls(**problem_arrays(data, spec), **structure)
+    return cls(**problem_arrays(data, spec), **structure, **lift_arrays(lift, data, spec))
 
 
 # ---------------------------------------------------------------------- nutpie model
@@ -505,12 +533,21 @@ class FastCompiled(CompiledPyMCModel):
 
     def with_data(self, **updates):
         """The same model on new data: any of ``y``, ``spend``, ``trend_t``, ``fourier``,
-        ``controls``, ``kappa_scale`` (see :func:`problem_arrays`); the others are kept."""
+        ``controls``, ``kappa_scale`` (see :func:`problem_arrays`) and, for a model with
+        lift tests, the same number of new ones (``lift_*``, see :func:`lift_arrays`);
+        the others are kept."""
+        updates = {k: v for k, v in updates.items() if k != "lift_steady"}
         unknown = set(updates) - set(self.data_arrays)
         if unknown:
             raise KeyError(f"unknown data array(s) {sorted(unknown)}; known: {sorted(self.data_arrays)}")
         arrays = dict(self.data_arrays)
         for k, v in updates.items():
+            if k == "lift_channel":
+                v = [int(i) for i in v]
+                if len(v) != len(arrays[k]):
+                    raise ValueError("with_data: the number of lift tests is part of the model; build a new one")
+                arrays[k] = v
+                continue
             v = np.ascontiguousarray(v, dtype=np.float64)
             if v.ndim != arrays[k].ndim:
                 raise ValueError(f"{k}: must have rank {arrays[k].ndim}, got {v.ndim}")
@@ -533,7 +570,7 @@ def _addresses(problem) -> dict:
     }
 
 
-def _expand_layout(layout: list[dict], data, spec) -> tuple[list[str], list[slice], list[tuple]]:
+def _expand_layout(layout: list[dict], data, spec, n_lift: int = 0) -> tuple[list[str], list[slice], list[tuple]]:
     """nutpie's shape_info for the Rust expand output: blocks, then the deterministics."""
     from fastmmm.model import uses_direct_beta
 
@@ -550,6 +587,9 @@ def _expand_layout(layout: list[dict], data, spec) -> tuple[list[str], list[slic
         shapes.append(())
     names.append("mu")
     shapes.append((T,))
+    if n_lift:
+        names.append("lift_model")
+        shapes.append((n_lift,))
     slices, count = [], 0
     for s in shapes:
         n = int(np.prod(s, dtype=int))
@@ -558,7 +598,7 @@ def _expand_layout(layout: list[dict], data, spec) -> tuple[list[str], list[slic
     return names, slices, shapes
 
 
-def compile_fast(spec, data, *, model=None, problem_cls=None):
+def compile_fast(spec, data, *, model=None, problem_cls=None, lift=None):
     """A nutpie model for ``spec`` on ``data`` whose log-density is the fused Rust one.
 
     Builds the PyMC model (unless given) only to read the layout, the priors
@@ -574,9 +614,11 @@ def compile_fast(spec, data, *, model=None, problem_cls=None):
         raise RuntimeError("fastmmm._core has no MmmProblem (extension built without the fast path)")
     structure, layout = problem_structure(model, spec)
     arrays = problem_arrays(data, spec)
-    problem = cls(**arrays, **structure)
-    names, slices, shapes = _expand_layout(layout, data, spec)
-    return fast_compiled(model, problem, layout, (names, slices, shapes), arrays)
+    larr = lift_arrays(lift, data, spec)
+    problem = cls(**arrays, **structure, **larr)
+    names, slices, shapes = _expand_layout(layout, data, spec, n_lift=0 if lift is None else len(lift))
+    larr.pop("lift_steady", None)
+    return fast_compiled(model, problem, layout, (names, slices, shapes), {**arrays, **larr})
 
 
 def fast_compiled(model, problem, layout, shape_info, arrays, rust_names=None):

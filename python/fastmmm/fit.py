@@ -65,6 +65,9 @@ def _data_updates(data: PreparedData, model) -> dict[str, np.ndarray]:
     }
     for d in media_designs(data.spec):
         values[d.var("kappa_scale")] = kappa_scale(np.asarray(data.spend_scaled)[:, list(d.channels)])
+    from fastmmm.tvp import hsgp_data  # the time-varying parts' basis (depends on T and frequency)
+
+    values.update(hsgp_data(data))
     names = {v.name for v in model.data_vars}
     return {k: np.asarray(v, dtype=np.float64) for k, v in values.items() if k in names}
 
@@ -78,28 +81,34 @@ class _Compiled:
     uses: int = field(default=0)
 
 
-def _cache_key(spec: ModelSpec, data: PreparedData, backend: str = "pytensor"):
+def _cache_key(spec: ModelSpec, data: PreparedData, backend: str = "pytensor", n_lift: int = 0):
+    # The number of lift tests is structure: with_data can swap their values, not their count.
     return (
         backend,
         spec.structure_key(),
         data.spend_scaled.shape,
         data.controls_scaled.shape,
         data.fourier.shape,
+        int(n_lift),
     )
 
 
-def compile_model(spec: ModelSpec, data: PreparedData, backend: str = "pytensor") -> tuple[_Compiled, bool]:
+def compile_model(
+    spec: ModelSpec, data: PreparedData, backend: str = "pytensor", lift=None
+) -> tuple[_Compiled, bool]:
     """The nutpie model for this structure and shapes, and whether it was cached.
 
     ``backend`` is ``"pytensor"`` (nutpie's numba compilation of the PyMC model)
     or ``"rust"`` (the fused Rust log-density, :func:`fastmmm.fastpath.compile_fast`;
-    raises ValueError for a spec it does not cover).
+    raises ValueError for a spec it does not cover). ``lift``
+    (:class:`fastmmm.lift.LiftTests`) adds the lift-test likelihood (both backends).
     """
     from fastmmm.model import build_model
 
     if backend not in ("pytensor", "rust"):
         raise ValueError(f"backend: must be 'pytensor' or 'rust', got {backend!r}")
-    key = _cache_key(spec, data, backend)
+    n_lift = 0 if lift is None else len(lift)
+    key = _cache_key(spec, data, backend, n_lift)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
     if hit is not None:
@@ -107,11 +116,15 @@ def compile_model(spec: ModelSpec, data: PreparedData, backend: str = "pytensor"
         return hit, True
     t0 = time.perf_counter()
     model = build_model(data, spec)
+    if n_lift:
+        from fastmmm.lift import add_lift_likelihood
+
+        add_lift_likelihood(model, spec, data, lift)
     t1 = time.perf_counter()
     if backend == "rust":
         from fastmmm.fastpath import compile_fast
 
-        compiled = compile_fast(spec, data, model=model)
+        compiled = compile_fast(spec, data, model=model, lift=lift if n_lift else None)
     else:
         import nutpie
 
@@ -128,8 +141,8 @@ def compile_model(spec: ModelSpec, data: PreparedData, backend: str = "pytensor"
     return entry, False
 
 
-def _choose_backend(backend: str, spec: ModelSpec) -> str:
-    """The backend a fit uses: ``"rust"`` or ``"pytensor"``."""
+def _choose_backend(backend: str, spec: ModelSpec, n_lift: int = 0) -> str:
+    """The backend a fit uses: ``"rust"`` or ``"pytensor"``. Lift tests are in both."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     if backend == "pytensor":
@@ -199,6 +212,7 @@ class MMM:
         cores: int | None = None,
         progress: bool = True,
         backend: str = "auto",
+        lift_tests=None,
         **sampler_kwargs,
     ):
         """Validate ``df``, build and compile (or reuse) the model, sample with nutpie.
@@ -222,6 +236,16 @@ class MMM:
             saturation kind for all channels), ``"pytensor"`` nutpie's numba
             compilation of the PyMC model (any spec), ``"auto"`` the former
             when it covers the spec.
+        lift_tests : DataFrame or path to a CSV file, optional
+            Lift-test (experiment) results that calibrate the channels'
+            response curves, one row per test with columns ``channel``,
+            ``spend_before``, ``spend_after`` (or ``delta_spend``), ``lift``,
+            ``lift_se`` and ``periods`` / ``weeks`` / ``days`` (or ``start``
+            and ``end``); spend per period, lift summed over the test. Each
+            adds ``lift ~ Normal(lift_model, lift_se)`` with ``lift_model =
+            periods * beta_c * (f_c(x1) - f_c(x0))`` on the steady-state
+            media curve (see :mod:`fastmmm.lift`). Both backends implement it
+            (the fused Rust log-density for specs it covers).
         **sampler_kwargs
             Passed to ``nutpie.sample`` (e.g. ``target_accept``,
             ``low_rank_modified_mass_matrix``).
@@ -255,9 +279,13 @@ class MMM:
         train, holdout = (full, None)
         if holdout_weeks:
             train, holdout = split_holdout(full, holdout_weeks)
-        used = _choose_backend(backend, spec)
+        from fastmmm.lift import lift_data, read_lift_tests
+
+        lift = read_lift_tests(lift_tests, spec, frequency=train.frequency)
+        n_lift = 0 if lift is None else len(lift)
+        used = _choose_backend(backend, spec, n_lift)
         try:
-            entry, cached = compile_model(spec, train, used)
+            entry, cached = compile_model(spec, train, used, lift) if n_lift else compile_model(spec, train, used)
         except (ValueError, RuntimeError) as e:
             if used != "rust" or backend != "auto":
                 raise
@@ -270,9 +298,15 @@ class MMM:
             if used == "rust":
                 from fastmmm.fastpath import problem_arrays
 
-                compiled = compiled.with_data(**problem_arrays(train, spec))
+                from fastmmm.fastpath import lift_arrays
+
+                compiled = compiled.with_data(**problem_arrays(train, spec), **lift_arrays(lift, train, spec))
             else:
-                compiled = compiled.with_data(**_data_updates(train, entry.model))
+                updates = _data_updates(train, entry.model)
+                if n_lift:
+                    names = {v.name for v in entry.model.data_vars}
+                    updates.update({k: v for k, v in lift_data(lift, train).items() if k in names})
+                compiled = compiled.with_data(**updates)
         build_s = 0.0 if cached else entry.build_s
         compile_s = 0.0 if cached else entry.compile_s
         log.info(
@@ -288,6 +322,9 @@ class MMM:
         kwargs = dict(
             draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False, target_accept=0.95
         )
+        if spec.time_varying_intercept or spec.time_varying_media:
+            # The GP's (ls, eta, z) funnel needs smaller steps still (measured: see fastmmm.tvp).
+            kwargs["target_accept"] = 0.99
         if cores is not None:
             kwargs["cores"] = cores
         kwargs.update(sampler_kwargs)
@@ -307,6 +344,7 @@ class MMM:
             timing=timing,
             backend=used,
             seed=seed,
+            lift_tests=lift,
         )
         result.report_diagnostics()
         return result

@@ -383,6 +383,11 @@ class HierarchicalMMM:
             raise ValueError(f"group: column {group!r} already has a role in the spec")
         if self.spec.log_target:
             raise NotImplementedError("log_target=True is not implemented for the hierarchical model")
+        if getattr(self.spec, "time_varying_intercept", False) or getattr(self.spec, "time_varying_media", False):
+            raise NotImplementedError(
+                "time-varying intercept/media (HSGP) is not implemented for the hierarchical model; "
+                "fit the groups separately with MMM for time-varying effects"
+            )
         if len(set(self.spec.adstock_by_channel)) > 1 or len(set(self.spec.saturation_by_channel)) > 1:
             raise ValueError("hierarchical model: all channels must share one adstock and one saturation kind")
         self.group = group

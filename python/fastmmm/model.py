@@ -15,6 +15,10 @@ centring decorrelates the baseline from the trend and from always-on channels
 applies to ``level``, the baseline at average trend and media.
     y[t] ~ Normal(mu[t], sigma)   (or StudentT(nu, mu[t], sigma))
 
+Time-varying parts (:mod:`fastmmm.tvp`, switched on in the spec): a smooth
+baseline drift ``+ f(t)`` and a media multiplier ``media[t] * exp(g(t))``,
+both Hilbert-space GP approximations, non-centred.
+
 Default priors are chosen so that the posterior geometry is benign (no funnel
 between beta, kappa and slope), which is what lets the default Hill model sample
 without divergences where pymc-marketing's does not:
@@ -65,6 +69,10 @@ def default_prior(name: str, *, l_max: int = 8, n_channels: int = 1) -> Prior:
     """The default prior of a model parameter (on the scaled space)."""
     if name == "channel_share":
         return Prior("HalfNormal", sigma=0.5 / max(n_channels, 1))
+    if name.startswith("tvp_"):
+        from fastmmm.tvp import default_tvp_prior
+
+        return default_tvp_prior(name)
     table = {
         "intercept": Prior("Normal", mu=0.5, sigma=1.0),
         "trend": Prior("Normal", mu=0.0, sigma=0.5),
@@ -208,6 +216,27 @@ def kappa_scale(spend_scaled: np.ndarray) -> np.ndarray:
     return np.maximum(s, 1e-12)
 
 
+def _hsgp(spec, data, part: str):
+    """The non-centred HSGP of a time-varying ``part`` ("intercept" or "media"), a (T,) tensor.
+
+    ``phi @ gp_weights(omega, ls, eta, mean_t(phi^2), z)`` with ``phi`` (date,
+    hsgp_basis) and ``omega`` (hsgp_basis) as data containers
+    ``hsgp_phi_{part}`` / ``hsgp_omega_{part}`` from :mod:`fastmmm.tvp` (which
+    results.py evaluates with numpy at new dates), and free ``tvp_{part}_ls``
+    (weeks), ``tvp_{part}_eta`` (the in-sample RMS of the GP) and
+    ``tvp_{part}_z`` (hsgp_basis).
+    """
+    from fastmmm.tvp import HSGPBasis, gp_weights
+
+    basis = HSGPBasis.for_part(spec, data, part)
+    phi = pm.Data(f"hsgp_phi_{part}", basis.basis(data.trend), dims=("date", "hsgp_basis"))
+    omega = pm.Data(f"hsgp_omega_{part}", basis.omega, dims="hsgp_basis")
+    ls = _prior(spec, f"tvp_{part}_ls").create(f"tvp_{part}_ls")
+    eta = _prior(spec, f"tvp_{part}_eta").create(f"tvp_{part}_eta")
+    z = pm.Normal(f"tvp_{part}_z", mu=0.0, sigma=1.0, dims="hsgp_basis")
+    return pt.dot(phi, gp_weights(omega, ls, eta, pt.mean(pt.square(phi), axis=0), z, xp=pt))
+
+
 def build_model(data, spec) -> pm.Model:
     """Build the PyMC model for prepared data and a spec.
 
@@ -225,6 +254,13 @@ def build_model(data, spec) -> pm.Model:
     ``with_data``), free parameters named ``{prefix}_{param}`` with a ``channel``
     dimension, and deterministics ``channel_contribution`` (date, channel) and
     ``mu`` (date), all on the scaled space.
+
+    With ``spec.time_varying_intercept`` the baseline gets a drift ``f(t)``
+    (HSGP, :mod:`fastmmm.tvp`) and the deterministic ``intercept_tv`` (date)
+    = ``intercept + f``; with ``spec.time_varying_media`` the channel
+    contributions are multiplied by the deterministic ``media_multiplier``
+    (date) = ``exp(g(t))``. Both add data containers ``hsgp_phi_{part}`` and
+    ``hsgp_omega_{part}``.
     """
     designs = media_designs(spec)
     channels = list(spec.channels)
@@ -242,6 +278,8 @@ def build_model(data, spec) -> pm.Model:
     if n_four:
         order = n_four // 2
         coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [f"cos_{k}" for k in range(1, order + 1)]
+    if spec.time_varying_intercept or spec.time_varying_media:
+        coords["hsgp_basis"] = np.arange(spec.hsgp_m)
 
     with pm.Model(coords=coords) as model:
         spend = pm.Data("spend", data.spend_scaled, dims=("date", "channel"))
@@ -269,6 +307,10 @@ def build_model(data, spec) -> pm.Model:
             ctrl = pm.Data("controls", data.controls_scaled, dims=("date", "control"))
             gamma_c = _prior(spec, "gamma_control", channels=None).create("gamma_control", dims="control")
             mu = mu + pt.dot(ctrl, gamma_c)
+        drift = None
+        if spec.time_varying_intercept:
+            drift = _hsgp(spec, data, "intercept")
+            mu = mu + drift
 
         # Media: one fused Rust Op per group of channels sharing kernel kinds.
         sats, order = [], []
@@ -306,11 +348,17 @@ def build_model(data, spec) -> pm.Model:
         else:
             share = _prior(spec, "channel_share", None, channels).create("channel_share", dims="channel")
             beta = pm.Deterministic("beta", share * pt.mean(y_obs) / pt.mean(sat, axis=0), dims="channel")
-        contrib = pm.Deterministic("channel_contribution", sat * beta, dims=("date", "channel"))
+        if spec.time_varying_media:
+            mult = pm.Deterministic("media_multiplier", pt.exp(_hsgp(spec, data, "media")), dims="date")
+            contrib = pm.Deterministic("channel_contribution", sat * beta * mult[:, None], dims=("date", "channel"))
+        else:
+            contrib = pm.Deterministic("channel_contribution", sat * beta, dims=("date", "channel"))
         media = contrib.sum(axis=1)
         if centre:
             offset = offset + pt.mean(media)
             pm.Deterministic("intercept", level - offset)
+        if drift is not None:
+            pm.Deterministic("intercept_tv", (level - offset + drift) if centre else drift, dims="date")
         mu = pm.Deterministic("mu", mu + media - offset, dims="date")
 
         sigma = _prior(spec, "sigma").create("sigma")

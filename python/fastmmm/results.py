@@ -59,6 +59,8 @@ class MMMResult:
         build_s, compile_s, sample_s, total_s.
     backend : str
         "pytensor" (PyMC model on Rust Ops, nutpie numba) or "rust" (fused log-density).
+    lift_tests : fastmmm.lift.LiftTests or None
+        The lift tests the model was calibrated with (original units).
     """
 
     idata: object
@@ -68,10 +70,11 @@ class MMMResult:
     timing: dict
     backend: str
     seed: int | None = None
+    lift_tests: object = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_fit(cls, *, idata, spec, data, holdout, timing, backend, seed):
+    def from_fit(cls, *, idata, spec, data, holdout, timing, backend, seed, lift_tests=None):
         import xarray as xr
 
         dates = pd.DatetimeIndex(data.dates)
@@ -95,7 +98,10 @@ class MMMResult:
             ),
             observed_data=xr.Dataset({"y_obs": (("date",), np.asarray(data.y_scaled))}, coords={"date": dates}),
         )
-        return cls(idata=idata, spec=spec, data=data, holdout=holdout, timing=dict(timing), backend=backend, seed=seed)
+        return cls(
+            idata=idata, spec=spec, data=data, holdout=holdout, timing=dict(timing), backend=backend, seed=seed,
+            lift_tests=lift_tests,
+        )
 
     # ------------------------------------------------------------------ posterior access
     @property
@@ -135,12 +141,18 @@ class MMMResult:
                 s.append(v * scale if p == d.relative_param else v)
         return a, tuple(s)
 
-    def media_contributions(self, spend: np.ndarray, *, draws: slice | None = None) -> np.ndarray:
+    def media_contributions(self, spend: np.ndarray, *, draws: slice | None = None, dates=None) -> np.ndarray:
         """Channel contributions of a raw spend matrix, per posterior draw.
 
         Parameters
         ----------
         spend : (T, C) array in original spend units (history included for carry-over)
+        dates : (T,) dates of the rows, optional; only used with
+            ``spec.time_varying_media``, where row ``t`` is multiplied by the
+            media multiplier ``exp(g)`` at its date. Default: the training
+            dates, continued one period at a time past their end. Within the
+            training window that is the fitted multiplier per date; past it, the
+            GP evaluated at the later dates (:func:`fastmmm.tvp.hsgp_effect`).
 
         Returns
         -------
@@ -149,6 +161,67 @@ class MMMResult:
         spend = np.asarray(spend, dtype=float)
         if spend.ndim != 2 or spend.shape[1] != len(self.channels):
             raise ValueError(f"spend: expected shape (T, {len(self.channels)}), got {spend.shape}")
+        if self.spec.time_varying_media:
+            out = self._static_media_contributions(spend, draws=draws)
+            return out * self.media_multiplier_draws(self._row_trend(spend.shape[0], dates), draws=draws)[:, :, None]
+        return self._static_media_contributions(spend, draws=draws)
+
+    def _row_trend(self, n_rows: int, dates=None) -> np.ndarray:
+        """(n_rows,) trend feature of the rows of a spend matrix (see media_contributions)."""
+        if dates is None:
+            return np.arange(n_rows, dtype=float) / float(self.data.scales.trend_span)
+        dates = pd.DatetimeIndex(dates)
+        if len(dates) != n_rows:
+            raise ValueError(f"dates: expected {n_rows} dates (one per spend row), got {len(dates)}")
+        return self.data.scales.trend_at(dates)
+
+    def media_multiplier_draws(self, trend, *, draws: slice | None = None) -> np.ndarray:
+        """(S, n) media multiplier ``exp(g)`` at dates with trend feature ``trend`` (n,); ones without
+        ``spec.time_varying_media``. ``trend`` is ``result.data.scales.trend_at(dates)``."""
+        from fastmmm.tvp import hsgp_effect
+
+        trend = np.asarray(trend, dtype=float).reshape(-1)
+        if not self.spec.time_varying_media:
+            n = self._draws("beta")[draws if draws is not None else slice(None)].shape[0]
+            return np.ones((n, len(trend)))
+        return np.exp(hsgp_effect(self, "media", trend, draws=draws))
+
+    def time_varying(self, dates=None, interval: float = 0.95) -> pd.DataFrame:
+        """Posterior of the time-varying parts per date (see :mod:`fastmmm.tvp`).
+
+        Parameters
+        ----------
+        dates : dates to evaluate at, default the training dates; later dates
+            give the GPs' forecasts.
+
+        Returns
+        -------
+        DataFrame indexed by date with ``intercept_tv_{mean,low,high}`` (the
+        time-varying intercept ``intercept + f(t)``, original target units;
+        with ``time_varying_intercept``; ``f`` has no linear part in-sample, which
+        the trend carries) and ``media_multiplier_{mean,low,high}``
+        (``exp(g(t))``; with ``time_varying_media``).
+        """
+        from fastmmm.tvp import hsgp_effect, parts
+
+        if not parts(self.spec):
+            raise ValueError("this model has no time-varying parts (spec.time_varying_intercept / _media)")
+        dates = pd.DatetimeIndex(self.data.dates if dates is None else dates)
+        trend = self.data.scales.trend_at(dates)
+        cols = {}
+        if self.spec.time_varying_intercept:
+            f = hsgp_effect(self, "intercept", trend)
+            if "intercept" in self.idata.posterior:
+                f = f + self._draws("intercept")[:, None]
+            for k, v in _interval(f * float(self.data.scales.target_scale), interval).items():
+                cols[f"intercept_tv_{k}"] = v
+        if self.spec.time_varying_media:
+            for k, v in _interval(self.media_multiplier_draws(trend), interval).items():
+                cols[f"media_multiplier_{k}"] = v
+        return pd.DataFrame(cols, index=pd.DatetimeIndex(dates, name="date"))
+
+    def _static_media_contributions(self, spend: np.ndarray, *, draws: slice | None = None) -> np.ndarray:
+        """media_contributions without the time-varying multiplier: (S, T, C), original units."""
         xs_all = spend / np.asarray(self.data.scales.channel_scale)
         sel = draws if draws is not None else slice(None)
         beta_all = self._draws("beta")[sel]
@@ -231,13 +304,18 @@ class MMMResult:
         """Posterior-mean contribution of every component per date, original units.
 
         Columns: ``intercept``, ``trend``, ``seasonality``, one per control, one
-        per channel, and ``fitted`` (= their sum = posterior mean of mu).
+        per channel, and ``fitted`` (= their sum = posterior mean of mu). With
+        ``spec.time_varying_intercept`` the ``intercept`` column is the
+        time-varying ``intercept_tv``; with ``time_varying_media`` the channel
+        columns include the media multiplier.
         """
         scale = float(self.data.scales.target_scale)
         t = len(self.data.dates)
         cols = {}
         post = self.idata.posterior
-        if "intercept" in post:
+        if "intercept_tv" in post:
+            cols["intercept"] = self._draws("intercept_tv").mean(axis=0) * scale
+        elif "intercept" in post:
             cols["intercept"] = np.full(t, float(post["intercept"].mean()) * scale)
         if "trend" in post:
             cols["trend"] = float(post["trend"].mean()) * np.asarray(self.data.trend) * scale
@@ -270,7 +348,9 @@ class MMMResult:
         """Out-of-sample posterior predictive for new periods after the training data.
 
         Carry-over from the training spend is included: the media transforms run
-        over the training history followed by the new periods.
+        over the training history followed by the new periods. Time-varying
+        parts (:mod:`fastmmm.tvp`) are their GPs evaluated at the new dates
+        (the HSGP basis of the training window, extended).
 
         Parameters
         ----------
@@ -296,9 +376,14 @@ class MMMResult:
             base += self._draws("gamma_fourier") @ np.asarray(nd.fourier).T
         if "gamma_control" in post:
             base += self._draws("gamma_control") @ np.asarray(nd.controls_scaled).T
+        if self.spec.time_varying_intercept:
+            from fastmmm.tvp import hsgp_effect
+
+            base += hsgp_effect(self, "intercept", np.asarray(nd.trend))
         hist = np.asarray(self.data.spend, dtype=float)
         full = np.vstack([hist, np.asarray(nd.spend, dtype=float)])
-        media = self.media_contributions(full)[:, hist.shape[0] :, :].sum(axis=2) / scale
+        dates = pd.DatetimeIndex(self.data.dates).append(pd.DatetimeIndex(nd.dates)) if self.spec.time_varying_media else None
+        media = self.media_contributions(full, dates=dates)[:, hist.shape[0] :, :].sum(axis=2) / scale
         mu = base + media
         rng = np.random.default_rng(seed)
         sigma = self._draws("sigma")[:, None]
@@ -379,8 +464,15 @@ class MMMResult:
                 stacklevel=3,
             )
 
+    def lift_test_summary(self, interval: float = 0.95) -> list[dict]:
+        """Per lift test: its inputs, the observed lift and lift_se, and the posterior
+        modelled lift ``lift_model`` (mean, low, high; target units). Empty without lift tests."""
+        from fastmmm.lift import lift_summary
+
+        return lift_summary(self, interval)
+
     def summary(self, interval: float = 0.95) -> dict:
-        """The summary.json document: channels, diagnostics, timing."""
+        """The summary.json document: channels, diagnostics, timing (and lift_tests when given)."""
         cs = self.channel_summary(interval)
         channels = {}
         for ch in self.channels:
@@ -391,13 +483,16 @@ class MMMResult:
             }
             channels[ch]["spend"] = float(row["spend"])
         v = self.validate()
-        return {
+        out = {
             "interval": interval,
             "backend": self.backend,
             "channels": channels,
             "diagnostics": v.to_dict(),
             "timing": {k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")},
         }
+        if self.lift_tests is not None:
+            out["lift_tests"] = self.lift_test_summary(interval)
+        return out
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:
@@ -419,6 +514,7 @@ class MMMResult:
                 "timing": self.timing,
                 "backend": self.backend,
                 "seed": self.seed,
+                "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
             if path.exists():
@@ -457,7 +553,16 @@ class MMMResult:
             timing=meta["timing"],
             backend=meta["backend"],
             seed=meta.get("seed"),
+            lift_tests=_load_lift(meta.get("lift_tests")),
         )
+
+
+def _load_lift(d):
+    if d is None:
+        return None
+    from fastmmm.lift import LiftTests
+
+    return LiftTests.from_dict(d)
 
 
 def _json_default(o):

@@ -31,6 +31,14 @@ Prior names:
                      ``likelihood="studentt"``)
 ==================== ========================================================
 
+With ``time_varying_intercept=True`` also ``tvp_intercept_ls`` and
+``tvp_intercept_eta``, the lengthscale (weeks) and amplitude (scaled target)
+of the baseline drift's Gaussian process; with ``time_varying_media=True``
+``tvp_media_ls`` and ``tvp_media_eta`` (amplitude of the log multiplier).
+They must have positive support (LogNormal, Gamma, HalfNormal, Exponential,
+HalfStudentT, or TruncatedNormal / Uniform with ``lower >= 0``); see
+:mod:`fastmmm.tvp` for their defaults.
+
 For the channel-level names (``beta``, ``adstock_*``, ``saturation_*``) a list
 parameter value holds one value per channel in ``channels`` order (for a
 parameter that only some channels' kinds use, the other entries are ignored),
@@ -95,7 +103,10 @@ ALL_PRIOR_NAMES: tuple[str, ...] = (
     + _ALL_ADSTOCK_PRIORS
     + _ALL_SATURATION_PRIORS
     + ("sigma", "nu")
+    + ("tvp_intercept_ls", "tvp_intercept_eta", "tvp_media_ls", "tvp_media_eta")
 )
+#: Distributions with positive support, as the tvp_* (lengthscale, amplitude) priors need.
+_POSITIVE_DISTS = ("LogNormal", "Gamma", "HalfNormal", "Exponential", "HalfStudentT")
 
 
 class PriorMap(Mapping):
@@ -208,6 +219,15 @@ def _int(what: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _float(what: str, value: Any, minimum: float, maximum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number, got {value!r}")  # noqa: TRY004
+    v = float(value)
+    if not minimum <= v <= maximum:
+        raise ValueError(f"{what} must be between {minimum:g} and {maximum:g}, got {value!r}")
+    return v
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """A validated, immutable MMM specification.
@@ -247,6 +267,22 @@ class ModelSpec:
         Model ``log(y)`` (the target must then be > 0).
     target_scaling, channel_scaling : {"max", "mean"}, default "max"
         How the target / each channel is scaled before modelling.
+    time_varying_intercept : bool, default False
+        Add a smooth drift to the baseline: ``intercept_tv[t] = intercept +
+        f(t)``, ``f`` a Gaussian process (HSGP approximation, see
+        :mod:`fastmmm.tvp`) orthogonal in-sample to the intercept and trend
+        (the linear part of a drift stays in ``trend``: the baseline is
+        ``intercept_tv + trend``). Fits use the pytensor backend.
+    time_varying_media : bool, default False
+        Multiply the total media contribution by ``media_multiplier[t] =
+        exp(g(t))``, ``g`` a Gaussian process with mean zero in-sample.
+    hsgp_m : int, default 20
+        Number of HSGP basis functions (2..500); enough for lengthscales down
+        to about ``1.75 * hsgp_c * (half the training span) / hsgp_m``
+        (Riutort-Mayol et al. 2023).
+    hsgp_c : float, default 1.5
+        HSGP boundary factor (1.2..10): the approximation holds up to
+        ``(hsgp_c - 1) * (half the training span)`` past the training end.
     priors : mapping of str to Prior, str or dict, default {}
         Prior overrides; see the module docstring for the names. Stored as a
         :class:`PriorMap` of :class:`~fastmmm.priors.Prior`.
@@ -272,6 +308,10 @@ class ModelSpec:
     log_target: bool = False
     target_scaling: str = "max"
     channel_scaling: str = "max"
+    time_varying_intercept: bool = False
+    time_varying_media: bool = False
+    hsgp_m: int = 20
+    hsgp_c: float = 1.5
     priors: PriorMap | Mapping[str, Any] = field(default_factory=PriorMap)
 
     def __post_init__(self) -> None:
@@ -294,8 +334,19 @@ class ModelSpec:
         )
         setf("l_max", _int("l_max", self.l_max, 1))
         setf("yearly_seasonality", _int("yearly_seasonality", self.yearly_seasonality, 0))
-        for name in ("adstock_normalize", "trend", "intercept", "log_target"):
+        for name in (
+            "adstock_normalize",
+            "trend",
+            "intercept",
+            "log_target",
+            "time_varying_intercept",
+            "time_varying_media",
+        ):
             setf(name, _bool(name, getattr(self, name)))
+        setf("hsgp_m", _int("hsgp_m", self.hsgp_m, 2))
+        if self.hsgp_m > 500:
+            raise ValueError(f"hsgp_m must be <= 500, got {self.hsgp_m}")
+        setf("hsgp_c", _float("hsgp_c", self.hsgp_c, 1.2, 10.0))
         setf("likelihood", _choice("likelihood", self.likelihood, LIKELIHOODS))
         setf("target_scaling", _choice("target_scaling", self.target_scaling, SCALINGS))
         setf("channel_scaling", _choice("channel_scaling", self.channel_scaling, SCALINGS))
@@ -334,6 +385,10 @@ class ModelSpec:
         names.append("sigma")
         if self.likelihood == "studentt":
             names.append("nu")
+        if self.time_varying_intercept:
+            names += ["tvp_intercept_ls", "tvp_intercept_eta"]
+        if self.time_varying_media:
+            names += ["tvp_media_ls", "tvp_media_eta"]
         return tuple(names)
 
     def _adstock_prior_names(self) -> list[str]:
@@ -426,6 +481,17 @@ class ModelSpec:
                         f"prior {key!r}: list values have length {prior.size}, expected {expected[0]} "
                         f"(one per {expected[1][:-1]}; {expected[1]}: {expected[0]})"
                     )
+            if base.startswith("tvp_"):
+                kw = prior.kwargs
+                ok = prior.dist in _POSITIVE_DISTS or (
+                    prior.dist in ("TruncatedNormal", "Uniform") and kw.get("lower", -1.0) >= 0
+                )
+                if not ok:
+                    raise ValueError(
+                        f"prior {key!r}: a GP lengthscale / amplitude must be positive; use a distribution "
+                        f"with positive support ({', '.join(_POSITIVE_DISTS)}, or TruncatedNormal / "
+                        f"Uniform with lower >= 0), got {prior}"
+                    )
             out[key] = prior
         return PriorMap(out)
 
@@ -440,6 +506,10 @@ class ModelSpec:
             return "yearly_seasonality=0"
         if base == "nu":
             return "nu is only used with likelihood='studentt'"
+        if base.startswith("tvp_intercept_"):
+            return "time_varying_intercept=False"
+        if base.startswith("tvp_media_"):
+            return "time_varying_media=False"
         if base.startswith("adstock_"):
             return f"adstock kinds used: {', '.join(sorted(set(self.adstock_by_channel)))}"
         return f"saturation kinds used: {', '.join(sorted(set(self.saturation_by_channel)))}"
@@ -526,8 +596,9 @@ class ModelSpec:
 
         Includes the per-channel adstock / saturation kinds, ``l_max``,
         ``adstock_normalize``, the Fourier order, trend / intercept, the
-        likelihood, ``log_target``, the numbers of channels and controls, and
-        the priors (per-channel overrides keyed by channel *index*). Excludes
+        likelihood, ``log_target``, the numbers of channels and controls, the
+        priors (per-channel overrides keyed by channel *index*) and, when a
+        time-varying part is on, its switches and the HSGP settings. Excludes
         column names and the data-scaling options, which only change the data.
         """
         priors = []
@@ -549,14 +620,22 @@ class ModelSpec:
             len(self.channels),
             len(self.controls),
             tuple(sorted(priors)),
-        )
+        ) + self._tvp_key()
+
+    def _tvp_key(self) -> tuple:
+        # Empty without time-varying parts, so the key of such a spec is what it always was.
+        if not (self.time_varying_intercept or self.time_varying_media):
+            return ()
+        return (("tvp", self.time_varying_intercept, self.time_varying_media, self.hsgp_m, self.hsgp_c),)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-serialisable dict; ``ModelSpec.from_dict(s.to_dict()) == s``.
 
         Uniform kinds are written as one string, mixed ones as ``{channel: kind}``;
-        priors as ``{name: prior dict}``.
+        priors as ``{name: prior dict}``. The time-varying settings
+        (``time_varying_*``, ``hsgp_*``) are written only when one differs from
+        its default, so specs without them read the same as before.
         """
 
         def kinds(v: str | tuple[str, ...]) -> str | dict[str, str]:
@@ -579,8 +658,16 @@ class ModelSpec:
             "log_target": self.log_target,
             "target_scaling": self.target_scaling,
             "channel_scaling": self.channel_scaling,
+            **self._tvp_dict(),
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
         }
+
+    def _tvp_dict(self) -> dict[str, Any]:
+        names = ("time_varying_intercept", "time_varying_media", "hsgp_m", "hsgp_c")
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in names}
+        if all(getattr(self, n) == defaults[n] for n in names):
+            return {}
+        return {n: getattr(self, n) for n in names}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from fastmmm import kernels as K
 
-__all__ = ["SyntheticTruth", "make_dataset", "CHANNEL_NAMES"]
+__all__ = ["SyntheticTruth", "make_dataset", "make_confounded_dataset", "true_lift", "make_lift_tests", "make_panel", "CHANNEL_NAMES"]
 
 CHANNEL_NAMES = ("tv", "search", "social", "display", "radio", "ooh", "video", "affiliate", "email", "print", "podcast", "cinema")
 
@@ -166,3 +166,218 @@ def make_dataset(
         roas=roas,
     )
     return df, truth
+
+
+def true_lift(truth: SyntheticTruth, channel: str, spend_before: float, spend_after: float, periods: float) -> float:
+    """The true incremental target of a lift test on ``truth``'s process.
+
+    Spend held at ``spend_before`` vs ``spend_after`` per period (original
+    units) for ``periods`` periods, at the steady state of the adstock (the
+    definition of :mod:`fastmmm.lift`): ``periods * beta_c * (f_c(x1) -
+    f_c(x0)) * target_scale`` with ``f_c`` the true media transform.
+    """
+    c = list(truth.channels).index(channel)
+    spend_scale = np.asarray(truth.extra["spend_scale"], dtype=float)
+    steady = truth.l_max + 1
+    ys = []
+    for x in (spend_before, spend_after):
+        xs = np.full((steady, 1), float(x) / spend_scale[c])
+        y, _ = K.media_transform(
+            xs,
+            truth.adstock,
+            truth.saturation,
+            tuple(np.asarray(v)[[c]] for v in truth.adstock_params.values()),
+            tuple(np.asarray(v)[[c]] for v in truth.saturation_params.values()),
+            l_max=truth.l_max,
+            normalize=True,
+        )
+        ys.append(y[-1, 0])
+    return float(periods * truth.beta[c] * (ys[1] - ys[0]) * truth.target_scale)
+
+
+def make_lift_tests(truth: SyntheticTruth, tests, *, se_frac: float = 0.1, seed: int | None = None) -> pd.DataFrame:
+    """Lift-test results on ``truth``'s process (see :mod:`fastmmm.lift` for the columns).
+
+    Parameters
+    ----------
+    tests : sequence of (channel, spend_before, spend_after, weeks)
+        Per-period spends in original units.
+    se_frac : float
+        Standard error of each measurement as a fraction of its true |lift|.
+    seed : int, optional
+        With a seed, the measured lift is the true lift plus Normal(0, se)
+        noise; without, it is exact.
+
+    Returns
+    -------
+    DataFrame with columns channel, spend_before, spend_after, weeks, lift,
+    lift_se and true_lift (ignored by the model).
+    """
+    rng = None if seed is None else np.random.default_rng(seed)
+    rows = []
+    for channel, x0, x1, weeks in tests:
+        tl = true_lift(truth, channel, x0, x1, weeks)
+        se = se_frac * abs(tl)
+        obs = tl if rng is None else tl + se * rng.standard_normal()
+        rows.append(
+            {"channel": channel, "spend_before": float(x0), "spend_after": float(x1), "weeks": weeks,
+             "lift": obs, "lift_se": se, "true_lift": tl}
+        )
+    return pd.DataFrame(rows)
+
+
+def make_confounded_dataset(
+    weeks: int = 104,
+    *,
+    confounding: float = 0.6,
+    demand_effect: float = 0.08,
+    noise: float = 0.04,
+    seed: int = 0,
+    start: str = "2022-01-03",
+) -> tuple[pd.DataFrame, SyntheticTruth]:
+    """Weekly data where an unobserved demand driver biases one channel's ROAS.
+
+    Two always-on channels, ``tv`` and ``search``, geometric adstock (l_max 8,
+    normalised) and Hill saturation. A latent demand series ``d`` (AR(1),
+    standardised) raises sales by ``demand_effect * d`` (as a fraction of the
+    baseline) and also drives search spend: ``search ~ exp(confounding * d)``
+    (advertisers spend more when demand is high). ``d`` is not in the data,
+    so a model without it credits demand to search and overstates its ROAS;
+    a lift test on search (:func:`true_lift`) can correct it.
+
+    Returns
+    -------
+    df : DataFrame with columns date, sales, tv, search.
+    truth : SyntheticTruth; ``truth.extra`` holds ``demand`` (T,),
+        ``spend_scale`` (C,) (the spend unit of the kernel parameters) and
+        ``confounded_channel`` ("search").
+    """
+    rng = np.random.default_rng(seed)
+    t = int(weeks)
+    channels = ("tv", "search")
+    dates = pd.date_range(start, periods=t, freq="W-MON")
+    d = np.empty(t)
+    d[0] = rng.standard_normal()
+    for i in range(1, t):
+        d[i] = 0.85 * d[i - 1] + np.sqrt(1 - 0.85**2) * rng.standard_normal()
+    d = (d - d.mean()) / d.std()
+    tv = 1.2e4 * rng.gamma(6.0, 1 / 6.0, t)
+    search = 8e3 * np.exp(confounding * d) * rng.gamma(25.0, 1 / 25.0, t)
+    spend = np.column_stack([tv, search])
+    spend_scale = spend.max(axis=0)
+    xs = spend / spend_scale
+    kscale = xs.mean(axis=0)
+    a_params = {"alpha": np.array([0.5, 0.3])}
+    s_params = {"kappa": kscale * np.array([1.2, 1.0]), "slope": np.array([1.5, 1.2])}
+    sat, _ = K.media_transform(xs, "geometric", "hill", (a_params["alpha"],), tuple(s_params.values()), l_max=8, normalize=True)
+    tt = np.arange(t) / max(t - 1, 1)
+    doy = dates.day_of_year.to_numpy()
+    baseline = 1.0 + 0.08 * tt + 0.05 * np.sin(2 * np.pi * doy / 365.25) + demand_effect * d
+    # On average tv adds 15% and search 10% of the baseline level.
+    beta = np.array([0.15, 0.10]) / np.maximum(sat.mean(axis=0), 1e-9)
+    media = sat * beta
+    target_scale = 1e5
+    mu = baseline + media.sum(axis=1)
+    y = (mu + noise * mu.mean() * rng.standard_normal(t)) * target_scale
+    contribution = media * target_scale
+    roas = contribution.sum(axis=0) / spend.sum(axis=0)
+    df = pd.DataFrame({"date": dates, "sales": y, "tv": tv, "search": search})
+    truth = SyntheticTruth(
+        channels=channels,
+        adstock="geometric",
+        saturation="hill",
+        l_max=8,
+        adstock_params=a_params,
+        saturation_params=s_params,
+        beta=beta,
+        target_scale=target_scale,
+        contribution=contribution,
+        roas=roas,
+        extra={"demand": d, "spend_scale": spend_scale, "confounded_channel": "search"},
+    )
+    return df, truth
+
+
+def make_panel(
+    n_groups: int = 10,
+    weeks: int = 104,
+    n_channels: int = 3,
+    *,
+    group: str = "geo",
+    l_max: int = 8,
+    noise: float = 0.04,
+    media_share: float = 0.3,
+    spread: float = 0.25,
+    seed: int = 0,
+    start: str = "2022-01-03",
+) -> tuple[pd.DataFrame, dict]:
+    """A multi-geo panel (geometric adstock + Hill) whose media parameters vary
+    by geo around global values, as the hierarchical model assumes.
+
+    Each geo has its own size, spend patterns, baseline and noise; its decay
+    rates are logit-normal and its half-saturation points, slopes and
+    channel shares log-normal around global values, with scale ``spread``.
+
+    Returns
+    -------
+    df : DataFrame with columns ``group``, date, sales, one spend column per channel, event.
+    truth : dict with ``roas`` (G, C), ``contribution`` (G, T, C), ``alpha``, ``kappa``
+        (absolute, on each geo's scaled spend), ``slope``, ``share`` (G, C), ``groups``, ``channels``.
+    """
+    if not 1 <= n_channels <= len(CHANNEL_NAMES):
+        raise ValueError(f"n_channels: must be in 1..{len(CHANNEL_NAMES)}, got {n_channels}")
+    if n_groups < 1:
+        raise ValueError(f"n_groups: must be >= 1, got {n_groups}")
+    rng = np.random.default_rng(seed)
+    g_n, t, c = int(n_groups), int(weeks), int(n_channels)
+    channels = CHANNEL_NAMES[:c]
+    groups = [f"{group}_{i:02d}" for i in range(g_n)]
+    dates = pd.date_range(start, periods=t, freq="W-MON")
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    alpha_c = rng.uniform(0.25, 0.65, c)
+    kappa_c = rng.uniform(0.7, 1.4, c)  # relative to mean non-zero scaled spend
+    slope_c = rng.uniform(1.2, 2.2, c)
+    w = rng.uniform(0.5, 1.5, c)
+    share_c = w / w.sum() * media_share
+    frames, out = [], {k: [] for k in ("roas", "contribution", "alpha", "kappa", "slope", "share")}
+    tt = np.arange(t) / max(t - 1, 1)
+    doy = dates.day_of_year.to_numpy()
+    for gi, name in enumerate(groups):
+        z = rng.standard_normal((4, c))
+        alpha = 1 / (1 + np.exp(-(logit(alpha_c) + spread * z[0])))
+        kappa_rel = kappa_c * np.exp(spread * z[1])
+        slope = slope_c * np.exp(0.5 * spread * z[2])
+        share = share_c * np.exp(spread * z[3])
+        spend = _spend(rng, t, c) * rng.uniform(0.3, 3.0)
+        xs = spend / spend.max(axis=0)
+        kscale = np.nanmean(np.where(xs > 0, xs, np.nan), axis=0)
+        kappa = kappa_rel * kscale
+        sat, _ = K.media_transform(xs, "geometric", "hill", (alpha,), (kappa, slope), l_max=l_max, normalize=True)
+        season = rng.uniform(0.03, 0.08) * np.sin(2 * np.pi * doy / 365.25 + rng.uniform(0, 1)) + 0.03 * np.cos(
+            4 * np.pi * doy / 365.25
+        )
+        event = np.zeros(t)
+        event[rng.choice(t, size=max(1, t // 40), replace=False)] = 1.0
+        baseline = 1.0 + rng.uniform(-0.1, 0.25) * tt + season + 0.12 * event
+        # share: mean contribution as a fraction of mean sales (the model's channel_share).
+        mean_y = baseline.mean() / (1 - share.sum())
+        beta = share * mean_y / np.maximum(sat.mean(axis=0), 1e-9)
+        media = sat * beta
+        target_scale = 1e5 * rng.uniform(0.3, 3.0)
+        mu = baseline + media.sum(axis=1)
+        y = (mu + noise * mu.mean() * rng.standard_normal(t)) * target_scale
+        contribution = media * target_scale
+        df = pd.DataFrame({group: name, "date": dates, "sales": y})
+        for j, ch in enumerate(channels):
+            df[ch] = spend[:, j]
+        df["event"] = event
+        frames.append(df)
+        out["roas"].append(contribution.sum(axis=0) / spend.sum(axis=0))
+        out["contribution"].append(contribution)
+        out["alpha"].append(alpha)
+        out["kappa"].append(kappa)
+        out["slope"].append(slope)
+        out["share"].append(share)
+    truth = {k: np.asarray(v) for k, v in out.items()}
+    truth.update(groups=groups, channels=tuple(channels))
+    return pd.concat(frames, ignore_index=True), truth

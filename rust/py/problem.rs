@@ -6,7 +6,7 @@ use super::errors::value_error;
 use crate::kernels::adstock::{Adstock, AdstockKind};
 use crate::kernels::fused::Media;
 use crate::kernels::saturation::SaturationKind;
-use crate::logp::{Block, Dist, MmmData, MmmProblem, MmmStructure, Role, Transform};
+use crate::logp::{Block, Dist, LiftData, MmmData, MmmProblem, MmmStructure, Role, Transform};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -123,8 +123,38 @@ fn data_from(
         fourier: four_v,
         controls: ctrl_v,
         kappa_scale: vec1("kappa_scale", &kappa_scale)?,
+        lift: LiftData::default(),
     };
     Ok((data, [t, c, f, k]))
+}
+
+/// The lift-test arrays, all given or none.
+#[allow(clippy::too_many_arguments)]
+fn lift_from(
+    channel: Option<Vec<usize>>,
+    x0: Option<PyReadonlyArray1<'_, f64>>,
+    x1: Option<PyReadonlyArray1<'_, f64>>,
+    periods: Option<PyReadonlyArray1<'_, f64>>,
+    delta: Option<PyReadonlyArray1<'_, f64>>,
+    se: Option<PyReadonlyArray1<'_, f64>>,
+    steady: usize,
+) -> PyResult<Option<LiftData>> {
+    match (channel, x0, x1, periods, delta, se) {
+        (None, None, None, None, None, None) => Ok(None),
+        (Some(channel), Some(x0), Some(x1), Some(periods), Some(delta), Some(se)) => Ok(Some(LiftData {
+            channel,
+            x0: vec1("lift_x0", &x0)?,
+            x1: vec1("lift_x1", &x1)?,
+            periods: vec1("lift_periods", &periods)?,
+            delta: vec1("lift_delta", &delta)?,
+            se: vec1("lift_se", &se)?,
+            steady,
+        })),
+        _ => Err(value_error(
+            "lift",
+            "give all of lift_channel, lift_x0, lift_x1, lift_periods, lift_delta, lift_se or none",
+        )),
+    }
 }
 
 #[pymethods]
@@ -132,7 +162,8 @@ impl PyMmmProblem {
     #[new]
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, adstock, l_max, normalize, saturation,
                         intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks,
-                        groups=1, grouped=false))]
+                        groups=1, grouped=false, lift_channel=None, lift_x0=None, lift_x1=None,
+                        lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         y: PyReadonlyArray1<'_, f64>,
@@ -154,9 +185,27 @@ impl PyMmmProblem {
         blocks: &Bound<'_, PyList>,
         groups: usize,
         grouped: bool,
+        lift_channel: Option<Vec<usize>>,
+        lift_x0: Option<PyReadonlyArray1<'_, f64>>,
+        lift_x1: Option<PyReadonlyArray1<'_, f64>>,
+        lift_periods: Option<PyReadonlyArray1<'_, f64>>,
+        lift_delta: Option<PyReadonlyArray1<'_, f64>>,
+        lift_se: Option<PyReadonlyArray1<'_, f64>>,
+        lift_steady: usize,
     ) -> PyResult<Self> {
-        let (data, [t, c, f, k]) =
+        let (mut data, [t, c, f, k]) =
             data_from(y, spend, trend_t, fourier, controls, kappa_scale, groups)?;
+        if let Some(l) = lift_from(
+            lift_channel,
+            lift_x0,
+            lift_x1,
+            lift_periods,
+            lift_delta,
+            lift_se,
+            lift_steady,
+        )? {
+            data.lift = l;
+        }
         let akind = match adstock {
             "geometric" => AdstockKind::Geometric,
             "delayed" => AdstockKind::Delayed,
@@ -215,8 +264,11 @@ impl PyMmmProblem {
         })
     }
 
-    /// Same structure and priors with new data (another brand, a refresh).
-    #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale))]
+    /// Same structure and priors with new data (another brand, a refresh). The
+    /// lift tests are kept unless new ones are given (all six arrays).
+    #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, lift_channel=None, lift_x0=None,
+                        lift_x1=None, lift_periods=None, lift_delta=None, lift_se=None))]
+    #[allow(clippy::too_many_arguments)]
     fn with_data(
         &self,
         y: PyReadonlyArray1<'_, f64>,
@@ -225,8 +277,25 @@ impl PyMmmProblem {
         fourier: PyReadonlyArray2<'_, f64>,
         controls: PyReadonlyArray2<'_, f64>,
         kappa_scale: PyReadonlyArray1<'_, f64>,
+        lift_channel: Option<Vec<usize>>,
+        lift_x0: Option<PyReadonlyArray1<'_, f64>>,
+        lift_x1: Option<PyReadonlyArray1<'_, f64>>,
+        lift_periods: Option<PyReadonlyArray1<'_, f64>>,
+        lift_delta: Option<PyReadonlyArray1<'_, f64>>,
+        lift_se: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
-        let (data, _) = data_from(
+        let steady = self.inner.data.lift.steady;
+        let lift = lift_from(
+            lift_channel,
+            lift_x0,
+            lift_x1,
+            lift_periods,
+            lift_delta,
+            lift_se,
+            steady.max(1),
+        )?
+        .unwrap_or_else(|| self.inner.data.lift.clone());
+        let (mut data, _) = data_from(
             y,
             spend,
             trend_t,
@@ -235,6 +304,7 @@ impl PyMmmProblem {
             kappa_scale,
             self.inner.s.g,
         )?;
+        data.lift = lift;
         Ok(PyMmmProblem {
             inner: Box::new(self.inner.with_data(data)?),
         })

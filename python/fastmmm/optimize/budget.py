@@ -126,13 +126,31 @@ class PosteriorResponse:
         return cls(channels, [g], np.ones(c) if channel_scale is None else channel_scale, target_scale, hist, l_max, avg)
 
     @classmethod
-    def from_result(cls, result, max_draws: int | None = None) -> "PosteriorResponse":
-        """The response model of a fitted :class:`fastmmm.results.MMMResult`."""
+    def from_result(cls, result, max_draws: int | None = None, multiplier_weeks: int = 13) -> "PosteriorResponse":
+        """The response model of a fitted :class:`fastmmm.results.MMMResult`.
+
+        With a time-varying media effect (``spec.time_varying_media``) each
+        draw's ``beta`` is multiplied by that draw's media multiplier
+        ``exp(g(t))`` averaged over the last ``multiplier_weeks`` weeks of the
+        training data: plans are valued at the recent media effectiveness,
+        held constant over the horizon (the response kernel takes one amplitude
+        per draw and channel). ``result.time_varying(future_dates)`` shows how
+        the GP itself extrapolates.
+        """
         from fastmmm.model import media_designs
 
         n = result.n_draws
         sel = slice(None) if max_draws is None or max_draws >= n else slice(0, n, max(1, n // max_draws))
         beta = result._draws("beta")[sel]
+        if getattr(result.spec, "time_varying_media", False):
+            from fastmmm.tvp import periods_per_week
+
+            if isinstance(multiplier_weeks, bool) or not isinstance(multiplier_weeks, (int, np.integer)) or multiplier_weeks < 1:
+                raise ValueError(f"multiplier_weeks: must be an integer >= 1, got {multiplier_weeks!r}")
+            t = len(result.data.dates)
+            k = min(t, round(multiplier_weeks * periods_per_week(result.data.frequency)))
+            trend = np.arange(t - k, t, dtype=float) / float(result.data.scales.trend_span)
+            beta = beta * result.media_multiplier_draws(trend, draws=sel).mean(axis=1)[:, None]
         groups = []
         for d in media_designs(result.spec):
             a, s = result._kernel_params(d)

@@ -66,10 +66,33 @@ class MmmProblem:
         relative_param: int,
         fixed_saturation: list[tuple[int, float]],
         blocks: list[dict],
+        groups: int = 1,
+        grouped: bool = False,
+        lift_channel: list[int] | None = None,
+        lift_x0: F64 | None = None,
+        lift_x1: F64 | None = None,
+        lift_periods: F64 | None = None,
+        lift_delta: F64 | None = None,
+        lift_se: F64 | None = None,
+        lift_steady: int = 1,
     ) -> None: ...
     def with_data(
-        self, y: F64, spend: F64, trend_t: F64, fourier: F64, controls: F64, kappa_scale: F64
+        self,
+        y: F64,
+        spend: F64,
+        trend_t: F64,
+        fourier: F64,
+        controls: F64,
+        kappa_scale: F64,
+        lift_channel: list[int] | None = None,
+        lift_x0: F64 | None = None,
+        lift_x1: F64 | None = None,
+        lift_periods: F64 | None = None,
+        lift_delta: F64 | None = None,
+        lift_se: F64 | None = None,
     ) -> MmmProblem: ...
+    @property
+    def groups(self) -> int: ...
     @property
     def n_dim(self) -> int: ...
     @property

@@ -1210,3 +1210,167 @@ impl MmmProblem {
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::adstock::{Adstock, AdstockKind};
+    use crate::kernels::saturation::SaturationKind;
+
+    fn block(role: Role, size: usize, dist: Dist, p: &[f64], transform: Transform) -> Block {
+        Block {
+            role,
+            size,
+            dist,
+            params: p.iter().map(|&v| vec![v; size]).collect(),
+            konst: vec![0.0; size],
+            transform,
+            lower: vec![],
+            upper: vec![],
+        }
+    }
+
+    fn problem(g: usize, grouped: bool, student_t: bool, lift: bool) -> MmmProblem {
+        let (t, c, f, k) = (14, 2, 2, 1);
+        let s = MmmStructure {
+            g,
+            grouped,
+            t,
+            c,
+            f,
+            k,
+            media: Media {
+                adstock: Adstock::new(AdstockKind::Geometric, 4, !lift).unwrap(),
+                saturation: SaturationKind::Hill,
+            },
+            relative: Some(0),
+            fixed_saturation: [None, None],
+            intercept: true,
+            trend: true,
+            student_t,
+            direct_beta: false,
+        };
+        let mut rng = 12345u64;
+        let mut u = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rng >> 11) as f64) / ((1u64 << 53) as f64)
+        };
+        let n = g * t;
+        let spend: Vec<f64> = (0..n * c).map(|i| if i % 5 == 0 { 0.0 } else { u() }).collect();
+        let data = MmmData {
+            y: (0..n).map(|_| 0.5 + 0.5 * u()).collect(),
+            spend,
+            trend_t: (0..n).map(|i| (i % t) as f64 / (t - 1) as f64).collect(),
+            fourier: (0..n * f).map(|_| u() - 0.5).collect(),
+            controls: (0..n * k).map(|_| u() - 0.5).collect(),
+            kappa_scale: (0..g * c).map(|_| 0.5 + u()).collect(),
+            lift: if lift {
+                LiftData {
+                    channel: vec![0, 1, 1],
+                    x0: vec![0.0, 0.4, 0.7],
+                    x1: vec![0.5, 0.9, 0.2],
+                    periods: vec![6.0, 4.0, 3.0],
+                    delta: vec![0.8, 0.3, -0.2],
+                    se: vec![0.2, 0.1, 0.15],
+                    steady: 5,
+                }
+            } else {
+                LiftData::default()
+            },
+        };
+        let id = Transform::Identity;
+        let mut blocks = vec![
+            block(Role::Level, g, Dist::Normal, &[0.5, 1.0], id),
+            block(Role::Trend, g, Dist::Normal, &[0.0, 0.5], id),
+            block(Role::GammaFourier, g * f, Dist::Normal, &[0.0, 0.5], id),
+            block(Role::GammaControl, g * k, Dist::Normal, &[0.0, 0.5], id),
+            block(Role::Adstock(0), c, Dist::Beta, &[2.0, 2.0], Transform::LogOdds),
+            block(Role::Saturation(0), c, Dist::LogNormal, &[0.0, 0.7], Transform::Log),
+            block(Role::Saturation(1), c, Dist::Gamma, &[3.0, 2.0], Transform::Log),
+            block(Role::ChannelShare, c, Dist::HalfNormal, &[0.25], Transform::Log),
+            block(Role::Sigma, g, Dist::HalfNormal, &[0.5], Transform::Log),
+        ];
+        if student_t {
+            blocks.push(block(Role::Nu, 1, Dist::Gamma, &[2.0, 0.1], Transform::Log));
+        }
+        if grouped {
+            for tg in [Target::Adstock(0), Target::Saturation(0), Target::Saturation(1), Target::Amplitude] {
+                blocks.push(block(Role::PoolSd(tg), 1, Dist::HalfNormal, &[0.5], Transform::Log));
+                blocks.push(block(Role::PoolZ(tg), g * c, Dist::Normal, &[0.0, 1.0], id));
+            }
+        }
+        MmmProblem::new(s, data, blocks).unwrap()
+    }
+
+    fn check_fd(p: &MmmProblem) {
+        let n = p.n_dim();
+        let x: Vec<f64> = (0..n).map(|i| 0.3 * ((i as f64 * 0.7).sin())).collect();
+        let mut g = vec![0.0; n];
+        let lp = p.logp_grad(&x, &mut g).unwrap();
+        assert!(lp.is_finite());
+        let mut scratch = vec![0.0; n];
+        for i in 0..n {
+            let h = 1e-6;
+            let mut xp = x.clone();
+            xp[i] += h;
+            let fp = p.logp_grad(&xp, &mut scratch).unwrap();
+            xp[i] -= 2.0 * h;
+            let fm = p.logp_grad(&xp, &mut scratch).unwrap();
+            let fd = (fp - fm) / (2.0 * h);
+            assert!(
+                (fd - g[i]).abs() <= 1e-6 * (1.0 + g[i].abs()),
+                "coordinate {i}: analytic {} vs finite difference {fd}",
+                g[i]
+            );
+        }
+        let mut out = vec![0.0; p.n_expanded()];
+        p.expand(&x, &mut out).unwrap();
+        assert!(out.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn grouped_pooled_gradient_matches_finite_differences() {
+        check_fd(&problem(3, true, false, false));
+        check_fd(&problem(3, true, true, false));
+    }
+
+    #[test]
+    fn lift_test_gradient_matches_finite_differences() {
+        check_fd(&problem(1, false, false, true));
+        check_fd(&problem(1, false, true, true));
+    }
+
+    #[test]
+    fn expand_layout_has_group_axis_and_lift_model() {
+        let p = problem(3, true, false, false);
+        let names: Vec<_> = p.deterministics().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["adstock_0_geo", "saturation_0_geo", "saturation_1_geo", "amplitude_geo", "beta", "channel_contribution", "intercept", "mu"]
+        );
+        let p = problem(1, false, false, true);
+        let d = p.deterministics();
+        assert_eq!(d.last().unwrap(), &("lift_model", vec![3]));
+    }
+
+    #[test]
+    fn bad_layouts_are_errors_not_panics() {
+        let p = problem(2, true, false, false);
+        // several groups without the grouped layout
+        let mut s = p.s.clone();
+        s.grouped = false;
+        assert!(MmmProblem::new(s, p.data.clone(), p.blocks.clone()).is_err());
+        // lift tests in a grouped model
+        let mut d = p.data.clone();
+        d.lift = problem(1, false, false, true).data.lift;
+        assert!(MmmProblem::new(p.s.clone(), d, p.blocks.clone()).is_err());
+        // a pool sd without its z
+        let blocks: Vec<_> = p
+            .blocks
+            .iter()
+            .filter(|b| b.role != Role::PoolZ(Target::Amplitude))
+            .cloned()
+            .collect();
+        assert!(MmmProblem::new(p.s.clone(), p.data.clone(), blocks).is_err());
+    }
+}

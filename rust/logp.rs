@@ -244,6 +244,11 @@ pub enum Role {
     Nu,
     PoolSd(Target),
     PoolZ(Target),
+    /// HSGP lengthscale / amplitude / coefficients of time-varying part 0
+    /// (intercept drift) or 1 (log media multiplier).
+    TvpLs(usize),
+    TvpEta(usize),
+    TvpZ(usize),
 }
 
 impl Role {
@@ -261,6 +266,12 @@ impl Role {
             "beta" => Role::Beta,
             "sigma" => Role::Sigma,
             "nu" => Role::Nu,
+            "tvp_intercept_ls" => Role::TvpLs(0),
+            "tvp_intercept_eta" => Role::TvpEta(0),
+            "tvp_intercept_z" => Role::TvpZ(0),
+            "tvp_media_ls" => Role::TvpLs(1),
+            "tvp_media_eta" => Role::TvpEta(1),
+            "tvp_media_z" => Role::TvpZ(1),
             _ => {
                 if let Some(t) = s.strip_suffix("_sd").and_then(Target::from_name) {
                     Role::PoolSd(t)
@@ -308,6 +319,28 @@ pub struct MmmData {
     /// scaled per-period spends before / after, the length in periods, the
     /// scaled measured lift and its standard error. Empty: none.
     pub lift: LiftData,
+    /// HSGP bases of the time-varying parts (intercept drift, log media
+    /// multiplier), ungrouped models only; `None`: the part is off.
+    pub tvp: [Option<TvpData>; 2],
+}
+
+/// One time-varying part: `f = phi @ w`, `w_j = eta * a_j / sqrt(sum_k col_ms_k a_k^2) * z_j`,
+/// `a_j = 1 / (3 + ls^2 omega_j^2)` (the Matern-3/2 spectral weights normalised so
+/// that `eta` is the prior in-sample RMS of `f`; see `fastmmm.tvp.gp_weights`).
+#[derive(Clone, Debug)]
+pub struct TvpData {
+    /// (T, m)
+    pub phi: Vec<f64>,
+    /// (m,)
+    pub omega: Vec<f64>,
+    /// (m,) mean over the training dates of `phi^2`
+    pub col_ms: Vec<f64>,
+}
+
+impl TvpData {
+    pub fn m(&self) -> usize {
+        self.omega.len()
+    }
 }
 
 /// Lift-test observations: `lift[i] ~ Normal(periods[i] * beta[c] * (f_c(x1) - f_c(x0)), se[i])`,
@@ -444,7 +477,8 @@ impl MmmProblem {
         for b in &blocks {
             let want = match b.role {
                 Role::Level | Role::Trend | Role::Sigma => g,
-                Role::Nu | Role::PoolSd(_) => 1,
+                Role::Nu | Role::PoolSd(_) | Role::TvpLs(_) | Role::TvpEta(_) => 1,
+                Role::TvpZ(p) => data.tvp.get(p).and_then(|d| d.as_ref()).map_or(0, TvpData::m),
                 Role::GammaFourier => g * f,
                 Role::GammaControl => g * k,
                 Role::PoolZ(_) => g * c,
@@ -551,6 +585,32 @@ impl MmmProblem {
             ybar[gi] = data.y[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
             tbar[gi] = data.trend_t[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
         }
+        for (p, name) in ["intercept", "media"].iter().enumerate() {
+            let on = data.tvp[p].is_some();
+            for r in [Role::TvpLs(p), Role::TvpEta(p), Role::TvpZ(p)] {
+                if has(r) != usize::from(on) {
+                    return Err(bad(&format!(
+                        "time-varying {name}: blocks do not match the data (basis {})",
+                        if on { "given" } else { "missing" }
+                    )));
+                }
+            }
+            if let Some(d) = &data.tvp[p] {
+                if s.grouped {
+                    return Err(bad("time-varying parts are not supported in the grouped model"));
+                }
+                let m = d.m();
+                if m == 0 || d.col_ms.len() != m || d.phi.len() != t * m {
+                    return Err(bad(&format!("time-varying {name}: basis shapes do not match (T={t})")));
+                }
+                if d.phi.iter().chain(&d.omega).chain(&d.col_ms).any(|v| !v.is_finite()) {
+                    return Err(bad(&format!("time-varying {name}: basis values must be finite")));
+                }
+            }
+        }
+        if data.tvp[1].is_some() && !data.lift.is_empty() {
+            return Err(bad("lift tests with a time-varying media multiplier are not in the fused log-density"));
+        }
         let lf = &data.lift;
         let nl = lf.len();
         if nl > 0 {
@@ -637,8 +697,14 @@ impl MmmProblem {
                 v.push(("beta", vec![s.c]));
             }
             v.push(("channel_contribution", vec![s.t, s.c]));
+            if self.data.tvp[1].is_some() {
+                v.push(("media_multiplier", vec![s.t]));
+            }
             if s.intercept {
                 v.push(("intercept", vec![]));
+            }
+            if self.data.tvp[0].is_some() {
+                v.push(("intercept_tv", vec![s.t]));
             }
             v.push(("mu", vec![s.t]));
             if !self.data.lift.is_empty() {
@@ -676,7 +742,9 @@ impl MmmProblem {
         let (g, t, c) = (self.s.g, self.s.t, self.s.c);
         let nl2 = 2 * self.data.lift.len();
         let lift = nl2 * (8 + 6 * self.data.lift.steady) + c;
-        3 * self.n_dim + 8 * g * t * c + 2 * g * t + 19 * g * c + g + lift
+        let m: usize = self.data.tvp.iter().flatten().map(TvpData::m).sum();
+        let tvp = 5 * t + 4 * m;
+        3 * self.n_dim + 8 * g * t * c + 2 * g * t + 19 * g * c + g + lift + tvp
     }
 
     /// Log-density and gradient at unconstrained `x`. Returns the log-density;
@@ -828,7 +896,25 @@ impl MmmProblem {
         let (ly, rest) = rest.split_at_mut(nl2 * st);
         let (lcache, rest) = rest.split_at_mut(4 * nl2 * st);
         let (lg, rest) = rest.split_at_mut(nl2 * st);
-        let (lgb, _) = rest.split_at_mut(c);
+        let (lgb, rest) = rest.split_at_mut(c);
+        // Time-varying parts (g == 1): the drift, the multiplier, raw media, their gradients.
+        let (drift, rest) = rest.split_at_mut(if self.data.tvp[0].is_some() { t } else { 0 });
+        let (mult, rest) = rest.split_at_mut(if self.data.tvp[1].is_some() { t } else { 0 });
+        let (rawm, rest) = rest.split_at_mut(t);
+        let (gpart, rest) = rest.split_at_mut(2 * t);
+        gpart.fill(0.0);
+        let (tw, _) = rest.split_at_mut(4 * self.data.tvp.iter().flatten().map(TvpData::m).sum::<usize>());
+        // Per part: w (m) then q = a / N (m), stacked part after part.
+        let mut tw_off = [0usize; 2];
+        {
+            let mut o = 0;
+            for p in 0..2 {
+                tw_off[p] = o;
+                if let Some(d) = &self.data.tvp[p] {
+                    o += 2 * d.m();
+                }
+            }
+        }
 
         // 1. Transforms and priors.
         let mut lp = 0.0;
@@ -854,6 +940,34 @@ impl MmmProblem {
             }
         }
         let get = |role: Role| self.block_of(role);
+
+        // 1b. Time-varying parts: f = phi @ w (drift; the media multiplier is exp(f)).
+        for p in 0..2 {
+            let Some(d) = &self.data.tvp[p] else { continue };
+            let m = d.m();
+            let ls = vals[get(Role::TvpLs(p)).ok_or_else(|| bad("tvp ls"))?.0];
+            let eta = vals[get(Role::TvpEta(p)).ok_or_else(|| bad("tvp eta"))?.0];
+            let zo = get(Role::TvpZ(p)).ok_or_else(|| bad("tvp z"))?.0;
+            let (w, q) = tw[tw_off[p]..tw_off[p] + 2 * m].split_at_mut(m);
+            let mut nn = 0.0;
+            for j in 0..m {
+                let a = 1.0 / (3.0 + ls * ls * d.omega[j] * d.omega[j]);
+                q[j] = a;
+                nn += d.col_ms[j] * a * a;
+            }
+            let nn = nn.sqrt();
+            for j in 0..m {
+                q[j] /= nn;
+                w[j] = eta * q[j] * vals[zo + j];
+            }
+            let dst: &mut [f64] = if p == 0 { &mut *drift } else { &mut *mult };
+            for (ti, v) in dst.iter_mut().enumerate() {
+                *v = dot(&d.phi[ti * m..(ti + 1) * m], w);
+            }
+            if p == 1 {
+                dst.iter_mut().for_each(|v| *v = v.exp());
+            }
+        }
 
         // 2. Kernel parameters per (group, channel).
         let n_a = s.media.adstock.n_params();
@@ -938,6 +1052,14 @@ impl MmmProblem {
                     *m += b * v;
                 }
             }
+            if gi == 0 {
+                rawm.copy_from_slice(mu_g);
+                if !mult.is_empty() {
+                    for (m, k) in mu_g.iter_mut().zip(mult.iter()) {
+                        *m *= k;
+                    }
+                }
+            }
             let media_mean = mu_g.iter().sum::<f64>() / t as f64;
             let level = lvl.map(|o| vals[o + gi]).unwrap_or(0.0);
             let trend = trd.map(|o| vals[o + gi]).unwrap_or(0.0);
@@ -957,6 +1079,9 @@ impl MmmProblem {
                 }
                 if let Some(gg) = gk {
                     v += dot(&self.data.controls[row * k..(row + 1) * k], gg);
+                }
+                if !drift.is_empty() {
+                    v += drift[ti];
                 }
                 mu_g[ti] = v;
             }
@@ -992,19 +1117,35 @@ impl MmmProblem {
             }
             for gi in 0..g {
                 for ti in 0..t {
+                    let k = if mult.is_empty() { 1.0 } else { mult[ti] };
                     for ch in 0..c {
                         out[o + (gi * t + ti) * c + ch] =
-                            sat[(gi * c + ch) * t + ti] * beta[gi * c + ch];
+                            sat[(gi * c + ch) * t + ti] * beta[gi * c + ch] * k;
                     }
                 }
             }
             o += gtc;
+            if !mult.is_empty() {
+                out[o..o + t].copy_from_slice(mult);
+                o += t;
+            }
             if s.intercept {
                 let lo = lvl.ok_or_else(|| bad("level block"))?;
                 for gi in 0..g {
                     out[o + gi] = vals[lo + gi] - offset[gi];
                 }
                 o += g;
+            }
+            if !drift.is_empty() {
+                let base = if s.intercept {
+                    vals[lvl.ok_or_else(|| bad("level block"))?] - offset[0]
+                } else {
+                    0.0
+                };
+                for ti in 0..t {
+                    out[o + ti] = base + drift[ti];
+                }
+                o += t;
             }
             out[o..o + g * t].copy_from_slice(mu);
             o += g * t;
@@ -1113,6 +1254,20 @@ impl MmmProblem {
             for (gg, rt) in gm.iter_mut().zip(rg.iter()) {
                 *gg = rt - shift;
             }
+            if gi == 0 {
+                // Time-varying parts: dL/df = r (the drift is not centred); media = raw * exp(g):
+                // dL/dg = dL/dmedia * media, and dL/draw = dL/dmedia * mult.
+                let (gdrift, gmed) = gpart.split_at_mut(t);
+                if !drift.is_empty() {
+                    gdrift.copy_from_slice(rg);
+                }
+                if !mult.is_empty() {
+                    for ti in 0..t {
+                        gmed[ti] = gm[ti] * rawm[ti] * mult[ti];
+                        gm[ti] *= mult[ti];
+                    }
+                }
+            }
             for ch in 0..c {
                 let i = gi * c + ch;
                 let col = &sat[i * t..(i + 1) * t];
@@ -1133,6 +1288,46 @@ impl MmmProblem {
             }
         }
         self.group_grads(Target::Amplitude, gamp, damp, vals, gv, graw)?;
+        for p in 0..2 {
+            let Some(dt) = &self.data.tvp[p] else { continue };
+            let m = dt.m();
+            let gf = &gpart[p * t..(p + 1) * t];
+            let (lso, eo, zo) = (
+                get(Role::TvpLs(p)).ok_or_else(|| bad("tvp ls"))?.0,
+                get(Role::TvpEta(p)).ok_or_else(|| bad("tvp eta"))?.0,
+                get(Role::TvpZ(p)).ok_or_else(|| bad("tvp z"))?.0,
+            );
+            let (ls, eta) = (vals[lso], vals[eo]);
+            let (_, q) = tw[tw_off[p]..tw_off[p] + 2 * m].split_at(m);
+            // q_j = a_j / N, a_j = 1 / (3 + ls^2 w_j^2), N = sqrt(sum_k col_ms_k a_k^2):
+            // dq_j/dls = (da_j - q_j * dN) / N with da_j = -2 ls w_j^2 a_j^2, dN = sum_k col_ms_k a_k da_k / N.
+            let mut nn = 0.0;
+            let mut dn = 0.0;
+            for j in 0..m {
+                let a = 1.0 / (3.0 + ls * ls * dt.omega[j] * dt.omega[j]);
+                let da = -2.0 * ls * dt.omega[j] * dt.omega[j] * a * a;
+                nn += dt.col_ms[j] * a * a;
+                dn += dt.col_ms[j] * a * da;
+            }
+            let nn = nn.sqrt();
+            let dn = dn / nn;
+            let (mut gls, mut geta) = (0.0, 0.0);
+            for j in 0..m {
+                let mut gw = 0.0;
+                for ti in 0..t {
+                    gw += dt.phi[ti * m + j] * gf[ti];
+                }
+                let a = 1.0 / (3.0 + ls * ls * dt.omega[j] * dt.omega[j]);
+                let da = -2.0 * ls * dt.omega[j] * dt.omega[j] * a * a;
+                let dq = (da - q[j] * dn) / nn;
+                let z = vals[zo + j];
+                gv[zo + j] += gw * eta * q[j];
+                geta += gw * q[j] * z;
+                gls += gw * eta * z * dq;
+            }
+            gv[eo] += geta;
+            gv[lso] += gls;
+        }
 
         // 7. Backward through the media kernel, all groups.
         {
@@ -1231,6 +1426,10 @@ mod tests {
     }
 
     fn problem(g: usize, grouped: bool, student_t: bool, lift: bool) -> MmmProblem {
+        problem_tvp(g, grouped, student_t, lift, [false, false])
+    }
+
+    fn problem_tvp(g: usize, grouped: bool, student_t: bool, lift: bool, tv: [bool; 2]) -> MmmProblem {
         let (t, c, f, k) = (14, 2, 2, 1);
         let s = MmmStructure {
             g,
@@ -1277,7 +1476,25 @@ mod tests {
             } else {
                 LiftData::default()
             },
+            tvp: [None, None],
         };
+        let mut data = data;
+        let m = 5;
+        for p in 0..2 {
+            if tv[p] {
+                let phi: Vec<f64> = (0..t * m)
+                    .map(|i| ((i / m) as f64 * 0.3 * (1 + i % m) as f64).sin() * 0.4)
+                    .collect();
+                let col_ms = (0..m)
+                    .map(|j| (0..t).map(|ti| phi[ti * m + j].powi(2)).sum::<f64>() / t as f64)
+                    .collect();
+                data.tvp[p] = Some(TvpData {
+                    phi,
+                    omega: (1..=m).map(|j| 0.1 * j as f64).collect(),
+                    col_ms,
+                });
+            }
+        }
         let id = Transform::Identity;
         let mut blocks = vec![
             block(Role::Level, g, Dist::Normal, &[0.5, 1.0], id),
@@ -1292,6 +1509,13 @@ mod tests {
         ];
         if student_t {
             blocks.push(block(Role::Nu, 1, Dist::Gamma, &[2.0, 0.1], Transform::Log));
+        }
+        for p in 0..2 {
+            if tv[p] {
+                blocks.push(block(Role::TvpLs(p), 1, Dist::LogNormal, &[3.0, 0.6], Transform::Log));
+                blocks.push(block(Role::TvpEta(p), 1, Dist::HalfNormal, &[0.2], Transform::Log));
+                blocks.push(block(Role::TvpZ(p), m, Dist::Normal, &[0.0, 1.0], id));
+            }
         }
         if grouped {
             for tg in [Target::Adstock(0), Target::Saturation(0), Target::Saturation(1), Target::Amplitude] {
@@ -1338,6 +1562,22 @@ mod tests {
     fn lift_test_gradient_matches_finite_differences() {
         check_fd(&problem(1, false, false, true));
         check_fd(&problem(1, false, true, true));
+    }
+
+    #[test]
+    fn time_varying_gradient_matches_finite_differences() {
+        check_fd(&problem_tvp(1, false, false, false, [true, false]));
+        check_fd(&problem_tvp(1, false, false, false, [false, true]));
+        check_fd(&problem_tvp(1, false, true, false, [true, true]));
+        let p = problem_tvp(1, false, false, false, [true, true]);
+        let names: Vec<_> = p.deterministics().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["beta", "channel_contribution", "media_multiplier", "intercept", "intercept_tv", "mu"]
+        );
+        // a basis without its blocks is an error
+        let blocks: Vec<_> = p.blocks.iter().filter(|b| b.role != Role::TvpZ(1)).cloned().collect();
+        assert!(MmmProblem::new(p.s.clone(), p.data.clone(), blocks).is_err());
     }
 
     #[test]

@@ -264,7 +264,7 @@ class TestModel:
         ok, _ = supported(spec)
         assert ok
 
-    def test_model_variables_and_fast_path_refusal(self, drift_data):
+    def test_model_variables_and_fast_path(self, drift_data):
         from fastmmm.data import prepare
         from fastmmm.fastpath import supported
         from fastmmm.fit import _choose_backend, _data_updates
@@ -284,12 +284,68 @@ class TestModel:
             upd["hsgp_phi_intercept"], tvp.hsgp_data(data)["hsgp_phi_intercept"]
         )
         ok, why = supported(spec)
-        assert (
-            not ok and why == "time-varying intercept/media (HSGP) is not in the fused log-density"
-        )
-        assert _choose_backend("auto", spec) == "pytensor"
-        with pytest.raises(ValueError, match="HSGP"):
-            _choose_backend("rust", spec)
+        assert ok, why
+        assert _choose_backend("auto", spec) == "rust"
+        # lift tests with a media multiplier stay on the PyMC model
+        assert _choose_backend("auto", spec, 2) == "pytensor"
+        with pytest.raises(ValueError, match="lift tests with a time-varying media"):
+            _choose_backend("rust", spec, 1)
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"time_varying_intercept": True},
+            {"time_varying_media": True},
+            {"time_varying_intercept": True, "time_varying_media": True, "likelihood": "studentt"},
+            {"time_varying_intercept": True, "trend": False, "intercept": False, "hsgp_m": 8},
+            {"time_varying_media": True, "priors": {"beta": "HalfNormal(sigma=2)"}},
+        ],
+        ids=str,
+    )
+    def test_fused_log_density_matches_pymc(self, drift_data, extra):
+        """The Rust log-density with HSGP parts equals PyMC's: gradients to 1e-9 at random
+        points, log-density differences to 1e-9, and the expanded deterministics
+        (channel_contribution, media_multiplier, intercept_tv, mu) equal PyMC's."""
+        import pytensor
+        from fastmmm import fastpath as fp
+        from fastmmm.data import prepare
+        from fastmmm.model import build_model
+
+        spec = drift_spec(**extra)
+        data = prepare(drift_data[0].iloc[:90], spec)
+        model = build_model(data, spec)
+        problem = fp.problem_from_model(model, data, spec)
+        vv = [model.rvs_to_values[rv] for rv in model.free_RVs]
+        lp = model.logp()
+        f = pytensor.function(vv, [lp, *pytensor.grad(lp, vv)], mode="FAST_COMPILE")
+        layout = fp.problem_structure(model, spec)[1]
+        names, slices, shapes = fp._expand_layout(layout, data, spec)
+        det_names = names[len(layout):]
+        dets = pytensor.function(vv, model.replace_rvs_by_values([model[n] for n in det_names]),
+                                 mode="FAST_COMPILE", on_unused_input="ignore")
+        ip = model.initial_point()
+        vshapes = [ip[v.name].shape for v in vv]
+        x0 = np.concatenate([np.ravel(ip[v.name]) for v in vv])
+        rng = np.random.default_rng(0)
+        diffs = []
+        for k in range(4):
+            x = x0 + (0.0 if k == 0 else rng.normal(0, 0.5, x0.size))
+            args, i = [], 0
+            for sh in vshapes:
+                n = int(np.prod(sh, dtype=int))
+                args.append(x[i : i + n].reshape(sh))
+                i += n
+            out = f(*args)
+            g_p = np.concatenate([np.ravel(a) for a in out[1:]])
+            lp_r, g_r = problem.logp_dlogp(x)
+            scale = max(1.0, float(np.max(np.abs(g_p))))
+            np.testing.assert_allclose(g_r, g_p, rtol=1e-9, atol=1e-9 * scale)
+            diffs.append(lp_r - float(out[0]))
+            ex = problem.expand(x)
+            for name, sl, sh, want in zip(det_names, slices[len(layout):], shapes[len(layout):], dets(*args)):
+                np.testing.assert_allclose(ex[sl].reshape(sh), want, rtol=1e-9, atol=1e-12, err_msg=name)
+        assert max(diffs) - min(diffs) < 1e-9 * max(1.0, abs(float(out[0])))
+        assert abs(diffs[0]) < 1e-6 * x0.size
 
 
 # ---------------------------------------------------------------------------- results on prior draws
@@ -450,7 +506,7 @@ def _holdout_mape(result) -> float:
 
 def test_time_varying_intercept_tracks_drift_and_beats_static(drift_data, static_fit, tv_fit):
     _, truth = drift_data
-    assert static_fit.backend == "rust" and tv_fit.backend == "pytensor"
+    assert static_fit.backend == "rust" and tv_fit.backend == "rust"
     n = WEEKS - HOLDOUT
     t = np.arange(n)
     scale = truth.target_scale
@@ -523,7 +579,7 @@ def test_media_multiplier_fit(media_fit, media_data):
     r = media_fit
     v = r.validate()
     print(v.block())
-    assert r.backend == "pytensor"
+    assert r.backend == "rust"
     assert v.divergences <= 2 and v.rhat_max < 1.05
     scale = float(r.data.scales.target_scale)
     mult = r._draws("media_multiplier")

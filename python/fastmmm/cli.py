@@ -179,9 +179,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yearly-seasonality", type=int)
     p.add_argument("--no-trend", action="store_true", help="no built-in linear trend")
     p.add_argument("--time-varying-intercept", action="store_true",
-                   help="smooth baseline drift (HSGP; pytensor backend)")
+                   help="smooth baseline drift (HSGP)")
     p.add_argument("--time-varying-media", action="store_true",
-                   help="smooth multiplier on media contributions (HSGP; pytensor backend)")
+                   help="smooth multiplier on media contributions (HSGP)")
     p.add_argument("--holdout-weeks", type=int, default=0)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--draws", type=int, default=1000)

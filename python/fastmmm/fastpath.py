@@ -1,7 +1,10 @@
 """The fast path: the whole log-density and gradient as one fused Rust function.
 
 For the standard model family (one adstock kind and one saturation kind for
-all channels, priors from :data:`fastmmm.priors.DISTRIBUTIONS`) the model's
+all channels, priors from :data:`fastmmm.priors.DISTRIBUTIONS`; with or
+without lift tests (:mod:`fastmmm.lift`), HSGP time-varying intercept and
+media multiplier (:mod:`fastmmm.tvp`), and the hierarchical multi-geo model
+(:mod:`fastmmm.hierarchical`, groups on the kernel's batch axis)) the model's
 log-density, its gradient and the trace's deterministics are computed by
 ``fastmmm._core.MmmProblem``, a Rust object with C entry points of nutpie's
 signatures. nutpie samples it through a :class:`FastCompiled` model built from
@@ -26,6 +29,12 @@ Block layout (``MmmProblem(blocks=...)``, one per free variable, in order)::
     saturation_<j> saturation_<SATURATION_PARAMS[k][j]> C   (free ones only)
     channel_share  channel_share (or beta)        C
     sigma, nu      sigma, nu                      1
+    tvp_{part}_ls / _eta / _z  HSGP lengthscale, amplitude, coefficients   1, 1, m
+
+The hierarchical model (``groups=G, grouped=True``) has level, trend,
+sigma per group (G), seasonality and controls per group (G * F, G * K) and,
+per pooled media parameter, ``{target}_sd`` (1) and ``{target}_z`` (G * C),
+target one of adstock_<i>, saturation_<j>, amplitude.
 
 Each block carries ``dist``, ``params`` (per element), ``const`` (the part of
 the log-density that does not depend on the value, per element) and the
@@ -104,6 +113,10 @@ def _free_prior_names(spec) -> list[tuple[str, Any]]:
         fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
         out += [(f"saturation_{p}", d) for p in SATURATION_PARAMS[d.saturation] if p not in fixed]
     out.append(("beta" if uses_direct_beta(spec) else "channel_share", None))
+    from fastmmm.tvp import parts
+
+    for part in parts(spec):
+        out += [(f"tvp_{part}_ls", None), (f"tvp_{part}_eta", None)]
     out.append(("sigma", None))
     if spec.likelihood == "studentt":
         out.append(("nu", None))
@@ -145,8 +158,6 @@ def supported(spec) -> tuple[bool, str]:
         return False, why
     if getattr(spec, "log_target", False):
         return False, "log_target=True (multiplicative model)"
-    if getattr(spec, "time_varying_intercept", False) or getattr(spec, "time_varying_media", False):
-        return False, "time-varying intercept/media (HSGP) is not in the fused log-density"
     designs = media_designs(spec)
     if len(designs) != 1:
         kinds = ", ".join(f"{d.adstock}+{d.saturation}" for d in designs)
@@ -171,8 +182,13 @@ def supported(spec) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------------- layout
+_TVP_NAMES = tuple(f"tvp_{p}_{k}" for p in ("intercept", "media") for k in ("ls", "eta", "z"))
+
+
 def _role(name: str, adstock: str, saturation: str) -> str:
     if name in ("level", "trend", "gamma_fourier", "gamma_control", "channel_share", "beta", "sigma", "nu"):
+        return name
+    if name in _TVP_NAMES:
         return name
     if name.startswith("adstock_"):
         p = name[len("adstock_") :]
@@ -381,7 +397,7 @@ def problem_arrays(data, spec) -> dict[str, np.ndarray]:
     spend = np.ascontiguousarray(data.spend_scaled, dtype=np.float64)
     T = spend.shape[0]
     trend = np.asarray(data.trend, dtype=np.float64) if data.trend is not None else np.zeros(T)
-    return {
+    out = {
         "y": np.ascontiguousarray(data.y_scaled, dtype=np.float64),
         "spend": spend,
         "trend_t": np.ascontiguousarray(trend),
@@ -389,6 +405,17 @@ def problem_arrays(data, spec) -> dict[str, np.ndarray]:
         "controls": np.ascontiguousarray(np.asarray(data.controls_scaled, dtype=np.float64).reshape(T, -1)),
         "kappa_scale": np.ascontiguousarray(kappa_scale(spend)),
     }
+    # Time-varying parts: the HSGP basis of the training dates (fastmmm.tvp, as the PyMC model has it).
+    from fastmmm.tvp import hsgp_data, parts
+
+    if parts(spec):
+        h = hsgp_data(data)
+        for part in parts(spec):
+            phi = np.ascontiguousarray(h[f"hsgp_phi_{part}"], dtype=np.float64)
+            out[f"tvp_{part}_phi"] = phi
+            out[f"tvp_{part}_omega"] = np.ascontiguousarray(h[f"hsgp_omega_{part}"], dtype=np.float64)
+            out[f"tvp_{part}_col_ms"] = np.ascontiguousarray(np.mean(np.square(phi), axis=0))
+    return out
 
 
 def lift_arrays(lift, data, spec) -> dict:
@@ -582,9 +609,15 @@ def _expand_layout(layout: list[dict], data, spec, n_lift: int = 0) -> tuple[lis
         shapes.append((C,))
     names.append("channel_contribution")
     shapes.append((T, C))
+    if getattr(spec, "time_varying_media", False):
+        names.append("media_multiplier")
+        shapes.append((T,))
     if spec.intercept:
         names.append("intercept")
         shapes.append(())
+    if getattr(spec, "time_varying_intercept", False):
+        names.append("intercept_tv")
+        shapes.append((T,))
     names.append("mu")
     shapes.append((T,))
     if n_lift:

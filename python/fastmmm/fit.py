@@ -150,6 +150,8 @@ def _choose_backend(backend: str, spec: ModelSpec, n_lift: int = 0) -> str:
     from fastmmm.fastpath import supported
 
     ok, why = supported(spec)
+    if ok and n_lift and spec.time_varying_media:
+        ok, why = False, "lift tests with a time-varying media multiplier are not in the fused log-density"
     if ok:
         return "rust"
     if backend == "rust":

@@ -6,7 +6,7 @@ use super::errors::value_error;
 use crate::kernels::adstock::{Adstock, AdstockKind};
 use crate::kernels::fused::Media;
 use crate::kernels::saturation::SaturationKind;
-use crate::logp::{Block, Dist, LiftData, MmmData, MmmProblem, MmmStructure, Role, Transform};
+use crate::logp::{Block, Dist, LiftData, MmmData, MmmProblem, MmmStructure, Role, Transform, TvpData};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -124,8 +124,34 @@ fn data_from(
         controls: ctrl_v,
         kappa_scale: vec1("kappa_scale", &kappa_scale)?,
         lift: LiftData::default(),
+        tvp: [None, None],
     };
     Ok((data, [t, c, f, k]))
+}
+
+/// One time-varying part's basis: phi (T, m), omega (m,), col_ms (m,), all given or none.
+fn tvp_from(
+    name: &str,
+    phi: Option<PyReadonlyArray2<'_, f64>>,
+    omega: Option<PyReadonlyArray1<'_, f64>>,
+    col_ms: Option<PyReadonlyArray1<'_, f64>>,
+) -> PyResult<Option<TvpData>> {
+    match (phi, omega, col_ms) {
+        (None, None, None) => Ok(None),
+        (Some(phi), Some(omega), Some(col_ms)) => {
+            let (phi, _, m) = vec2(name, &phi)?;
+            let omega = vec1(name, &omega)?;
+            if omega.len() != m {
+                return Err(value_error(name, "phi has a column per omega"));
+            }
+            Ok(Some(TvpData {
+                phi,
+                omega,
+                col_ms: vec1(name, &col_ms)?,
+            }))
+        }
+        _ => Err(value_error(name, "give phi, omega and col_ms, or none")),
+    }
 }
 
 /// The lift-test arrays, all given or none.
@@ -163,7 +189,9 @@ impl PyMmmProblem {
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, adstock, l_max, normalize, saturation,
                         intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks,
                         groups=1, grouped=false, lift_channel=None, lift_x0=None, lift_x1=None,
-                        lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1))]
+                        lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1,
+                        tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
+                        tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         y: PyReadonlyArray1<'_, f64>,
@@ -192,6 +220,12 @@ impl PyMmmProblem {
         lift_delta: Option<PyReadonlyArray1<'_, f64>>,
         lift_se: Option<PyReadonlyArray1<'_, f64>>,
         lift_steady: usize,
+        tvp_intercept_phi: Option<PyReadonlyArray2<'_, f64>>,
+        tvp_intercept_omega: Option<PyReadonlyArray1<'_, f64>>,
+        tvp_intercept_col_ms: Option<PyReadonlyArray1<'_, f64>>,
+        tvp_media_phi: Option<PyReadonlyArray2<'_, f64>>,
+        tvp_media_omega: Option<PyReadonlyArray1<'_, f64>>,
+        tvp_media_col_ms: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
         let (mut data, [t, c, f, k]) =
             data_from(y, spend, trend_t, fourier, controls, kappa_scale, groups)?;
@@ -206,6 +240,10 @@ impl PyMmmProblem {
         )? {
             data.lift = l;
         }
+        data.tvp = [
+            tvp_from("tvp_intercept", tvp_intercept_phi, tvp_intercept_omega, tvp_intercept_col_ms)?,
+            tvp_from("tvp_media", tvp_media_phi, tvp_media_omega, tvp_media_col_ms)?,
+        ];
         let akind = match adstock {
             "geometric" => AdstockKind::Geometric,
             "delayed" => AdstockKind::Delayed,
@@ -267,7 +305,9 @@ impl PyMmmProblem {
     /// Same structure and priors with new data (another brand, a refresh). The
     /// lift tests are kept unless new ones are given (all six arrays).
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, lift_channel=None, lift_x0=None,
-                        lift_x1=None, lift_periods=None, lift_delta=None, lift_se=None))]
+                        lift_x1=None, lift_periods=None, lift_delta=None, lift_se=None,
+                        tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
+                        tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn with_data(
         &self,
@@ -283,7 +323,17 @@ impl PyMmmProblem {
         lift_periods: Option<PyReadonlyArray1<'_, f64>>,
         lift_delta: Option<PyReadonlyArray1<'_, f64>>,
         lift_se: Option<PyReadonlyArray1<'_, f64>>,
+        tvp_intercept_phi: Option<PyReadonlyArray2<'_, f64>>,
+        tvp_intercept_omega: Option<PyReadonlyArray1<'_, f64>>,
+        tvp_intercept_col_ms: Option<PyReadonlyArray1<'_, f64>>,
+        tvp_media_phi: Option<PyReadonlyArray2<'_, f64>>,
+        tvp_media_omega: Option<PyReadonlyArray1<'_, f64>>,
+        tvp_media_col_ms: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
+        let tvp = [
+            tvp_from("tvp_intercept", tvp_intercept_phi, tvp_intercept_omega, tvp_intercept_col_ms)?,
+            tvp_from("tvp_media", tvp_media_phi, tvp_media_omega, tvp_media_col_ms)?,
+        ];
         let steady = self.inner.data.lift.steady;
         let lift = lift_from(
             lift_channel,
@@ -305,6 +355,9 @@ impl PyMmmProblem {
             self.inner.s.g,
         )?;
         data.lift = lift;
+        for (p, new) in tvp.into_iter().enumerate() {
+            data.tvp[p] = new.or_else(|| self.inner.data.tvp[p].clone());
+        }
         Ok(PyMmmProblem {
             inner: Box::new(self.inner.with_data(data)?),
         })

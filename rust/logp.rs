@@ -635,8 +635,12 @@ impl MmmProblem {
             if lf.se.iter().any(|&v| v <= 0.0) || lf.x0.iter().chain(&lf.x1).any(|&v| v < 0.0) {
                 return Err(bad("lift tests: standard errors must be > 0 and spends >= 0"));
             }
-            if lf.steady == 0 {
-                return Err(bad("lift tests: steady must be >= 1"));
+            let taps = s.media.adstock.n_taps();
+            if lf.steady == 0 || lf.steady > taps + 1 || lf.steady < taps {
+                return Err(bad(&format!(
+                    "lift tests: steady must be the adstock's {taps} taps (or one more), got {}",
+                    lf.steady
+                )));
             }
         }
         let mut lift_cols = vec![0.0; 2 * nl * lf.steady];

@@ -304,3 +304,24 @@ def test_cli_fit_hierarchical(tmp_path, capsys):
     bad = [a if a != "geo" else "region" for a in args]
     assert main(["fit-hierarchical", *bad]) == 2
     assert "group column 'region'" in capsys.readouterr().err
+
+
+def test_fast_path_failure_falls_back_under_auto(panel5, monkeypatch, caplog):
+    """backend='auto' never fails a fit because the fused log-density refuses a model."""
+    import logging
+
+    def refuse(*a, **k):
+        raise ValueError("refused for the test")
+
+    monkeypatch.setattr(hm, "compile_fast", refuse)
+    import nutpie
+
+    calls = []
+    monkeypatch.setattr(nutpie, "compile_pymc_model", lambda model, **k: calls.append(model) or "compiled")
+    monkeypatch.setattr(nutpie, "sample", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop here")))
+    h = hm.HierarchicalMMM(_spec(), group="geo")
+    with caplog.at_level(logging.WARNING, logger="fastmmm"), pytest.raises(RuntimeError, match="stop here"):
+        h.fit(_subset(panel5, 2), draws=10, tune=10, progress=False)
+    assert len(calls) == 1 and any("fast path failed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="refused for the test"):
+        h.fit(_subset(panel5, 2), draws=10, tune=10, progress=False, backend="rust")

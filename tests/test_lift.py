@@ -466,3 +466,55 @@ def test_lift_table_conversions(tmp_path):
     assert weeks_daily.periods.tolist() == [14.0]
     assert LiftTests.from_dict(json.loads(json.dumps(w.to_dict()))).to_dict() == w.to_dict()
     assert read_lift_tests(None, spec) is None
+
+
+def test_lift_tests_survive_a_fast_path_failure(confounded, monkeypatch):
+    """If the fused log-density refuses the model under backend='auto', the pytensor model
+    still carries the lift-test likelihood (it is never silently dropped)."""
+    import fastmmm.fastpath as fp
+    from fastmmm.fit import clear_compile_cache
+
+    df, _, lifts = confounded
+
+    def refuse(*a, **k):
+        raise ValueError("refused for the test")
+
+    monkeypatch.setattr(fp, "compile_fast", refuse)
+    import nutpie
+
+    seen = []
+
+    def fake_compile(model, **k):
+        seen.append(model)
+        raise RuntimeError("stop before compiling")
+
+    monkeypatch.setattr(nutpie, "compile_pymc_model", fake_compile)
+    clear_compile_cache()
+    with pytest.raises(RuntimeError, match="stop before compiling"):
+        MMM(_spec()).fit(df, draws=10, tune=10, progress=False, lift_tests=lifts)
+    clear_compile_cache()
+    assert len(seen) == 1 and "lift_obs" in seen[0].named_vars
+
+
+def test_mmm_problem_rejects_fortran_order_and_bad_lift_arguments(confounded):
+    from fastmmm import fastpath as fp
+    from fastmmm._core import MmmProblem
+    from fastmmm.data import prepare
+    from fastmmm.model import build_model
+
+    df, _, _ = confounded
+    spec = _spec()
+    data = prepare(df, spec)
+    st, _ = fp.problem_structure(build_model(data, spec), spec)
+    arr = fp.problem_arrays(data, spec)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        MmmProblem(**{**arr, "spend": np.asfortranarray(arr["spend"])}, **st)
+    la = dict(lift_channel=[0], lift_x0=np.array([0.0]), lift_x1=np.array([0.5]), lift_periods=np.array([4.0]),
+              lift_delta=np.array([0.1]), lift_se=np.array([0.05]))
+    for steady in (0, 3, 2**45, 2**60):
+        with pytest.raises(ValueError, match="steady"):
+            MmmProblem(**arr, **st, **la, lift_steady=steady)
+    with pytest.raises(ValueError, match="built without lift tests"):
+        MmmProblem(**arr, **st).with_data(**arr, **la)
+    with pytest.raises(ValueError, match="lift_se|standard errors"):
+        MmmProblem(**arr, **st, **{**la, "lift_se": np.array([0.0])}, lift_steady=9)

@@ -294,7 +294,7 @@ class MMM:
             # The fast path refused this model after all (a layout it does not know): never fail a fit for it.
             log.warning("fastmmm: fast path failed (%s); using the pytensor backend", e)
             used = "pytensor"
-            entry, cached = compile_model(spec, train, used)
+            entry, cached = compile_model(spec, train, used, lift) if n_lift else compile_model(spec, train, used)
         compiled = entry.compiled
         if cached:
             if used == "rust":

@@ -449,8 +449,15 @@ class HierarchicalMMM:
             else:
                 used = "rust"
         if used == "rust":
-            compiled = compile_fast(model, datas, self.spec)
-        else:
+            try:
+                compiled = compile_fast(model, datas, self.spec)
+            except (ValueError, RuntimeError) as e:
+                if backend == "rust":
+                    raise
+                # e.g. a pool_sd prior outside the fused log-density: never fail a fit for it
+                log.warning("fastmmm: fast path failed (%s); using the pytensor backend", e)
+                used = "pytensor"
+        if used == "pytensor":
             compiled = nutpie.compile_pymc_model(model, backend="numba")
         t2 = time.perf_counter()
         kwargs = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress,

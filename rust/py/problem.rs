@@ -18,6 +18,10 @@ fn vec1(arg: &str, a: &PyReadonlyArray1<'_, f64>) -> PyResult<Vec<f64>> {
 }
 
 fn vec2(arg: &str, a: &PyReadonlyArray2<'_, f64>) -> PyResult<(Vec<f64>, usize, usize)> {
+    if !a.is_c_contiguous() {
+        // A Fortran-ordered array is contiguous too, but its memory is column by column.
+        return Err(value_error(arg, "must be a C-contiguous (row-major) float64 array"));
+    }
     let s = a.shape();
     let v = a
         .as_slice()
@@ -335,6 +339,12 @@ impl PyMmmProblem {
             tvp_from("tvp_media", tvp_media_phi, tvp_media_omega, tvp_media_col_ms)?,
         ];
         let steady = self.inner.data.lift.steady;
+        if self.inner.data.lift.is_empty() && lift_channel.is_some() {
+            return Err(value_error(
+                "lift_channel",
+                "this problem was built without lift tests; build a new one to add them",
+            ));
+        }
         let lift = lift_from(
             lift_channel,
             lift_x0,

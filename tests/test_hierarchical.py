@@ -297,6 +297,8 @@ def test_cli_fit_hierarchical(tmp_path, capsys):
         assert main(["fit-hierarchical", *args]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert sorted(summary["groups"]) == sorted(truth["groups"]) and summary["backend"] == "rust"
+    png = (tmp_path / "out" / "roas.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     cs = pd.read_csv(tmp_path / "out" / "channel_summary.csv")
     assert len(cs) == 6 and (cs["roas_low"] <= cs["roas_high"]).all()
     assert sorted(hm.HierarchicalResult.load(tmp_path / "out" / "model").groups) == sorted(summary["groups"])

@@ -330,6 +330,7 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
     cs = result.channel_summary()
     cs.to_csv(out / "channel_summary.csv")
     result.save(out / "model")
+    result.plot_roas(out / "roas.png")
     print(f"{args.group:<14}{'channel':<12}{'ROAS':>9}{'95% interval':>20}")
     for (g, ch), row in cs.iterrows():
         print(f"{str(g):<14}{ch:<12}{row['roas_mean']:>9.2f}"
@@ -339,7 +340,7 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
           f"divergences {d['divergences']}  -> {'PASS' if d['passed'] else 'FAIL'}")
     print(f"time: build {t['build_s']:.2f}s, compile {t['compile_s']:.2f}s, sample {t['sample_s']:.2f}s "
           f"({summary['backend']})")
-    print(f"wrote {out}/summary.json, channel_summary.csv, model/")
+    print(f"wrote {out}/summary.json, channel_summary.csv, roas.png, model/")
     return 0
 
 

@@ -610,6 +610,32 @@ class HierarchicalResult:
                 })
         return pd.DataFrame(rows).set_index([self.group, "channel"])
 
+    def plot_roas(self, path=None, interval: float = 0.95, truth=None):
+        """Forest plot: per channel, every group's ROAS mean and interval (and ``truth``
+        (G, C) if given). Returns the matplotlib Figure; saved as PNG when ``path`` is given."""
+        from matplotlib.figure import Figure
+
+        cs = self.channel_summary(interval)
+        C, G = len(self.channels), len(self.groups)
+        fig = Figure(figsize=(3.2 * C + 1.2, 0.32 * G + 1.6), layout="constrained")
+        axes = fig.subplots(1, C, sharey=True, squeeze=False)[0]
+        ypos = np.arange(G)[::-1]
+        for c, (ch, ax) in enumerate(zip(self.channels, axes)):
+            rows = cs.xs(ch, level="channel").loc[[str(g) for g in self.groups]]
+            ax.hlines(ypos, rows["roas_low"], rows["roas_high"], color="tab:blue", lw=2)
+            ax.plot(rows["roas_mean"], ypos, "o", color="tab:blue", ms=4, label="posterior mean")
+            if truth is not None:
+                ax.plot(np.asarray(truth)[:, c], ypos, "x", color="tab:red", ms=6, label="truth")
+            ax.set_title(ch)
+            ax.set_xlabel(f"ROAS ({int(100 * interval)}% interval)")
+            ax.grid(axis="x", alpha=0.3)
+        axes[0].set_yticks(ypos, [str(g) for g in self.groups])
+        if truth is not None:
+            axes[-1].legend(loc="lower right", fontsize="small")
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+
     def fitted(self) -> pd.DataFrame:
         """Posterior-mean fit per group and date, original units (columns group, date, actual, mean)."""
         mu = self._draws("mu").mean(axis=0)

@@ -311,3 +311,28 @@ class RefProblem:
         self.logp_address = ctypes.cast(self._c_logp, ctypes.c_void_p).value
         self.expand_address = ctypes.cast(self._c_expand, ctypes.c_void_p).value
         self.user_data_address = ctypes.addressof(self._anchor)
+
+
+def pymc_logp_dlogp(model):
+    """PyMC's log-density and gradient as functions of the flat unconstrained vector
+    (free_RVs order, each value variable raveled: nutpie's layout)."""
+    import pytensor
+
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    logp = model.logp()
+    grads = pytensor.grad(logp, value_vars)
+    f = pytensor.function(value_vars, [logp, *grads], mode="FAST_COMPILE")
+    point = model.initial_point()
+    shapes = [point[v.name].shape for v in value_vars]
+    x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])
+
+    def call(x):
+        args, i = [], 0
+        for s in shapes:
+            n = int(np.prod(s, dtype=int))
+            args.append(x[i : i + n].reshape(s))
+            i += n
+        out = f(*args)
+        return float(out[0]), np.concatenate([np.ravel(g) for g in out[1:]])
+
+    return call, x0

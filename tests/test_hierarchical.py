@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _fastref import pymc_logp_dlogp as _pymc_logp_dlogp
 from fastmmm import hierarchical as hm
 from fastmmm.data import DataError
 from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
@@ -25,29 +26,6 @@ from fastmmm.spec import ModelSpec
 from fastmmm.synthetic import make_panel
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-def _pymc_logp_dlogp(model):
-    import pytensor
-
-    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    logp = model.logp()
-    grads = pytensor.grad(logp, value_vars)
-    f = pytensor.function(value_vars, [logp, *grads], mode="FAST_COMPILE")
-    point = model.initial_point()
-    shapes = [point[v.name].shape for v in value_vars]
-    x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])
-
-    def call(x):
-        args, i = [], 0
-        for s in shapes:
-            n = int(np.prod(s, dtype=int))
-            args.append(x[i : i + n].reshape(s))
-            i += n
-        out = f(*args)
-        return float(out[0]), np.concatenate([np.ravel(g) for g in out[1:]])
-
-    return call, x0
 
 
 def _spec(**kw) -> ModelSpec:

@@ -33,8 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +45,11 @@ from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
 from fastmmm.spec import ModelSpec
 
 __all__ = [
+    "POOLABLE",
     "HierarchicalMMM",
     "HierarchicalResult",
     "build_hierarchical_model",
     "prepare_panel",
-    "POOLABLE",
 ]
 
 log = logging.getLogger("fastmmm")
@@ -310,7 +308,6 @@ def problem_from_model(model, datas, spec, problem_cls=None):
     arrays = problem_arrays(datas)
     problem = cls(**arrays, **structure, groups=len(datas), grouped=True)
     # Expanded trace: the blocks, then the deterministics in the Rust order, with the model's names.
-    G, T, C = len(datas), len(datas[0].dates), len(spec.channels)
     names = [e["name"] for e in layout]
     shapes = [tuple(e["shape"]) for e in layout]
     rust_names = []
@@ -694,35 +691,17 @@ class HierarchicalResult:
 
     def save(self, path) -> Path:
         """``idata.nc`` (netCDF) and ``meta.json``; written to a temporary directory and renamed."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            self.idata.to_netcdf(str(tmp / "idata.nc"))
-            meta = {"format_version": _FORMAT_VERSION, "kind": "hierarchical", "spec": self.spec.to_dict(),
-                    "group": self.group, "groups": [str(g) for g in self.groups],
-                    "datas": [d.to_dict() for d in self.datas], "pooled": list(self.pooled),
-                    "holdouts": None if not self.holdouts else [d.to_dict() for d in self.holdouts],
-                    "timing": self.timing, "backend": self.backend, "seed": self.seed}
-            from fastmmm.results import _json_default
+        from fastmmm.results import save_dir
 
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        meta = {"format_version": _FORMAT_VERSION, "kind": "hierarchical", "spec": self.spec.to_dict(),
+                "group": self.group, "groups": [str(g) for g in self.groups],
+                "datas": [d.to_dict() for d in self.datas], "pooled": list(self.pooled),
+                "holdouts": None if not self.holdouts else [d.to_dict() for d in self.holdouts],
+                "timing": self.timing, "backend": self.backend, "seed": self.seed}
+        return save_dir(path, self.idata, meta)
 
     @classmethod
-    def load(cls, path) -> "HierarchicalResult":
+    def load(cls, path) -> HierarchicalResult:
         """Load a result written by :meth:`save` (netCDF + JSON, no pickle)."""
         import arviz as az
 

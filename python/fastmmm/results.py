@@ -501,35 +501,17 @@ class MMMResult:
         interrupted save never leaves a half-written result; an existing
         directory is replaced only after the new one is complete.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            self.idata.to_netcdf(str(tmp / "idata.nc"))
-            meta = {
-                "format_version": _FORMAT_VERSION,
-                "spec": self.spec.to_dict(),
-                "data": self.data.to_dict(),
-                "holdout": None if self.holdout is None else self.holdout.to_dict(),
-                "timing": self.timing,
-                "backend": self.backend,
-                "seed": self.seed,
-                "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        meta = {
+            "format_version": _FORMAT_VERSION,
+            "spec": self.spec.to_dict(),
+            "data": self.data.to_dict(),
+            "holdout": None if self.holdout is None else self.holdout.to_dict(),
+            "timing": self.timing,
+            "backend": self.backend,
+            "seed": self.seed,
+            "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
+        }
+        return save_dir(path, self.idata, meta)
 
     @classmethod
     def load(cls, path) -> "MMMResult":
@@ -563,6 +545,34 @@ def _load_lift(d):
     from fastmmm.lift import LiftTests
 
     return LiftTests.from_dict(d)
+
+
+def save_dir(path, idata, meta: dict) -> Path:
+    """Write ``idata.nc`` (netCDF) and ``meta.json`` to directory ``path`` atomically.
+
+    Both go to a temporary directory beside ``path`` that is renamed into place,
+    so an interrupted save never leaves a half-written result; an existing
+    directory is replaced only after the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        idata.to_netcdf(str(tmp / "idata.nc"))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def _json_default(o):

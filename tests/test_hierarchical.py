@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _fastref import pymc_logp_dlogp as _pymc_logp_dlogp
+from _fastref import check_problem_against_pymc
 from fastmmm import hierarchical as hm
 from fastmmm.data import DataError
 from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
@@ -49,51 +49,9 @@ def check_grouped_against_pymc(df, spec, pooled=hm.POOLABLE, n_points=4, seed=0)
     """Rust grouped problem vs the PyMC hierarchical model at random unconstrained points."""
     groups, datas = hm.prepare_panel(df, spec, "geo")
     model = hm.build_hierarchical_model(datas, spec, groups, pooled=pooled)
-    problem, layout, (names, slices, shapes), _, _ = hm.problem_from_model(model, datas, spec)
+    problem, layout, expand_layout, _, _ = hm.problem_from_model(model, datas, spec)
     assert problem.groups == len(groups)
-    pymc, x0 = _pymc_logp_dlogp(model)
-    assert problem.n_dim == x0.size
-    rng = np.random.default_rng(seed)
-    lps = []
-    tries = 0
-    while len(lps) < n_points:
-        x = x0 + (0.0 if not lps else rng.normal(0.0, 0.7, x0.size))
-        lp_p, g_p = pymc(x)
-        tries += 1
-        assert tries <= 5 * n_points, "PyMC's log-density is not finite at most random points"
-        if lps and not (np.isfinite(lp_p) and np.all(np.isfinite(g_p))):
-            # Far-out pooled offsets can put Weibull PDF weights where PyMC's own min-max scaling is 0/0.
-            continue
-        i = len(lps)
-        lp_r, g_r = problem.logp_dlogp(x)
-        assert np.isfinite(lp_p) and np.all(np.isfinite(g_p))
-        scale = max(1.0, float(np.max(np.abs(g_p))))
-        np.testing.assert_allclose(g_r, g_p, rtol=1e-9, atol=1e-9 * scale, err_msg=f"gradient, point {i}")
-        # PyMC keeps some prior constants in float32 (see test_fastpath): absolute values agree to
-        # that precision, differences between points to 1e-9.
-        np.testing.assert_allclose(lp_r, lp_p, rtol=1e-9, atol=1e-6 * x0.size, err_msg=f"logp, point {i}")
-        lps.append((lp_r, lp_p))
-    r0, p0 = lps[0]
-    for i, (r, p) in enumerate(lps[1:], 1):
-        assert abs((r - r0) - (p - p0)) <= 1e-9 * max(abs(p), abs(p0), 1.0), (i, r - r0, p - p0)
-    # expand: every deterministic equals PyMC's at the same point
-    import pytensor
-
-    x = x0 + rng.normal(0.0, 0.5, x0.size)
-    out = problem.expand(x)
-    point, i = {}, 0
-    ip = model.initial_point()
-    for rv in model.free_RVs:
-        v = model.rvs_to_values[rv]
-        shape = ip[v.name].shape
-        n = int(np.prod(shape, dtype=int))
-        point[v] = x[i : i + n].reshape(shape)
-        i += n
-    dets = model.replace_rvs_by_values([model[n] for n in names[len(layout) :]])
-    fn = pytensor.function(list(point), dets, mode="FAST_COMPILE", on_unused_input="ignore")
-    for name, sl, shape, want in zip(names[len(layout) :], slices[len(layout) :], shapes[len(layout) :],
-                                     fn(*point.values())):
-        np.testing.assert_allclose(out[sl].reshape(shape), want, rtol=1e-9, atol=1e-12, err_msg=name)
+    check_problem_against_pymc(model, problem, expand_layout, n_points=n_points, seed=seed, skip_nonfinite=True)
     return problem
 
 

@@ -335,7 +335,7 @@ def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, norm
     """The fused Rust log-density with lift tests equals the PyMC model with
     add_lift_likelihood: gradients to 1e-9, log-density differences to 1e-9, and
     the expanded lift_model deterministic equals PyMC's."""
-    import pytensor
+    from _fastref import check_problem_against_pymc
     from fastmmm import fastpath as fp
     from fastmmm.data import prepare
     from fastmmm.lift import add_lift_likelihood, read_lift_tests
@@ -353,34 +353,9 @@ def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, norm
     model = build_model(data, spec)
     add_lift_likelihood(model, spec, data, lift)
     prob = fp.problem_from_model(model, data, spec, lift=lift)
-    vv = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    lp = model.logp()
-    f = pytensor.function(vv, [lp, *pytensor.grad(lp, vv)], mode="FAST_COMPILE")
-    lm = pytensor.function(vv, model.replace_rvs_by_values([model["lift_model"]])[0], mode="FAST_COMPILE",
-                           on_unused_input="ignore")
-    ip = model.initial_point()
-    shapes = [ip[v.name].shape for v in vv]
-    x0 = np.concatenate([np.ravel(ip[v.name]) for v in vv])
-    rng = np.random.default_rng(1)
-    diffs = []
-    for k in range(4):
-        x = x0 + (0.0 if k == 0 else rng.normal(0, 0.5, x0.size))
-        args, i = [], 0
-        for sh in shapes:
-            n = int(np.prod(sh, dtype=int))
-            args.append(x[i : i + n].reshape(sh))
-            i += n
-        out = f(*args)
-        g_p = np.concatenate([np.ravel(a) for a in out[1:]])
-        lp_r, g_r = prob.logp_dlogp(x)
-        scale = max(1.0, float(np.max(np.abs(g_p))))
-        np.testing.assert_allclose(g_r, g_p, rtol=1e-9, atol=1e-9 * scale)
-        diffs.append(lp_r - float(out[0]))
-        # the expanded trace ends with lift_model
-        np.testing.assert_allclose(prob.expand(x)[-len(lift):], lm(*args), rtol=1e-10, atol=1e-12)
-    # PyMC keeps some prior constants in float32: absolute values agree to that, differences to 1e-9
-    assert max(diffs) - min(diffs) < 1e-9 * max(1.0, abs(float(out[0])))
-    assert abs(diffs[0]) < 1e-6 * x0.size
+    layout = fp.problem_structure(model, spec)[1]
+    check_problem_against_pymc(model, prob, fp._expand_layout(layout, data, spec, n_lift=len(lift)), spread=0.5,
+                               seed=1)
 
 
 def test_cache_key_counts_lift_tests(confounded):

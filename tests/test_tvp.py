@@ -306,7 +306,7 @@ class TestModel:
         """The Rust log-density with HSGP parts equals PyMC's: gradients to 1e-9 at random
         points, log-density differences to 1e-9, and the expanded deterministics
         (channel_contribution, media_multiplier, intercept_tv, mu) equal PyMC's."""
-        import pytensor
+        from _fastref import check_problem_against_pymc
         from fastmmm import fastpath as fp
         from fastmmm.data import prepare
         from fastmmm.model import build_model
@@ -315,37 +315,8 @@ class TestModel:
         data = prepare(drift_data[0].iloc[:90], spec)
         model = build_model(data, spec)
         problem = fp.problem_from_model(model, data, spec)
-        vv = [model.rvs_to_values[rv] for rv in model.free_RVs]
-        lp = model.logp()
-        f = pytensor.function(vv, [lp, *pytensor.grad(lp, vv)], mode="FAST_COMPILE")
         layout = fp.problem_structure(model, spec)[1]
-        names, slices, shapes = fp._expand_layout(layout, data, spec)
-        det_names = names[len(layout):]
-        dets = pytensor.function(vv, model.replace_rvs_by_values([model[n] for n in det_names]),
-                                 mode="FAST_COMPILE", on_unused_input="ignore")
-        ip = model.initial_point()
-        vshapes = [ip[v.name].shape for v in vv]
-        x0 = np.concatenate([np.ravel(ip[v.name]) for v in vv])
-        rng = np.random.default_rng(0)
-        diffs = []
-        for k in range(4):
-            x = x0 + (0.0 if k == 0 else rng.normal(0, 0.5, x0.size))
-            args, i = [], 0
-            for sh in vshapes:
-                n = int(np.prod(sh, dtype=int))
-                args.append(x[i : i + n].reshape(sh))
-                i += n
-            out = f(*args)
-            g_p = np.concatenate([np.ravel(a) for a in out[1:]])
-            lp_r, g_r = problem.logp_dlogp(x)
-            scale = max(1.0, float(np.max(np.abs(g_p))))
-            np.testing.assert_allclose(g_r, g_p, rtol=1e-9, atol=1e-9 * scale)
-            diffs.append(lp_r - float(out[0]))
-            ex = problem.expand(x)
-            for name, sl, sh, want in zip(det_names, slices[len(layout):], shapes[len(layout):], dets(*args)):
-                np.testing.assert_allclose(ex[sl].reshape(sh), want, rtol=1e-9, atol=1e-12, err_msg=name)
-        assert max(diffs) - min(diffs) < 1e-9 * max(1.0, abs(float(out[0])))
-        assert abs(diffs[0]) < 1e-6 * x0.size
+        check_problem_against_pymc(model, problem, fp._expand_layout(layout, data, spec), spread=0.5)
 
 
 # ---------------------------------------------------------------------------- results on prior draws

@@ -8,7 +8,6 @@ of tests), built once by the module-scoped ``fit_after`` fixture.
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 
 import numpy as np

@@ -558,7 +558,9 @@ def save_dir(path, idata, meta: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        idata.to_netcdf(str(tmp / "idata.nc"))
+        # Uncompressed: posterior draws are incompressible noise (zlib saved 7% of the size of a
+        # 104 x 4 model and took 5x as long: 0.66 s vs 0.14 s), and saving is on fit_many's path.
+        idata.to_netcdf(str(tmp / "idata.nc"), compress=False)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
         if path.exists():
             old = path.with_name(f".{path.name}.old")

@@ -210,6 +210,14 @@ impl Target {
         }
     }
 
+    fn index(&self) -> usize {
+        match self {
+            Target::Adstock(j) => *j,
+            Target::Saturation(j) => 2 + *j,
+            Target::Amplitude => 4,
+        }
+    }
+
     const ALL: [Target; 5] = [
         Target::Adstock(0),
         Target::Adstock(1),
@@ -251,7 +259,31 @@ pub enum Role {
     TvpZ(usize),
 }
 
+/// Number of distinct roles (the size of `MmmProblem`'s role -> block table).
+const N_SLOTS: usize = 28;
+
 impl Role {
+    /// A dense index of the role, for O(1) block lookup in the hot path.
+    fn slot(&self) -> usize {
+        match self {
+            Role::Level => 0,
+            Role::Trend => 1,
+            Role::GammaFourier => 2,
+            Role::GammaControl => 3,
+            Role::Adstock(j) => 4 + (*j).min(1),
+            Role::Saturation(j) => 6 + (*j).min(1),
+            Role::ChannelShare => 8,
+            Role::Beta => 9,
+            Role::Sigma => 10,
+            Role::Nu => 11,
+            Role::PoolSd(t) => 12 + t.index(),
+            Role::PoolZ(t) => 17 + t.index(),
+            Role::TvpLs(p) => 22 + (*p).min(1),
+            Role::TvpEta(p) => 24 + (*p).min(1),
+            Role::TvpZ(p) => 26 + (*p).min(1),
+        }
+    }
+
     pub fn from_name(s: &str) -> Option<Role> {
         Some(match s {
             "level" => Role::Level,
@@ -398,7 +430,13 @@ pub struct MmmProblem {
     pub blocks: Vec<Block>,
     /// Spend transposed to channel-major (G, C, T), the fused kernel's native layout.
     spend_cols: Vec<f64>,
+    /// Seasonality and controls transposed to (G, F, T) / (G, K, T): the mean
+    /// function and its gradient run over contiguous columns.
+    fourier_cols: Vec<f64>,
+    controls_cols: Vec<f64>,
     offsets: Vec<usize>,
+    /// Role slot -> index into `blocks` (the first block of that role).
+    slots: [Option<usize>; N_SLOTS],
     n_dim: usize,
     /// Per group: mean target and mean trend index.
     ybar: Vec<f64>,
@@ -643,6 +681,15 @@ impl MmmProblem {
                 )));
             }
         }
+        let fourier_cols = to_cols(&data.fourier, g, t, f);
+        let controls_cols = to_cols(&data.controls, g, t, k);
+        let mut slots = [None; N_SLOTS];
+        for (i, b) in blocks.iter().enumerate() {
+            let sl = &mut slots[b.role.slot()];
+            if sl.is_none() {
+                *sl = Some(i);
+            }
+        }
         let mut lift_cols = vec![0.0; 2 * nl * lf.steady];
         for i in 0..nl {
             let st = lf.steady;
@@ -662,7 +709,10 @@ impl MmmProblem {
             data,
             blocks,
             spend_cols,
+            fourier_cols,
+            controls_cols,
             offsets,
+            slots,
             n_dim: n,
             ybar,
             tbar,
@@ -776,12 +826,9 @@ impl MmmProblem {
         Ok(())
     }
 
+    #[inline]
     fn block_of(&self, role: Role) -> Option<(usize, &Block)> {
-        self.blocks
-            .iter()
-            .zip(&self.offsets)
-            .find(|(b, _)| b.role == role)
-            .map(|(b, o)| (*o, b))
+        self.slots[role.slot()].map(|i| (self.offsets[i], &self.blocks[i]))
     }
 
     /// The block holding a pooled target's global values.
@@ -842,17 +889,22 @@ impl MmmProblem {
             Some((sdo, zo)) => {
                 let sd = vals[sdo];
                 let mut gsd = 0.0;
-                for i in 0..g * c {
-                    let d = gw[i] * dw[i];
-                    graw[off + i % c] += d;
-                    gsd += d * vals[zo + i];
-                    gv[zo + i] += d * sd;
+                for gi in 0..g {
+                    for ch in 0..c {
+                        let i = gi * c + ch;
+                        let d = gw[i] * dw[i];
+                        graw[off + ch] += d;
+                        gsd += d * vals[zo + i];
+                        gv[zo + i] += d * sd;
+                    }
                 }
                 gv[sdo] += gsd;
             }
             None => {
-                for i in 0..g * c {
-                    gv[off + i % c] += gw[i];
+                for row in gw.chunks_exact(c) {
+                    for (gvc, gwc) in gv[off..off + c].iter_mut().zip(row) {
+                        *gvc += gwc;
+                    }
                 }
             }
         }
@@ -1012,12 +1064,16 @@ impl MmmProblem {
         for (m, col) in msat.iter_mut().zip(sat.chunks_exact(t)) {
             *m = col.iter().sum::<f64>() / t as f64;
         }
-        for i in 0..gc {
-            beta[i] = if s.direct_beta {
-                amp[i]
-            } else {
-                amp[i] * self.ybar[i / c] / msat[i]
-            };
+        if s.direct_beta {
+            beta.copy_from_slice(amp);
+        } else {
+            for gi in 0..g {
+                let yb = self.ybar[gi];
+                for ch in 0..c {
+                    let i = gi * c + ch;
+                    beta[i] = amp[i] * yb / msat[i];
+                }
+            }
         }
 
         // 3b. Lift tests: the steady-state media transform at x0 and x1 of each test (g == 1).
@@ -1073,21 +1129,24 @@ impl MmmProblem {
                 0.0
             };
             let tt = &self.data.trend_t[gi * t..(gi + 1) * t];
-            let gf = gfo.map(|o| &vals[o + gi * f..o + (gi + 1) * f]);
-            let gk = gco.map(|o| &vals[o + gi * k..o + (gi + 1) * k]);
-            for ti in 0..t {
-                let row = gi * t + ti;
-                let mut v = mu_g[ti] + level + trend * tt[ti] - offset[gi];
-                if let Some(gg) = gf {
-                    v += dot(&self.data.fourier[row * f..(row + 1) * f], gg);
+            let base = level - offset[gi];
+            for (m, tv) in mu_g.iter_mut().zip(tt) {
+                *m += base + trend * tv;
+            }
+            if let Some(o) = gfo {
+                let cols = &self.fourier_cols[gi * f * t..(gi + 1) * f * t];
+                for (col, gg) in cols.chunks_exact(t).zip(&vals[o + gi * f..o + (gi + 1) * f]) {
+                    axpy(mu_g, *gg, col);
                 }
-                if let Some(gg) = gk {
-                    v += dot(&self.data.controls[row * k..(row + 1) * k], gg);
+            }
+            if let Some(o) = gco {
+                let cols = &self.controls_cols[gi * k * t..(gi + 1) * k * t];
+                for (col, gg) in cols.chunks_exact(t).zip(&vals[o + gi * k..o + (gi + 1) * k]) {
+                    axpy(mu_g, *gg, col);
                 }
-                if !drift.is_empty() {
-                    v += drift[ti];
-                }
-                mu_g[ti] = v;
+            }
+            if !drift.is_empty() {
+                axpy(mu_g, 1.0, drift);
             }
         }
 
@@ -1235,21 +1294,15 @@ impl MmmProblem {
                     .sum::<f64>();
             }
             if let Some(o) = gfo {
-                let gvf = &mut gv[o + gi * f..o + (gi + 1) * f];
-                let rows = &self.data.fourier[gi * t * f..(gi + 1) * t * f];
-                for (rt, frow) in rg.iter().zip(rows.chunks_exact(f)) {
-                    for (gj, fv) in gvf.iter_mut().zip(frow) {
-                        *gj += rt * fv;
-                    }
+                let cols = &self.fourier_cols[gi * f * t..(gi + 1) * f * t];
+                for (gj, col) in gv[o + gi * f..o + (gi + 1) * f].iter_mut().zip(cols.chunks_exact(t)) {
+                    *gj += dot(rg, col);
                 }
             }
             if let Some(o) = gco {
-                let gvk = &mut gv[o + gi * k..o + (gi + 1) * k];
-                let rows = &self.data.controls[gi * t * k..(gi + 1) * t * k];
-                for (rt, krow) in rg.iter().zip(rows.chunks_exact(k)) {
-                    for (gj, kv) in gvk.iter_mut().zip(krow) {
-                        *gj += rt * kv;
-                    }
+                let cols = &self.controls_cols[gi * k * t..(gi + 1) * k * t];
+                for (gj, col) in gv[o + gi * k..o + (gi + 1) * k].iter_mut().zip(cols.chunks_exact(t)) {
+                    *gj += dot(rg, col);
                 }
             }
             // dL/dmedia_t (centring subtracts the mean of media from every mu).
@@ -1407,7 +1460,39 @@ impl MmmProblem {
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    // Four partial sums: independent chains the CPU can overlap (one sum is latency-bound).
+    let mut acc = [0.0; 4];
+    let (ac, ar) = a.split_at(a.len() - a.len() % 4);
+    for (x, y) in ac.chunks_exact(4).zip(b.chunks_exact(4)) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (x, y) in ar.iter().zip(&b[ac.len()..]) {
+        s += x * y;
+    }
+    s
+}
+
+/// y += a * x
+fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
+    for (yv, xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+/// (G, T, K) row-major -> (G, K, T) column-major.
+fn to_cols(v: &[f64], g: usize, t: usize, k: usize) -> Vec<f64> {
+    let mut out = vec![0.0; g * t * k];
+    for gi in 0..g {
+        for ti in 0..t {
+            for j in 0..k {
+                out[(gi * k + j) * t + ti] = v[(gi * t + ti) * k + j];
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

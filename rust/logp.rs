@@ -1245,15 +1245,18 @@ impl MmmProblem {
         } else {
             for gi in 0..g {
                 let sigma = vals[soff + gi];
-                let c0 = -sigma.ln() - 0.5 * LN_2PI;
-                let mut gsigma = 0.0;
-                for ti in gi * t..(gi + 1) * t {
-                    let z = (self.data.y[ti] - mu[ti]) / sigma;
-                    lp += c0 - 0.5 * z * z;
-                    r[ti] = z / sigma;
-                    gsigma += -1.0 / sigma + z * z / sigma;
+                let inv = 1.0 / sigma;
+                let rows = gi * t..(gi + 1) * t;
+                // Sum of squares in a register (lp itself would be a loop-carried store).
+                let mut ss = 0.0;
+                for ((rv, yv), mv) in r[rows.clone()].iter_mut().zip(&self.data.y[rows.clone()]).zip(&mu[rows]) {
+                    let z = (yv - mv) * inv;
+                    ss += z * z;
+                    *rv = z * inv;
                 }
-                gv[soff + gi] += gsigma;
+                let tn = t as f64;
+                lp += tn * (-sigma.ln() - 0.5 * LN_2PI) - 0.5 * ss;
+                gv[soff + gi] += (ss - tn) * inv;
             }
         }
         lgb.fill(0.0);

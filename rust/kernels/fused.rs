@@ -16,6 +16,36 @@ use super::saturation::{Curve, Hill, Logistic, MichaelisMenten, SaturationKind, 
 use super::simd::{grad_col as sat_col, level as simd_level};
 use super::Dims;
 use crate::error::{check_len, KResult};
+use std::cell::RefCell;
+
+thread_local! {
+    static WORK: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A zeroed work buffer from a per-thread pool, returned to it on drop: the
+/// kernels run inside the log-density millions of times, so they should not
+/// call the allocator on every call.
+struct Work(Vec<f64>);
+
+impl Work {
+    fn new(n: usize) -> Work {
+        let mut v = WORK.with(|c| c.take());
+        v.clear();
+        v.resize(n, 0.0);
+        Work(v)
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        WORK.with(|c| {
+            if c.borrow().capacity() < v.capacity() {
+                c.replace(v);
+            }
+        });
+    }
+}
 
 /// An adstock followed by a saturation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,8 +160,8 @@ fn media_fwd_impl(
     let simd = simd_level();
     let (t, c, tc) = (dims.t, dims.c, dims.tc());
     let taps = m.adstock.n_taps();
-    let mut w = vec![0.0; taps * c];
-    let mut buf = vec![0.0; 2 * t];
+    let mut work = Work::new(taps * c + 2 * t);
+    let (w, buf) = work.0.split_at_mut(taps * c);
     let (xc, yc) = buf.split_at_mut(t);
     for (b, cb) in cache.chunks_exact_mut(4 * tc).enumerate() {
         let r = b * tc..(b + 1) * tc;
@@ -143,7 +173,7 @@ fn media_fwd_impl(
                 &m.adstock,
                 &a0[b * c..(b + 1) * c],
                 p1_of(a1, b, c),
-                &mut w,
+                &mut *w,
                 None,
             );
         }
@@ -272,11 +302,11 @@ fn media_vjp_impl(
     let taps = m.adstock.n_taps();
     let two_a = m.adstock.n_params() == 2;
     let two_s = m.saturation.n_params() == 2;
-    let mut colbuf = vec![0.0; 4 * t];
+    let mut work = Work::new(4 * t + 3 * taps * c);
+    let (colbuf, wbuf) = work.0.split_at_mut(4 * t);
     let (gc, rest) = colbuf.split_at_mut(t);
     let (gxa, rest) = rest.split_at_mut(t);
     let (xc, gxc) = rest.split_at_mut(t);
-    let mut wbuf = vec![0.0; 3 * taps * c];
     let (w, rest) = wbuf.split_at_mut(taps * c);
     let (dw0, dw1) = rest.split_at_mut(taps * c);
     for (b, cb) in cache.chunks_exact(4 * tc).enumerate() {

@@ -381,6 +381,8 @@ impl TvpData {
 #[derive(Clone, Debug, Default)]
 pub struct LiftData {
     pub channel: Vec<usize>,
+    /// The group of each test (grouped models); empty: group 0.
+    pub group: Vec<usize>,
     pub x0: Vec<f64>,
     pub x1: Vec<f64>,
     pub periods: Vec<f64>,
@@ -396,6 +398,11 @@ impl LiftData {
     }
     pub fn is_empty(&self) -> bool {
         self.channel.is_empty()
+    }
+    /// Index of test `i`'s (group, channel) cell in a `(G, C)` array.
+    #[inline]
+    fn cell(&self, i: usize, c: usize) -> usize {
+        self.group.get(i).copied().unwrap_or(0) * c + self.channel[i]
     }
 }
 
@@ -652,8 +659,8 @@ impl MmmProblem {
         let lf = &data.lift;
         let nl = lf.len();
         if nl > 0 {
-            if s.grouped {
-                return Err(bad("lift tests are not supported in the grouped (hierarchical) model"));
+            if !(lf.group.is_empty() || lf.group.len() == nl) || lf.group.iter().any(|&gi| gi >= g) {
+                return Err(bad("lift_group: one group index (< groups) per test"));
             }
             for (arg, v) in [
                 ("lift_x0", &lf.x0),
@@ -779,6 +786,9 @@ impl MmmProblem {
             v.push(("intercept", vec![s.g]));
         }
         v.push(("mu", vec![s.g, s.t]));
+        if !self.data.lift.is_empty() {
+            v.push(("lift_model", vec![self.data.lift.len()]));
+        }
         v
     }
 
@@ -795,7 +805,7 @@ impl MmmProblem {
     fn scratch_len(&self) -> usize {
         let (g, t, c) = (self.s.g, self.s.t, self.s.c);
         let nl2 = 2 * self.data.lift.len();
-        let lift = nl2 * (8 + 6 * self.data.lift.steady) + c;
+        let lift = nl2 * (8 + 6 * self.data.lift.steady) + g * c;
         let m: usize = self.data.tvp.iter().flatten().map(TvpData::m).sum();
         let tvp = 5 * t + 4 * m;
         3 * self.n_dim + 8 * g * t * c + 2 * g * t + 19 * g * c + g + lift + tvp
@@ -952,7 +962,7 @@ impl MmmProblem {
         let (ly, rest) = rest.split_at_mut(nl2 * st);
         let (lcache, rest) = rest.split_at_mut(4 * nl2 * st);
         let (lg, rest) = rest.split_at_mut(nl2 * st);
-        let (lgb, rest) = rest.split_at_mut(c);
+        let (lgb, rest) = rest.split_at_mut(gc);
         // Time-varying parts (g == 1): the drift, the multiplier, raw media, their gradients.
         let (drift, rest) = rest.split_at_mut(if self.data.tvp[0].is_some() { t } else { 0 });
         let (mult, rest) = rest.split_at_mut(if self.data.tvp[1].is_some() { t } else { 0 });
@@ -1076,12 +1086,14 @@ impl MmmProblem {
             }
         }
 
-        // 3b. Lift tests: the steady-state media transform at x0 and x1 of each test (g == 1).
+        // 3b. Lift tests: the steady-state media transform at x0 and x1 of each test, with the
+        // kernel parameters of its (group, channel).
         let ld = Dims::new(1, st, nl2);
         if nl > 0 {
-            for (j, &ch) in lf.channel.iter().chain(lf.channel.iter()).enumerate() {
+            for j in 0..nl2 {
+                let k = lf.cell(j % nl, c);
                 for q in 0..4 {
-                    lkp[q * nl2 + j] = kp[q * gc + ch];
+                    lkp[q * nl2 + j] = kp[q * gc + k];
                 }
             }
             let (la0, rest) = lkp.split_at(nl2);
@@ -1092,8 +1104,7 @@ impl MmmProblem {
             media_fwd_cols(&s.media, ld, &self.lift_cols, la0, la1s, ls0, ls1s, ly, lcache)?;
         }
         let lift_model = |i: usize| -> f64 {
-            let ch = lf.channel[i];
-            lf.periods[i] * beta[ch] * (ly[(nl + i) * st + st - 1] - ly[i * st + st - 1])
+            lf.periods[i] * beta[lf.cell(i, c)] * (ly[(nl + i) * st + st - 1] - ly[i * st + st - 1])
         };
 
         // 4. Mean function, per group.
@@ -1267,10 +1278,10 @@ impl MmmProblem {
             lp += -0.5 * z * z - se.ln() - 0.5 * LN_2PI;
             // d lp / d m, then to beta[c] and to the two steady-state values.
             let q = z / se;
-            let ch = lf.channel[i];
+            let k = lf.cell(i, c);
             let d = ly[(nl + i) * st + st - 1] - ly[i * st + st - 1];
-            lgb[ch] += q * lf.periods[i] * d;
-            let gy = q * lf.periods[i] * beta[ch];
+            lgb[k] += q * lf.periods[i] * d;
+            let gy = q * lf.periods[i] * beta[k];
             lg[i * st..(i + 1) * st].fill(0.0);
             lg[(nl + i) * st..(nl + i + 1) * st].fill(0.0);
             lg[i * st + st - 1] = -gy;
@@ -1331,7 +1342,7 @@ impl MmmProblem {
             for ch in 0..c {
                 let i = gi * c + ch;
                 let col = &sat[i * t..(i + 1) * t];
-                gb[i] = dot(gm, col) + if gi == 0 && nl > 0 { lgb[ch] } else { 0.0 };
+                gb[i] = dot(gm, col) + if nl > 0 { lgb[i] } else { 0.0 };
                 // beta = amp * ybar / msat: d/damp = ybar / msat; d/dmsat = -beta / msat, and msat
                 // is a mean over time, so every sat[g, c, t] gets the same extra term `per`.
                 let per = if s.direct_beta {
@@ -1417,11 +1428,12 @@ impl MmmProblem {
             let la0 = &lkp[..nl2];
             let la1s: &[f64] = if n_a == 2 { &lkp[nl2..2 * nl2] } else { &[] };
             media_vjp_cols(&s.media, ld, &self.lift_cols, la0, la1s, lcache, lg, lout)?;
-            for (j, &ch) in lf.channel.iter().chain(lf.channel.iter()).enumerate() {
+            for j in 0..nl2 {
+                let k = lf.cell(j % nl, c);
                 for q in 0..4 {
                     let used = if q < 2 { q < n_a } else { q - 2 < n_s };
                     if used {
-                        gkern[q * gc + ch] += lgk[q * nl2 + j];
+                        gkern[q * gc + k] += lgk[q * nl2 + j];
                     }
                 }
             }
@@ -1558,6 +1570,7 @@ mod tests {
             lift: if lift {
                 LiftData {
                     channel: vec![0, 1, 1],
+                    group: if g > 1 { vec![0, g - 1, 1] } else { vec![] },
                     x0: vec![0.0, 0.4, 0.7],
                     x1: vec![0.5, 0.9, 0.2],
                     periods: vec![6.0, 4.0, 3.0],
@@ -1654,6 +1667,8 @@ mod tests {
     fn lift_test_gradient_matches_finite_differences() {
         check_fd(&problem(1, false, false, true));
         check_fd(&problem(1, false, true, true));
+        // geo experiments in a hierarchical model: each test reads its own group's parameters
+        check_fd(&problem(3, true, false, true));
     }
 
     #[test]
@@ -1692,9 +1707,10 @@ mod tests {
         let mut s = p.s.clone();
         s.grouped = false;
         assert!(MmmProblem::new(s, p.data.clone(), p.blocks.clone()).is_err());
-        // lift tests in a grouped model
+        // lift tests in a group that does not exist
         let mut d = p.data.clone();
         d.lift = problem(1, false, false, true).data.lift;
+        d.lift.group = vec![0, 2, 1];
         assert!(MmmProblem::new(p.s.clone(), d, p.blocks.clone()).is_err());
         // a pool sd without its z
         let blocks: Vec<_> = p

@@ -319,7 +319,7 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
     try:
         model = HierarchicalMMM(spec, group=args.group, pooled=pooled)
         result = model.fit(args.data, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                           progress=not args.quiet)
+                           progress=not args.quiet, lift_tests=args.lift_tests)
     except (DataError, ValueError, FileNotFoundError, NotImplementedError) as e:
         print(f"fastmmm fit-hierarchical: error: {e}", file=sys.stderr)
         return 2
@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", help="CSV file: one row per group and period (all groups on the same dates)")
     p.add_argument("--group", default="geo", help="group column (default: geo)")
     p.add_argument("--pooled", help="comma-separated pooled parameters (default: adstock,saturation,amplitude)")
+    p.add_argument("--lift-tests", help="CSV of geo experiments: the fit command's lift-test columns plus the group column")
     _add_model_args(p)
     p.set_defaults(chains=4)
     p.add_argument("--out", required=True, help="output directory")

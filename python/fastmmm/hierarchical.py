@@ -101,6 +101,56 @@ def prepare_panel(df, spec: ModelSpec, group: str) -> tuple[list[str], list[Prep
     return names, datas
 
 
+def read_group_lift_tests(obj, spec: ModelSpec, group: str, groups: list[str], frequency: str = "W"):
+    """Lift tests of a hierarchical model: the columns of :mod:`fastmmm.lift` plus the
+    ``group`` column naming each test's geo/brand (a geo experiment).
+
+    Returns
+    -------
+    (LiftTests, (n,) int array of group indices), or None when ``obj`` is None.
+    """
+    from fastmmm.lift import _read, _rows, read_lift_tests
+
+    if obj is None:
+        return None
+    df = _read(obj)
+    cols = {str(c).lower(): c for c in df.columns}
+    if group.lower() not in cols:
+        raise DataError(f"lift_tests: a hierarchical model needs the group column {group!r} in its lift tests "
+                        f"(columns: {', '.join(map(str, df.columns))})")
+    col = df[cols[group.lower()]]
+    names = col.astype(str).to_numpy()
+    unknown = col.isna().to_numpy() | ~np.isin(names, [str(g) for g in groups])
+    if unknown.any():
+        raise DataError(f"lift_tests: {group!r} values not among the model's groups in {_rows(unknown)} "
+                        f"(groups: {', '.join(map(str, groups))})")
+    lift = read_lift_tests(df.drop(columns=[cols[group.lower()]]), spec, frequency=frequency)
+    index = {str(g): i for i, g in enumerate(groups)}
+    return lift, np.array([index[n] for n in names], dtype=np.int64)
+
+
+def _group_lift_arrays(lift, gidx, datas: list[PreparedData], spec: ModelSpec) -> dict:
+    """Per test: channel, group, spends scaled by that group's channel scale, lift and se
+    scaled by its target scale (the arrays of both the PyMC model and the Rust problem)."""
+    from fastmmm.lift import _steady_len
+    from fastmmm.model import media_designs
+
+    channels = list(spec.channels)
+    ch = np.array([channels.index(c) for c in lift.channel], dtype=np.int64)
+    cs = np.array([np.asarray(datas[g].scales.channel_scale, dtype=float)[c] for g, c in zip(gidx, ch)])
+    ts = np.array([float(datas[g].scales.target_scale) for g in gidx])
+    return {
+        "lift_channel": [int(c) for c in ch],
+        "lift_group": [int(g) for g in gidx],
+        "lift_x0": np.ascontiguousarray(np.asarray(lift.spend_before, dtype=float) / cs),
+        "lift_x1": np.ascontiguousarray(np.asarray(lift.spend_after, dtype=float) / cs),
+        "lift_periods": np.ascontiguousarray(np.asarray(lift.periods, dtype=float)),
+        "lift_delta": np.ascontiguousarray(np.asarray(lift.lift, dtype=float) / ts),
+        "lift_se": np.ascontiguousarray(np.asarray(lift.lift_se, dtype=float) / ts),
+        "lift_steady": int(_steady_len(media_designs(spec)[0])),
+    }
+
+
 def _stack(datas: list[PreparedData]) -> dict[str, np.ndarray]:
     from fastmmm.model import kappa_scale
 
@@ -155,7 +205,7 @@ def _pool(rv, name: str, model, sd_prior, dims=("geo", "channel")):
 
 
 def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups: list[str], *,
-                             pooled=POOLABLE, pool_sd=None):
+                             pooled=POOLABLE, pool_sd=None, lift=None):
     """The PyMC model of a hierarchical MMM (see the module docstring).
 
     Parameters
@@ -166,6 +216,10 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
     pooled : which media parameters are partially pooled: kinds of :data:`POOLABLE`
         and/or parameter names (``"saturation_kappa"``); the others are shared by all groups.
     pool_sd : Prior of the pooling scales (default HalfNormal(0.5)).
+    lift : (LiftTests, group indices) from :func:`read_group_lift_tests`, optional:
+        adds ``lift_obs ~ Normal(lift_model, lift_se)`` per test with ``lift_model =
+        periods * beta[g, c] * (f_gc(x1) - f_gc(x0))`` (scaled by the test's group), the
+        curve of the test's own group (see :mod:`fastmmm.lift`).
 
     Returns
     -------
@@ -259,6 +313,8 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
             offset = offset + pt.mean(media, axis=1)
             pm.Deterministic("intercept", level - offset, dims="geo")
         mu = pm.Deterministic("mu", mu + media - offset[:, None], dims=("geo", "date"))
+        if lift is not None:
+            _add_group_lift(model, spec, datas, lift, d, a_params, s_params, beta)
         sigma = _prior(spec, "sigma").create("sigma", dims="geo")
         if spec.likelihood == "studentt":
             nu = _prior(spec, "nu").create("nu")
@@ -266,6 +322,38 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
         else:
             pm.Normal("y_obs", mu=mu, sigma=sigma[:, None], observed=y_obs, dims=("geo", "date"))
     return model
+
+
+def _add_group_lift(model, spec, datas, lift, design, a_params, s_params, beta):
+    """The lift-test likelihood of a hierarchical model (inside its ``with model``)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from fastmmm.ops.media import media_transform
+
+    tests, gidx = lift
+    arr = _group_lift_arrays(tests, gidx, datas, spec)
+    n, C, G = len(tests), len(spec.channels), len(datas)
+    onehot = np.zeros((n, C))
+    onehot[np.arange(n), arr["lift_channel"]] = 1.0
+    model.add_coord("lift_test", np.arange(n))
+    x0 = pm.Data("lift_x0", onehot * arr["lift_x0"][:, None], dims=("lift_test", "channel"))
+    x1 = pm.Data("lift_x1", onehot * arr["lift_x1"][:, None], dims=("lift_test", "channel"))
+    periods = pm.Data("lift_periods", arr["lift_periods"], dims="lift_test")
+    delta = pm.Data("lift_delta", arr["lift_delta"], dims="lift_test")
+    se = pm.Data("lift_se", arr["lift_se"], dims="lift_test")
+    g2 = np.concatenate([gidx, gidx])
+    steady = arr["lift_steady"]
+    xs = pt.concatenate([x0, x1], axis=0)
+    x3 = pt.broadcast_to(xs[:, None, :], (2 * n, steady, C))
+    per_test = lambda v: pt.broadcast_to(v, (G, C))[g2]  # noqa: E731
+    y = media_transform(x3, design.adstock, design.saturation, tuple(per_test(v) for v in a_params),
+                        tuple(per_test(v) for v in s_params), l_max=design.l_max, normalize=design.normalize)
+    sat = y[:, -1, :]
+    diff = sat[n:] - sat[:n]
+    b = pt.broadcast_to(beta, (G, C))[gidx]
+    lift_model = pm.Deterministic("lift_model", periods * (diff * b).sum(axis=1), dims="lift_test")
+    pm.Normal("lift_obs", mu=lift_model, sigma=se, observed=delta, dims="lift_test")
 
 
 # ---------------------------------------------------------------------- fast path
@@ -294,7 +382,7 @@ def problem_arrays(datas: list[PreparedData]) -> dict[str, np.ndarray]:
     }
 
 
-def problem_from_model(model, datas, spec, problem_cls=None):
+def problem_from_model(model, datas, spec, problem_cls=None, lift=None):
     """The grouped ``MmmProblem`` of a model from :func:`build_hierarchical_model`,
     and what :func:`fastmmm.fastpath.fast_compiled` needs with it."""
     from fastmmm import fastpath
@@ -306,7 +394,8 @@ def problem_from_model(model, datas, spec, problem_cls=None):
     d = media_designs(spec)[0]
     structure, layout = fastpath.problem_structure(model, spec, role=_hier_role)
     arrays = problem_arrays(datas)
-    problem = cls(**arrays, **structure, groups=len(datas), grouped=True)
+    larr = {} if lift is None else _group_lift_arrays(lift[0], lift[1], datas, spec)
+    problem = cls(**arrays, **structure, **larr, groups=len(datas), grouped=True)
     # Expanded trace: the blocks, then the deterministics in the Rust order, with the model's names.
     names = [e["name"] for e in layout]
     shapes = [tuple(e["shape"]) for e in layout]
@@ -337,11 +426,11 @@ def problem_from_model(model, datas, spec, problem_cls=None):
     return problem, layout, (names, slices, shapes), arrays, rust_names
 
 
-def compile_fast(model, datas, spec, problem_cls=None):
+def compile_fast(model, datas, spec, problem_cls=None, lift=None):
     """nutpie model of the hierarchical model on the fused Rust log-density."""
     from fastmmm import fastpath
 
-    problem, layout, shape_info, arrays, rust_names = problem_from_model(model, datas, spec, problem_cls)
+    problem, layout, shape_info, arrays, rust_names = problem_from_model(model, datas, spec, problem_cls, lift)
     return fastpath.fast_compiled(model, problem, layout, shape_info, arrays, rust_names=rust_names)
 
 
@@ -399,7 +488,7 @@ class HierarchicalMMM:
 
     def fit(self, df, *, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
             progress: bool = True, backend: str = "auto", cores: int | None = None, holdout_weeks: int = 0,
-            **sampler_kwargs):
+            lift_tests=None, **sampler_kwargs):
         """Validate the panel, build the model and sample with nutpie.
 
         ``backend``: ``"rust"`` (fused log-density over all groups, nothing
@@ -407,7 +496,9 @@ class HierarchicalMMM:
         model), ``"auto"`` (rust when available). Four chains by default: the
         pooled saturation parameters mix more slowly than a single model's
         (bulk ESS about 10-20% of the draws); use ``draws=2000`` for a final
-        model. ``holdout_weeks``: the
+        model. ``lift_tests``: geo experiments, the columns of
+        :mod:`fastmmm.lift` plus the group column (see
+        :func:`read_group_lift_tests`). ``holdout_weeks``: the
         last N weeks of every group are held out (each group's training part
         keeps its own scales) and ``validate()`` reports the hold-out MAPE.
         """
@@ -433,7 +524,9 @@ class HierarchicalMMM:
                 except DataError as e:
                     raise DataError(f"group {name!r}: {e}") from None
             datas, holdouts = [p[0] for p in pairs], [p[1] for p in pairs]
-        model = build_hierarchical_model(datas, self.spec, groups, pooled=self.pooled, pool_sd=self.pool_sd)
+        lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
+        model = build_hierarchical_model(datas, self.spec, groups, pooled=self.pooled, pool_sd=self.pool_sd,
+                                         lift=lift)
         t1 = time.perf_counter()
         used = backend
         if backend != "pytensor":
@@ -447,7 +540,7 @@ class HierarchicalMMM:
                 used = "rust"
         if used == "rust":
             try:
-                compiled = compile_fast(model, datas, self.spec)
+                compiled = compile_fast(model, datas, self.spec, lift=lift)
             except (ValueError, RuntimeError) as e:
                 if backend == "rust":
                     raise
@@ -466,7 +559,9 @@ class HierarchicalMMM:
         t3 = time.perf_counter()
         timing = {"build_s": t1 - t0, "compile_s": t2 - t1, "sample_s": t3 - t2, "total_s": t3 - t0}
         res = HierarchicalResult(idata=idata, spec=self.spec, group=self.group, groups=groups, datas=datas,
-                                 pooled=self.pooled, timing=timing, backend=used, seed=seed, holdouts=holdouts)
+                                 pooled=self.pooled, timing=timing, backend=used, seed=seed, holdouts=holdouts,
+                                 lift_tests=None if lift is None else lift[0],
+                                 lift_groups=None if lift is None else [int(g) for g in lift[1]])
         res.report_diagnostics()
         return res
 
@@ -486,6 +581,27 @@ class HierarchicalResult:
     seed: int | None = None
     #: Per group, the held-out final periods (scaled with that group's training scales), or None.
     holdouts: list | None = None
+    #: Lift tests (fastmmm.lift.LiftTests) and the index of each test's group, or None.
+    lift_tests: object = None
+    lift_groups: list | None = None
+
+    def lift_test_summary(self, interval: float = 0.95) -> list[dict]:
+        """Per lift test: its group, channel, spends, observed lift +- se and the posterior
+        modelled lift (mean, interval) in the group's target units."""
+        if self.lift_tests is None:
+            return []
+        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+        lm = self._draws("lift_model")
+        out = []
+        for i, g in enumerate(self.lift_groups):
+            v = lm[:, i] * float(self.datas[g].scales.target_scale)
+            t = self.lift_tests
+            out.append({self.group: str(self.groups[g]), "channel": t.channel[i],
+                        "spend_before": float(t.spend_before[i]), "spend_after": float(t.spend_after[i]),
+                        "periods": float(t.periods[i]), "lift": float(t.lift[i]), "lift_se": float(t.lift_se[i]),
+                        "lift_model": {"mean": float(v.mean()), "low": float(np.quantile(v, lo)),
+                                       "high": float(np.quantile(v, hi))}})
+        return out
 
     @property
     def channels(self) -> list[str]:
@@ -686,7 +802,7 @@ class HierarchicalResult:
             out[str(g)][ch]["spend"] = float(row["spend"])
         v = self.validate()
         return {"interval": interval, "backend": self.backend, "group": self.group, "pooled": list(self.pooled),
-                "groups": out, "diagnostics": v.to_dict(),
+                "groups": out, "diagnostics": v.to_dict(), "lift_tests": self.lift_test_summary(interval),
                 "timing": {k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")}}
 
     def save(self, path) -> Path:
@@ -697,6 +813,8 @@ class HierarchicalResult:
                 "group": self.group, "groups": [str(g) for g in self.groups],
                 "datas": [d.to_dict() for d in self.datas], "pooled": list(self.pooled),
                 "holdouts": None if not self.holdouts else [d.to_dict() for d in self.holdouts],
+                "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
+                "lift_groups": self.lift_groups,
                 "timing": self.timing, "backend": self.backend, "seed": self.seed}
         return save_dir(path, self.idata, meta)
 
@@ -704,6 +822,8 @@ class HierarchicalResult:
     def load(cls, path) -> HierarchicalResult:
         """Load a result written by :meth:`save` (netCDF + JSON, no pickle)."""
         import arviz as az
+
+        from fastmmm.lift import LiftTests
 
         path = Path(path)
         meta_p, nc_p = path / "meta.json", path / "idata.nc"
@@ -717,4 +837,6 @@ class HierarchicalResult:
         return cls(idata=idata, spec=ModelSpec.from_dict(meta["spec"]), group=meta["group"], groups=meta["groups"],
                    datas=[PreparedData.from_dict(d) for d in meta["datas"]], pooled=tuple(meta["pooled"]),
                    timing=meta["timing"], backend=meta["backend"], seed=meta.get("seed"),
-                   holdouts=None if not meta.get("holdouts") else [PreparedData.from_dict(d) for d in meta["holdouts"]])
+                   holdouts=None if not meta.get("holdouts") else [PreparedData.from_dict(d) for d in meta["holdouts"]],
+                   lift_tests=None if not meta.get("lift_tests") else LiftTests.from_dict(meta["lift_tests"]),
+                   lift_groups=meta.get("lift_groups"))

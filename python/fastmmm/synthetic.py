@@ -16,7 +16,7 @@ import pandas as pd
 
 from fastmmm import kernels as K
 
-__all__ = ["SyntheticTruth", "make_dataset", "make_confounded_dataset", "true_lift", "make_lift_tests", "make_panel", "CHANNEL_NAMES"]
+__all__ = ["SyntheticTruth", "make_dataset", "make_confounded_dataset", "true_lift", "make_lift_tests", "make_panel", "panel_true_lift", "CHANNEL_NAMES"]
 
 CHANNEL_NAMES = ("tv", "search", "social", "display", "radio", "ooh", "video", "affiliate", "email", "print", "podcast", "cinema")
 
@@ -322,7 +322,9 @@ def make_panel(
     -------
     df : DataFrame with columns ``group``, date, sales, one spend column per channel, event.
     truth : dict with ``roas`` (G, C), ``contribution`` (G, T, C), ``alpha``, ``kappa``
-        (absolute, on each geo's scaled spend), ``slope``, ``share`` (G, C), ``groups``, ``channels``.
+        (absolute, on each geo's scaled spend), ``slope``, ``share``, ``beta`` (G, C; target-scale
+        units), ``target_scale`` (G,), ``channel_scale`` (G, C; spend = scaled * channel_scale),
+        ``groups``, ``channels``.
     """
     if not 1 <= n_channels <= len(CHANNEL_NAMES):
         raise ValueError(f"n_channels: must be in 1..{len(CHANNEL_NAMES)}, got {n_channels}")
@@ -339,7 +341,8 @@ def make_panel(
     slope_c = rng.uniform(1.2, 2.2, c)
     w = rng.uniform(0.5, 1.5, c)
     share_c = w / w.sum() * media_share
-    frames, out = [], {k: [] for k in ("roas", "contribution", "alpha", "kappa", "slope", "share")}
+    frames, out = [], {k: [] for k in ("roas", "contribution", "alpha", "kappa", "slope", "share", "beta",
+                                       "target_scale", "channel_scale")}
     tt = np.arange(t) / max(t - 1, 1)
     doy = dates.day_of_year.to_numpy()
     for gi, name in enumerate(groups):
@@ -378,6 +381,22 @@ def make_panel(
         out["kappa"].append(kappa)
         out["slope"].append(slope)
         out["share"].append(share)
+        out["beta"].append(beta)
+        out["target_scale"].append(target_scale)
+        out["channel_scale"].append(spend.max(axis=0))
     truth = {k: np.asarray(v) for k, v in out.items()}
     truth.update(groups=groups, channels=tuple(channels))
     return pd.concat(frames, ignore_index=True), truth
+
+
+def panel_true_lift(truth: dict, g: int, channel: str, spend_before: float, spend_after: float,
+                    periods: float) -> float:
+    """The true incremental sales of a sustained spend change in group ``g`` of a
+    :func:`make_panel` panel (geometric adstock normalised, so the steady state is the
+    saturation of the spend itself), over ``periods`` periods."""
+    c = list(truth["channels"]).index(channel)
+    cs = float(truth["channel_scale"][g, c])
+    k, s = float(truth["kappa"][g, c]), float(truth["slope"][g, c])
+    hill = lambda x: x**s / (k**s + x**s)  # noqa: E731
+    d = hill(spend_after / cs) - hill(spend_before / cs)
+    return float(periods * truth["beta"][g, c] * d * truth["target_scale"][g])

@@ -162,6 +162,7 @@ fn tvp_from(
 #[allow(clippy::too_many_arguments)]
 fn lift_from(
     channel: Option<Vec<usize>>,
+    group: Option<Vec<usize>>,
     x0: Option<PyReadonlyArray1<'_, f64>>,
     x1: Option<PyReadonlyArray1<'_, f64>>,
     periods: Option<PyReadonlyArray1<'_, f64>>,
@@ -173,6 +174,7 @@ fn lift_from(
         (None, None, None, None, None, None) => Ok(None),
         (Some(channel), Some(x0), Some(x1), Some(periods), Some(delta), Some(se)) => Ok(Some(LiftData {
             channel,
+            group: group.unwrap_or_default(),
             x0: vec1("lift_x0", &x0)?,
             x1: vec1("lift_x1", &x1)?,
             periods: vec1("lift_periods", &periods)?,
@@ -193,7 +195,7 @@ impl PyMmmProblem {
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, adstock, l_max, normalize, saturation,
                         intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks,
                         groups=1, grouped=false, lift_channel=None, lift_x0=None, lift_x1=None,
-                        lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1,
+                        lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1, lift_group=None,
                         tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
                         tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None))]
     #[allow(clippy::too_many_arguments)]
@@ -224,6 +226,7 @@ impl PyMmmProblem {
         lift_delta: Option<PyReadonlyArray1<'_, f64>>,
         lift_se: Option<PyReadonlyArray1<'_, f64>>,
         lift_steady: usize,
+        lift_group: Option<Vec<usize>>,
         tvp_intercept_phi: Option<PyReadonlyArray2<'_, f64>>,
         tvp_intercept_omega: Option<PyReadonlyArray1<'_, f64>>,
         tvp_intercept_col_ms: Option<PyReadonlyArray1<'_, f64>>,
@@ -235,6 +238,7 @@ impl PyMmmProblem {
             data_from(y, spend, trend_t, fourier, controls, kappa_scale, groups)?;
         if let Some(l) = lift_from(
             lift_channel,
+            lift_group,
             lift_x0,
             lift_x1,
             lift_periods,
@@ -309,7 +313,7 @@ impl PyMmmProblem {
     /// Same structure and priors with new data (another brand, a refresh). The
     /// lift tests are kept unless new ones are given (all six arrays).
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, lift_channel=None, lift_x0=None,
-                        lift_x1=None, lift_periods=None, lift_delta=None, lift_se=None,
+                        lift_x1=None, lift_periods=None, lift_delta=None, lift_se=None, lift_group=None,
                         tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
                         tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None))]
     #[allow(clippy::too_many_arguments)]
@@ -327,6 +331,7 @@ impl PyMmmProblem {
         lift_periods: Option<PyReadonlyArray1<'_, f64>>,
         lift_delta: Option<PyReadonlyArray1<'_, f64>>,
         lift_se: Option<PyReadonlyArray1<'_, f64>>,
+        lift_group: Option<Vec<usize>>,
         tvp_intercept_phi: Option<PyReadonlyArray2<'_, f64>>,
         tvp_intercept_omega: Option<PyReadonlyArray1<'_, f64>>,
         tvp_intercept_col_ms: Option<PyReadonlyArray1<'_, f64>>,
@@ -347,6 +352,7 @@ impl PyMmmProblem {
         }
         let lift = lift_from(
             lift_channel,
+            lift_group,
             lift_x0,
             lift_x1,
             lift_periods,

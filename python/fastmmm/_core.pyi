@@ -75,6 +75,13 @@ class MmmProblem:
         lift_delta: F64 | None = None,
         lift_se: F64 | None = None,
         lift_steady: int = 1,
+        lift_group: list[int] | None = None,
+        tvp_intercept_phi: F64 | None = None,
+        tvp_intercept_omega: F64 | None = None,
+        tvp_intercept_col_ms: F64 | None = None,
+        tvp_media_phi: F64 | None = None,
+        tvp_media_omega: F64 | None = None,
+        tvp_media_col_ms: F64 | None = None,
     ) -> None: ...
     def with_data(
         self,
@@ -90,6 +97,13 @@ class MmmProblem:
         lift_periods: F64 | None = None,
         lift_delta: F64 | None = None,
         lift_se: F64 | None = None,
+        lift_group: list[int] | None = None,
+        tvp_intercept_phi: F64 | None = None,
+        tvp_intercept_omega: F64 | None = None,
+        tvp_intercept_col_ms: F64 | None = None,
+        tvp_media_phi: F64 | None = None,
+        tvp_media_omega: F64 | None = None,
+        tvp_media_col_ms: F64 | None = None,
     ) -> MmmProblem: ...
     @property
     def groups(self) -> int: ...

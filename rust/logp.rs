@@ -967,8 +967,8 @@ impl MmmProblem {
         let (drift, rest) = rest.split_at_mut(if self.data.tvp[0].is_some() { t } else { 0 });
         let (mult, rest) = rest.split_at_mut(if self.data.tvp[1].is_some() { t } else { 0 });
         let (rawm, rest) = rest.split_at_mut(t);
+        // Gradients w.r.t. the drift / log multiplier; a part's half is written in full when it is on.
         let (gpart, rest) = rest.split_at_mut(2 * t);
-        gpart.fill(0.0);
         let (tw, _) = rest.split_at_mut(4 * self.data.tvp.iter().flatten().map(TvpData::m).sum::<usize>());
         // Per part: w (m) then q = a / N (m), stacked part after part.
         let mut tw_off = [0usize; 2];
@@ -1123,12 +1123,10 @@ impl MmmProblem {
                     *m += b * v;
                 }
             }
-            if gi == 0 {
+            if gi == 0 && !mult.is_empty() {
                 rawm.copy_from_slice(mu_g);
-                if !mult.is_empty() {
-                    for (m, k) in mu_g.iter_mut().zip(mult.iter()) {
-                        *m *= k;
-                    }
+                for (m, k) in mu_g.iter_mut().zip(mult.iter()) {
+                    *m *= k;
                 }
             }
             let media_mean = mu_g.iter().sum::<f64>() / t as f64;

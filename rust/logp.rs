@@ -921,8 +921,57 @@ impl MmmProblem {
         Ok(())
     }
 
-    #[allow(clippy::too_many_lines)]
+    /// [`Self::eval_body`] compiled for the widest SIMD level the CPU has
+    /// (chosen at run time, as the kernels do): the whole log-density, not only
+    /// the saturation loops, then runs on AVX2 or AVX-512 vectors.
     fn eval(
+        &self,
+        x: &[f64],
+        grad: Option<&mut [f64]>,
+        expand: Option<&mut [f64]>,
+        buf: &mut [f64],
+    ) -> KResult<f64> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let level = crate::kernels::simd::level();
+            // SAFETY: `level()` checked that the CPU has the enabled features.
+            if level >= 2 {
+                return unsafe { self.eval_avx512(x, grad, expand, buf) };
+            }
+            if level == 1 {
+                return unsafe { self.eval_avx2(x, grad, expand, buf) };
+            }
+        }
+        self.eval_body(x, grad, expand, buf)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    unsafe fn eval_avx512(
+        &self,
+        x: &[f64],
+        grad: Option<&mut [f64]>,
+        expand: Option<&mut [f64]>,
+        buf: &mut [f64],
+    ) -> KResult<f64> {
+        self.eval_body(x, grad, expand, buf)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn eval_avx2(
+        &self,
+        x: &[f64],
+        grad: Option<&mut [f64]>,
+        expand: Option<&mut [f64]>,
+        buf: &mut [f64],
+    ) -> KResult<f64> {
+        self.eval_body(x, grad, expand, buf)
+    }
+
+    #[allow(clippy::too_many_lines)]
+    #[inline(always)]
+    fn eval_body(
         &self,
         x: &[f64],
         grad: Option<&mut [f64]>,
@@ -1472,6 +1521,7 @@ impl MmmProblem {
     }
 }
 
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     // Four partial sums: independent chains the CPU can overlap (one sum is latency-bound).
     let mut acc = [0.0; 4];
@@ -1489,6 +1539,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// y += a * x
+#[inline(always)]
 fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
     for (yv, xv) in y.iter_mut().zip(x) {
         *yv += a * xv;

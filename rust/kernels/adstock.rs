@@ -224,6 +224,7 @@ fn channel_weights(
 }
 
 /// Weights for every channel of one batch member: `w[l * C + c]`.
+#[inline(always)]
 pub(crate) fn batch_weights(
     spec: &Adstock,
     p0: &[f64],
@@ -239,20 +240,23 @@ pub(crate) fn batch_weights(
     }
 }
 
-/// Dot product with four accumulators, so that it vectorises without fast-math.
-#[inline]
+/// Dot product with eight independent accumulators in a fixed-size block, so
+/// that it vectorises (one SIMD register of partial sums) without fast-math.
+#[inline(always)]
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 4];
-    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let mut acc = [0.0f64; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (u, v) in ac.zip(bc) {
-        for k in 0..4 {
+        let u: &[f64; 8] = u.try_into().unwrap();
+        let v: &[f64; 8] = v.try_into().unwrap();
+        for k in 0..8 {
             acc[k] += u[k] * v[k];
         }
     }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    let mut s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
     for (u, v) in ar.iter().zip(br) {
         s += u * v;
     }
@@ -260,14 +264,14 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Copies channel `ch` of a `(T, C)` array into a contiguous column.
-#[inline]
+#[inline(always)]
 pub(crate) fn gather(src: &[f64], c: usize, ch: usize, col: &mut [f64]) {
     for (v, row) in col.iter_mut().zip(src.chunks_exact(c)) {
         *v = row[ch];
     }
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn scatter(col: &[f64], c: usize, ch: usize, dst: &mut [f64]) {
     for (v, row) in col.iter().zip(dst.chunks_exact_mut(c)) {
         row[ch] = *v;
@@ -275,17 +279,50 @@ pub(crate) fn scatter(col: &[f64], c: usize, ch: usize, dst: &mut [f64]) {
 }
 
 /// 1-D causal convolution of one contiguous column: `y[t] = sum_l w[l] x[t-l]`,
-/// with `w[l]` at `w[l * stride]`. Inner loops run over contiguous time so they
-/// vectorise (a `(T, C)` row has only C elements, too few for SIMD).
-#[inline]
+/// with `w[l]` at `w[l * stride]`. Outputs are computed eight at a time with the
+/// sum over taps held in registers (one load of `x` per tap and block, one
+/// store per block); the sum runs over `l` in increasing order everywhere.
+#[inline(always)]
 pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &mut [f64]) {
     let t = xc.len();
-    yc.fill(0.0);
-    for l in 0..taps.min(t) {
-        let wl = w[l * stride];
-        for (yv, xv) in yc[l..].iter_mut().zip(&xc[..t - l]) {
-            *yv += wl * xv;
+    let yc = &mut yc[..t];
+    let taps = taps.min(t);
+    if taps == 0 {
+        yc.fill(0.0);
+        return;
+    }
+    // Head: outputs that see fewer than `taps` inputs.
+    let head = taps - 1;
+    for (i, y) in yc[..head].iter_mut().enumerate() {
+        let mut s = 0.0;
+        for l in 0..=i {
+            s += w[l * stride] * xc[i - l];
         }
+        *y = s;
+    }
+    let mut i = head;
+    assert!(w.len() > (taps - 1) * stride);
+    while i + 8 <= t {
+        let mut acc = [0.0f64; 8];
+        for l in 0..taps {
+            // SAFETY: l < taps, so l * stride < w.len() (asserted above), and
+            // taps - 1 <= i, i + 8 <= t = xc.len(), so i - l + 7 < xc.len().
+            let wl = unsafe { *w.get_unchecked(l * stride) };
+            let base = i - l;
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a += wl * unsafe { *xc.get_unchecked(base + k) };
+            }
+        }
+        yc[i..i + 8].copy_from_slice(&acc);
+        i += 8;
+    }
+    for (j, y) in yc[i..].iter_mut().enumerate() {
+        let ti = i + j;
+        let mut s = 0.0;
+        for l in 0..taps {
+            s += w[l * stride] * xc[ti - l];
+        }
+        *y = s;
     }
 }
 

@@ -63,6 +63,7 @@ fn p1_of(p: &[f64], b: usize, c: usize) -> &[f64] {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn sat_dispatch(
     kind: SaturationKind,
     simd: u8,
@@ -87,7 +88,7 @@ fn sat_dispatch(
 }
 
 /// Untruncated geometric recursion over one column.
-#[inline]
+#[inline(always)]
 fn recursive_col(xc: &[f64], alpha: f64, out: &mut [f64]) {
     let mut prev = 0.0;
     for (o, x) in out.iter_mut().zip(xc) {
@@ -115,6 +116,7 @@ pub fn media_fwd(
 /// [`media_fwd`] with `x` and `y` channel-major, `(B, C, T)`: no transposes,
 /// for callers that keep their data that way (the fused log-density).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn media_fwd_cols(
     m: &Media,
     dims: Dims,
@@ -130,6 +132,7 @@ pub fn media_fwd_cols(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn media_fwd_impl(
     m: &Media,
     dims: Dims,
@@ -247,6 +250,7 @@ pub fn media_vjp(
 
 /// [`media_vjp`] with `x`, `g` and `gx` channel-major, `(B, C, T)`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn media_vjp_cols(
     m: &Media,
     dims: Dims,
@@ -261,6 +265,7 @@ pub fn media_vjp_cols(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn media_vjp_impl(
     m: &Media,
     dims: Dims,
@@ -302,10 +307,11 @@ fn media_vjp_impl(
     let taps = m.adstock.n_taps();
     let two_a = m.adstock.n_params() == 2;
     let two_s = m.saturation.n_params() == 2;
-    let mut work = Work::new(4 * t + 3 * taps * c);
-    let (colbuf, wbuf) = work.0.split_at_mut(4 * t);
+    let mut work = Work::new(5 * t + 3 * taps * c);
+    let (colbuf, wbuf) = work.0.split_at_mut(5 * t);
     let (gc, rest) = colbuf.split_at_mut(t);
     let (gxa, rest) = rest.split_at_mut(t);
+    let (cw, rest) = rest.split_at_mut(t);
     let (xc, gxc) = rest.split_at_mut(t);
     let (w, rest) = wbuf.split_at_mut(taps * c);
     let (dw0, dw1) = rest.split_at_mut(taps * c);
@@ -368,12 +374,16 @@ fn media_vjp_impl(
                 gather(&x[r.clone()], c, ch, xc);
                 &*xc
             };
-            let (mut s0, mut s1) = (0.0, 0.0);
-            for l in 0..taps.min(t) {
-                let gw = dot(&gxa[l..], &xsrc[..t - l]);
-                s0 += gw * dw0[l * c + ch];
-                s1 += gw * dw1[l * c + ch];
-            }
+            // d/dp sum_t gxa[t] sum_l w[l] x[t-l] = sum_t gxa[t] (x * dw)[t]: one
+            // convolution with the weight derivatives and one dot per parameter.
+            conv_col(xsrc, &dw0[ch..], c, taps, cw);
+            let s0 = dot(gxa, cw);
+            let s1 = if two_a {
+                conv_col(xsrc, &dw1[ch..], c, taps, cw);
+                dot(gxa, cw)
+            } else {
+                0.0
+            };
             out.ga0[k] = s0;
             if two_a {
                 out.ga1[k] = s1;

@@ -43,6 +43,8 @@ def media_vjp(
     want_gx: bool = False,
 ) -> tuple[F64 | None, F64, F64 | None, F64, F64 | None]: ...
 def ffi_addresses() -> dict[str, int]: ...
+def simd_level() -> int:
+    """0 baseline, 1 AVX2+FMA, 2 AVX-512; capped by the environment variable FASTMMM_SIMD."""
 
 class MmmProblem:
     """The fused MMM log-density (rust/logp.rs); see fastmmm.fastpath."""

@@ -79,19 +79,34 @@ def sampler_checks(result, thresholds: dict | None = None) -> Validation:
     th.update(thresholds or {})
     v = Validation(thresholds=th)
     post = result.idata.posterior
-    names = [n for n in post.data_vars if n not in _SKIP]
     n_chains = int(post.sizes["chain"])
-    sub = post[names]
-    ess_b = az.ess(sub, method="bulk")
-    ess_t = az.ess(sub, method="tail")
-    v.ess_bulk_min = float(min(float(ess_b[n].min()) for n in names))
-    v.ess_tail_min = float(min(float(ess_t[n].min()) for n in names))
-    if n_chains > 1:
-        rh = az.rhat(sub)
-        v.rhat_max = float(max(float(rh[n].max()) for n in names))
-    ss = result.idata.sample_stats
-    div = ss["diverging"] if "diverging" in ss else None
-    v.divergences = int(div.values.sum()) if div is not None else 0
+    # R-hat and ESS depend only on the draws: computed once per posterior and
+    # reused by report_diagnostics, validate and summary (thresholds may differ).
+    cache = getattr(result, "_sampler_stats", None)
+    if cache is None or cache[0] is not post:
+        names = [n for n in post.data_vars if n not in _SKIP]
+        sub = post[names]
+        ess_b = az.ess(sub, method="bulk")
+        ess_t = az.ess(sub, method="tail")
+        stats = {
+            "ess_bulk_min": float(min(float(ess_b[n].min()) for n in names)),
+            "ess_tail_min": float(min(float(ess_t[n].min()) for n in names)),
+            "rhat_max": None,
+        }
+        if n_chains > 1:
+            rh = az.rhat(sub)
+            stats["rhat_max"] = float(max(float(rh[n].max()) for n in names))
+        ss = result.idata.sample_stats
+        div = ss["diverging"] if "diverging" in ss else None
+        stats["divergences"] = int(div.values.sum()) if div is not None else 0
+        cache = (post, stats)
+        try:
+            result._sampler_stats = cache
+        except AttributeError:  # a result type without a writable __dict__
+            pass
+    stats = cache[1]
+    v.ess_bulk_min, v.ess_tail_min = stats["ess_bulk_min"], stats["ess_tail_min"]
+    v.rhat_max, v.divergences = stats["rhat_max"], stats["divergences"]
 
     if v.rhat_max is None:
         v.checks["rhat"] = None

@@ -8,9 +8,22 @@
 
 use super::saturation::Curve;
 
-/// Widest SIMD level available: 0 baseline, 1 AVX2+FMA, 2 AVX-512 (F, DQ, VL).
+/// Widest SIMD level available: 0 baseline, 1 AVX2+FMA, 2 AVX-512 (F, DQ, VL),
+/// capped by the environment variable `FASTMMM_SIMD` (0, 1 or 2) when it is set,
+/// so that every code path can be tested on one machine. Read once per process.
 #[inline]
 pub fn level() -> u8 {
+    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = std::env::var("FASTMMM_SIMD")
+            .ok()
+            .and_then(|v| v.trim().parse::<u8>().ok())
+            .unwrap_or(2);
+        detected().min(cap)
+    })
+}
+
+fn detected() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f")

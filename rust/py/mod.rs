@@ -715,6 +715,13 @@ fn ffi_addresses(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// SIMD level the kernels run at: 0 baseline, 1 AVX2+FMA, 2 AVX-512 (the
+/// widest the CPU has, capped by the environment variable FASTMMM_SIMD).
+#[pyfunction]
+fn simd_level() -> u8 {
+    crate::kernels::simd::level()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KERNEL_VERSION", KERNEL_VERSION)?;
@@ -728,6 +735,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(media_vjp_py, m)?)?;
     m.add_function(wrap_pyfunction!(response_draws_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;
     Ok(())
 }

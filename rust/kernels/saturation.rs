@@ -93,20 +93,12 @@ impl Curve for Hill {
     #[inline(always)]
     fn grad(x: f64, q: &HillPre) -> (f64, f64, f64, f64) {
         let r = ln(x) - q.ln_kappa;
-        let nr = q.slope * r;
+        let (y, d) = Hill::core(q.slope * r);
         let pos = x > 0.0;
-        // Hill::core with 1/(1+a) and 1/x from one division (divisions are the
-        // slowest vector instruction here): inv = 1/((1+a) x).
-        let a = exp(-nr.abs());
-        let ea = 1.0 + a;
-        let xs = if pos { x } else { 1.0 };
-        let inv = 1.0 / (ea * xs);
-        let rr = xs * inv; // 1 / (1 + a)
-        let num = if nr >= 0.0 { 1.0 } else { a };
-        let y = num * rr;
-        let d = a * rr * rr; // y (1 - y)
         // At x = 0: d = 0 and r = -inf, so guard the 0/0 and 0*inf by selects.
-        let dx = if pos { q.slope * d * (ea * inv) } else { q.dx0 };
+        // (Merging this division with the one in Hill::core, 1/((1+a) x), overflows
+        // for subnormal x, which Weibull adstocks produce: keep them separate.)
+        let dx = if pos { q.slope * d / x } else { q.dx0 };
         let ds = if pos { d * r } else { 0.0 };
         (y, dx, -q.slope * d * q.inv_kappa, ds)
     }

@@ -1121,7 +1121,7 @@ impl MmmProblem {
         let d = Dims::new(g, t, c);
         media_fwd_cols(&s.media, d, &self.spend_cols, a0, a1s, s0, s1s, sat, cache)?;
         for (m, col) in msat.iter_mut().zip(sat.chunks_exact(t)) {
-            *m = col.iter().sum::<f64>() / t as f64;
+            *m = sum8(col) / t as f64;
         }
         if s.direct_beta {
             beta.copy_from_slice(amp);
@@ -1178,7 +1178,7 @@ impl MmmProblem {
                     *m *= k;
                 }
             }
-            let media_mean = mu_g.iter().sum::<f64>() / t as f64;
+            let media_mean = sum8(mu_g) / t as f64;
             let level = lvl.map(|o| vals[o + gi]).unwrap_or(0.0);
             let trend = trd.map(|o| vals[o + gi]).unwrap_or(0.0);
             offset[gi] = if centre {
@@ -1305,9 +1305,20 @@ impl MmmProblem {
                 let sigma = vals[soff + gi];
                 let inv = 1.0 / sigma;
                 let rows = gi * t..(gi + 1) * t;
-                // Sum of squares in a register (lp itself would be a loop-carried store).
-                let mut ss = 0.0;
-                for ((rv, yv), mv) in r[rows.clone()].iter_mut().zip(&self.data.y[rows.clone()]).zip(&mu[rows]) {
+                // Sum of squares in eight independent register accumulators: one
+                // running sum would be a 156-long chain of dependent additions.
+                let mut acc = [0.0f64; 8];
+                let (rr, yy, mm) = (&mut r[rows.clone()], &self.data.y[rows.clone()], &mu[rows]);
+                let nb = t - t % 8;
+                for ((rc, yc), mc) in rr[..nb].chunks_exact_mut(8).zip(yy[..nb].chunks_exact(8)).zip(mm[..nb].chunks_exact(8)) {
+                    for l in 0..8 {
+                        let z = (yc[l] - mc[l]) * inv;
+                        acc[l] += z * z;
+                        rc[l] = z * inv;
+                    }
+                }
+                let mut ss = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+                for ((rv, yv), mv) in rr[nb..].iter_mut().zip(&yy[nb..]).zip(&mm[nb..]) {
                     let z = (yv - mv) * inv;
                     ss += z * z;
                     *rv = z * inv;
@@ -1342,17 +1353,13 @@ impl MmmProblem {
         // 6. Backward through the mean function, per group.
         for gi in 0..g {
             let rg = &r[gi * t..(gi + 1) * t];
-            let rsum: f64 = rg.iter().sum();
+            let rsum: f64 = sum8(rg);
             if let Some(o) = lvl {
                 gv[o + gi] += rsum;
             }
             if let Some(o) = trd {
                 let tc_ = if centre { self.tbar[gi] } else { 0.0 };
-                gv[o + gi] += rg
-                    .iter()
-                    .zip(&self.data.trend_t[gi * t..(gi + 1) * t])
-                    .map(|(a, b)| a * (b - tc_))
-                    .sum::<f64>();
+                gv[o + gi] += dot(rg, &self.data.trend_t[gi * t..(gi + 1) * t]) - tc_ * rsum;
             }
             if let Some(o) = gfo {
                 let cols = &self.fourier_cols[gi * f * t..(gi + 1) * f * t];
@@ -1521,19 +1528,25 @@ impl MmmProblem {
     }
 }
 
+// Reductions use eight partial sums: independent chains that fill a vector
+// register (one running sum is a chain of dependent additions, latency-bound).
+use crate::kernels::adstock::dot;
+
+/// Sum with eight independent accumulators (see `dot`).
 #[inline(always)]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // Four partial sums: independent chains the CPU can overlap (one sum is latency-bound).
-    let mut acc = [0.0; 4];
-    let (ac, ar) = a.split_at(a.len() - a.len() % 4);
-    for (x, y) in ac.chunks_exact(4).zip(b.chunks_exact(4)) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
+fn sum8(a: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let ch = a.chunks_exact(8);
+    let rem = ch.remainder();
+    for u in ch {
+        let u: &[f64; 8] = u.try_into().unwrap();
+        for k in 0..8 {
+            acc[k] += u[k];
         }
     }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (x, y) in ar.iter().zip(&b[ac.len()..]) {
-        s += x * y;
+    let mut s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    for v in rem {
+        s += v;
     }
     s
 }

@@ -71,9 +71,10 @@ impl Dist {
         }
     }
 
-    /// The log-density without its constant, and its derivative, at `v`.
+    /// The log-density without its constant, and its derivative, at `v`;
+    /// `logs` = (ln v, ln(1 - v)) when the caller has them.
     #[inline]
-    fn kernel(&self, p: [f64; 3], v: f64) -> (f64, f64) {
+    fn kernel(&self, p: [f64; 3], v: f64, logs: Option<(f64, f64)>) -> (f64, f64) {
         match self {
             Dist::Normal | Dist::TruncatedNormal => {
                 let z = (v - p[0]) / p[1];
@@ -89,10 +90,15 @@ impl Dist {
                 (-lv - 0.5 * z * z, -(1.0 + z / p[1]) / v)
             }
             Dist::Gamma => ((p[0] - 1.0) * v.ln() - p[1] * v, (p[0] - 1.0) / v - p[1]),
-            Dist::Beta => (
-                (p[0] - 1.0) * v.ln() + (p[1] - 1.0) * (-v).ln_1p(),
-                (p[0] - 1.0) / v - (p[1] - 1.0) / (1.0 - v),
-            ),
+            Dist::Beta => {
+                // ln v and ln(1 - v) from the log-odds transform when it gave them
+                // (one exp and one log1p for both; also exact in the tails).
+                let (lv, l1v) = logs.unwrap_or_else(|| (v.ln(), (-v).ln_1p()));
+                (
+                    (p[0] - 1.0) * lv + (p[1] - 1.0) * l1v,
+                    (p[0] - 1.0) / v - (p[1] - 1.0) / (1.0 - v),
+                )
+            }
             Dist::Exponential => (-p[0] * v, -p[0]),
             Dist::StudentT => {
                 let (nu, s) = (p[0], p[2]);
@@ -144,37 +150,44 @@ impl Transform {
     /// (v, log|dv/du|, dv/du, d log|dv/du| / du)
     #[inline]
     fn apply(&self, u: f64, lo: f64, hi: f64) -> (f64, f64, f64, f64) {
+        let (v, lj, dv, dlj, _) = self.apply_logs(u, lo, hi);
+        (v, lj, dv, dlj)
+    }
+
+    /// [`Self::apply`] and, for the log-odds transform, (ln v, ln(1 - v)).
+    #[inline]
+    fn apply_logs(&self, u: f64, lo: f64, hi: f64) -> (f64, f64, f64, f64, Option<(f64, f64)>) {
         match self {
-            Transform::Identity => (u, 0.0, 1.0, 0.0),
+            Transform::Identity => (u, 0.0, 1.0, 0.0, None),
             Transform::Log => {
                 let v = u.exp();
-                (v, u, v, 1.0)
+                (v, u, v, 1.0, None)
             }
             Transform::LogOdds | Transform::Interval => {
-                let (lo, w) = if *self == Transform::LogOdds {
-                    (0.0, 1.0)
+                // With e = exp(-|u|) and l = log1p(e): softplus(u) = max(u, 0) + l,
+                // softplus(-u) = max(-u, 0) + l, log sigmoid(u) = -softplus(-u),
+                // log(1 - sigmoid(u)) = -softplus(u): one exp and one log1p in all.
+                let e = (-u.abs()).exp();
+                let l = e.ln_1p();
+                let sp_pos = u.max(0.0) + l;
+                let sp_neg = (-u).max(0.0) + l;
+                let r = 1.0 / (1.0 + e);
+                let s = if u >= 0.0 { r } else { e * r };
+                let sc = if u >= 0.0 { e * r } else { r }; // 1 - s without cancellation
+                if *self == Transform::LogOdds {
+                    let lj = -sp_neg - sp_pos;
+                    (s, lj, s * sc, 1.0 - 2.0 * s, Some((-sp_neg, -sp_pos)))
                 } else {
-                    (lo, hi - lo)
-                };
-                // log sigmoid(u) = -softplus(-u), log(1 - sigmoid(u)) = -softplus(u)
-                let s = 1.0 / (1.0 + (-u).exp());
-                let lj = w.ln() - softplus(-u) - softplus(u);
-                (lo + w * s, lj, w * s * (1.0 - s), 1.0 - 2.0 * s)
+                    let w = hi - lo;
+                    let lj = w.ln() - sp_neg - sp_pos;
+                    (lo + w * s, lj, w * s * sc, 1.0 - 2.0 * s, None)
+                }
             }
             Transform::LowerBound => {
                 let e = u.exp();
-                (lo + e, u, e, 1.0)
+                (lo + e, u, e, 1.0, None)
             }
         }
-    }
-}
-
-#[inline]
-fn softplus(x: f64) -> f64 {
-    if x > 0.0 {
-        x + (-x).exp().ln_1p()
-    } else {
-        x.exp().ln_1p()
     }
 }
 
@@ -1040,12 +1053,12 @@ impl MmmProblem {
             for i in 0..b.size {
                 let lo = b.lower.get(i).copied().unwrap_or(0.0);
                 let hi = b.upper.get(i).copied().unwrap_or(1.0);
-                let (v, lj, dv, dlj) = b.transform.apply(x[off + i], lo, hi);
+                let (v, lj, dv, dlj, logs) = b.transform.apply_logs(x[off + i], lo, hi);
                 let mut p = [0.0; 3];
                 for (slot, col) in p.iter_mut().zip(&b.params) {
                     *slot = col[i];
                 }
-                let (kv, dk) = b.dist.kernel(p, v);
+                let (kv, dk) = b.dist.kernel(p, v, logs);
                 lp += b.konst[i] + kv + lj;
                 vals[off + i] = v;
                 dvdu[off + i] = dv;

@@ -3,20 +3,20 @@
 //! (156 weeks x 6 channels) for Hill on spend without zeros, with zeros replaced
 //! by 1e-200 and with zeros (exp(-inf) must not be slower), and per SIMD level
 //! for Hill, Michaelis-Menten and exp, ln and a division alone. Best of 5.
-use _core::kernels::fastmath::{exp, ln};
+use _core::kernels::fastmath::{exp_f, ln_f};
 use _core::kernels::saturation::{Curve, Hill, MichaelisMenten};
 use _core::kernels::simd::{grad_col, level};
 use std::time::Instant;
 struct OnlyExp; struct OnlyLn; struct OnlyDiv;
 impl Curve for OnlyExp { type Pre = f64; fn pre(a: f64, _: f64) -> f64 { a }
-  #[inline(always)] fn value(x: f64, q: &f64) -> f64 { exp(-q * x) }
-  #[inline(always)] fn grad(x: f64, q: &f64) -> (f64, f64, f64, f64) { let e = exp(-q * x); (e, e * q, e * x, 0.0) } }
+  #[inline(always)] fn value<const F: bool>(x: f64, q: &f64) -> f64 { exp_f::<F>(-q * x) }
+  #[inline(always)] fn grad<const F: bool>(x: f64, q: &f64) -> (f64, f64, f64, f64) { let e = exp_f::<F>(-q * x); (e, e * q, e * x, 0.0) } }
 impl Curve for OnlyLn { type Pre = f64; fn pre(a: f64, _: f64) -> f64 { a }
-  #[inline(always)] fn value(x: f64, q: &f64) -> f64 { ln(x) * q }
-  #[inline(always)] fn grad(x: f64, q: &f64) -> (f64, f64, f64, f64) { let e = ln(x); (e, e * q, e * x, 0.0) } }
+  #[inline(always)] fn value<const F: bool>(x: f64, q: &f64) -> f64 { ln_f::<F>(x) * q }
+  #[inline(always)] fn grad<const F: bool>(x: f64, q: &f64) -> (f64, f64, f64, f64) { let e = ln_f::<F>(x); (e, e * q, e * x, 0.0) } }
 impl Curve for OnlyDiv { type Pre = f64; fn pre(a: f64, _: f64) -> f64 { a }
-  #[inline(always)] fn value(x: f64, q: &f64) -> f64 { q / (1.0 + x) }
-  #[inline(always)] fn grad(x: f64, q: &f64) -> (f64, f64, f64, f64) { let e = q / (1.0 + x); (e, e * q, e * x, 0.0) } }
+  #[inline(always)] fn value<const F: bool>(x: f64, q: &f64) -> f64 { q / (1.0 + x) }
+  #[inline(always)] fn grad<const F: bool>(x: f64, q: &f64) -> (f64, f64, f64, f64) { let e = q / (1.0 + x); (e, e * q, e * x, 0.0) } }
 fn time<K: Curve>(lv: u8, x: &[f64], q: &K::Pre) -> f64 {
     let n = x.len();
     let (mut y, mut dx, mut d0, mut d1) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);

@@ -955,7 +955,7 @@ impl MmmProblem {
                 return unsafe { self.eval_avx2(x, grad, expand, buf) };
             }
         }
-        self.eval_body(x, grad, expand, buf)
+        self.eval_body::<false>(x, grad, expand, buf)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -967,7 +967,7 @@ impl MmmProblem {
         expand: Option<&mut [f64]>,
         buf: &mut [f64],
     ) -> KResult<f64> {
-        self.eval_body(x, grad, expand, buf)
+        self.eval_body::<true>(x, grad, expand, buf)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -979,12 +979,13 @@ impl MmmProblem {
         expand: Option<&mut [f64]>,
         buf: &mut [f64],
     ) -> KResult<f64> {
-        self.eval_body(x, grad, expand, buf)
+        self.eval_body::<true>(x, grad, expand, buf)
     }
 
+    /// `F`: fused multiply-adds (the AVX2 and AVX-512 builds).
     #[allow(clippy::too_many_lines)]
     #[inline(always)]
-    fn eval_body(
+    fn eval_body<const F: bool>(
         &self,
         x: &[f64],
         grad: Option<&mut [f64]>,
@@ -1090,7 +1091,7 @@ impl MmmProblem {
             }
             let dst: &mut [f64] = if p == 0 { &mut *drift } else { &mut *mult };
             for (ti, v) in dst.iter_mut().enumerate() {
-                *v = dot(&d.phi[ti * m..(ti + 1) * m], w);
+                *v = dot_f::<F>(&d.phi[ti * m..(ti + 1) * m], w);
             }
             if p == 1 {
                 dst.iter_mut().for_each(|v| *v = v.exp());
@@ -1132,7 +1133,7 @@ impl MmmProblem {
 
         // 3. Media, all groups in one call; sat is (G, C, T) throughout.
         let d = Dims::new(g, t, c);
-        media_fwd_cols(&s.media, d, &self.spend_cols, a0, a1s, s0, s1s, sat, cache)?;
+        media_fwd_cols::<F>(&s.media, d, &self.spend_cols, a0, a1s, s0, s1s, sat, cache)?;
         for (m, col) in msat.iter_mut().zip(sat.chunks_exact(t)) {
             *m = sum8(col) / t as f64;
         }
@@ -1163,7 +1164,7 @@ impl MmmProblem {
             let (ls0, ls1) = rest.split_at(nl2);
             let la1s: &[f64] = if n_a == 2 { la1 } else { &[] };
             let ls1s: &[f64] = if n_s == 2 { &ls1[..nl2] } else { &[] };
-            media_fwd_cols(&s.media, ld, &self.lift_cols, la0, la1s, ls0, ls1s, ly, lcache)?;
+            media_fwd_cols::<F>(&s.media, ld, &self.lift_cols, la0, la1s, ls0, ls1s, ly, lcache)?;
         }
         let lift_model = |i: usize| -> f64 {
             lf.periods[i] * beta[lf.cell(i, c)] * (ly[(nl + i) * st + st - 1] - ly[i * st + st - 1])
@@ -1207,17 +1208,17 @@ impl MmmProblem {
             if let Some(o) = gfo {
                 let cols = &self.fourier_cols[gi * f * t..(gi + 1) * f * t];
                 for (col, gg) in cols.chunks_exact(t).zip(&vals[o + gi * f..o + (gi + 1) * f]) {
-                    axpy(mu_g, *gg, col);
+                    axpy::<F>(mu_g, *gg, col);
                 }
             }
             if let Some(o) = gco {
                 let cols = &self.controls_cols[gi * k * t..(gi + 1) * k * t];
                 for (col, gg) in cols.chunks_exact(t).zip(&vals[o + gi * k..o + (gi + 1) * k]) {
-                    axpy(mu_g, *gg, col);
+                    axpy::<F>(mu_g, *gg, col);
                 }
             }
             if !drift.is_empty() {
-                axpy(mu_g, 1.0, drift);
+                axpy::<F>(mu_g, 1.0, drift);
             }
         }
 
@@ -1372,18 +1373,18 @@ impl MmmProblem {
             }
             if let Some(o) = trd {
                 let tc_ = if centre { self.tbar[gi] } else { 0.0 };
-                gv[o + gi] += dot(rg, &self.data.trend_t[gi * t..(gi + 1) * t]) - tc_ * rsum;
+                gv[o + gi] += dot_f::<F>(rg, &self.data.trend_t[gi * t..(gi + 1) * t]) - tc_ * rsum;
             }
             if let Some(o) = gfo {
                 let cols = &self.fourier_cols[gi * f * t..(gi + 1) * f * t];
                 for (gj, col) in gv[o + gi * f..o + (gi + 1) * f].iter_mut().zip(cols.chunks_exact(t)) {
-                    *gj += dot(rg, col);
+                    *gj += dot_f::<F>(rg, col);
                 }
             }
             if let Some(o) = gco {
                 let cols = &self.controls_cols[gi * k * t..(gi + 1) * k * t];
                 for (gj, col) in gv[o + gi * k..o + (gi + 1) * k].iter_mut().zip(cols.chunks_exact(t)) {
-                    *gj += dot(rg, col);
+                    *gj += dot_f::<F>(rg, col);
                 }
             }
             // dL/dmedia_t (centring subtracts the mean of media from every mu).
@@ -1409,7 +1410,7 @@ impl MmmProblem {
             for ch in 0..c {
                 let i = gi * c + ch;
                 let col = &sat[i * t..(i + 1) * t];
-                gb[i] = dot(gm, col) + if nl > 0 { lgb[i] } else { 0.0 };
+                gb[i] = dot_f::<F>(gm, col) + if nl > 0 { lgb[i] } else { 0.0 };
                 // beta = amp * ybar / msat: d/damp = ybar / msat; d/dmsat = -beta / msat, and msat
                 // is a mean over time, so every sat[g, c, t] gets the same extra term `per`.
                 let per = if s.direct_beta {
@@ -1479,7 +1480,7 @@ impl MmmProblem {
                 gs1: if n_s == 2 { &mut *gs1 } else { &mut [] },
                 gx: &mut [],
             };
-            media_vjp_cols(&s.media, d, &self.spend_cols, a0, a1s, cache, gsat, out)?;
+            media_vjp_cols::<F>(&s.media, d, &self.spend_cols, a0, a1s, cache, gsat, out)?;
         }
         if nl > 0 {
             let (lga0, rest) = lgk.split_at_mut(nl2);
@@ -1494,7 +1495,7 @@ impl MmmProblem {
             };
             let la0 = &lkp[..nl2];
             let la1s: &[f64] = if n_a == 2 { &lkp[nl2..2 * nl2] } else { &[] };
-            media_vjp_cols(&s.media, ld, &self.lift_cols, la0, la1s, lcache, lg, lout)?;
+            media_vjp_cols::<F>(&s.media, ld, &self.lift_cols, la0, la1s, lcache, lg, lout)?;
             for j in 0..nl2 {
                 let k = lf.cell(j % nl, c);
                 for q in 0..4 {
@@ -1543,7 +1544,7 @@ impl MmmProblem {
 
 // Reductions use eight partial sums: independent chains that fill a vector
 // register (one running sum is a chain of dependent additions, latency-bound).
-use crate::kernels::adstock::dot;
+use crate::kernels::adstock::dot_f;
 
 /// Sum with eight independent accumulators (see `dot`).
 #[inline(always)]
@@ -1566,9 +1567,9 @@ fn sum8(a: &[f64]) -> f64 {
 
 /// y += a * x
 #[inline(always)]
-fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
+fn axpy<const F: bool>(y: &mut [f64], a: f64, x: &[f64]) {
     for (yv, xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
+        *yv = crate::kernels::fastmath::mla::<F>(a, *xv, *yv);
     }
 }
 

@@ -14,6 +14,7 @@
 //! With `normalize`, weights are divided by their sum. Parameters: p0/p1 are
 //! (alpha, -) for geometric, (alpha, theta) for delayed, (lam, k) for Weibull.
 
+use super::fastmath::mla;
 use super::Dims;
 use crate::error::{check_len, KResult, KernelError};
 
@@ -244,6 +245,12 @@ pub(crate) fn batch_weights(
 /// that it vectorises (one SIMD register of partial sums) without fast-math.
 #[inline(always)]
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    dot_f::<false>(a, b)
+}
+
+/// [`dot`] with fused multiply-adds when `F` (FMA builds).
+#[inline(always)]
+pub(crate) fn dot_f<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f64; 8];
@@ -253,12 +260,12 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
         let u: &[f64; 8] = u.try_into().unwrap();
         let v: &[f64; 8] = v.try_into().unwrap();
         for k in 0..8 {
-            acc[k] += u[k] * v[k];
+            acc[k] = mla::<F>(u[k], v[k], acc[k]);
         }
     }
     let mut s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
     for (u, v) in ar.iter().zip(br) {
-        s += u * v;
+        s = mla::<F>(*u, *v, s);
     }
     s
 }
@@ -284,6 +291,12 @@ pub(crate) fn scatter(col: &[f64], c: usize, ch: usize, dst: &mut [f64]) {
 /// store per block); the sum runs over `l` in increasing order everywhere.
 #[inline(always)]
 pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &mut [f64]) {
+    conv_col_f::<false>(xc, w, stride, taps, yc)
+}
+
+/// [`conv_col`] with fused multiply-adds when `F` (FMA builds).
+#[inline(always)]
+pub(crate) fn conv_col_f<const F: bool>(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &mut [f64]) {
     let t = xc.len();
     let yc = &mut yc[..t];
     let taps = taps.min(t);
@@ -296,7 +309,7 @@ pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &m
     for (i, y) in yc[..head].iter_mut().enumerate() {
         let mut s = 0.0;
         for l in 0..=i {
-            s += w[l * stride] * xc[i - l];
+            s = mla::<F>(w[l * stride], xc[i - l], s);
         }
         *y = s;
     }
@@ -310,7 +323,7 @@ pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &m
             let wl = unsafe { *w.get_unchecked(l * stride) };
             let base = i - l;
             for (k, a) in acc.iter_mut().enumerate() {
-                *a += wl * unsafe { *xc.get_unchecked(base + k) };
+                *a = mla::<F>(wl, unsafe { *xc.get_unchecked(base + k) }, *a);
             }
         }
         yc[i..i + 32].copy_from_slice(&acc);
@@ -324,7 +337,7 @@ pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &m
             let wl = unsafe { *w.get_unchecked(l * stride) };
             let base = i - l;
             for (k, a) in acc.iter_mut().enumerate() {
-                *a += wl * unsafe { *xc.get_unchecked(base + k) };
+                *a = mla::<F>(wl, unsafe { *xc.get_unchecked(base + k) }, *a);
             }
         }
         yc[i..i + 8].copy_from_slice(&acc);
@@ -334,7 +347,7 @@ pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &m
         let ti = i + j;
         let mut s = 0.0;
         for l in 0..taps {
-            s += w[l * stride] * xc[ti - l];
+            s = mla::<F>(w[l * stride], xc[ti - l], s);
         }
         *y = s;
     }

@@ -23,9 +23,26 @@ fn pow2i(n: f64) -> f64 {
     f64::from_bits(bits.wrapping_add(1023).wrapping_shl(52))
 }
 
+/// `a * b + c`, fused (one rounding) when `F`: the SIMD builds run with FMA
+/// hardware; the baseline build must not call libm's software `fma`.
+#[inline(always)]
+pub fn mla<const F: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if F {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// e^x.
 #[inline(always)]
 pub fn exp(x: f64) -> f64 {
+    exp_f::<false>(x)
+}
+
+/// e^x, with fused multiply-adds when `F` (same accuracy; for FMA builds).
+#[inline(always)]
+pub fn exp_f<const F: bool>(x: f64) -> f64 {
     // Arguments whose result is exactly 0 (below ln(2^-1075) = -745.13...) or
     // inf (above ln(f64::MAX) = 709.78...) are evaluated as exp(0) and replaced
     // at the end: scaling a lane down to 0 through the subnormal range costs a
@@ -34,28 +51,28 @@ pub fn exp(x: f64) -> f64 {
     let under = x < -745.2;
     let over = x > 709.79;
     let xc = if under || over { 0.0 } else { x };
-    let n = (xc * LOG2E + MAGIC) - MAGIC; // round(x / ln 2)
-    let r = (xc - n * LN2_HI) - n * LN2_LO; // |r| <= 0.347
+    let n = mla::<F>(xc, LOG2E, MAGIC) - MAGIC; // round(x / ln 2)
+    let r = mla::<F>(-n, LN2_LO, mla::<F>(-n, LN2_HI, xc)); // |r| <= 0.347
                                             // Taylor series to r^13 (truncation below 1e-17 relative on |r| <= 0.347),
                                             // evaluated by Estrin's scheme: a short dependency chain for pipelining.
     let r2 = r * r;
     let r4 = r2 * r2;
     let r8 = r4 * r4;
     let q01 = 1.0 + r;
-    let q23 = 0.5 + r * (1.0 / 6.0);
-    let q45 = 1.0 / 24.0 + r * (1.0 / 120.0);
-    let q67 = 1.0 / 720.0 + r * (1.0 / 5_040.0);
-    let q89 = 1.0 / 40_320.0 + r * (1.0 / 362_880.0);
-    let q1011 = 1.0 / 3_628_800.0 + r * (1.0 / 39_916_800.0);
-    let q1213 = 1.0 / 479_001_600.0 + r * (1.0 / 6_227_020_800.0);
-    let q0_3 = q01 + r2 * q23;
-    let q4_7 = q45 + r2 * q67;
-    let q8_11 = q89 + r2 * q1011;
-    let q0_7 = q0_3 + r4 * q4_7;
-    let q8_13 = q8_11 + r4 * q1213;
-    let p = q0_7 + r8 * q8_13;
+    let q23 = mla::<F>(r, 1.0 / 6.0, 0.5);
+    let q45 = mla::<F>(r, 1.0 / 120.0, 1.0 / 24.0);
+    let q67 = mla::<F>(r, 1.0 / 5_040.0, 1.0 / 720.0);
+    let q89 = mla::<F>(r, 1.0 / 362_880.0, 1.0 / 40_320.0);
+    let q1011 = mla::<F>(r, 1.0 / 39_916_800.0, 1.0 / 3_628_800.0);
+    let q1213 = mla::<F>(r, 1.0 / 6_227_020_800.0, 1.0 / 479_001_600.0);
+    let q0_3 = mla::<F>(r2, q23, q01);
+    let q4_7 = mla::<F>(r2, q67, q45);
+    let q8_11 = mla::<F>(r2, q1011, q89);
+    let q0_7 = mla::<F>(r4, q4_7, q0_3);
+    let q8_13 = mla::<F>(r4, q1213, q8_11);
+    let p = mla::<F>(r8, q8_13, q0_7);
     // Scale by 2^n in two halves so that n = 1024 and subnormal results work.
-    let n1 = (n * 0.5 + MAGIC) - MAGIC;
+    let n1 = mla::<F>(n, 0.5, MAGIC) - MAGIC;
     let n2 = n - n1;
     let v = p * pow2i(n1) * pow2i(n2);
     if under {
@@ -79,6 +96,12 @@ const TWO54: f64 = 18_014_398_509_481_984.0;
 /// Natural logarithm (fdlibm's algorithm, written without branches).
 #[inline(always)]
 pub fn ln(x: f64) -> f64 {
+    ln_f::<false>(x)
+}
+
+/// Natural logarithm, with fused multiply-adds when `F`.
+#[inline(always)]
+pub fn ln_f<const F: bool>(x: f64) -> f64 {
     let sub = x < f64::MIN_POSITIVE;
     let xs = if sub { x * TWO54 } else { x };
     let bits = xs.to_bits();
@@ -93,10 +116,10 @@ pub fn ln(x: f64) -> f64 {
     let s = f / (2.0 + f);
     let z = s * s;
     let w = z * z;
-    let t1 = w * (LG2 + w * (LG4 + w * LG6));
-    let t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+    let t1 = w * mla::<F>(w, mla::<F>(w, LG6, LG4), LG2);
+    let t2 = z * mla::<F>(w, mla::<F>(w, mla::<F>(w, LG7, LG5), LG3), LG1);
     let r = t2 + t1;
-    let v = dk * LN2_HI - ((hfsq - (s * (hfsq + r) + dk * LN2_LO)) - f);
+    let v = mla::<F>(dk, LN2_HI, -((hfsq - mla::<F>(s, hfsq + r, dk * LN2_LO)) - f));
     if x > 0.0 && x < f64::INFINITY {
         v
     } else if x == 0.0 {
@@ -132,6 +155,11 @@ mod tests {
 
     #[test]
     fn exp_is_within_two_ulp_of_std() {
+        exp_within_two_ulp(exp);
+        exp_within_two_ulp(exp_f::<true>);
+    }
+
+    fn exp_within_two_ulp(exp: fn(f64) -> f64) {
         let mut u = rng(7);
         let mut worst = 0.0f64;
         for i in 0..400_000 {
@@ -156,6 +184,11 @@ mod tests {
 
     #[test]
     fn ln_is_within_two_ulp_of_std() {
+        ln_within_two_ulp(ln);
+        ln_within_two_ulp(ln_f::<true>);
+    }
+
+    fn ln_within_two_ulp(ln: fn(f64) -> f64) {
         let mut u = rng(11);
         let mut worst = 0.0f64;
         for i in 0..400_000 {
@@ -172,6 +205,11 @@ mod tests {
 
     #[test]
     fn special_values() {
+        special(exp, ln);
+        special(exp_f::<true>, ln_f::<true>);
+    }
+
+    fn special(exp: fn(f64) -> f64, ln: fn(f64) -> f64) {
         assert_eq!(exp(f64::NEG_INFINITY), 0.0);
         assert_eq!(exp(f64::INFINITY), f64::INFINITY);
         assert_eq!(exp(0.0), 1.0);

@@ -11,7 +11,7 @@
 //! shares its parameters, so the saturation loop vectorises (with AVX2+FMA when
 //! the CPU has it, chosen at run time).
 
-use super::adstock::{batch_weights, conv_col, dot, gather, scatter, Adstock};
+use super::adstock::{batch_weights, conv_col_f, dot_f, gather, scatter, Adstock};
 use super::saturation::{Curve, Hill, Logistic, MichaelisMenten, SaturationKind, Tanh};
 use super::simd::{grad_col as sat_col, level as simd_level};
 use super::Dims;
@@ -110,14 +110,14 @@ pub fn media_fwd(
     y: &mut [f64],
     cache: &mut [f64],
 ) -> KResult<()> {
-    media_fwd_impl(m, dims, x, a0, a1, s0, s1, y, cache, false)
+    media_fwd_impl::<false>(m, dims, x, a0, a1, s0, s1, y, cache, false)
 }
 
 /// [`media_fwd`] with `x` and `y` channel-major, `(B, C, T)`: no transposes,
 /// for callers that keep their data that way (the fused log-density).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn media_fwd_cols(
+pub fn media_fwd_cols<const F: bool>(
     m: &Media,
     dims: Dims,
     x: &[f64],
@@ -128,12 +128,12 @@ pub fn media_fwd_cols(
     y: &mut [f64],
     cache: &mut [f64],
 ) -> KResult<()> {
-    media_fwd_impl(m, dims, x, a0, a1, s0, s1, y, cache, true)
+    media_fwd_impl::<F>(m, dims, x, a0, a1, s0, s1, y, cache, true)
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn media_fwd_impl(
+fn media_fwd_impl<const F: bool>(
     m: &Media,
     dims: Dims,
     x: &[f64],
@@ -192,7 +192,7 @@ fn media_fwd_impl(
             if m.adstock.is_recursive() {
                 recursive_col(xsrc, a0[b * c + ch], xa);
             } else {
-                conv_col(xsrc, &w[ch..], c, taps, xa);
+                conv_col_f::<F>(xsrc, &w[ch..], c, taps, xa);
             }
             // Rounding can leave -1e-17 where the true value is 0; saturations need x >= 0.
             xa.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -245,13 +245,13 @@ pub fn media_vjp(
     g: &[f64],
     out: MediaGrads<'_>,
 ) -> KResult<()> {
-    media_vjp_impl(m, dims, x, a0, a1, cache, g, out, false)
+    media_vjp_impl::<false>(m, dims, x, a0, a1, cache, g, out, false)
 }
 
 /// [`media_vjp`] with `x`, `g` and `gx` channel-major, `(B, C, T)`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn media_vjp_cols(
+pub fn media_vjp_cols<const F: bool>(
     m: &Media,
     dims: Dims,
     x: &[f64],
@@ -261,12 +261,12 @@ pub fn media_vjp_cols(
     g: &[f64],
     out: MediaGrads<'_>,
 ) -> KResult<()> {
-    media_vjp_impl(m, dims, x, a0, a1, cache, g, out, true)
+    media_vjp_impl::<F>(m, dims, x, a0, a1, cache, g, out, true)
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn media_vjp_impl(
+fn media_vjp_impl<const F: bool>(
     m: &Media,
     dims: Dims,
     x: &[f64],
@@ -342,9 +342,9 @@ fn media_vjp_impl(
             for ((ga, gv), d) in gxa.iter_mut().zip(gsrc.iter()).zip(&dx_b[col.clone()]) {
                 *ga = gv * d;
             }
-            out.gs0[k] = dot(gsrc, &d0_b[col.clone()]);
+            out.gs0[k] = dot_f::<F>(gsrc, &d0_b[col.clone()]);
             if two_s {
-                out.gs1[k] = dot(gsrc, &d1_b[col.clone()]);
+                out.gs1[k] = dot_f::<F>(gsrc, &d1_b[col.clone()]);
             }
             // Adstock.
             if m.adstock.is_recursive() {
@@ -376,11 +376,11 @@ fn media_vjp_impl(
             };
             // d/dp sum_t gxa[t] sum_l w[l] x[t-l] = sum_t gxa[t] (x * dw)[t]: one
             // convolution with the weight derivatives and one dot per parameter.
-            conv_col(xsrc, &dw0[ch..], c, taps, cw);
-            let s0 = dot(gxa, cw);
+            conv_col_f::<F>(xsrc, &dw0[ch..], c, taps, cw);
+            let s0 = dot_f::<F>(gxa, cw);
             let s1 = if two_a {
-                conv_col(xsrc, &dw1[ch..], c, taps, cw);
-                dot(gxa, cw)
+                conv_col_f::<F>(xsrc, &dw1[ch..], c, taps, cw);
+                dot_f::<F>(gxa, cw)
             } else {
                 0.0
             };

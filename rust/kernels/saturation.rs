@@ -15,7 +15,7 @@
 //! (inline and vectorisable, unlike libm's).
 
 use super::adstock::{dot, gather, scatter};
-use super::fastmath::{exp, ln};
+use super::fastmath::{exp_f, ln_f};
 use super::{simd, Dims};
 use crate::error::{check_len, KResult};
 
@@ -42,9 +42,10 @@ impl SaturationKind {
 pub trait Curve {
     type Pre: Copy + Default;
     fn pre(p0: f64, p1: f64) -> Self::Pre;
-    fn value(x: f64, q: &Self::Pre) -> f64;
+    /// `F`: fused multiply-adds in exp/ln (builds for CPUs with FMA).
+    fn value<const F: bool>(x: f64, q: &Self::Pre) -> f64;
     /// (y, dy/dx, dy/dp0, dy/dp1)
-    fn grad(x: f64, q: &Self::Pre) -> (f64, f64, f64, f64);
+    fn grad<const F: bool>(x: f64, q: &Self::Pre) -> (f64, f64, f64, f64);
 }
 
 pub struct Hill;
@@ -67,8 +68,8 @@ impl Hill {
     /// with `a = exp(-|nr|)`, `y = a/(1+a)` or `1/(1+a)`, and `y(1-y) = a/(1+a)^2`
     /// either way. `nr = -inf` (x = 0) gives exactly (0, 0).
     #[inline(always)]
-    fn core(nr: f64) -> (f64, f64) {
-        let a = exp(-nr.abs());
+    fn core<const F: bool>(nr: f64) -> (f64, f64) {
+        let a = exp_f::<F>(-nr.abs());
         let r = 1.0 / (1.0 + a);
         let num = if nr >= 0.0 { 1.0 } else { a };
         (num * r, a * r * r)
@@ -87,13 +88,13 @@ impl Curve for Hill {
         }
     }
     #[inline(always)]
-    fn value(x: f64, q: &HillPre) -> f64 {
-        Hill::core(q.slope * (ln(x) - q.ln_kappa)).0
+    fn value<const F: bool>(x: f64, q: &HillPre) -> f64 {
+        Hill::core::<F>(q.slope * (ln_f::<F>(x) - q.ln_kappa)).0
     }
     #[inline(always)]
-    fn grad(x: f64, q: &HillPre) -> (f64, f64, f64, f64) {
-        let r = ln(x) - q.ln_kappa;
-        let (y, d) = Hill::core(q.slope * r);
+    fn grad<const F: bool>(x: f64, q: &HillPre) -> (f64, f64, f64, f64) {
+        let r = ln_f::<F>(x) - q.ln_kappa;
+        let (y, d) = Hill::core::<F>(q.slope * r);
         let pos = x > 0.0;
         // At x = 0: d = 0 and r = -inf, so guard the 0/0 and 0*inf by selects.
         // (Merging this division with the one in Hill::core, 1/((1+a) x), overflows
@@ -111,13 +112,13 @@ impl Curve for Logistic {
         lam
     }
     #[inline(always)]
-    fn value(x: f64, lam: &f64) -> f64 {
-        let e = exp(-lam * x);
+    fn value<const F: bool>(x: f64, lam: &f64) -> f64 {
+        let e = exp_f::<F>(-lam * x);
         (1.0 - e) / (1.0 + e)
     }
     #[inline(always)]
-    fn grad(x: f64, lam: &f64) -> (f64, f64, f64, f64) {
-        let e = exp(-lam * x);
+    fn grad<const F: bool>(x: f64, lam: &f64) -> (f64, f64, f64, f64) {
+        let e = exp_f::<F>(-lam * x);
         let r = 1.0 / (1.0 + e);
         let y = (1.0 - e) * r;
         let d = 2.0 * e * r * r; // = 1 - y^2 over 2, computed without cancellation
@@ -138,11 +139,11 @@ impl Curve for MichaelisMenten {
         MmPre { alpha, lam }
     }
     #[inline(always)]
-    fn value(x: f64, q: &MmPre) -> f64 {
+    fn value<const F: bool>(x: f64, q: &MmPre) -> f64 {
         q.alpha * x / (q.lam + x)
     }
     #[inline(always)]
-    fn grad(x: f64, q: &MmPre) -> (f64, f64, f64, f64) {
+    fn grad<const F: bool>(x: f64, q: &MmPre) -> (f64, f64, f64, f64) {
         let r = 1.0 / (q.lam + x);
         let s = x * r; // x / (lam + x)
         let y = q.alpha * s;
@@ -168,14 +169,14 @@ impl Curve for Tanh {
         }
     }
     #[inline(always)]
-    fn value(x: f64, q: &TanhPre) -> f64 {
-        Tanh::grad(x, q).0
+    fn value<const F: bool>(x: f64, q: &TanhPre) -> f64 {
+        Tanh::grad::<F>(x, q).0
     }
     #[inline(always)]
-    fn grad(x: f64, q: &TanhPre) -> (f64, f64, f64, f64) {
+    fn grad<const F: bool>(x: f64, q: &TanhPre) -> (f64, f64, f64, f64) {
         // tanh and sech^2 from one exp, without the cancellation of 1 - tanh^2.
         let s = x * q.inv_bc;
-        let e = exp(-2.0 * s.abs());
+        let e = exp_f::<F>(-2.0 * s.abs());
         let r = 1.0 / (1.0 + e);
         let th = ((1.0 - e) * r).copysign(s);
         let sech2 = 4.0 * e * r * r;

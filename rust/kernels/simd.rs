@@ -42,7 +42,7 @@ fn detected() -> u8 {
 
 /// Value and partial derivatives over one column (same parameters throughout).
 #[inline(always)]
-fn grad_generic<K: Curve>(
+fn grad_generic<K: Curve, const F: bool>(
     x: &[f64],
     q: &K::Pre,
     y: &mut [f64],
@@ -53,7 +53,7 @@ fn grad_generic<K: Curve>(
     let n = x.len();
     let (y, dx, d0, d1) = (&mut y[..n], &mut dx[..n], &mut d0[..n], &mut d1[..n]);
     for i in 0..n {
-        let (v, a, b, e) = K::grad(x[i], q);
+        let (v, a, b, e) = K::grad::<F>(x[i], q);
         y[i] = v;
         dx[i] = a;
         d0[i] = b;
@@ -63,9 +63,9 @@ fn grad_generic<K: Curve>(
 
 /// Values only over one column.
 #[inline(always)]
-fn value_generic<K: Curve>(x: &[f64], q: &K::Pre, y: &mut [f64]) {
+fn value_generic<K: Curve, const F: bool>(x: &[f64], q: &K::Pre, y: &mut [f64]) {
     for (o, v) in y[..x.len()].iter_mut().zip(x) {
-        *o = K::value(*v, q);
+        *o = K::value::<F>(*v, q);
     }
 }
 
@@ -79,7 +79,7 @@ unsafe fn grad_avx2<K: Curve>(
     d0: &mut [f64],
     d1: &mut [f64],
 ) {
-    grad_generic::<K>(x, q, y, dx, d0, d1)
+    grad_generic::<K, true>(x, q, y, dx, d0, d1)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -92,19 +92,19 @@ unsafe fn grad_avx512<K: Curve>(
     d0: &mut [f64],
     d1: &mut [f64],
 ) {
-    grad_generic::<K>(x, q, y, dx, d0, d1)
+    grad_generic::<K, true>(x, q, y, dx, d0, d1)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn value_avx2<K: Curve>(x: &[f64], q: &K::Pre, y: &mut [f64]) {
-    value_generic::<K>(x, q, y)
+    value_generic::<K, true>(x, q, y)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
 unsafe fn value_avx512<K: Curve>(x: &[f64], q: &K::Pre, y: &mut [f64]) {
-    value_generic::<K>(x, q, y)
+    value_generic::<K, true>(x, q, y)
 }
 
 /// `y = K(x)` and the partials `dy/dx`, `dy/dp0`, `dy/dp1` over a column, at SIMD `level`.
@@ -129,7 +129,7 @@ pub fn grad_col<K: Curve>(
         }
     }
     let _ = level;
-    grad_generic::<K>(x, q, y, dx, d0, d1)
+    grad_generic::<K, false>(x, q, y, dx, d0, d1)
 }
 
 /// `y = K(x)` over a column, at SIMD `level`.
@@ -146,5 +146,5 @@ pub fn value_col<K: Curve>(level: u8, x: &[f64], q: &K::Pre, y: &mut [f64]) {
         }
     }
     let _ = level;
-    value_generic::<K>(x, q, y)
+    value_generic::<K, false>(x, q, y)
 }

@@ -94,6 +94,7 @@ impl Adstock {
 /// Tap weights of one channel, and optionally their derivatives with respect to
 /// the two parameters. Slices are indexed `[l * stride]`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn channel_weights(
     spec: &Adstock,
     p0: f64,
@@ -213,12 +214,14 @@ fn channel_weights(
                 s1 += d1[idx(l)];
             }
         }
+        // One division per channel (these run inside every log-density call).
+        let inv = 1.0 / s;
         for l in 0..taps {
-            let wn = w[idx(l)] / s;
+            let wn = w[idx(l)] * inv;
             w[idx(l)] = wn;
             if want {
-                d0[idx(l)] = (d0[idx(l)] - wn * s0) / s;
-                d1[idx(l)] = (d1[idx(l)] - wn * s1) / s;
+                d0[idx(l)] = (d0[idx(l)] - wn * s0) * inv;
+                d1[idx(l)] = (d1[idx(l)] - wn * s1) * inv;
             }
         }
     }

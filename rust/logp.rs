@@ -1549,11 +1549,9 @@ use crate::kernels::adstock::dot_f;
 /// Sum with eight independent accumulators (see `dot`).
 #[inline(always)]
 fn sum8(a: &[f64]) -> f64 {
+    let (ch, rem) = a.as_chunks::<8>();
     let mut acc = [0.0f64; 8];
-    let ch = a.chunks_exact(8);
-    let rem = ch.remainder();
     for u in ch {
-        let u: &[f64; 8] = u.try_into().unwrap();
         for k in 0..8 {
             acc[k] += u[k];
         }

@@ -255,13 +255,10 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
 #[inline(always)]
 pub(crate) fn dot_f<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
+    let (ac, ar) = a[..n].as_chunks::<8>();
+    let (bc, br) = b[..n].as_chunks::<8>();
     let mut acc = [0.0f64; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (u, v) in ac.zip(bc) {
-        let u: &[f64; 8] = u.try_into().unwrap();
-        let v: &[f64; 8] = v.try_into().unwrap();
+    for (u, v) in ac.iter().zip(bc) {
         for k in 0..8 {
             acc[k] = mla::<F>(u[k], v[k], acc[k]);
         }

@@ -313,36 +313,9 @@ pub(crate) fn conv_col_f<const F: bool>(xc: &[f64], w: &[f64], stride: usize, ta
         }
         *y = s;
     }
-    let mut i = head;
-    assert!(w.len() > (taps - 1) * stride);
-    // Blocks of 32 outputs: four independent chains of additions per tap.
-    while i + 32 <= t {
-        let mut acc = [0.0f64; 32];
-        for l in 0..taps {
-            // SAFETY: as below, with i + 32 <= t.
-            let wl = unsafe { *w.get_unchecked(l * stride) };
-            let base = i - l;
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = mla::<F>(wl, unsafe { *xc.get_unchecked(base + k) }, *a);
-            }
-        }
-        yc[i..i + 32].copy_from_slice(&acc);
-        i += 32;
-    }
-    while i + 8 <= t {
-        let mut acc = [0.0f64; 8];
-        for l in 0..taps {
-            // SAFETY: l < taps, so l * stride < w.len() (asserted above), and
-            // taps - 1 <= i, i + 8 <= t = xc.len(), so i - l + 7 < xc.len().
-            let wl = unsafe { *w.get_unchecked(l * stride) };
-            let base = i - l;
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = mla::<F>(wl, unsafe { *xc.get_unchecked(base + k) }, *a);
-            }
-        }
-        yc[i..i + 8].copy_from_slice(&acc);
-        i += 8;
-    }
+    // Blocks of 32 outputs (four independent chains of additions per tap), then of 8.
+    let i = conv_blocks::<32, F>(xc, w, stride, taps, yc, head);
+    let i = conv_blocks::<8, F>(xc, w, stride, taps, yc, i);
     for (j, y) in yc[i..].iter_mut().enumerate() {
         let ti = i + j;
         let mut s = 0.0;
@@ -351,6 +324,38 @@ pub(crate) fn conv_col_f<const F: bool>(xc: &[f64], w: &[f64], stride: usize, ta
         }
         *y = s;
     }
+}
+
+/// Outputs `i0..` of [`conv_col_f`] in blocks of `B` with the sums over taps in
+/// registers; returns where the blocks stopped.
+#[inline(always)]
+fn conv_blocks<const B: usize, const F: bool>(
+    xc: &[f64],
+    w: &[f64],
+    stride: usize,
+    taps: usize,
+    yc: &mut [f64],
+    i0: usize,
+) -> usize {
+    let t = xc.len();
+    // What the unchecked reads below rely on (once per call, not per element).
+    assert!(taps >= 1 && i0 + 1 >= taps && w.len() > (taps - 1) * stride);
+    let mut i = i0;
+    while i + B <= t {
+        let mut acc = [0.0f64; B];
+        for l in 0..taps {
+            // SAFETY: l < taps, so l * stride < w.len(); taps - 1 <= i and
+            // i + B <= t = xc.len(), so i - l + B - 1 < xc.len().
+            let wl = unsafe { *w.get_unchecked(l * stride) };
+            let base = i - l;
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = mla::<F>(wl, unsafe { *xc.get_unchecked(base + k) }, *a);
+            }
+        }
+        yc[i..i + B].copy_from_slice(&acc);
+        i += B;
+    }
+    i
 }
 
 /// Causal convolution of one batch member: `y[t, c] = sum_l w[l, c] x[t-l, c]`.

@@ -121,6 +121,17 @@ impl Dist {
     }
 }
 
+/// What the log-odds transform knows exactly, without cancellation: ln v,
+/// ln(1 - v), v and 1 - v (for u beyond about +-37, v rounds to 1 or 0 while
+/// these stay exact).
+#[derive(Clone, Copy, Debug)]
+struct LogOdds {
+    ln_v: f64,
+    ln_1mv: f64,
+    v: f64,
+    one_minus_v: f64,
+}
+
 /// PyMC's default transforms to the unconstrained space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transform {
@@ -154,9 +165,9 @@ impl Transform {
         (v, lj, dv, dlj)
     }
 
-    /// [`Self::apply`] and, for the log-odds transform, (ln v, ln(1 - v)).
+    /// [`Self::apply`] and, for the log-odds transform, [`LogOdds`].
     #[inline]
-    fn apply_logs(&self, u: f64, lo: f64, hi: f64) -> (f64, f64, f64, f64, Option<(f64, f64)>) {
+    fn apply_logs(&self, u: f64, lo: f64, hi: f64) -> (f64, f64, f64, f64, Option<LogOdds>) {
         match self {
             Transform::Identity => (u, 0.0, 1.0, 0.0, None),
             Transform::Log => {
@@ -176,7 +187,8 @@ impl Transform {
                 let sc = if u >= 0.0 { e * r } else { r }; // 1 - s without cancellation
                 if *self == Transform::LogOdds {
                     let lj = -sp_neg - sp_pos;
-                    (s, lj, s * sc, 1.0 - 2.0 * s, Some((-sp_neg, -sp_pos)))
+                    let lo = LogOdds { ln_v: -sp_neg, ln_1mv: -sp_pos, v: s, one_minus_v: sc };
+                    (s, lj, s * sc, 1.0 - 2.0 * s, Some(lo))
                 } else {
                     let w = hi - lo;
                     let lj = w.ln() - sp_neg - sp_pos;
@@ -343,6 +355,30 @@ pub struct Block {
     pub transform: Transform,
     pub lower: Vec<f64>,
     pub upper: Vec<f64>,
+}
+
+impl Block {
+    /// Element `i` of the prior at unconstrained `u`: (log-density term with its
+    /// constant and the transform's log-Jacobian, v, dv/du, d term / du).
+    #[inline(always)]
+    fn prior_term(&self, i: usize, u: f64) -> (f64, f64, f64, f64) {
+        let lo = self.lower.get(i).copied().unwrap_or(0.0);
+        let hi = self.upper.get(i).copied().unwrap_or(1.0);
+        let (v, lj, dv, dlj, logs) = self.transform.apply_logs(u, lo, hi);
+        let mut p = [0.0; 3];
+        for (slot, col) in p.iter_mut().zip(&self.params) {
+            *slot = col[i];
+        }
+        let (kv, dk) = self.dist.kernel(p, v, logs.map(|l| (l.ln_v, l.ln_1mv)));
+        // A Beta prior on the log-odds scale: d/du [(a-1) ln v + (b-1) ln(1-v)]
+        // = (a-1)(1-v) - (b-1) v, finite where v has rounded to 0 or 1
+        // (dk * dv would be inf * 0 there).
+        let dku = match (self.dist, logs) {
+            (Dist::Beta, Some(l)) => (p[0] - 1.0) * l.one_minus_v - (p[1] - 1.0) * l.v,
+            _ => dk * dv,
+        };
+        (self.konst[i] + kv + lj, v, dv, dku + dlj)
+    }
 }
 
 /// The data of one model fit: `G` groups of `T` periods, group-major.
@@ -1052,19 +1088,12 @@ impl MmmProblem {
         let mut gbuf = grad;
         for (b, &off) in self.blocks.iter().zip(&self.offsets) {
             for i in 0..b.size {
-                let lo = b.lower.get(i).copied().unwrap_or(0.0);
-                let hi = b.upper.get(i).copied().unwrap_or(1.0);
-                let (v, lj, dv, dlj, logs) = b.transform.apply_logs(x[off + i], lo, hi);
-                let mut p = [0.0; 3];
-                for (slot, col) in p.iter_mut().zip(&b.params) {
-                    *slot = col[i];
-                }
-                let (kv, dk) = b.dist.kernel(p, v, logs);
-                lp += b.konst[i] + kv + lj;
+                let (term, v, dv, gu) = b.prior_term(i, x[off + i]);
+                lp += term;
                 vals[off + i] = v;
                 dvdu[off + i] = dv;
                 if let Some(gr) = gbuf.as_deref_mut() {
-                    gr[off + i] = dk * dv + dlj;
+                    gr[off + i] = gu;
                 }
             }
         }
@@ -1373,7 +1402,7 @@ impl MmmProblem {
             }
             if let Some(o) = trd {
                 let tc_ = if centre { self.tbar[gi] } else { 0.0 };
-                gv[o + gi] += dot_f::<F>(rg, &self.data.trend_t[gi * t..(gi + 1) * t]) - tc_ * rsum;
+                gv[o + gi] += dot_centred(rg, &self.data.trend_t[gi * t..(gi + 1) * t], tc_);
             }
             if let Some(o) = gfo {
                 let cols = &self.fourier_cols[gi * f * t..(gi + 1) * f * t];
@@ -1546,6 +1575,26 @@ impl MmmProblem {
 // register (one running sum is a chain of dependent additions, latency-bound).
 use crate::kernels::adstock::dot_f;
 
+/// `sum_i a[i] (b[i] - c)` with eight accumulators; centring each term keeps
+/// the precision when `b` is large relative to its spread (e.g. calendar years).
+#[inline(always)]
+fn dot_centred(a: &[f64], b: &[f64], c: f64) -> f64 {
+    let n = a.len().min(b.len());
+    let (ac, ar) = a[..n].as_chunks::<8>();
+    let (bc, br) = b[..n].as_chunks::<8>();
+    let mut acc = [0.0f64; 8];
+    for (u, v) in ac.iter().zip(bc) {
+        for k in 0..8 {
+            acc[k] += u[k] * (v[k] - c);
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    for (u, v) in ar.iter().zip(br) {
+        s += u * (v - c);
+    }
+    s
+}
+
 /// Sum with eight independent accumulators (see `dot`).
 #[inline(always)]
 fn sum8(a: &[f64]) -> f64 {
@@ -1601,6 +1650,38 @@ mod tests {
             lower: vec![],
             upper: vec![],
         }
+    }
+
+    #[test]
+    fn beta_prior_on_log_odds_is_exact_in_the_tails() {
+        // Beta(a, b) on v = sigmoid(u), log-Jacobian included:
+        // f(u) = (a-1) ln s + (b-1) ln(1-s) + ln s + ln(1-s), f'(u) = a (1-s) - b s.
+        for (a, bb) in [(1.0, 3.0), (3.0, 1.0), (2.0, 2.0), (0.5, 0.7)] {
+            let blk = block(Role::Adstock(0), 1, Dist::Beta, &[a, bb], Transform::LogOdds);
+            for u in [-800.0, -750.0, -40.0, -5.0, 0.0, 0.3, 5.0, 37.0, 40.0, 800.0] {
+                let (term, _, _, gu) = blk.prior_term(0, u);
+                // Reference with exact tails: ln s = -softplus(-u), ln(1-s) = -softplus(u).
+                let sp = |z: f64| z.max(0.0) + (-z.abs()).exp().ln_1p();
+                let (ls, l1s) = (-sp(-u), -sp(u));
+                let f = a * ls + bb * l1s;
+                let s = 1.0 / (1.0 + (-u).exp());
+                let df = a * (1.0 - s) - bb * s;
+                assert!(term.is_finite() && gu.is_finite(), "u {u}: {term} {gu}");
+                assert!((term - f).abs() <= 1e-12 * f.abs().max(1.0), "u {u}: {term} vs {f}");
+                assert!((gu - df).abs() <= 1e-12 * df.abs().max(1.0), "u {u}: {gu} vs {df}");
+            }
+        }
+    }
+
+    #[test]
+    fn normalised_delayed_weights_with_a_subnormal_sum_stay_finite() {
+        // theta far beyond l_max: every weight is tiny and their sum subnormal,
+        // so 1/sum overflows; the weights must still normalise to a finite vector.
+        let spec = Adstock::new(AdstockKind::Delayed, 4, true).unwrap();
+        let (mut w, mut d0, mut d1) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 4]);
+        crate::kernels::adstock::batch_weights(&spec, &[0.5], &[35.2], &mut w, Some((&mut d0, &mut d1)));
+        assert!(w.iter().chain(&d0).chain(&d1).all(|v| v.is_finite()), "{w:?} {d0:?} {d1:?}");
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
     }
 
     fn problem(g: usize, grouped: bool, student_t: bool, lift: bool) -> MmmProblem {

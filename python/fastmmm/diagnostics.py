@@ -80,11 +80,14 @@ def sampler_checks(result, thresholds: dict | None = None) -> Validation:
     v = Validation(thresholds=th)
     post = result.idata.posterior
     n_chains = int(post.sizes["chain"])
-    # R-hat and ESS depend only on the draws: computed once per posterior and
-    # reused by report_diagnostics, validate and summary (thresholds may differ).
+    # R-hat and ESS depend only on the draws: computed once per posterior object
+    # (and set of variables) and reused by report_diagnostics, validate and
+    # summary, whose thresholds may differ. Draws edited in place inside the same
+    # object are not noticed; replacing the posterior group is.
+    names = [n for n in post.data_vars if n not in _SKIP]
+    key = (id(post), tuple(names))
     cache = getattr(result, "_sampler_stats", None)
-    if cache is None or cache[0] is not post:
-        names = [n for n in post.data_vars if n not in _SKIP]
+    if cache is None or cache[0] is not post or cache[1] != key:
         sub = post[names]
         ess_b = az.ess(sub, method="bulk")
         ess_t = az.ess(sub, method="tail")
@@ -96,17 +99,16 @@ def sampler_checks(result, thresholds: dict | None = None) -> Validation:
         if n_chains > 1:
             rh = az.rhat(sub)
             stats["rhat_max"] = float(max(float(rh[n].max()) for n in names))
-        ss = result.idata.sample_stats
-        div = ss["diverging"] if "diverging" in ss else None
-        stats["divergences"] = int(div.values.sum()) if div is not None else 0
-        cache = (post, stats)
+        cache = (post, key, stats)
         try:
             result._sampler_stats = cache
         except AttributeError:  # a result type without a writable __dict__
             pass
-    stats = cache[1]
-    v.ess_bulk_min, v.ess_tail_min = stats["ess_bulk_min"], stats["ess_tail_min"]
-    v.rhat_max, v.divergences = stats["rhat_max"], stats["divergences"]
+    stats = cache[2]
+    v.ess_bulk_min, v.ess_tail_min, v.rhat_max = stats["ess_bulk_min"], stats["ess_tail_min"], stats["rhat_max"]
+    ss = result.idata.sample_stats
+    div = ss["diverging"] if "diverging" in ss else None
+    v.divergences = int(div.values.sum()) if div is not None else 0
 
     if v.rhat_max is None:
         v.checks["rhat"] = None

@@ -214,14 +214,18 @@ fn channel_weights(
                 s1 += d1[idx(l)];
             }
         }
-        // One division per channel (these run inside every log-density call).
+        // One division per channel (these run inside every log-density call),
+        // unless 1/s overflows (a delayed adstock far from its peak can sum to a
+        // subnormal): then divide, as w / s stays finite.
         let inv = 1.0 / s;
+        let by_inv = inv.is_finite();
+        let scale = |v: f64| if by_inv { v * inv } else { v / s };
         for l in 0..taps {
-            let wn = w[idx(l)] * inv;
+            let wn = scale(w[idx(l)]);
             w[idx(l)] = wn;
             if want {
-                d0[idx(l)] = (d0[idx(l)] - wn * s0) * inv;
-                d1[idx(l)] = (d1[idx(l)] - wn * s1) * inv;
+                d0[idx(l)] = scale(d0[idx(l)] - wn * s0);
+                d1[idx(l)] = scale(d1[idx(l)] - wn * s1);
             }
         }
     }
@@ -339,7 +343,7 @@ fn conv_blocks<const B: usize, const F: bool>(
 ) -> usize {
     let t = xc.len();
     // What the unchecked reads below rely on (once per call, not per element).
-    assert!(taps >= 1 && i0 + 1 >= taps && w.len() > (taps - 1) * stride);
+    assert!(taps >= 1 && i0 + 1 >= taps && (taps - 1).checked_mul(stride).is_some_and(|e| e < w.len()));
     let mut i = i0;
     while i + B <= t {
         let mut acc = [0.0f64; B];

@@ -1360,7 +1360,7 @@ impl MmmProblem {
                         rc[l] = z * inv;
                     }
                 }
-                let mut ss = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+                let mut ss = fold8(&acc);
                 for ((rv, yv), mv) in rr[nb..].iter_mut().zip(&yy[nb..]).zip(&mm[nb..]) {
                     let z = (yv - mv) * inv;
                     ss += z * z;
@@ -1573,7 +1573,7 @@ impl MmmProblem {
 
 // Reductions use eight partial sums: independent chains that fill a vector
 // register (one running sum is a chain of dependent additions, latency-bound).
-use crate::kernels::adstock::dot_f;
+use crate::kernels::adstock::{dot_f, fold8};
 
 /// `sum_i a[i] (b[i] - c)` with eight accumulators; centring each term keeps
 /// the precision when `b` is large relative to its spread (e.g. calendar years).
@@ -1588,7 +1588,7 @@ fn dot_centred(a: &[f64], b: &[f64], c: f64) -> f64 {
             acc[k] += u[k] * (v[k] - c);
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    let mut s = fold8(&acc);
     for (u, v) in ar.iter().zip(br) {
         s += u * (v - c);
     }
@@ -1605,7 +1605,7 @@ fn sum8(a: &[f64]) -> f64 {
             acc[k] += u[k];
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    let mut s = fold8(&acc);
     for v in rem {
         s += v;
     }

@@ -248,6 +248,13 @@ pub(crate) fn batch_weights(
     }
 }
 
+/// Sum of eight partial sums in the order of a halving vector reduction
+/// (lane i + lane i+4, then + lane i+2, then the last pair).
+#[inline(always)]
+pub(crate) fn fold8(acc: &[f64; 8]) -> f64 {
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
 /// Dot product with eight independent accumulators in a fixed-size block, so
 /// that it vectorises (one SIMD register of partial sums) without fast-math.
 #[inline(always)]
@@ -267,7 +274,7 @@ pub(crate) fn dot_f<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
             acc[k] = mla::<F>(u[k], v[k], acc[k]);
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    let mut s = fold8(&acc);
     for (u, v) in ar.iter().zip(br) {
         s = mla::<F>(*u, *v, s);
     }

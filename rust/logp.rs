@@ -1573,43 +1573,19 @@ impl MmmProblem {
 
 // Reductions use eight partial sums: independent chains that fill a vector
 // register (one running sum is a chain of dependent additions, latency-bound).
-use crate::kernels::adstock::{dot_f, fold8};
+use crate::kernels::adstock::{dot_f, fold8, reduce8};
 
 /// `sum_i a[i] (b[i] - c)` with eight accumulators; centring each term keeps
 /// the precision when `b` is large relative to its spread (e.g. calendar years).
 #[inline(always)]
 fn dot_centred(a: &[f64], b: &[f64], c: f64) -> f64 {
-    let n = a.len().min(b.len());
-    let (ac, ar) = a[..n].as_chunks::<8>();
-    let (bc, br) = b[..n].as_chunks::<8>();
-    let mut acc = [0.0f64; 8];
-    for (u, v) in ac.iter().zip(bc) {
-        for k in 0..8 {
-            acc[k] += u[k] * (v[k] - c);
-        }
-    }
-    let mut s = fold8(&acc);
-    for (u, v) in ar.iter().zip(br) {
-        s += u * (v - c);
-    }
-    s
+    reduce8(a, b, |s, u, v| s + u * (v - c))
 }
 
 /// Sum with eight independent accumulators (see `dot`).
 #[inline(always)]
 fn sum8(a: &[f64]) -> f64 {
-    let (ch, rem) = a.as_chunks::<8>();
-    let mut acc = [0.0f64; 8];
-    for u in ch {
-        for k in 0..8 {
-            acc[k] += u[k];
-        }
-    }
-    let mut s = fold8(&acc);
-    for v in rem {
-        s += v;
-    }
-    s
+    reduce8(a, a, |s, u, _| s + u)
 }
 
 /// y += a * x

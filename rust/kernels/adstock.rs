@@ -265,18 +265,26 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// [`dot`] with fused multiply-adds when `F` (FMA builds).
 #[inline(always)]
 pub(crate) fn dot_f<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
+    reduce8(a, b, |s, u, v| mla::<F>(u, v, s))
+}
+
+/// `s = step(s, a[i], b[i])` over `min(len a, len b)` elements, with eight
+/// independent partial sums folded by [`fold8`], then the remainder in order:
+/// the shared shape of the reductions in the log-density.
+#[inline(always)]
+pub(crate) fn reduce8(a: &[f64], b: &[f64], step: impl Fn(f64, f64, f64) -> f64) -> f64 {
     let n = a.len().min(b.len());
     let (ac, ar) = a[..n].as_chunks::<8>();
     let (bc, br) = b[..n].as_chunks::<8>();
     let mut acc = [0.0f64; 8];
     for (u, v) in ac.iter().zip(bc) {
         for k in 0..8 {
-            acc[k] = mla::<F>(u[k], v[k], acc[k]);
+            acc[k] = step(acc[k], u[k], v[k]);
         }
     }
     let mut s = fold8(&acc);
     for (u, v) in ar.iter().zip(br) {
-        s = mla::<F>(*u, *v, s);
+        s = step(s, *u, *v);
     }
     s
 }

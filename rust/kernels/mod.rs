@@ -6,6 +6,8 @@
 pub mod adstock;
 pub mod fastmath;
 pub mod fused;
+#[cfg(target_arch = "x86_64")]
+pub mod hill512;
 pub mod response;
 pub mod saturation;
 pub mod simd;

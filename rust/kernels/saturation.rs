@@ -46,7 +46,14 @@ pub trait Curve {
     fn value<const F: bool>(x: f64, q: &Self::Pre) -> f64;
     /// (y, dy/dx, dy/dp0, dy/dp1)
     fn grad<const F: bool>(x: f64, q: &Self::Pre) -> (f64, f64, f64, f64);
+    /// A hand-written AVX-512 column kernel that `simd::grad_col` uses instead of
+    /// vectorising `grad` at SIMD level 2 (columns `x, y, dy/dx, dy/dp0, dy/dp1`).
+    #[cfg(target_arch = "x86_64")]
+    const AVX512_GRAD: Option<ColKernel<Self::Pre>> = None;
 }
+
+/// A column kernel: `(x, pre, y, dy/dx, dy/dp0, dy/dp1)`.
+pub type ColKernel<P> = unsafe fn(&[f64], &P, &mut [f64], &mut [f64], &mut [f64], &mut [f64]);
 
 pub struct Hill;
 pub struct Logistic;
@@ -55,11 +62,11 @@ pub struct Tanh;
 
 #[derive(Clone, Copy, Default)]
 pub struct HillPre {
-    inv_kappa: f64,
-    ln_kappa: f64,
-    slope: f64,
+    pub(crate) inv_kappa: f64,
+    pub(crate) ln_kappa: f64,
+    pub(crate) slope: f64,
     /// dy/dx at x = 0 (the convention in the module docs).
-    dx0: f64,
+    pub(crate) dx0: f64,
 }
 
 impl Hill {
@@ -78,6 +85,8 @@ impl Hill {
 
 impl Curve for Hill {
     type Pre = HillPre;
+    #[cfg(target_arch = "x86_64")]
+    const AVX512_GRAD: Option<ColKernel<HillPre>> = Some(super::hill512::hill_grad);
     #[inline(always)]
     fn pre(kappa: f64, slope: f64) -> HillPre {
         HillPre {

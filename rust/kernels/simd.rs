@@ -92,6 +92,9 @@ unsafe fn grad_avx512<K: Curve>(
     d0: &mut [f64],
     d1: &mut [f64],
 ) {
+    if let Some(kernel) = K::AVX512_GRAD {
+        return kernel(x, q, y, dx, d0, d1);
+    }
     grad_generic::<K, true>(x, q, y, dx, d0, d1)
 }
 

@@ -484,8 +484,10 @@ pub struct MmmProblem {
     pub s: MmmStructure,
     pub data: MmmData,
     pub blocks: Vec<Block>,
-    /// Spend transposed to channel-major (G, C, T), the fused kernel's native layout.
+    /// Spend transposed to channel-major (G, C, pad + T), the fused kernel's native
+    /// layout, with `pad` = taps - 1 zeros before each column (no convolution head).
     spend_cols: Vec<f64>,
+    pad: usize,
     /// Seasonality and controls transposed to (G, F, T) / (G, K, T): the mean
     /// function and its gradient run over contiguous columns.
     fourier_cols: Vec<f64>,
@@ -497,7 +499,7 @@ pub struct MmmProblem {
     /// Per group: mean target and mean trend index.
     ybar: Vec<f64>,
     tbar: Vec<f64>,
-    /// Lift-test spends as (2N, steady) channel-major columns: x0 of every test, then x1.
+    /// Lift-test spends as (2N, pad + steady) channel-major columns: x0 of every test, then x1.
     lift_cols: Vec<f64>,
 }
 
@@ -746,17 +748,20 @@ impl MmmProblem {
                 *sl = Some(i);
             }
         }
-        let mut lift_cols = vec![0.0; 2 * nl * lf.steady];
+        let pad = s.media.adstock.n_taps().saturating_sub(1);
+        let st = lf.steady;
+        let mut lift_cols = vec![0.0; 2 * nl * (pad + st)];
         for i in 0..nl {
-            let st = lf.steady;
-            lift_cols[i * st..(i + 1) * st].fill(lf.x0[i]);
-            lift_cols[(nl + i) * st..(nl + i + 1) * st].fill(lf.x1[i]);
+            let (a, b) = (i * (pad + st), (nl + i) * (pad + st));
+            lift_cols[a + pad..a + pad + st].fill(lf.x0[i]);
+            lift_cols[b + pad..b + pad + st].fill(lf.x1[i]);
         }
-        let mut spend_cols = vec![0.0; g * t * c];
+        let mut spend_cols = vec![0.0; g * c * (pad + t)];
         for gi in 0..g {
-            for ti in 0..t {
-                for ch in 0..c {
-                    spend_cols[(gi * c + ch) * t + ti] = data.spend[(gi * t + ti) * c + ch];
+            for ch in 0..c {
+                let col = &mut spend_cols[(gi * c + ch) * (pad + t) + pad..(gi * c + ch + 1) * (pad + t)];
+                for (ti, v) in col.iter_mut().enumerate() {
+                    *v = data.spend[(gi * t + ti) * c + ch];
                 }
             }
         }
@@ -765,6 +770,7 @@ impl MmmProblem {
             data,
             blocks,
             spend_cols,
+            pad,
             fourier_cols,
             controls_cols,
             offsets,
@@ -1162,7 +1168,7 @@ impl MmmProblem {
 
         // 3. Media, all groups in one call; sat is (G, C, T) throughout.
         let d = Dims::new(g, t, c);
-        media_fwd_cols::<F>(&s.media, d, &self.spend_cols, a0, a1s, s0, s1s, sat, cache)?;
+        media_fwd_cols::<F>(&s.media, d, &self.spend_cols, self.pad, a0, a1s, s0, s1s, sat, cache)?;
         for (m, col) in msat.iter_mut().zip(sat.chunks_exact(t)) {
             *m = sum8(col) / t as f64;
         }
@@ -1193,7 +1199,7 @@ impl MmmProblem {
             let (ls0, ls1) = rest.split_at(nl2);
             let la1s: &[f64] = if n_a == 2 { la1 } else { &[] };
             let ls1s: &[f64] = if n_s == 2 { &ls1[..nl2] } else { &[] };
-            media_fwd_cols::<F>(&s.media, ld, &self.lift_cols, la0, la1s, ls0, ls1s, ly, lcache)?;
+            media_fwd_cols::<F>(&s.media, ld, &self.lift_cols, self.pad, la0, la1s, ls0, ls1s, ly, lcache)?;
         }
         let lift_model = |i: usize| -> f64 {
             lf.periods[i] * beta[lf.cell(i, c)] * (ly[(nl + i) * st + st - 1] - ly[i * st + st - 1])
@@ -1509,7 +1515,7 @@ impl MmmProblem {
                 gs1: if n_s == 2 { &mut *gs1 } else { &mut [] },
                 gx: &mut [],
             };
-            media_vjp_cols::<F>(&s.media, d, &self.spend_cols, a0, a1s, cache, gsat, out)?;
+            media_vjp_cols::<F>(&s.media, d, &self.spend_cols, self.pad, a0, a1s, cache, gsat, out)?;
         }
         if nl > 0 {
             let (lga0, rest) = lgk.split_at_mut(nl2);
@@ -1524,7 +1530,7 @@ impl MmmProblem {
             };
             let la0 = &lkp[..nl2];
             let la1s: &[f64] = if n_a == 2 { &lkp[nl2..2 * nl2] } else { &[] };
-            media_vjp_cols::<F>(&s.media, ld, &self.lift_cols, la0, la1s, lcache, lg, lout)?;
+            media_vjp_cols::<F>(&s.media, ld, &self.lift_cols, self.pad, la0, la1s, lcache, lg, lout)?;
             for j in 0..nl2 {
                 let k = lf.cell(j % nl, c);
                 for q in 0..4 {

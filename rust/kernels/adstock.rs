@@ -310,21 +310,34 @@ pub(crate) fn scatter(col: &[f64], c: usize, ch: usize, dst: &mut [f64]) {
 /// store per block); the sum runs over `l` in increasing order everywhere.
 #[inline(always)]
 pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &mut [f64]) {
-    conv_col_f::<false>(xc, w, stride, taps, yc)
+    conv_col_f::<false>(xc, 0, w, stride, taps, yc)
 }
 
-/// [`conv_col`] with fused multiply-adds when `F` (FMA builds).
+/// [`conv_col`] with fused multiply-adds when `F` (FMA builds), of the column
+/// `xp[pad..]` whose first `pad` entries are zeros. With `pad >= taps - 1` (the
+/// fused log-density keeps its spend so) every output, the first `taps - 1`
+/// included, is computed in register blocks; the last partial block is computed
+/// as a whole block that overlaps the one before (same values written twice).
+/// The padding adds exact zeros to the sums, so results do not depend on `pad`.
 #[inline(always)]
-pub(crate) fn conv_col_f<const F: bool>(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &mut [f64]) {
-    let t = xc.len();
+pub(crate) fn conv_col_f<const F: bool>(
+    xp: &[f64],
+    pad: usize,
+    w: &[f64],
+    stride: usize,
+    taps: usize,
+    yc: &mut [f64],
+) {
+    let t = xp.len() - pad;
     let yc = &mut yc[..t];
     let taps = taps.min(t);
     if taps == 0 {
         yc.fill(0.0);
         return;
     }
-    // Head: outputs that see fewer than `taps` inputs.
-    let head = taps - 1;
+    let xc = &xp[pad..];
+    // Head: outputs that see fewer than `taps` inputs and no padding to read.
+    let head = (taps - 1).saturating_sub(pad);
     for (i, y) in yc[..head].iter_mut().enumerate() {
         let mut s = 0.0;
         for l in 0..=i {
@@ -333,12 +346,16 @@ pub(crate) fn conv_col_f<const F: bool>(xc: &[f64], w: &[f64], stride: usize, ta
         *y = s;
     }
     // Blocks of 32 outputs (four independent chains of additions per tap), then of 8.
-    let i = conv_blocks::<32, F>(xc, w, stride, taps, yc, head);
-    let i = conv_blocks::<8, F>(xc, w, stride, taps, yc, i);
+    let i = conv_blocks::<32, F>(xp, pad, w, stride, taps, yc, head);
+    let i = conv_blocks::<8, F>(xp, pad, w, stride, taps, yc, i);
+    if i < t && t >= head + 8 {
+        conv_blocks::<8, F>(xp, pad, w, stride, taps, yc, t - 8);
+        return;
+    }
     for (j, y) in yc[i..].iter_mut().enumerate() {
         let ti = i + j;
         let mut s = 0.0;
-        for l in 0..taps {
+        for l in 0..taps.min(ti + 1) {
             s = mla::<F>(w[l * stride], xc[ti - l], s);
         }
         *y = s;
@@ -346,29 +363,36 @@ pub(crate) fn conv_col_f<const F: bool>(xc: &[f64], w: &[f64], stride: usize, ta
 }
 
 /// Outputs `i0..` of [`conv_col_f`] in blocks of `B` with the sums over taps in
-/// registers; returns where the blocks stopped.
+/// registers, reading `xp` (`pad` zeros, then the column); returns where the
+/// blocks stopped.
 #[inline(always)]
 fn conv_blocks<const B: usize, const F: bool>(
-    xc: &[f64],
+    xp: &[f64],
+    pad: usize,
     w: &[f64],
     stride: usize,
     taps: usize,
     yc: &mut [f64],
     i0: usize,
 ) -> usize {
-    let t = xc.len();
+    let t = yc.len();
     // What the unchecked reads below rely on (once per call, not per element).
-    assert!(taps >= 1 && i0 + 1 >= taps && (taps - 1).checked_mul(stride).is_some_and(|e| e < w.len()));
+    assert!(
+        taps >= 1
+            && pad + i0 + 1 >= taps
+            && xp.len() == pad + t
+            && (taps - 1).checked_mul(stride).is_some_and(|e| e < w.len())
+    );
     let mut i = i0;
     while i + B <= t {
         let mut acc = [0.0f64; B];
         for l in 0..taps {
-            // SAFETY: l < taps, so l * stride < w.len(); taps - 1 <= i and
-            // i + B <= t = xc.len(), so i - l + B - 1 < xc.len().
+            // SAFETY: l < taps, so l * stride < w.len(); taps - 1 <= pad + i and
+            // i + B <= t, so 0 <= pad + i - l and pad + i - l + B - 1 < xp.len().
             let wl = unsafe { *w.get_unchecked(l * stride) };
-            let base = i - l;
+            let base = pad + i - l;
             for (k, a) in acc.iter_mut().enumerate() {
-                *a = mla::<F>(wl, unsafe { *xc.get_unchecked(base + k) }, *a);
+                *a = mla::<F>(wl, unsafe { *xp.get_unchecked(base + k) }, *a);
             }
         }
         yc[i..i + B].copy_from_slice(&acc);

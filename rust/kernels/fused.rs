@@ -110,17 +110,20 @@ pub fn media_fwd(
     y: &mut [f64],
     cache: &mut [f64],
 ) -> KResult<()> {
-    media_fwd_impl::<false>(m, dims, x, a0, a1, s0, s1, y, cache, false)
+    media_fwd_impl::<false>(m, dims, x, a0, a1, s0, s1, y, cache, None)
 }
 
-/// [`media_fwd`] with `x` and `y` channel-major, `(B, C, T)`: no transposes,
-/// for callers that keep their data that way (the fused log-density).
+/// [`media_fwd`] with `y` channel-major, `(B, C, T)`, and `x` channel-major
+/// with `pad` zeros before each column, `(B, C, pad + T)`: no transposes, for
+/// callers that keep their data that way (the fused log-density); with
+/// `pad >= n_taps - 1` the convolutions need no special case at the start.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn media_fwd_cols<const F: bool>(
     m: &Media,
     dims: Dims,
     x: &[f64],
+    pad: usize,
     a0: &[f64],
     a1: &[f64],
     s0: &[f64],
@@ -128,7 +131,7 @@ pub fn media_fwd_cols<const F: bool>(
     y: &mut [f64],
     cache: &mut [f64],
 ) -> KResult<()> {
-    media_fwd_impl::<F>(m, dims, x, a0, a1, s0, s1, y, cache, true)
+    media_fwd_impl::<F>(m, dims, x, a0, a1, s0, s1, y, cache, Some(pad))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,10 +146,11 @@ fn media_fwd_impl<const F: bool>(
     s1: &[f64],
     y: &mut [f64],
     cache: &mut [f64],
-    cols: bool,
+    cols: Option<usize>,
 ) -> KResult<()> {
     let n = dims.len();
-    check_len("x", x, n)?;
+    let pad = cols.unwrap_or(0);
+    check_len("x", x, n + pad * dims.n_params())?;
     check_len("out", y, n)?;
     check_len("cache", cache, 4 * n)?;
     check_len("a0", a0, dims.n_params())?;
@@ -183,21 +187,22 @@ fn media_fwd_impl<const F: bool>(
         for ch in 0..c {
             let col = ch * t..(ch + 1) * t;
             let xa = &mut xa_b[col.clone()];
-            let xsrc: &[f64] = if cols {
-                &x[r.start + ch * t..r.start + (ch + 1) * t]
+            let xsrc: &[f64] = if cols.is_some() {
+                let tp = t + pad;
+                &x[(b * c + ch) * tp..(b * c + ch + 1) * tp]
             } else {
                 gather(&x[r.clone()], c, ch, xc);
                 &*xc
             };
             if m.adstock.is_recursive() {
-                recursive_col(xsrc, a0[b * c + ch], xa);
+                recursive_col(&xsrc[pad..], a0[b * c + ch], xa);
             } else {
-                conv_col_f::<F>(xsrc, &w[ch..], c, taps, xa);
+                conv_col_f::<F>(xsrc, pad, &w[ch..], c, taps, xa);
             }
             // Rounding can leave -1e-17 where the true value is 0; saturations need x >= 0.
             xa.iter_mut().for_each(|v| *v = v.max(0.0));
             let q1 = if s1.is_empty() { 0.0 } else { s1[b * c + ch] };
-            let ydst: &mut [f64] = if cols {
+            let ydst: &mut [f64] = if cols.is_some() {
                 &mut y[r.start + ch * t..r.start + (ch + 1) * t]
             } else {
                 &mut *yc
@@ -213,7 +218,7 @@ fn media_fwd_impl<const F: bool>(
                 &mut d0_b[col.clone()],
                 &mut d1_b[col],
             );
-            if !cols {
+            if cols.is_none() {
                 scatter(yc, c, ch, &mut y[r.clone()]);
             }
         }
@@ -245,23 +250,25 @@ pub fn media_vjp(
     g: &[f64],
     out: MediaGrads<'_>,
 ) -> KResult<()> {
-    media_vjp_impl::<false>(m, dims, x, a0, a1, cache, g, out, false)
+    media_vjp_impl::<false>(m, dims, x, a0, a1, cache, g, out, None)
 }
 
-/// [`media_vjp`] with `x`, `g` and `gx` channel-major, `(B, C, T)`.
+/// [`media_vjp`] with `g` and `gx` channel-major, `(B, C, T)`, and `x` as in
+/// [`media_fwd_cols`], `(B, C, pad + T)`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn media_vjp_cols<const F: bool>(
     m: &Media,
     dims: Dims,
     x: &[f64],
+    pad: usize,
     a0: &[f64],
     a1: &[f64],
     cache: &[f64],
     g: &[f64],
     out: MediaGrads<'_>,
 ) -> KResult<()> {
-    media_vjp_impl::<F>(m, dims, x, a0, a1, cache, g, out, true)
+    media_vjp_impl::<F>(m, dims, x, a0, a1, cache, g, out, Some(pad))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -275,11 +282,12 @@ fn media_vjp_impl<const F: bool>(
     cache: &[f64],
     g: &[f64],
     out: MediaGrads<'_>,
-    cols: bool,
+    cols: Option<usize>,
 ) -> KResult<()> {
     let n = dims.len();
     let np = dims.n_params();
-    check_len("x", x, n)?;
+    let pad = cols.unwrap_or(0);
+    check_len("x", x, n + pad * np)?;
     check_len("g", g, n)?;
     check_len("cache", cache, 4 * n)?;
     check_len("a0", a0, np)?;
@@ -332,7 +340,7 @@ fn media_vjp_impl<const F: bool>(
         for ch in 0..c {
             let col = ch * t..(ch + 1) * t;
             let k = b * c + ch;
-            let gsrc: &[f64] = if cols {
+            let gsrc: &[f64] = if cols.is_some() {
                 &g[r.start + ch * t..r.start + (ch + 1) * t]
             } else {
                 gather(&g[r.clone()], c, ch, gc);
@@ -360,7 +368,7 @@ fn media_vjp_impl<const F: bool>(
                 }
                 out.ga0[k] = ga;
                 if want_gx {
-                    if cols {
+                    if cols.is_some() {
                         out.gx[r.start + ch * t..r.start + (ch + 1) * t].copy_from_slice(gxa);
                     } else {
                         scatter(gxa, c, ch, &mut out.gx[r.clone()]);
@@ -368,18 +376,19 @@ fn media_vjp_impl<const F: bool>(
                 }
                 continue;
             }
-            let xsrc: &[f64] = if cols {
-                &x[r.start + ch * t..r.start + (ch + 1) * t]
+            let xsrc: &[f64] = if cols.is_some() {
+                let tp = t + pad;
+                &x[k * tp..(k + 1) * tp]
             } else {
                 gather(&x[r.clone()], c, ch, xc);
                 &*xc
             };
             // d/dp sum_t gxa[t] sum_l w[l] x[t-l] = sum_t gxa[t] (x * dw)[t]: one
             // convolution with the weight derivatives and one dot per parameter.
-            conv_col_f::<F>(xsrc, &dw0[ch..], c, taps, cw);
+            conv_col_f::<F>(xsrc, pad, &dw0[ch..], c, taps, cw);
             let s0 = dot_f::<F>(gxa, cw);
             let s1 = if two_a {
-                conv_col_f::<F>(xsrc, &dw1[ch..], c, taps, cw);
+                conv_col_f::<F>(xsrc, pad, &dw1[ch..], c, taps, cw);
                 dot_f::<F>(gxa, cw)
             } else {
                 0.0
@@ -396,7 +405,7 @@ fn media_vjp_impl<const F: bool>(
                         *o += wl * v;
                     }
                 }
-                if cols {
+                if cols.is_some() {
                     out.gx[r.start + ch * t..r.start + (ch + 1) * t].copy_from_slice(gxc);
                 } else {
                     scatter(gxc, c, ch, &mut out.gx[r.clone()]);

@@ -137,9 +137,10 @@ unsafe fn vec8(xv: __m512d, k: &K8) -> (__m512d, __m512d, __m512d, __m512d) {
 
     // a = exp(-|nr|); arguments whose result is exactly 0 (x = 0 gives -inf) are
     // computed as exp(0) and zeroed at the end, away from the subnormal range.
+    // NaN (a parameter out of its domain: ln of a negative kappa) propagates.
     let u = _mm512_or_pd(nr, c(-0.0));
-    let ok = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(u, c(-745.2));
-    let uc = _mm512_maskz_mov_pd(ok, u);
+    let under = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(u, c(-745.2));
+    let uc = _mm512_mask_mov_pd(u, under, zero);
     let kf = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
         _mm512_mul_pd(uc, c(INV_LN2_16)),
     );
@@ -158,7 +159,7 @@ unsafe fn vec8(xv: __m512d, k: &K8) -> (__m512d, __m512d, __m512d, __m512d) {
     let q47 = _mm512_fmadd_pd(r2, q67, q45);
     let pe = _mm512_fmadd_pd(r4, q47, q03);
     let a = _mm512_scalef_pd(_mm512_mul_pd(tj, pe), _mm512_mul_pd(kf, c(1.0 / 16.0)));
-    let a = _mm512_maskz_mov_pd(ok, a);
+    let a = _mm512_mask_mov_pd(a, under, zero);
 
     // y = a/(1+a) or 1/(1+a); d = y (1 - y) = a/(1+a)^2.
     let rb = _mm512_div_pd(one, _mm512_add_pd(one, a));

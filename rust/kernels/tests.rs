@@ -606,8 +606,46 @@ fn hill_avx512_kernel_equals_the_portable_kernel() {
     assert!(y[1].is_nan() && y[2].is_nan() && dx[1].is_nan() && d1[2].is_nan());
     assert_eq!((y[3], dx[3], d0[3], d1[3]), (0.0, 0.0, 0.0, 0.0));
     assert_eq!((y[5], dx[5], d0[5], d1[5]), (7.0, 7.0, 7.0, 7.0), "wrote past the column");
+    // A parameter out of its domain (negative kappa: ln is NaN) gives NaN, as portably.
+    let bad_q = Hill::pre(-1.0, 1.5);
+    let (mut by, mut bdx, mut bd0, mut bd1) = ([0.0; 5], [0.0; 5], [0.0; 5], [0.0; 5]);
+    unsafe { super::hill512::hill_grad(&xs, &bad_q, &mut by, &mut bdx, &mut bd0, &mut bd1) };
+    assert!(by.iter().chain(&bd0).all(|v| v.is_nan()), "{by:?} {bd0:?}");
     for i in [0, 4] {
         let (ry, rdx, _, _) = Hill::grad::<true>(xs[i], &q);
         assert!((y[i] - ry).abs() <= 1e-15 && (dx[i] - rdx).abs() <= 1e-15);
+    }
+}
+
+/// The convolution reads zero padding before a column exactly as it reads no
+/// padding (same sums in the same order, bit for bit), for every length and tap
+/// count, including columns shorter than a block and than the taps; and it
+/// equals the direct double sum.
+#[test]
+fn convolution_with_padding_equals_without() {
+    let mut s = 99u64;
+    let mut u = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 11) as f64) / ((1u64 << 53) as f64)
+    };
+    for t in 1..75 {
+        for taps in 1..12 {
+            let x: Vec<f64> = (0..t).map(|_| if u() < 0.2 { 0.0 } else { u() * 3.0 }).collect();
+            let stride = 3;
+            let w: Vec<f64> = (0..taps * stride).map(|_| u()).collect();
+            let mut y0 = vec![0.0; t];
+            conv_col_f::<true>(&x, 0, &w, stride, taps, &mut y0);
+            let direct: Vec<f64> = (0..t)
+                .map(|i| (0..taps.min(i + 1)).map(|l| w[l * stride] * x[i - l]).sum())
+                .collect();
+            close(&y0, &direct, 1e-13).unwrap();
+            for pad in [taps - 1, taps + 2, 1] {
+                let mut xp = vec![0.0; pad];
+                xp.extend_from_slice(&x);
+                let mut y1 = vec![f64::NAN; t];
+                conv_col_f::<true>(&xp, pad, &w, stride, taps, &mut y1);
+                assert_eq!(y0, y1, "t={t} taps={taps} pad={pad}");
+            }
+        }
     }
 }

@@ -268,21 +268,34 @@ pub(crate) fn dot_f<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
     reduce8(a, b, |s, u, v| mla::<F>(u, v, s))
 }
 
-/// `s = step(s, a[i], b[i])` over `min(len a, len b)` elements, with eight
-/// independent partial sums folded by [`fold8`], then the remainder in order:
-/// the shared shape of the reductions in the log-density.
+/// `s = step(s, a[i], b[i])` over `min(len a, len b)` elements, with 32
+/// independent partial sums (four AVX-512 registers: one register of eight would
+/// be a chain of n/8 dependent additions, bound by their latency), folded to
+/// eight and then by [`fold8`]; the remainder of fewer than eight in order.
+/// The shared shape of the reductions in the log-density.
 #[inline(always)]
 pub(crate) fn reduce8(a: &[f64], b: &[f64], step: impl Fn(f64, f64, f64) -> f64) -> f64 {
     let n = a.len().min(b.len());
-    let (ac, ar) = a[..n].as_chunks::<8>();
-    let (bc, br) = b[..n].as_chunks::<8>();
-    let mut acc = [0.0f64; 8];
-    for (u, v) in ac.iter().zip(bc) {
-        for k in 0..8 {
+    let (a32, ar) = a[..n].as_chunks::<32>();
+    let (b32, br) = b[..n].as_chunks::<32>();
+    let mut acc = [0.0f64; 32];
+    for (u, v) in a32.iter().zip(b32) {
+        for k in 0..32 {
             acc[k] = step(acc[k], u[k], v[k]);
         }
     }
-    let mut s = fold8(&acc);
+    let (a8, ar) = ar.as_chunks::<8>();
+    let (b8, br) = br[..ar.len() + 8 * a8.len()].as_chunks::<8>();
+    for (j, (u, v)) in a8.iter().zip(b8).enumerate() {
+        for k in 0..8 {
+            acc[8 * j + k] = step(acc[8 * j + k], u[k], v[k]);
+        }
+    }
+    let mut acc8 = [0.0f64; 8];
+    for k in 0..8 {
+        acc8[k] = (acc[k] + acc[k + 16]) + (acc[k + 8] + acc[k + 24]);
+    }
+    let mut s = fold8(&acc8);
     for (u, v) in ar.iter().zip(br) {
         s = step(s, *u, *v);
     }
@@ -345,8 +358,15 @@ pub(crate) fn conv_col_f<const F: bool>(
         }
         *y = s;
     }
-    // Blocks of 32 outputs (four independent chains of additions per tap), then of 8.
-    let i = conv_blocks::<32, F>(xp, pad, w, stride, taps, yc, head);
+    // Blocks of 64 outputs (eight independent chains of additions per tap: enough
+    // to keep both FMA pipes busy through their latency), then what is left as
+    // one block of 32 or of 8 that may overlap the outputs before it.
+    let i = conv_blocks::<64, F>(xp, pad, w, stride, taps, yc, head);
+    let i = conv_blocks::<32, F>(xp, pad, w, stride, taps, yc, i);
+    if i < t && t - i > 8 && t >= head + 32 {
+        conv_blocks::<32, F>(xp, pad, w, stride, taps, yc, t - 32);
+        return;
+    }
     let i = conv_blocks::<8, F>(xp, pad, w, stride, taps, yc, i);
     if i < t && t >= head + 8 {
         conv_blocks::<8, F>(xp, pad, w, stride, taps, yc, t - 8);

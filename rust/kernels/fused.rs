@@ -22,17 +22,22 @@ thread_local! {
     static WORK: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A zeroed work buffer from a per-thread pool, returned to it on drop: the
-/// kernels run inside the log-density millions of times, so they should not
-/// call the allocator on every call.
-struct Work(Vec<f64>);
+/// A work buffer from a per-thread pool, returned to it on drop: the kernels run
+/// inside the log-density millions of times, so they should not call the
+/// allocator (or clear 7 KB) on every call. Its contents are unspecified (values
+/// of an earlier call): every user writes each element before reading it.
+struct Work(Vec<f64>, usize);
 
 impl Work {
     fn new(n: usize) -> Work {
         let mut v = WORK.with(|c| c.take());
-        v.clear();
-        v.resize(n, 0.0);
-        Work(v)
+        if v.len() < n {
+            v.resize(n, 0.0);
+        }
+        Work(v, n)
+    }
+    fn buf(&mut self) -> &mut [f64] {
+        &mut self.0[..self.1]
     }
 }
 
@@ -168,7 +173,7 @@ fn media_fwd_impl<const F: bool>(
     let (t, c, tc) = (dims.t, dims.c, dims.tc());
     let taps = m.adstock.n_taps();
     let mut work = Work::new(taps * c + 2 * t);
-    let (w, buf) = work.0.split_at_mut(taps * c);
+    let (w, buf) = work.buf().split_at_mut(taps * c);
     let (xc, yc) = buf.split_at_mut(t);
     for (b, cb) in cache.chunks_exact_mut(4 * tc).enumerate() {
         let r = b * tc..(b + 1) * tc;
@@ -316,7 +321,7 @@ fn media_vjp_impl<const F: bool>(
     let two_a = m.adstock.n_params() == 2;
     let two_s = m.saturation.n_params() == 2;
     let mut work = Work::new(5 * t + 3 * taps * c);
-    let (colbuf, wbuf) = work.0.split_at_mut(5 * t);
+    let (colbuf, wbuf) = work.buf().split_at_mut(5 * t);
     let (gc, rest) = colbuf.split_at_mut(t);
     let (gxa, rest) = rest.split_at_mut(t);
     let (cw, rest) = rest.split_at_mut(t);

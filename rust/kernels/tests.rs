@@ -649,3 +649,4 @@ fn convolution_with_padding_equals_without() {
         }
     }
 }
+

@@ -461,7 +461,8 @@ def nominal_ghz():
 
 FLOP_CONVENTION = (
     "add/sub/mul/div = 1 flop, FMA = 2, exp and ln = 20 each (the order of their polynomial "
-    "evaluations in rust/kernels/fastmath.rs), compares/selects/max = 0; per-element counts follow "
+    "evaluations in rust/kernels/fastmath.rs; Hill's on AVX-512, rust/kernels/hill512.rs, are of "
+    "degree 7 and 10 after a table lookup), compares/selects/max/table lookups = 0; per-element counts follow "
     "rust/logp.rs and rust/kernels/fused.rs (forward caches the saturation partials, backward has no exp/ln)"
 )
 

@@ -349,36 +349,47 @@ pub(crate) fn conv_col_f<const F: bool>(
         return;
     }
     let xc = &xp[pad..];
+    let k = Taps { w, stride, taps };
     // Head: outputs that see fewer than `taps` inputs and no padding to read.
     let head = (taps - 1).saturating_sub(pad);
     for (i, y) in yc[..head].iter_mut().enumerate() {
-        let mut s = 0.0;
-        for l in 0..=i {
-            s = mla::<F>(w[l * stride], xc[i - l], s);
-        }
-        *y = s;
+        *y = k.output::<F>(xc, i);
     }
     // Blocks of 64 outputs (eight independent chains of additions per tap: enough
     // to keep both FMA pipes busy through their latency), then what is left as
     // one block of 32 or of 8 that may overlap the outputs before it.
-    let i = conv_blocks::<64, F>(xp, pad, w, stride, taps, yc, head);
-    let i = conv_blocks::<32, F>(xp, pad, w, stride, taps, yc, i);
+    let i = conv_blocks::<64, F>(xp, pad, &k, yc, head);
+    let i = conv_blocks::<32, F>(xp, pad, &k, yc, i);
     if i < t && t - i > 8 && t >= head + 32 {
-        conv_blocks::<32, F>(xp, pad, w, stride, taps, yc, t - 32);
+        conv_blocks::<32, F>(xp, pad, &k, yc, t - 32);
         return;
     }
-    let i = conv_blocks::<8, F>(xp, pad, w, stride, taps, yc, i);
+    let i = conv_blocks::<8, F>(xp, pad, &k, yc, i);
     if i < t && t >= head + 8 {
-        conv_blocks::<8, F>(xp, pad, w, stride, taps, yc, t - 8);
+        conv_blocks::<8, F>(xp, pad, &k, yc, t - 8);
         return;
     }
     for (j, y) in yc[i..].iter_mut().enumerate() {
-        let ti = i + j;
+        *y = k.output::<F>(xc, i + j);
+    }
+}
+
+/// Convolution weights `w[l * stride]`, `l < taps`.
+struct Taps<'a> {
+    w: &'a [f64],
+    stride: usize,
+    taps: usize,
+}
+
+impl Taps<'_> {
+    /// One output `sum_{l <= i} w[l] x[i - l]`, taps in increasing order.
+    #[inline(always)]
+    fn output<const F: bool>(&self, xc: &[f64], i: usize) -> f64 {
         let mut s = 0.0;
-        for l in 0..taps.min(ti + 1) {
-            s = mla::<F>(w[l * stride], xc[ti - l], s);
+        for l in 0..self.taps.min(i + 1) {
+            s = mla::<F>(self.w[l * self.stride], xc[i - l], s);
         }
-        *y = s;
+        s
     }
 }
 
@@ -389,12 +400,11 @@ pub(crate) fn conv_col_f<const F: bool>(
 fn conv_blocks<const B: usize, const F: bool>(
     xp: &[f64],
     pad: usize,
-    w: &[f64],
-    stride: usize,
-    taps: usize,
+    k: &Taps,
     yc: &mut [f64],
     i0: usize,
 ) -> usize {
+    let (w, stride, taps) = (k.w, k.stride, k.taps);
     let t = yc.len();
     // What the unchecked reads below rely on (once per call, not per element).
     assert!(
@@ -411,8 +421,8 @@ fn conv_blocks<const B: usize, const F: bool>(
             // i + B <= t, so 0 <= pad + i - l and pad + i - l + B - 1 < xp.len().
             let wl = unsafe { *w.get_unchecked(l * stride) };
             let base = pad + i - l;
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = mla::<F>(wl, unsafe { *xp.get_unchecked(base + k) }, *a);
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = mla::<F>(wl, unsafe { *xp.get_unchecked(base + j) }, *a);
             }
         }
         yc[i..i + B].copy_from_slice(&acc);

@@ -181,7 +181,10 @@ unsafe fn vec8(xv: __m512d, k: &K8) -> (__m512d, __m512d, __m512d, __m512d) {
 /// NaN out where `x` is NaN or negative (never in the fused log-density, whose
 /// adstocked spend is clamped at 0), as the portable kernel's `ln` gives.
 #[inline(always)]
-unsafe fn fix_bad(xv: __m512d, v: (__m512d, __m512d, __m512d, __m512d)) -> (__m512d, __m512d, __m512d, __m512d) {
+unsafe fn fix_bad(
+    xv: __m512d,
+    v: (__m512d, __m512d, __m512d, __m512d),
+) -> (__m512d, __m512d, __m512d, __m512d) {
     let bad = _mm512_cmp_pd_mask::<_CMP_NGE_UQ>(xv, _mm512_setzero_pd());
     if bad == 0 {
         return v;
@@ -210,7 +213,12 @@ pub unsafe fn hill_grad(
 ) {
     let n = x.len();
     assert!(y.len() >= n && dx.len() >= n && d0.len() >= n && d1.len() >= n);
-    let load2 = |t: &[f64; 16]| (_mm512_loadu_pd(t.as_ptr()), _mm512_loadu_pd(t.as_ptr().add(8)));
+    let load2 = |t: &[f64; 16]| {
+        (
+            _mm512_loadu_pd(t.as_ptr()),
+            _mm512_loadu_pd(t.as_ptr().add(8)),
+        )
+    };
     let k = K8 {
         lr: load2(&LN_R),
         ll: load2(&LN_NEG_LOG_R),
@@ -228,7 +236,11 @@ pub unsafe fn hill_grad(
     };
     let mut i = 0;
     while i < n {
-        let m8: __mmask8 = if n - i >= 8 { 0xff } else { (1u8 << (n - i)) - 1 };
+        let m8: __mmask8 = if n - i >= 8 {
+            0xff
+        } else {
+            (1u8 << (n - i)) - 1
+        };
         let xv = _mm512_maskz_loadu_pd(m8, x.as_ptr().add(i));
         store(i, m8, fix_bad(xv, vec8(xv, &k)));
         i += 8;

@@ -328,10 +328,11 @@ pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &m
 
 /// [`conv_col`] with fused multiply-adds when `F` (FMA builds), of the column
 /// `xp[pad..]` whose first `pad` entries are zeros. With `pad >= taps - 1` (the
-/// fused log-density keeps its spend so) every output, the first `taps - 1`
-/// included, is computed in register blocks; the last partial block is computed
-/// as a whole block that overlaps the one before (same values written twice).
-/// The padding adds exact zeros to the sums, so results do not depend on `pad`.
+/// fused log-density keeps its spend so) and at least 8 outputs, every output,
+/// the first `taps - 1` included, is computed in register blocks; the last
+/// partial block is computed as a whole block that overlaps the one before (same
+/// values written twice). With finite weights the padding adds exact zeros to
+/// the sums, so results do not depend on `pad`.
 #[inline(always)]
 pub(crate) fn conv_col_f<const F: bool>(
     xp: &[f64],

@@ -13,17 +13,21 @@
 //!   `|r| <= ln 2 / 32`: a table lookup, a degree-7 polynomial (error 1.2e-18)
 //!   and `vscalefpd`, which needs no integer conversion and is exact into the
 //!   subnormal range.
-//! * `1/(1+a)` (`1+a` in [1, 2]) and `1/m` by `vrcp14pd` and two Newton steps;
-//!   `d/x = scalef(d / m, -e)`, so no division by `x` at all: a subnormal `x`
-//!   cannot overflow a reciprocal.
+//! * `1/(1+a)` and `slope d / x` by two divisions, as in the portable kernel
+//!   (the divider runs beside the FMA pipes, so `vrcp14pd` with Newton steps
+//!   was slower here; dividing by `x` also stays finite for subnormal `x`).
 //!
-//! Same conventions as `Hill::grad` (value and partials at `x = 0`); results
-//! agree with it to a few ulp (tests in `kernels/tests.rs` and
-//! `tests/test_simd_paths.py`). Used by `simd::grad_col` at SIMD level 2.
+//! Same conventions as `Hill::grad` (value and partials at `x = 0`; for NaN or
+//! negative `x`, NaN value and kappa partial, the `x = 0` partials otherwise).
+//! `ln x` is accurate in absolute terms (the table reduction cancels near
+//! `x = 1`), so results agree with the portable kernel to within the conditioning
+//! of `exp(slope ln(x/kappa))`: tens of ulp where `slope |ln x|` is large (tests
+//! in `kernels/tests.rs` and `tests/test_simd_paths.py`). Used by
+//! `simd::grad_col` at SIMD level 2.
 
 #![allow(clippy::excessive_precision)]
 
-use super::saturation::HillPre;
+use super::saturation::{Curve, Hill, HillPre};
 use std::arch::x86_64::*;
 
 /// `r_i`: the double nearest `1 / (1 + (i + 1/2)/16)`.
@@ -128,6 +132,8 @@ unsafe fn vec8(xv: __m512d, k: &K8) -> (__m512d, __m512d, __m512d, __m512d) {
     let p48 = _mm512_fmadd_pd(z4, c(1.0 / 10.0), p47);
     let p = _mm512_fmadd_pd(z4, p48, p03);
     let l1z = _mm512_fnmadd_pd(z2, p, z);
+    // Two roundings at the scale of ln x (up to ~1 ulp; regrouping to one rounding
+    // measured 6% slower for the whole kernel, and the contract here is 1e-9).
     let lnx = _mm512_add_pd(
         _mm512_fmadd_pd(e, c(LN2_HI), li),
         _mm512_fmadd_pd(e, c(LN2_LO), l1z),
@@ -168,7 +174,7 @@ unsafe fn vec8(xv: __m512d, k: &K8) -> (__m512d, __m512d, __m512d, __m512d) {
     let yv = _mm512_mul_pd(num, rb);
     let d = _mm512_mul_pd(_mm512_mul_pd(a, rb), rb);
 
-    // d/x = (d / m) 2^-e; at x = 0 the conventions of Hill::grad.
+    // slope d / x; at x = 0 the conventions of Hill::grad.
     let pos = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(xv, zero);
     let sd = _mm512_mul_pd(slope, d);
     let dxv = _mm512_div_pd(sd, xv);
@@ -178,8 +184,10 @@ unsafe fn vec8(xv: __m512d, k: &K8) -> (__m512d, __m512d, __m512d, __m512d) {
     (yv, dxv, dkv, dsv)
 }
 
-/// NaN out where `x` is NaN or negative (never in the fused log-density, whose
-/// adstocked spend is clamped at 0), as the portable kernel's `ln` gives.
+/// Where `x` is NaN or negative (never in the fused log-density, whose adstocked
+/// spend is clamped at 0): NaN value and kappa partial, as the portable kernel's
+/// `ln` gives; `dy/dx` and `dy/dslope` keep the `x = 0` convention of `vec8`'s
+/// `x > 0` selects, as in `Hill::grad`.
 #[inline(always)]
 unsafe fn fix_bad(
     xv: __m512d,
@@ -192,16 +200,16 @@ unsafe fn fix_bad(
     let nan = _mm512_set1_pd(f64::NAN);
     (
         _mm512_mask_mov_pd(v.0, bad, nan),
-        _mm512_mask_mov_pd(v.1, bad, nan),
+        v.1,
         _mm512_mask_mov_pd(v.2, bad, nan),
-        _mm512_mask_mov_pd(v.3, bad, nan),
+        v.3,
     )
 }
 
 /// `(y, dy/dx, dy/dkappa, dy/dslope)` of Hill over a column; see the module docs.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F and DQ (checked by `simd::level`).
+/// The CPU must support AVX-512 F, DQ and VL, AVX2 and FMA (checked by `simd::level`).
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
 pub unsafe fn hill_grad(
     x: &[f64],
@@ -213,6 +221,15 @@ pub unsafe fn hill_grad(
 ) {
     let n = x.len();
     assert!(y.len() >= n && dx.len() >= n && d0.len() >= n && d1.len() >= n);
+    let dk_scale = -q.slope * q.inv_kappa;
+    if !dk_scale.is_finite() {
+        // -slope / kappa overflows (kappa below ~1e-307) where the portable order
+        // (-slope d) / kappa may not: take the portable kernel (never in practice).
+        for i in 0..n {
+            (y[i], dx[i], d0[i], d1[i]) = Hill::grad::<true>(x[i], q);
+        }
+        return;
+    }
     let load2 = |t: &[f64; 16]| {
         (
             _mm512_loadu_pd(t.as_ptr()),
@@ -225,7 +242,7 @@ pub unsafe fn hill_grad(
         t: load2(&EXP2_J16),
         ln_kappa: _mm512_set1_pd(q.ln_kappa),
         slope: _mm512_set1_pd(q.slope),
-        dk_scale: _mm512_set1_pd(-q.slope * q.inv_kappa),
+        dk_scale: _mm512_set1_pd(dk_scale),
         dx0: _mm512_set1_pd(q.dx0),
     };
     let mut store = |i: usize, m8: __mmask8, v: (__m512d, __m512d, __m512d, __m512d)| {

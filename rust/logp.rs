@@ -542,6 +542,24 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { buf: Vec::new() }) };
 }
 
+/// `eval_body::<true>` compiled with the given target features (the AVX2 and
+/// AVX-512 builds of the whole log-density, chosen at run time by `eval`).
+macro_rules! eval_with_features {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            &self,
+            x: &[f64],
+            grad: Option<&mut [f64]>,
+            expand: Option<&mut [f64]>,
+            buf: &mut [f64],
+        ) -> KResult<f64> {
+            self.eval_body::<true>(x, grad, expand, buf)
+        }
+    };
+}
+
 fn bad(msg: &str) -> KernelError {
     KernelError::Option {
         arg: "problem",
@@ -1000,29 +1018,8 @@ impl MmmProblem {
         self.eval_body::<false>(x, grad, expand, buf)
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-    unsafe fn eval_avx512(
-        &self,
-        x: &[f64],
-        grad: Option<&mut [f64]>,
-        expand: Option<&mut [f64]>,
-        buf: &mut [f64],
-    ) -> KResult<f64> {
-        self.eval_body::<true>(x, grad, expand, buf)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn eval_avx2(
-        &self,
-        x: &[f64],
-        grad: Option<&mut [f64]>,
-        expand: Option<&mut [f64]>,
-        buf: &mut [f64],
-    ) -> KResult<f64> {
-        self.eval_body::<true>(x, grad, expand, buf)
-    }
+    eval_with_features!(eval_avx512, "avx512f,avx512dq,avx512vl,avx2,fma");
+    eval_with_features!(eval_avx2, "avx2,fma");
 
     /// `F`: fused multiply-adds (the AVX2 and AVX-512 builds).
     #[allow(clippy::too_many_lines)]

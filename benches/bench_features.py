@@ -66,6 +66,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     from fastmmm.fit import MMM, clear_compile_cache
 
+    # Import what a fit loads (nutpie -> arviz -> matplotlib, pymc) before any timing:
+    # otherwise the first contender of the first case pays ~3 s of imports alone.
+    import arviz  # noqa: F401
+    import nutpie  # noqa: F401
+    import fastmmm.model  # noqa: F401
+
     draws = 500 if args.quick else 1000
     rows, notes = [], []
     for name, spec, df, extra in cases():

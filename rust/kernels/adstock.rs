@@ -291,15 +291,21 @@ pub(crate) fn reduce8(a: &[f64], b: &[f64], step: impl Fn(f64, f64, f64) -> f64)
             acc[8 * j + k] = step(acc[8 * j + k], u[k], v[k]);
         }
     }
-    let mut acc8 = [0.0f64; 8];
-    for k in 0..8 {
-        acc8[k] = (acc[k] + acc[k + 16]) + (acc[k + 8] + acc[k + 24]);
-    }
-    let mut s = fold8(&acc8);
+    let mut s = fold32(&acc);
     for (u, v) in ar.iter().zip(br) {
         s = step(s, *u, *v);
     }
     s
+}
+
+/// The 32 partial sums of [`reduce8`] folded to one, in its order.
+#[inline(always)]
+pub(crate) fn fold32(acc: &[f64; 32]) -> f64 {
+    let mut acc8 = [0.0f64; 8];
+    for k in 0..8 {
+        acc8[k] = (acc[k] + acc[k + 16]) + (acc[k + 8] + acc[k + 24]);
+    }
+    fold8(&acc8)
 }
 
 /// Copies channel `ch` of a `(T, C)` array into a contiguous column.
@@ -342,6 +348,21 @@ pub(crate) fn conv_col_f<const F: bool>(
     taps: usize,
     yc: &mut [f64],
 ) {
+    conv_col_c::<F, false>(xp, pad, w, stride, taps, yc)
+}
+
+/// [`conv_col_f`] whose outputs are clamped at 0 when `C` (`max(y, 0)`, NaN to 0):
+/// the adstocked spend of the fused kernel, where rounding can leave -1e-17 for a
+/// true 0 and the saturations need x >= 0, without a second pass over the column.
+#[inline(always)]
+pub(crate) fn conv_col_c<const F: bool, const C: bool>(
+    xp: &[f64],
+    pad: usize,
+    w: &[f64],
+    stride: usize,
+    taps: usize,
+    yc: &mut [f64],
+) {
     let t = xp.len() - pad;
     let yc = &mut yc[..t];
     let taps = taps.min(t);
@@ -354,24 +375,34 @@ pub(crate) fn conv_col_f<const F: bool>(
     // Head: outputs that see fewer than `taps` inputs and no padding to read.
     let head = (taps - 1).saturating_sub(pad);
     for (i, y) in yc[..head].iter_mut().enumerate() {
-        *y = k.output::<F>(xc, i);
+        *y = clamp::<C>(k.output::<F>(xc, i));
     }
     // Blocks of 64 outputs (eight independent chains of additions per tap: enough
     // to keep both FMA pipes busy through their latency), then what is left as
     // one block of 32 or of 8 that may overlap the outputs before it.
-    let i = conv_blocks::<64, F>(xp, pad, &k, yc, head);
-    let i = conv_blocks::<32, F>(xp, pad, &k, yc, i);
+    let i = conv_blocks::<64, F, C>(xp, pad, &k, yc, head);
+    let i = conv_blocks::<32, F, C>(xp, pad, &k, yc, i);
     if i < t && t - i > 8 && t >= head + 32 {
-        conv_blocks::<32, F>(xp, pad, &k, yc, t - 32);
+        conv_blocks::<32, F, C>(xp, pad, &k, yc, t - 32);
         return;
     }
-    let i = conv_blocks::<8, F>(xp, pad, &k, yc, i);
+    let i = conv_blocks::<8, F, C>(xp, pad, &k, yc, i);
     if i < t && t >= head + 8 {
-        conv_blocks::<8, F>(xp, pad, &k, yc, t - 8);
+        conv_blocks::<8, F, C>(xp, pad, &k, yc, t - 8);
         return;
     }
     for (j, y) in yc[i..].iter_mut().enumerate() {
-        *y = k.output::<F>(xc, i + j);
+        *y = clamp::<C>(k.output::<F>(xc, i + j));
+    }
+}
+
+/// `max(v, 0)` when `C` (NaN to 0, as `f64::max`), else `v`.
+#[inline(always)]
+fn clamp<const C: bool>(v: f64) -> f64 {
+    if C {
+        v.max(0.0)
+    } else {
+        v
     }
 }
 
@@ -398,7 +429,7 @@ impl Taps<'_> {
 /// registers, reading `xp` (`pad` zeros, then the column); returns where the
 /// blocks stopped.
 #[inline(always)]
-fn conv_blocks<const B: usize, const F: bool>(
+fn conv_blocks<const B: usize, const F: bool, const C: bool>(
     xp: &[f64],
     pad: usize,
     k: &Taps,
@@ -426,7 +457,9 @@ fn conv_blocks<const B: usize, const F: bool>(
                 *a = mla::<F>(wl, unsafe { *xp.get_unchecked(base + j) }, *a);
             }
         }
-        yc[i..i + B].copy_from_slice(&acc);
+        for (y, a) in yc[i..i + B].iter_mut().zip(acc) {
+            *y = clamp::<C>(a);
+        }
         i += B;
     }
     i

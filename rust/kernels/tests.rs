@@ -640,7 +640,7 @@ fn convolution_with_padding_equals_without() {
         for taps in 1..12 {
             let x: Vec<f64> = (0..t).map(|_| if u() < 0.2 { 0.0 } else { u() * 3.0 }).collect();
             let stride = 3;
-            let w: Vec<f64> = (0..taps * stride).map(|_| u()).collect();
+            let w: Vec<f64> = (0..taps * stride).map(|_| u() - 0.3).collect();
             let mut y0 = vec![0.0; t];
             conv_col_f::<true>(&x, 0, &w, stride, taps, &mut y0);
             let direct: Vec<f64> = (0..t)
@@ -653,6 +653,11 @@ fn convolution_with_padding_equals_without() {
                 let mut y1 = vec![f64::NAN; t];
                 conv_col_f::<true>(&xp, pad, &w, stride, taps, &mut y1);
                 assert_eq!(y0, y1, "t={t} taps={taps} pad={pad}");
+                // Clamped at 0 in the same pass: max(y, 0) of the same values.
+                let mut yc = vec![f64::NAN; t];
+                conv_col_c::<true, true>(&xp, pad, &w, stride, taps, &mut yc);
+                let want: Vec<f64> = y0.iter().map(|v| v.max(0.0)).collect();
+                assert_eq!(yc, want, "clamped t={t} taps={taps} pad={pad}");
             }
         }
     }

@@ -329,31 +329,19 @@ pub(crate) fn scatter(col: &[f64], c: usize, ch: usize, dst: &mut [f64]) {
 /// store per block); the sum runs over `l` in increasing order everywhere.
 #[inline(always)]
 pub(crate) fn conv_col(xc: &[f64], w: &[f64], stride: usize, taps: usize, yc: &mut [f64]) {
-    conv_col_f::<false>(xc, 0, w, stride, taps, yc)
+    conv_col_c::<false, false>(xc, 0, w, stride, taps, yc)
 }
 
 /// [`conv_col`] with fused multiply-adds when `F` (FMA builds), of the column
-/// `xp[pad..]` whose first `pad` entries are zeros. With `pad >= taps - 1` (the
-/// fused log-density keeps its spend so) and at least 8 outputs, every output,
-/// the first `taps - 1` included, is computed in register blocks; the last
-/// partial block is computed as a whole block that overlaps the one before (same
-/// values written twice). With finite weights the padding adds exact zeros to
-/// the sums, so results do not depend on `pad`.
-#[inline(always)]
-pub(crate) fn conv_col_f<const F: bool>(
-    xp: &[f64],
-    pad: usize,
-    w: &[f64],
-    stride: usize,
-    taps: usize,
-    yc: &mut [f64],
-) {
-    conv_col_c::<F, false>(xp, pad, w, stride, taps, yc)
-}
-
-/// [`conv_col_f`] whose outputs are clamped at 0 when `C` (`max(y, 0)`, NaN to 0):
-/// the adstocked spend of the fused kernel, where rounding can leave -1e-17 for a
-/// true 0 and the saturations need x >= 0, without a second pass over the column.
+/// `xp[pad..]` whose first `pad` entries are zeros, and with its outputs clamped
+/// at 0 when `C` (`max(y, 0)`, NaN to 0: the adstocked spend of the fused kernel,
+/// where rounding can leave -1e-17 for a true 0 and the saturations need x >= 0,
+/// without a second pass over the column). With `pad >= taps - 1` (the fused
+/// log-density keeps its spend so) and at least 8 outputs, every output, the
+/// first `taps - 1` included, is computed in register blocks; the last partial
+/// block is computed as a whole block that overlaps the one before (same values
+/// written twice). With finite weights the padding adds exact zeros to the sums,
+/// so results do not depend on `pad`.
 #[inline(always)]
 pub(crate) fn conv_col_c<const F: bool, const C: bool>(
     xp: &[f64],
@@ -425,7 +413,7 @@ impl Taps<'_> {
     }
 }
 
-/// Outputs `i0..` of [`conv_col_f`] in blocks of `B` with the sums over taps in
+/// Outputs `i0..` of [`conv_col_c`] in blocks of `B` with the sums over taps in
 /// registers, reading `xp` (`pad` zeros, then the column); returns where the
 /// blocks stopped.
 #[inline(always)]

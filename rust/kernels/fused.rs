@@ -11,9 +11,7 @@
 //! shares its parameters, so the saturation loop vectorises (with AVX2+FMA when
 //! the CPU has it, chosen at run time).
 
-use super::adstock::{
-    batch_weights, conv_col_c, conv_col_f, dot_f, fold32, gather, scatter, Adstock,
-};
+use super::adstock::{batch_weights, conv_col_c, dot_f, fold32, gather, scatter, Adstock};
 use super::fastmath::mla;
 use super::saturation::{Curve, Hill, Logistic, MichaelisMenten, SaturationKind, Tanh};
 use super::simd::{grad_col as sat_col, level as simd_level};
@@ -459,10 +457,10 @@ fn media_vjp_impl<const F: bool>(
             };
             // d/dp sum_t gxa[t] sum_l w[l] x[t-l] = sum_t gxa[t] (x * dw)[t]: one
             // convolution with the weight derivatives and one dot per parameter.
-            conv_col_f::<F>(xsrc, pad, &dw0[ch..], c, taps, cw);
+            conv_col_c::<F, false>(xsrc, pad, &dw0[ch..], c, taps, cw);
             let s0 = dot_f::<F>(gxa, cw);
             let s1 = if two_a {
-                conv_col_f::<F>(xsrc, pad, &dw1[ch..], c, taps, cw);
+                conv_col_c::<F, false>(xsrc, pad, &dw1[ch..], c, taps, cw);
                 dot_f::<F>(gxa, cw)
             } else {
                 0.0

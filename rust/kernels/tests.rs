@@ -642,7 +642,7 @@ fn convolution_with_padding_equals_without() {
             let stride = 3;
             let w: Vec<f64> = (0..taps * stride).map(|_| u() - 0.3).collect();
             let mut y0 = vec![0.0; t];
-            conv_col_f::<true>(&x, 0, &w, stride, taps, &mut y0);
+            conv_col_c::<true, false>(&x, 0, &w, stride, taps, &mut y0);
             let direct: Vec<f64> = (0..t)
                 .map(|i| (0..taps.min(i + 1)).map(|l| w[l * stride] * x[i - l]).sum())
                 .collect();
@@ -651,7 +651,7 @@ fn convolution_with_padding_equals_without() {
                 let mut xp = vec![0.0; pad];
                 xp.extend_from_slice(&x);
                 let mut y1 = vec![f64::NAN; t];
-                conv_col_f::<true>(&xp, pad, &w, stride, taps, &mut y1);
+                conv_col_c::<true, false>(&xp, pad, &w, stride, taps, &mut y1);
                 assert_eq!(y0, y1, "t={t} taps={taps} pad={pad}");
                 // Clamped at 0 in the same pass: max(y, 0) of the same values.
                 let mut yc = vec![f64::NAN; t];

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ffi;
 pub mod kernels;
 pub mod logp;
+pub mod sampler;
 
 #[cfg(feature = "python")]
 mod py;

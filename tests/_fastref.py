@@ -375,7 +375,16 @@ def check_problem_against_pymc(model, problem, expand_layout=None, n_points=4, s
         assert abs((r - r0) - (p - p0)) <= 1e-9 * max(abs(p), abs(p0), 1.0), (i, r - r0, p - p0)
     if expand_layout is None:
         return
-    names, slices, shapes = expand_layout
+    if hasattr(expand_layout, "variables"):  # a fastmmm.layout.ModelLayout
+        names, slices, shapes, count = [], [], [], 0
+        for name, _, shape in expand_layout.variables():
+            n = int(np.prod(shape, dtype=int))
+            names.append(name)
+            slices.append(slice(count, count + n))
+            shapes.append(tuple(shape))
+            count += n
+    else:
+        names, slices, shapes = expand_layout
     n_free = len(model.free_RVs)
     x = x0 + rng.normal(0.0, 0.5, x0.size)
     out = problem.expand(x)

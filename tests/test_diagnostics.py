@@ -1,34 +1,76 @@
-"""Sampler diagnostics: R-hat/ESS are computed once per posterior and reused,
-but a replaced posterior or changed divergences are always seen."""
+"""Sampler diagnostics: R-hat and ESS (fastmmm.convergence) equal ArviZ's; they are computed
+once per posterior and reused, while divergences are read every time."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-import arviz as az
 import numpy as np
+import pytest
+from fastmmm.convergence import ess_bulk, ess_tail, ndtri, rhat
 from fastmmm.diagnostics import sampler_checks
+from fastmmm.posterior import Group, Posterior
 
 
-def _idata(draws: np.ndarray, diverging: np.ndarray):
-    return az.from_dict(posterior={"a": draws}, sample_stats={"diverging": diverging})
+def _posterior(draws: np.ndarray, diverging: np.ndarray) -> Posterior:
+    return Posterior({
+        "posterior": Group({"a": draws}, {"a": ("chain", "draw")}),
+        "sample_stats": Group({"diverging": diverging}, {"diverging": ("chain", "draw")}),
+    })
 
 
 def test_sampler_checks_cache_follows_the_posterior_and_divergences():
     rng = np.random.default_rng(0)
     good = rng.normal(size=(2, 500))
-    res = SimpleNamespace(idata=_idata(good, np.zeros((2, 500), dtype=bool)))
+    res = SimpleNamespace(posterior=_posterior(good, np.zeros((2, 500), dtype=bool)))
     v1 = sampler_checks(res)
     assert v1.rhat_max < 1.01 and v1.divergences == 0 and v1.checks["rhat"]
     # Same posterior object: the cached R-hat/ESS are reused (the same numbers).
     v2 = sampler_checks(res, {"rhat": 1.5})
     assert (v2.rhat_max, v2.ess_bulk_min) == (v1.rhat_max, v1.ess_bulk_min)
     # Divergences are read every time, even when changed in place.
-    res.idata.sample_stats["diverging"].values[0, :7] = True
+    res.posterior.sample_stats["diverging"][0, :7] = True
     assert sampler_checks(res).divergences == 7
     # A replaced posterior (chains that disagree) is recomputed.
     bad = good.copy()
     bad[1] += 5.0
-    res.idata = _idata(bad, np.zeros((2, 500), dtype=bool))
+    res.posterior = _posterior(bad, np.zeros((2, 500), dtype=bool))
     v3 = sampler_checks(res)
     assert v3.rhat_max > 1.5 and not v3.checks["rhat"] and v3.failures
+
+
+def _ar1_chains(seed, chains, draws, phis):
+    rng = np.random.default_rng(seed)
+    x = np.zeros((chains, draws, len(phis)))
+    e = rng.standard_normal(x.shape)
+    for t in range(draws):
+        x[:, t] = (np.asarray(phis) * x[:, t - 1] if t else 0.0) + e[:, t]
+    return x
+
+
+@pytest.mark.parametrize("chains, draws", [(2, 1000), (4, 501), (1, 300), (3, 9)])
+def test_rhat_and_ess_equal_arviz(chains, draws):
+    az = pytest.importorskip("arviz")
+    x = _ar1_chains(chains * 1000 + draws, chains, draws, [0.0, 0.5, 0.9, 0.99, -0.4, 0.3, 0.2])
+    x[:, :, 5] = np.round(x[:, :, 5], 1)  # ties in the ranks
+    if chains > 1:
+        x[1, :, 4] += 0.7  # chains that disagree
+    x[:, :, 6] = 2.5  # a constant
+    ds = az.convert_to_dataset({"a": x})
+    with np.errstate(all="ignore"):
+        want = {
+            "rhat": np.asarray(az.rhat(ds)["a"].values),
+            "bulk": np.asarray(az.ess(ds, method="bulk")["a"].values),
+            "tail": np.asarray(az.ess(ds, method="tail")["a"].values),
+        }
+        got = {"rhat": rhat(x), "bulk": ess_bulk(x), "tail": ess_tail(x)}
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, equal_nan=True, err_msg=k)
+
+
+def test_ndtri_is_the_normal_quantile():
+    from scipy.special import ndtri as scipy_ndtri
+
+    p = np.concatenate([np.random.default_rng(0).uniform(0, 1, 10000), [1e-300, 1e-20, 0.075, 0.5, 0.925,
+                                                                        1 - 1e-12]])
+    np.testing.assert_allclose(ndtri(p), scipy_ndtri(p), rtol=1e-14, atol=1e-15)

@@ -49,9 +49,10 @@ def check_grouped_against_pymc(df, spec, pooled=hm.POOLABLE, n_points=4, seed=0)
     """Rust grouped problem vs the PyMC hierarchical model at random unconstrained points."""
     groups, datas = hm.prepare_panel(df, spec, "geo")
     model = hm.build_hierarchical_model(datas, spec, groups, pooled=pooled)
-    problem, layout, expand_layout, _, _ = hm.problem_from_model(model, datas, spec)
+    problem, layout = hm.grouped_problem(datas, spec, groups, pooled=pooled)
+    assert [t.name for t in layout.terms] == [rv.name for rv in model.free_RVs]
     assert problem.groups == len(groups)
-    check_problem_against_pymc(model, problem, expand_layout, n_points=n_points, seed=seed, skip_nonfinite=True)
+    check_problem_against_pymc(model, problem, layout, n_points=n_points, seed=seed, skip_nonfinite=True)
     return problem
 
 
@@ -100,15 +101,14 @@ def test_one_group_grouped_equals_single_model(panel5):
     """With one group and nothing pooled, the grouped problem is the single-brand problem."""
     from fastmmm import fastpath as fp
     from fastmmm.data import prepare
-    from fastmmm.model import build_model
+    from fastmmm.layout import national_layout
 
     spec = _spec()
     sub = _subset(panel5, 1)
     groups, datas = hm.prepare_panel(sub, spec, "geo")
-    hmodel = hm.build_hierarchical_model(datas, spec, groups, pooled=())
-    grouped = hm.problem_from_model(hmodel, datas, spec)[0]
+    grouped = hm.grouped_problem(datas, spec, groups, pooled=())[0]
     data = prepare(sub.drop(columns=["geo"]), spec)
-    single = fp.problem_from_model(build_model(data, spec), data, spec)
+    single = fp.build_problem(national_layout(spec, data), fp.problem_data(spec, data))
     assert grouped.n_dim == single.n_dim
     x = np.random.default_rng(3).normal(0, 0.5, single.n_dim)
     lp1, g1 = single.logp_dlogp(x)
@@ -251,7 +251,9 @@ def test_fast_path_failure_falls_back_under_auto(panel5, monkeypatch, caplog):
     def refuse(*a, **k):
         raise ValueError("refused for the test")
 
-    monkeypatch.setattr(hm, "compile_fast", refuse)
+    from fastmmm import fastpath
+
+    monkeypatch.setattr(fastpath, "build_problem", refuse)
     import nutpie
 
     calls = []
@@ -295,9 +297,9 @@ def test_grouped_lift_likelihood_matches_pymc(panel5, pooled):
     lift = hm.read_group_lift_tests(lifts, spec, "geo", groups)
     assert list(lift[1]) == [1, 3, 3]
     model = hm.build_hierarchical_model(datas, spec, groups, pooled=pooled, lift=lift)
-    problem, layout, expand_layout, _, _ = hm.problem_from_model(model, datas, spec, lift=lift)
-    assert expand_layout[0][-1] == "lift_model"
-    check_problem_against_pymc(model, problem, expand_layout, skip_nonfinite=True)
+    problem, layout = hm.grouped_problem(datas, spec, groups, pooled=pooled, lift=lift)
+    assert layout.deterministics[-1].name == "lift_model"
+    check_problem_against_pymc(model, problem, layout, skip_nonfinite=True)
 
 
 def test_bad_geo_lift_tables_raise_data_errors(panel5):

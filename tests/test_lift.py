@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from fastmmm import kernels as K
 from fastmmm.data import DataError
-from fastmmm.fit import MMM, _cache_key, _choose_backend
+from fastmmm.fit import MMM, _national_build
 from fastmmm.lift import LiftTests, add_lift_likelihood, modelled_lift, read_lift_tests
 from fastmmm.results import MMMResult
 from fastmmm.spec import ModelSpec
@@ -314,11 +314,20 @@ def test_cli_reports_bad_lift_file(confounded, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------- backend and cache
-def test_lift_tests_keep_the_fast_path():
+def test_lift_tests_keep_the_fast_path(confounded):
+    from fastmmm import fastpath
+    from fastmmm.data import prepare
+    from fastmmm.lift import read_lift_tests
+
+    df, _, lifts = confounded
     spec = _spec()
-    assert _choose_backend("auto", spec, 2) == "rust"
-    assert _choose_backend("rust", spec, 1) == "rust"
-    assert _choose_backend("pytensor", spec, 1) == "pytensor"
+    data = prepare(df, spec)
+    lift = read_lift_tests(lifts, spec, frequency=data.frequency)
+    assert fastpath.supported(spec) == (True, "")
+    assert _national_build(spec, data, lift).rust_refusal == ""
+    # ... except with a time-varying media multiplier, which the fused log-density lacks with lift tests
+    tv = spec.replace(time_varying_media=True)
+    assert "time-varying media" in _national_build(tv, prepare(df, tv), lift).rust_refusal
 
 
 @pytest.mark.parametrize(
@@ -351,19 +360,25 @@ def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, norm
     lift = read_lift_tests(lifts, spec, frequency=data.frequency)
     model = build_model(data, spec)
     add_lift_likelihood(model, spec, data, lift)
-    prob = fp.problem_from_model(model, data, spec, lift=lift)
-    layout = fp.problem_structure(model, spec)[1]
-    check_problem_against_pymc(model, prob, fp._expand_layout(layout, data, spec, n_lift=len(lift)), spread=0.5,
-                               seed=1)
+    from fastmmm.layout import national_layout
+
+    layout = national_layout(spec, data, n_lift=len(lift))
+    assert [t.name for t in layout.terms] == [rv.name for rv in model.free_RVs]
+    prob = fp.build_problem(layout, fp.problem_data(spec, data, lift))
+    check_problem_against_pymc(model, prob, layout, spread=0.5, seed=1)
 
 
 def test_cache_key_counts_lift_tests(confounded):
     from fastmmm.data import prepare
 
-    df, _, _ = confounded
+    from fastmmm.lift import read_lift_tests
+
+    df, _, lifts = confounded
     spec = _spec()
     data = prepare(df, spec)
-    keys = {_cache_key(spec, data, "pytensor", n) for n in (0, 1, 2)}
+    assert len(lifts) >= 2
+    tests = [None] + [read_lift_tests(lifts.iloc[:n], spec, frequency=data.frequency) for n in (1, 2)]
+    keys = {_national_build(spec, data, t).cache_key for t in tests}
     assert len(keys) == 3
 
 
@@ -453,7 +468,7 @@ def test_lift_tests_survive_a_fast_path_failure(confounded, monkeypatch):
     def refuse(*a, **k):
         raise ValueError("refused for the test")
 
-    monkeypatch.setattr(fp, "compile_fast", refuse)
+    monkeypatch.setattr(fp, "build_problem", refuse)
     import nutpie
 
     seen = []
@@ -474,12 +489,13 @@ def test_mmm_problem_rejects_fortran_order_and_bad_lift_arguments(confounded):
     from fastmmm import fastpath as fp
     from fastmmm._core import MmmProblem
     from fastmmm.data import prepare
-    from fastmmm.model import build_model
+    from fastmmm.layout import national_layout
 
     df, _, _ = confounded
     spec = _spec()
     data = prepare(df, spec)
-    st, _ = fp.problem_structure(build_model(data, spec), spec)
+    layout = national_layout(spec, data)
+    st = {**layout.structure, "blocks": layout.blocks()}
     arr = fp.problem_arrays(data, spec)
     with pytest.raises(ValueError, match="C-contiguous"):
         MmmProblem(**{**arr, "spend": np.asfortranarray(arr["spend"])}, **st)

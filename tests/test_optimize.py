@@ -143,5 +143,11 @@ def test_profit_objective_can_leave_budget_unspent():
     # At a target ROAS above what any channel can return, the best plan spends little.
     r = optimize_budget(mm_model(), 20.0, 10, objective="profit:5.0")
     assert sum(r.allocation.values()) < 20.0
+    # Below what the channels return at the cap, the whole budget is spent; in between the
+    # funded channels' marginal ROAS equals the target (beta lam / (lam + x)^2 = target).
+    assert sum(optimize_budget(mm_model(), 20.0, 10, objective="profit:0.05").allocation.values()) == pytest.approx(20.0)
+    r = optimize_budget(mm_model(), 200.0, 10, objective="profit:0.5")
+    x = np.sqrt(BETA * LAM / 0.5) - LAM  # weekly spend where mROAS = 0.5
+    np.testing.assert_allclose(list(r.allocation.values()), 10 * x, rtol=1e-4)
     with pytest.raises(ValueError, match="objective"):
         optimize_budget(mm_model(), 20.0, 10, objective="median")

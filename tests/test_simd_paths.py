@@ -28,7 +28,8 @@ SCRIPT = textwrap.dedent(
     warnings.simplefilter("ignore")
     from fastmmm import _core, kernels as K
     from fastmmm.data import prepare
-    from fastmmm.fastpath import compile_fast
+    from fastmmm.fastpath import build_problem, problem_data
+    from fastmmm.layout import national_layout
     from fastmmm.spec import ModelSpec
     from fastmmm.synthetic import make_dataset
 
@@ -53,11 +54,12 @@ SCRIPT = textwrap.dedent(
         df, truth = make_dataset(70, 3, adstock="geometric", saturation="hill", seed=seed)
         spec = ModelSpec(date_column="date", target="sales", channels=truth.channels, controls=("event",),
                          adstock=ad, saturation=sat, l_max=8, yearly_seasonality=2)
-        comp = compile_fast(spec, prepare(df, spec))
-        pts = np.random.default_rng(seed).normal(0.0, 0.5, size=(3, comp.n_dim))
+        data = prepare(df, spec)
+        problem = build_problem(national_layout(spec, data), problem_data(spec, data))
+        pts = np.random.default_rng(seed).normal(0.0, 0.5, size=(3, problem.n_dim))
         res = []
         for p in pts:
-            lp, gr = comp.problem.logp_dlogp(np.ascontiguousarray(p))
+            lp, gr = problem.logp_dlogp(np.ascontiguousarray(p))
             res.append([float(lp)] + np.asarray(gr).tolist())
         out[f"logp {ad} {sat}"] = res
     json.dump(out, sys.stdout)

@@ -267,8 +267,9 @@ class TestModel:
     def test_model_variables_and_fast_path(self, drift_data):
         from fastmmm.data import prepare
         from fastmmm.fastpath import supported
-        from fastmmm.fit import _choose_backend, _data_updates
-        from fastmmm.model import build_model
+        from fastmmm.fit import _national_build, sample_model
+        from fastmmm.lift import read_lift_tests
+        from fastmmm.model import build_model, data_updates
 
         spec = drift_spec(time_varying_intercept=True, time_varying_media=True, hsgp_m=12)
         data = prepare(drift_data[0], spec)
@@ -279,17 +280,20 @@ class TestModel:
         assert {"intercept_tv", "media_multiplier"} <= {v.name for v in m.deterministics}
         assert m.named_vars_to_dims["intercept_tv"] == ("date",)
         assert len(m.coords["hsgp_basis"]) == 12
-        upd = _data_updates(data, m)
+        upd = data_updates(data, m)
         np.testing.assert_array_equal(
             upd["hsgp_phi_intercept"], tvp.hsgp_data(data)["hsgp_phi_intercept"]
         )
         ok, why = supported(spec)
         assert ok, why
-        assert _choose_backend("auto", spec) == "rust"
+        assert _national_build(spec, data, None).rust_refusal == ""
         # lift tests with a media multiplier stay on the PyMC model
-        assert _choose_backend("auto", spec, 2) == "pytensor"
+        lift = read_lift_tests(pd.DataFrame({"channel": ["tv"], "spend_before": [0.0], "spend_after": [100.0],
+                                             "lift": [50.0], "lift_se": [10.0], "weeks": [4]}), spec)
+        build = _national_build(spec, data, lift)
+        assert "lift tests with a time-varying media" in build.rust_refusal
         with pytest.raises(ValueError, match="lift tests with a time-varying media"):
-            _choose_backend("rust", spec, 1)
+            sample_model(build, backend="rust", draws=10, tune=10, progress=False)
 
     @pytest.mark.parametrize(
         "extra",
@@ -313,10 +317,13 @@ class TestModel:
 
         spec = drift_spec(**extra)
         data = prepare(drift_data[0].iloc[:90], spec)
+        from fastmmm.layout import national_layout
+
         model = build_model(data, spec)
-        problem = fp.problem_from_model(model, data, spec)
-        layout = fp.problem_structure(model, spec)[1]
-        check_problem_against_pymc(model, problem, fp._expand_layout(layout, data, spec), spread=0.5)
+        layout = national_layout(spec, data)
+        assert [t.name for t in layout.terms] == [rv.name for rv in model.free_RVs]
+        problem = fp.build_problem(layout, fp.problem_data(spec, data))
+        check_problem_against_pymc(model, problem, layout, spread=0.5)
 
 
 # ---------------------------------------------------------------------------- results on prior draws
@@ -355,7 +362,6 @@ def prior_result(media_data):
     numba compilation), so the numpy code paths of results.py can be checked
     against the model's own graph.
     """
-    import arviz as az
     import pymc as pm
     from fastmmm.data import prepare, split_holdout
     from fastmmm.model import build_model
@@ -364,9 +370,11 @@ def prior_result(media_data):
     train, hold = split_holdout(prepare(media_data[0], spec), 6)
     with build_model(train, spec):
         prior = pm.sample_prior_predictive(draws=40, random_seed=2)
+    from fastmmm.posterior import Group, Posterior
+
     post = prior.prior.assign_coords(date=pd.DatetimeIndex(train.dates))
     return MMMResult(
-        idata=az.InferenceData(posterior=post),
+        posterior=Posterior({"posterior": Group.from_xarray(post)}),
         spec=spec,
         data=train,
         holdout=hold,

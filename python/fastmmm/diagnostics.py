@@ -65,6 +65,29 @@ class Validation:
         return "\n".join(lines)
 
 
+def convergence_summary(posterior) -> dict:
+    """Max R-hat, min bulk and tail ESS over every element of the posterior's parameters
+    (deterministics ``mu`` and ``channel_contribution`` left out). Computed once per
+    posterior object and kept on it: report_diagnostics, validate and summary reuse it."""
+    from fastmmm.convergence import ess_bulk, ess_tail, rhat
+
+    cached = getattr(posterior, "_convergence", None)
+    if cached is not None:
+        return cached
+    post = posterior.posterior
+    names = [n for n in post if n not in _SKIP and np.issubdtype(np.asarray(post[n]).dtype, np.number)]
+    c, d = posterior.n_chains, posterior.n_draws
+    x = np.concatenate([np.asarray(post[n], dtype=np.float64).reshape(c, d, -1) for n in names], axis=2)
+    r = rhat(x) if c > 1 else None
+    out = {
+        "ess_bulk_min": float(np.nanmin(ess_bulk(x))),
+        "ess_tail_min": float(np.nanmin(ess_tail(x))),
+        "rhat_max": None if r is None or np.all(np.isnan(r)) else float(np.nanmax(r)),
+    }
+    posterior._convergence = out
+    return out
+
+
 def _mape(actual: np.ndarray, pred: np.ndarray) -> float:
     actual = np.asarray(actual, dtype=float)
     ok = actual != 0
@@ -73,42 +96,15 @@ def _mape(actual: np.ndarray, pred: np.ndarray) -> float:
 
 def sampler_checks(result, thresholds: dict | None = None) -> Validation:
     """R-hat, ESS and divergences of a result's posterior."""
-    import arviz as az
-
     th = dict(DEFAULT_THRESHOLDS)
     th.update(thresholds or {})
     v = Validation(thresholds=th)
-    post = result.idata.posterior
-    n_chains = int(post.sizes["chain"])
-    # R-hat and ESS depend only on the draws: computed once per posterior object
-    # (and set of variables) and reused by report_diagnostics, validate and
-    # summary, whose thresholds may differ. Draws edited in place inside the same
-    # object are not noticed; replacing the posterior group is.
-    names = [n for n in post.data_vars if n not in _SKIP]
-    key = (id(post), tuple(names))
-    cache = getattr(result, "_sampler_stats", None)
-    if cache is None or cache[0] is not post or cache[1] != key:
-        sub = post[names]
-        ess_b = az.ess(sub, method="bulk")
-        ess_t = az.ess(sub, method="tail")
-        stats = {
-            "ess_bulk_min": float(min(float(ess_b[n].min()) for n in names)),
-            "ess_tail_min": float(min(float(ess_t[n].min()) for n in names)),
-            "rhat_max": None,
-        }
-        if n_chains > 1:
-            rh = az.rhat(sub)
-            stats["rhat_max"] = float(max(float(rh[n].max()) for n in names))
-        cache = (post, key, stats)
-        try:
-            result._sampler_stats = cache
-        except AttributeError:  # a result type without a writable __dict__
-            pass
-    stats = cache[2]
+    posterior = result.posterior
+    n_chains = posterior.n_chains
+    stats = convergence_summary(posterior)
     v.ess_bulk_min, v.ess_tail_min, v.rhat_max = stats["ess_bulk_min"], stats["ess_tail_min"], stats["rhat_max"]
-    ss = result.idata.sample_stats
-    div = ss["diverging"] if "diverging" in ss else None
-    v.divergences = int(div.values.sum()) if div is not None else 0
+    div = posterior.stat("diverging")
+    v.divergences = int(np.asarray(div).sum()) if div is not None else 0
 
     if v.rhat_max is None:
         v.checks["rhat"] = None

@@ -1,24 +1,29 @@
-"""Fitting: build the PyMC model, turn it into a nutpie model once per model
-structure, swap data for later fits of the same structure, sample.
+"""Fitting: validate the data, choose a backend, sample, wrap the draws.
 
-Two backends give nutpie the log-density:
+Two backends:
 
 * ``"rust"`` (the fast path, :mod:`fastmmm.fastpath`): for one adstock and one
   saturation kind across channels and the built-in prior families, the whole
-  log-density and gradient is one fused Rust function handed to nutpie by
-  address. Nothing is compiled; the time to the first draw is well under a
-  second.
+  log-density and gradient is one fused Rust function and NUTS (nuts-rs, the
+  engine inside nutpie) runs inside the Rust core. Nothing is compiled and no
+  PyMC, PyTensor, nutpie or ArviZ is imported.
 * ``"pytensor"``: the PyMC model (with fastmmm's Rust Ops for the media
-  transforms) compiled by nutpie's numba backend; covers every spec (mixed
-  kinds per channel) at the price of a compilation of several seconds.
+  transforms) compiled by nutpie's numba backend and sampled by nutpie, through
+  nutpie's public API (``compile_pymc_model``, ``sample``); covers every spec
+  (mixed kinds per channel) at the price of a compilation of several seconds.
 
 ``backend="auto"`` (the default) takes the fast path whenever it covers the
-spec and says why not otherwise (logger ``"fastmmm"``).
+spec; when it does not, or when setting it up fails for any reason, the fit
+runs on the pytensor backend and the reason is logged and kept in
+``result.backend_note`` (and ``summary.json``).
 
-The model cache is per process and keyed by backend, the spec's structure key
-and the array shapes: a second fit of the same structure with new data (another
-brand, next week's refresh) reuses the compiled log-density through
-``with_data`` and pays no compilation.
+The compiled-model cache (pytensor backend) is per process and keyed by the
+spec's structure key and the array shapes: a second fit of the same structure
+with new data (another brand, next week's refresh) reuses the compiled
+log-density through ``with_data`` and pays no compilation.
+
+:func:`sample_model` is the one pipeline both :class:`MMM` and
+:class:`fastmmm.hierarchical.HierarchicalMMM` run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,10 +40,16 @@ import numpy as np
 from fastmmm.data import PreparedData, prepare, split_holdout
 from fastmmm.spec import ModelSpec
 
-__all__ = ["MMM", "clear_compile_cache", "BACKENDS"]
+__all__ = ["BACKENDS", "MMM", "ModelBuild", "SampleOutput", "clear_compile_cache", "sample_model"]
 
 #: Values of ``MMM.fit(backend=...)``.
 BACKENDS = ("auto", "rust", "pytensor")
+
+#: NUTS's target acceptance: nutpie's default is 0.8. MMM posteriors have a ridge between the
+#: intercept and always-on channels; smaller steps keep the sampler on it without divergences.
+TARGET_ACCEPT = 0.95
+#: With time-varying parts the GP's (ls, eta, z) funnel needs smaller steps still (see fastmmm.tvp).
+TARGET_ACCEPT_TVP = 0.99
 
 log = logging.getLogger("fastmmm")
 
@@ -52,26 +64,6 @@ def clear_compile_cache() -> None:
         _CACHE.clear()
 
 
-def _data_updates(data: PreparedData, model) -> dict[str, np.ndarray]:
-    """Values of the model's data containers for ``data``."""
-    from fastmmm.model import kappa_scale, media_designs
-
-    values = {
-        "spend": data.spend_scaled,
-        "y": data.y_scaled,
-        "trend_t": data.trend,
-        "fourier": data.fourier,
-        "controls": data.controls_scaled,
-    }
-    for d in media_designs(data.spec):
-        values[d.var("kappa_scale")] = kappa_scale(np.asarray(data.spend_scaled)[:, list(d.channels)])
-    from fastmmm.tvp import hsgp_data  # the time-varying parts' basis (depends on T and frequency)
-
-    values.update(hsgp_data(data))
-    names = {v.name for v in model.data_vars}
-    return {k: np.asarray(v, dtype=np.float64) for k, v in values.items() if k in names}
-
-
 @dataclass
 class _Compiled:
     model: object
@@ -81,59 +73,62 @@ class _Compiled:
     uses: int = field(default=0)
 
 
-def _cache_key(spec: ModelSpec, data: PreparedData, backend: str = "pytensor", n_lift: int = 0):
-    # The number of lift tests is structure: with_data can swap their values, not their count.
-    return (
-        backend,
-        spec.structure_key(),
-        data.spend_scaled.shape,
-        data.controls_scaled.shape,
-        data.fourier.shape,
-        int(n_lift),
-    )
+@dataclass
+class ModelBuild:
+    """How each backend builds the model of one fit (each called only when needed).
 
-
-def compile_model(
-    spec: ModelSpec, data: PreparedData, backend: str = "pytensor", lift=None
-) -> tuple[_Compiled, bool]:
-    """The nutpie model for this structure and shapes, and whether it was cached.
-
-    ``backend`` is ``"pytensor"`` (nutpie's numba compilation of the PyMC model)
-    or ``"rust"`` (the fused Rust log-density, :func:`fastmmm.fastpath.compile_fast`;
-    raises ValueError for a spec it does not cover). ``lift``
-    (:class:`fastmmm.lift.LiftTests`) adds the lift-test likelihood (both backends).
+    ``layout()`` and ``problem_data()`` give the fast path's
+    :class:`fastmmm.layout.ModelLayout` and the Rust problem's arrays;
+    ``pymc_model()`` the PyMC reference model; ``data_updates(model)`` the
+    values of a cached compiled model's data containers for this fit;
+    ``cache_key`` identifies the compiled structure and shapes.
     """
-    from fastmmm.model import build_model
 
-    if backend not in ("pytensor", "rust"):
-        raise ValueError(f"backend: must be 'pytensor' or 'rust', got {backend!r}")
-    n_lift = 0 if lift is None else len(lift)
-    key = _cache_key(spec, data, backend, n_lift)
+    spec: ModelSpec
+    layout: Callable
+    problem_data: Callable
+    pymc_model: Callable
+    data_updates: Callable
+    cache_key: tuple
+    #: Why the fast path cannot take this model even though the spec is supported, if so.
+    rust_refusal: str = ""
+
+
+@dataclass
+class SampleOutput:
+    posterior: object
+    backend: str
+    #: Why the fit is not on the backend asked for (empty when it is).
+    note: str
+    build_s: float
+    compile_s: float
+    sample_s: float
+
+
+def _check_counts(draws, tune, chains) -> None:
+    for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
+
+
+def _pytensor_compiled(build: ModelBuild) -> tuple[_Compiled, bool]:
+    """The nutpie model for this structure and shapes (compiled, or from the cache) and whether cached."""
+    key = ("pytensor", *build.cache_key)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
     if hit is not None:
         hit.uses += 1
         return hit, True
+    import nutpie
+
     t0 = time.perf_counter()
-    model = build_model(data, spec)
-    if n_lift:
-        from fastmmm.lift import add_lift_likelihood
-
-        add_lift_likelihood(model, spec, data, lift)
+    model = build.pymc_model()
     t1 = time.perf_counter()
-    if backend == "rust":
-        from fastmmm.fastpath import compile_fast
-
-        compiled = compile_fast(spec, data, model=model, lift=lift if n_lift else None)
-    else:
-        import nutpie
-
-        with warnings.catch_warnings():
-            # An Op without a numba implementation would run in Python object mode: never allowed.
-            warnings.filterwarnings("error", message="Numba will use object mode", category=UserWarning)
-            compiled = nutpie.compile_pymc_model(model, backend="numba")
-    t2 = time.perf_counter()
-    entry = _Compiled(model, compiled, t1 - t0, t2 - t1, uses=1)
+    with warnings.catch_warnings():
+        # An Op without a numba implementation would run in Python object mode: never allowed.
+        warnings.filterwarnings("error", message="Numba will use object mode", category=UserWarning)
+        compiled = nutpie.compile_pymc_model(model, backend="numba")
+    entry = _Compiled(model, compiled, t1 - t0, time.perf_counter() - t1, uses=1)
     with _CACHE_LOCK:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.pop(next(iter(_CACHE)))
@@ -141,23 +136,80 @@ def compile_model(
     return entry, False
 
 
-def _choose_backend(backend: str, spec: ModelSpec, n_lift: int = 0) -> str:
-    """The backend a fit uses: ``"rust"`` or ``"pytensor"``. Lift tests are in both."""
+def sample_model(build: ModelBuild, *, backend: str = "auto", draws: int = 1000, tune: int = 1000,
+                 chains: int = 2, cores: int | None = None, seed: int | None = None, progress: bool = True,
+                 target_accept: float | None = None, **sampler_kwargs) -> SampleOutput:
+    """Choose the backend, build the model on it and sample (see the module docstring)."""
+    from fastmmm import fastpath
+
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-    if backend == "pytensor":
-        return backend
-    from fastmmm.fastpath import supported
+    _check_counts(draws, tune, chains)
+    spec = build.spec
+    if target_accept is None:
+        target_accept = TARGET_ACCEPT_TVP if (spec.time_varying_intercept or spec.time_varying_media) else TARGET_ACCEPT
+    if not (isinstance(target_accept, (int, float)) and 0.0 < float(target_accept) < 1.0):
+        raise ValueError(f"target_accept: must be in (0, 1), got {target_accept!r}")
 
-    ok, why = supported(spec)
-    if ok and n_lift and spec.time_varying_media:
-        ok, why = False, "lift tests with a time-varying media multiplier are not in the fused log-density"
-    if ok:
-        return "rust"
-    if backend == "rust":
-        raise ValueError(f"backend='rust': the fused Rust log-density does not cover this model: {why}")
-    log.info("fastmmm: using the pytensor backend (fast path not available: %s)", why)
-    return "pytensor"
+    note = ""
+    used = "pytensor" if backend == "pytensor" else "rust"
+    if used == "rust":
+        ok, why = fastpath.supported(spec)
+        if ok and build.rust_refusal:
+            ok, why = False, build.rust_refusal
+        other = sorted(set(sampler_kwargs) - set(fastpath.RUST_SAMPLER_OPTIONS))
+        if ok and other:
+            ok, why = False, f"sampler option(s) {', '.join(other)} need nutpie (backend 'pytensor')"
+        if not ok:
+            if backend == "rust":
+                raise ValueError(f"backend='rust': the fused Rust log-density does not cover this model: {why}")
+            note = f"fast path not available: {why}"
+            used = "pytensor"
+    t0 = time.perf_counter()
+    if used == "rust":
+        try:
+            layout = build.layout()
+            problem = fastpath.build_problem(layout, build.problem_data())
+            layout.initial_point()
+        except Exception as e:  # noqa: BLE001  any failure of the fast path's setup falls back
+            if backend == "rust":
+                raise
+            note = f"fast path failed ({type(e).__name__}: {e})"
+            used = "pytensor"
+    if used == "rust":
+        t1 = time.perf_counter()
+        try:
+            posterior = fastpath.sample(problem, layout, draws=draws, tune=tune, chains=chains, cores=cores,
+                                        seed=seed, target_accept=target_accept, progress=progress,
+                                        **sampler_kwargs)
+            return SampleOutput(posterior, "rust", note, t1 - t0, 0.0, time.perf_counter() - t1)
+        except (KeyboardInterrupt, ValueError):
+            raise
+        except Exception as e:  # noqa: BLE001  a chain that cannot start or continue: try the other path
+            if backend == "rust":
+                raise
+            note = f"fast path failed while sampling ({type(e).__name__}: {e})"
+            used = "pytensor"
+    if note:
+        log.warning("fastmmm: %s; using the pytensor backend", note)
+    import nutpie
+
+    from fastmmm.posterior import Posterior
+
+    entry, cached = _pytensor_compiled(build)
+    compiled = entry.compiled
+    if cached:
+        compiled = compiled.with_data(**build.data_updates(entry.model))
+    kwargs = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False,
+                  target_accept=target_accept)
+    if cores is not None:
+        kwargs["cores"] = cores
+    kwargs.update(sampler_kwargs)
+    t1 = time.perf_counter()
+    idata = nutpie.sample(compiled, **kwargs)
+    sample_s = time.perf_counter() - t1
+    return SampleOutput(Posterior.from_arviz(idata), "pytensor", note, 0.0 if cached else entry.build_s,
+                        0.0 if cached else entry.compile_s, sample_s)
 
 
 def _drop_duplicate_trend(spec: ModelSpec, data: PreparedData) -> ModelSpec:
@@ -179,6 +231,45 @@ def _drop_duplicate_trend(spec: ModelSpec, data: PreparedData) -> ModelSpec:
             )
             return spec.replace(trend=False)
     return spec
+
+
+def _national_build(spec: ModelSpec, train: PreparedData, lift) -> ModelBuild:
+    from fastmmm import fastpath
+
+    n_lift = 0 if lift is None else len(lift)
+
+    def layout():
+        from fastmmm.layout import national_layout
+
+        return national_layout(spec, train, n_lift)
+
+    def pymc_model():
+        from fastmmm.model import build_model
+
+        model = build_model(train, spec)
+        if n_lift:
+            from fastmmm.lift import add_lift_likelihood
+
+            add_lift_likelihood(model, spec, train, lift)
+        return model
+
+    def data_updates(model):
+        from fastmmm.model import data_updates
+
+        updates = data_updates(train, model)
+        if n_lift:
+            from fastmmm.lift import lift_data
+
+            names = {v.name for v in model.data_vars}
+            updates.update({k: v for k, v in lift_data(lift, train).items() if k in names})
+        return updates
+
+    refusal = ""
+    if n_lift and spec.time_varying_media:
+        refusal = "lift tests with a time-varying media multiplier are not in the fused log-density"
+    key = (spec.structure_key(), train.spend_scaled.shape, train.controls_scaled.shape, train.fourier.shape, n_lift)
+    return ModelBuild(spec, layout, lambda: fastpath.problem_data(spec, train, lift), pymc_model, data_updates,
+                      key, refusal)
 
 
 class MMM:
@@ -217,7 +308,7 @@ class MMM:
         lift_tests=None,
         **sampler_kwargs,
     ):
-        """Validate ``df``, build and compile (or reuse) the model, sample with nutpie.
+        """Validate ``df``, build the model and sample its posterior with NUTS.
 
         Parameters
         ----------
@@ -225,19 +316,20 @@ class MMM:
         draws, tune, chains : int
             Posterior draws per chain, tuning steps per chain, chains.
         seed : int, optional
+            The same seed gives the same draws.
         holdout_weeks : int
             Hold out the last N periods: the model is fit on the rest and
             ``result.validate()`` reports the hold-out MAPE.
         cores : int, optional
-            Chains run in parallel threads (default: all cores).
+            Chains run in parallel threads (default: as many as there are cores).
         progress : bool
-            Show nutpie's progress bar.
+            Show a progress bar (chains, divergences, ETA) on the terminal.
         backend : {"auto", "rust", "pytensor"}
-            Log-density backend (see :mod:`fastmmm.fit`): ``"rust"`` is the
-            fused Rust log-density (no compilation; one adstock and one
-            saturation kind for all channels), ``"pytensor"`` nutpie's numba
-            compilation of the PyMC model (any spec), ``"auto"`` the former
-            when it covers the spec.
+            ``"rust"`` samples the fused Rust log-density inside the Rust core
+            (nothing compiled; one adstock and one saturation kind for all
+            channels), ``"pytensor"`` nutpie's numba compilation of the PyMC
+            model (any spec), ``"auto"`` the former whenever it can (see
+            :mod:`fastmmm.fit`).
         lift_tests : DataFrame or path to a CSV file, optional
             Lift-test (experiment) results that calibrate the channels'
             response curves, one row per test with columns ``channel``,
@@ -246,26 +338,22 @@ class MMM:
             and ``end``); spend per period, lift summed over the test. Each
             adds ``lift ~ Normal(lift_model, lift_se)`` with ``lift_model =
             periods * beta_c * (f_c(x1) - f_c(x0))`` on the steady-state
-            media curve (see :mod:`fastmmm.lift`). Both backends implement it
-            (the fused Rust log-density for specs it covers).
+            media curve (see :mod:`fastmmm.lift`).
         **sampler_kwargs
-            Passed to ``nutpie.sample`` (e.g. ``target_accept``,
-            ``low_rank_modified_mass_matrix``).
+            ``target_accept`` (default 0.95; 0.99 with time-varying parts) and
+            ``maxdepth`` on either backend; anything else is passed to
+            ``nutpie.sample`` and needs the pytensor backend.
 
         Returns
         -------
         fastmmm.results.MMMResult
         """
-        import nutpie
-
         from fastmmm.results import MMMResult
 
+        t_start = time.perf_counter()
         if backend not in BACKENDS:
             raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-        for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-            if not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
-        t_start = time.perf_counter()
+        _check_counts(draws, tune, chains)
         full = prepare(df, self.spec)
         if self.spec.log_target:
             # Validation above already ran (a log target needs y > 0). The multiplicative
@@ -281,72 +369,18 @@ class MMM:
         train, holdout = (full, None)
         if holdout_weeks:
             train, holdout = split_holdout(full, holdout_weeks)
-        from fastmmm.lift import lift_data, read_lift_tests
+        from fastmmm.lift import read_lift_tests
 
         lift = read_lift_tests(lift_tests, spec, frequency=train.frequency)
-        n_lift = 0 if lift is None else len(lift)
-        used = _choose_backend(backend, spec, n_lift)
-        try:
-            entry, cached = compile_model(spec, train, used, lift) if n_lift else compile_model(spec, train, used)
-        except (ValueError, RuntimeError) as e:
-            if used != "rust" or backend != "auto":
-                raise
-            # The fast path refused this model after all (a layout it does not know): never fail a fit for it.
-            log.warning("fastmmm: fast path failed (%s); using the pytensor backend", e)
-            used = "pytensor"
-            entry, cached = compile_model(spec, train, used, lift) if n_lift else compile_model(spec, train, used)
-        compiled = entry.compiled
-        if cached:
-            if used == "rust":
-                from fastmmm.fastpath import problem_arrays
-
-                from fastmmm.fastpath import lift_arrays
-
-                compiled = compiled.with_data(**problem_arrays(train, spec), **lift_arrays(lift, train, spec))
-            else:
-                updates = _data_updates(train, entry.model)
-                if n_lift:
-                    names = {v.name for v in entry.model.data_vars}
-                    updates.update({k: v for k, v in lift_data(lift, train).items() if k in names})
-                compiled = compiled.with_data(**updates)
-        build_s = 0.0 if cached else entry.build_s
-        compile_s = 0.0 if cached else entry.compile_s
-        log.info(
-            "fastmmm: %s model, %s backend (%s)",
-            "reusing compiled" if cached else "compiled",
-            used,
-            spec.structure_key(),
-        )
-
-        t0 = time.perf_counter()
-        # target_accept 0.95 (nutpie's default is 0.8): MMM posteriors have a ridge between the
-        # intercept and always-on channels; smaller steps keep the sampler on it without divergences.
-        kwargs = dict(
-            draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False, target_accept=0.95
-        )
-        if spec.time_varying_intercept or spec.time_varying_media:
-            # The GP's (ls, eta, z) funnel needs smaller steps still (measured: see fastmmm.tvp).
-            kwargs["target_accept"] = 0.99
-        if cores is not None:
-            kwargs["cores"] = cores
-        kwargs.update(sampler_kwargs)
-        idata = nutpie.sample(compiled, **kwargs)
-        sample_s = time.perf_counter() - t0
+        out = sample_model(_national_build(spec, train, lift), backend=backend, draws=draws, tune=tune,
+                           chains=chains, cores=cores, seed=seed, progress=progress, **sampler_kwargs)
         timing = {
-            "build_s": build_s,
-            "compile_s": compile_s,
-            "sample_s": sample_s,
-            "total_s": time.perf_counter() - t_start,
+            "build_s": out.build_s,
+            "compile_s": out.compile_s,
+            "sample_s": out.sample_s,
         }
-        result = MMMResult.from_fit(
-            idata=idata,
-            spec=spec,
-            data=train,
-            holdout=holdout,
-            timing=timing,
-            backend=used,
-            seed=seed,
-            lift_tests=lift,
-        )
+        result = MMMResult.from_fit(posterior=out.posterior, spec=spec, data=train, holdout=holdout, timing=timing,
+                                    backend=out.backend, seed=seed, lift_tests=lift, backend_note=out.note)
         result.report_diagnostics()
+        result.timing["total_s"] = time.perf_counter() - t_start
         return result

@@ -42,6 +42,7 @@ import pandas as pd
 
 from fastmmm.data import DataError, PreparedData, prepare
 from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
+from fastmmm.layout import POOLABLE, check_pooled, is_pooled
 from fastmmm.spec import ModelSpec
 
 __all__ = [
@@ -54,8 +55,6 @@ __all__ = [
 
 log = logging.getLogger("fastmmm")
 
-#: What ``pooled=`` may contain.
-POOLABLE = ("adstock", "saturation", "amplitude")
 _FORMAT_VERSION = 1
 
 
@@ -129,30 +128,8 @@ def read_group_lift_tests(obj, spec: ModelSpec, group: str, groups: list[str], f
     return lift, np.array([index[n] for n in names], dtype=np.int64)
 
 
-def _group_lift_arrays(lift, gidx, datas: list[PreparedData], spec: ModelSpec) -> dict:
-    """Per test: channel, group, spends scaled by that group's channel scale, lift and se
-    scaled by its target scale (the arrays of both the PyMC model and the Rust problem)."""
-    from fastmmm.lift import _steady_len
-    from fastmmm.model import media_designs
-
-    channels = list(spec.channels)
-    ch = np.array([channels.index(c) for c in lift.channel], dtype=np.int64)
-    cs = np.array([np.asarray(datas[g].scales.channel_scale, dtype=float)[c] for g, c in zip(gidx, ch)])
-    ts = np.array([float(datas[g].scales.target_scale) for g in gidx])
-    return {
-        "lift_channel": [int(c) for c in ch],
-        "lift_group": [int(g) for g in gidx],
-        "lift_x0": np.ascontiguousarray(np.asarray(lift.spend_before, dtype=float) / cs),
-        "lift_x1": np.ascontiguousarray(np.asarray(lift.spend_after, dtype=float) / cs),
-        "lift_periods": np.ascontiguousarray(np.asarray(lift.periods, dtype=float)),
-        "lift_delta": np.ascontiguousarray(np.asarray(lift.lift, dtype=float) / ts),
-        "lift_se": np.ascontiguousarray(np.asarray(lift.lift_se, dtype=float) / ts),
-        "lift_steady": int(_steady_len(media_designs(spec)[0])),
-    }
-
-
 def _stack(datas: list[PreparedData]) -> dict[str, np.ndarray]:
-    from fastmmm.model import kappa_scale
+    from fastmmm.layout import kappa_scale
 
     T = len(datas[0].dates)
     return {
@@ -166,29 +143,8 @@ def _stack(datas: list[PreparedData]) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- model
-def _poolable_names() -> set[str]:
-    names = set(POOLABLE) | {"channel_share", "beta"}
-    for params in ADSTOCK_PARAMS.values():
-        names |= {f"adstock_{p}" for p in params}
-    for params in SATURATION_PARAMS.values():
-        names |= {f"saturation_{p}" for p in params}
-    return names
-
-
-def _check_pooled(pooled) -> tuple[str, ...]:
-    """Validated ``pooled``: kinds of :data:`POOLABLE` and/or parameter names
-    (``"adstock_alpha"``, ``"saturation_kappa"``, ``"channel_share"``, ...)."""
-    pooled = (pooled,) if isinstance(pooled, str) else tuple(pooled)
-    valid = _poolable_names()
-    bad = [p for p in pooled if p not in valid]
-    if bad:
-        raise ValueError(f"pooled: unknown {bad}; choose kinds {POOLABLE} or parameter names such as "
-                         "'adstock_alpha', 'saturation_kappa', 'channel_share'")
-    return tuple(dict.fromkeys(pooled))
-
-
-def _is_pooled(name: str, kind: str, pooled: tuple[str, ...]) -> bool:
-    return kind in pooled or name in pooled
+_check_pooled = check_pooled
+_is_pooled = is_pooled
 
 
 def _pool(rv, name: str, model, sd_prior, dims=("geo", "channel")):
@@ -232,7 +188,7 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from fastmmm.model import FIXED_SATURATION_PARAMS, _prior, media_designs, uses_direct_beta
+    from fastmmm.layout import FIXED_SATURATION_PARAMS, resolve_prior as _prior, media_designs, uses_direct_beta
     from fastmmm.ops.media import media_transform
     from fastmmm.priors import Prior
 
@@ -331,8 +287,10 @@ def _add_group_lift(model, spec, datas, lift, design, a_params, s_params, beta):
 
     from fastmmm.ops.media import media_transform
 
+    from fastmmm.fastpath import lift_arrays
+
     tests, gidx = lift
-    arr = _group_lift_arrays(tests, gidx, datas, spec)
+    arr = lift_arrays(tests, datas, spec, gidx)
     n, C, G = len(tests), len(spec.channels), len(datas)
     onehot = np.zeros((n, C))
     onehot[np.arange(n), arr["lift_channel"]] = 1.0
@@ -357,81 +315,23 @@ def _add_group_lift(model, spec, datas, lift, design, a_params, s_params, beta):
 
 
 # ---------------------------------------------------------------------- fast path
-def _hier_role(name: str, adstock: str, saturation: str) -> str:
-    from fastmmm.fastpath import _role
+def panel_model_layout(datas, spec: ModelSpec, groups, *, pooled=POOLABLE, pool_sd=None, lift=None,
+                       group: str = "geo"):
+    """The :class:`fastmmm.layout.ModelLayout` of :func:`build_hierarchical_model`."""
+    from fastmmm.layout import panel_layout
 
-    for suffix in ("_sd", "_z"):
-        if name.endswith(suffix):
-            base = name[: -len(suffix)]
-            target = "amplitude" if base in ("channel_share", "beta") else _role(base, adstock, saturation)
-            return target + suffix
-    return _role(name, adstock, saturation)
+    return panel_layout(spec, datas, groups, pooled=pooled, pool_sd=pool_sd,
+                        n_lift=0 if lift is None else len(lift[0]), group_dim="geo")
 
 
-def problem_arrays(datas: list[PreparedData]) -> dict[str, np.ndarray]:
-    """The flattened (group-major) data arrays of a grouped ``MmmProblem``."""
-    a = _stack(datas)
-    G, T, C = a["spend"].shape
-    return {
-        "y": np.ascontiguousarray(a["y"].reshape(G * T)),
-        "spend": np.ascontiguousarray(a["spend"].reshape(G * T, C)),
-        "trend_t": np.ascontiguousarray(a["trend_t"].reshape(G * T)),
-        "fourier": np.ascontiguousarray(a["fourier"].reshape(G * T, -1)),
-        "controls": np.ascontiguousarray(a["controls"].reshape(G * T, -1)),
-        "kappa_scale": np.ascontiguousarray(a["kappa_scale"].reshape(G * C)),
-    }
-
-
-def problem_from_model(model, datas, spec, problem_cls=None, lift=None):
-    """The grouped ``MmmProblem`` of a model from :func:`build_hierarchical_model`,
-    and what :func:`fastmmm.fastpath.fast_compiled` needs with it."""
-    from fastmmm import fastpath
-    from fastmmm.model import media_designs
-
-    cls = problem_cls or fastpath._core_class()
-    if cls is None:
-        raise RuntimeError("fastmmm._core has no MmmProblem (extension built without the fast path)")
-    d = media_designs(spec)[0]
-    structure, layout = fastpath.problem_structure(model, spec, role=_hier_role)
-    arrays = problem_arrays(datas)
-    larr = {} if lift is None else _group_lift_arrays(lift[0], lift[1], datas, spec)
-    problem = cls(**arrays, **structure, **larr, groups=len(datas), grouped=True)
-    # Expanded trace: the blocks, then the deterministics in the Rust order, with the model's names.
-    names = [e["name"] for e in layout]
-    shapes = [tuple(e["shape"]) for e in layout]
-    rust_names = []
-    amp = "beta" if structure["direct_beta"] else "channel_share"
-    for rname, shape in problem.deterministics:
-        rname = str(rname)
-        if rname.endswith("_geo"):
-            kind, idx = rname[: -len("_geo")].rsplit("_", 1) if rname != "amplitude_geo" else ("amplitude", "")
-            if kind == "adstock":
-                mname = f"adstock_{ADSTOCK_PARAMS[d.adstock][int(idx)]}_geo"
-            elif kind == "saturation":
-                mname = f"saturation_{SATURATION_PARAMS[d.saturation][int(idx)]}_geo"
-            else:
-                mname = f"{amp}_geo"
-        else:
-            mname = rname
-        if mname not in model.named_vars:
-            raise RuntimeError(f"fast path: the Rust problem expands to {rname!r}, which the model lacks ({mname!r})")
-        names.append(mname)
-        rust_names.append(rname)
-        shapes.append(tuple(int(x) for x in shape))
-    slices, count = [], 0
-    for s in shapes:
-        n = int(np.prod(s, dtype=int))
-        slices.append(slice(count, count + n))
-        count += n
-    return problem, layout, (names, slices, shapes), arrays, rust_names
-
-
-def compile_fast(model, datas, spec, problem_cls=None, lift=None):
-    """nutpie model of the hierarchical model on the fused Rust log-density."""
+def grouped_problem(datas, spec: ModelSpec, groups, *, pooled=POOLABLE, pool_sd=None, lift=None, problem_cls=None):
+    """(fused Rust problem, layout) of the hierarchical model: the groups on the batch axis."""
     from fastmmm import fastpath
 
-    problem, layout, shape_info, arrays, rust_names = problem_from_model(model, datas, spec, problem_cls, lift)
-    return fastpath.fast_compiled(model, problem, layout, shape_info, arrays, rust_names=rust_names)
+    layout = panel_model_layout(datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift)
+    data = fastpath.problem_data(spec, list(datas), None if lift is None else lift[0],
+                                 None if lift is None else lift[1])
+    return fastpath.build_problem(layout, data, problem_cls), layout
 
 
 # ---------------------------------------------------------------------- fitting
@@ -502,16 +402,13 @@ class HierarchicalMMM:
         last N weeks of every group are held out (each group's training part
         keeps its own scales) and ``validate()`` reports the hold-out MAPE.
         """
-        import nutpie
+        from fastmmm import fastpath
+        from fastmmm.fit import BACKENDS, ModelBuild, _check_counts, sample_model
 
-        from fastmmm.fastpath import supported
-
-        if backend not in ("auto", "rust", "pytensor"):
-            raise ValueError(f"backend: must be 'auto', 'rust' or 'pytensor', got {backend!r}")
-        for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-            if not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
         t0 = time.perf_counter()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+        _check_counts(draws, tune, chains)
         groups, datas = prepare_panel(df, self.spec, self.group)
         holdouts = None
         if holdout_weeks:
@@ -525,44 +422,37 @@ class HierarchicalMMM:
                     raise DataError(f"group {name!r}: {e}") from None
             datas, holdouts = [p[0] for p in pairs], [p[1] for p in pairs]
         lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
-        model = build_hierarchical_model(datas, self.spec, groups, pooled=self.pooled, pool_sd=self.pool_sd,
-                                         lift=lift)
-        t1 = time.perf_counter()
-        used = backend
-        if backend != "pytensor":
-            ok, why = supported(self.spec)
-            if not ok:
-                if backend == "rust":
-                    raise ValueError(f"backend='rust': the fused log-density does not cover this model: {why}")
-                log.info("fastmmm: hierarchical model on the pytensor backend (%s)", why)
-                used = "pytensor"
-            else:
-                used = "rust"
-        if used == "rust":
-            try:
-                compiled = compile_fast(model, datas, self.spec, lift=lift)
-            except (ValueError, RuntimeError) as e:
-                if backend == "rust":
-                    raise
-                # e.g. a pool_sd prior outside the fused log-density: never fail a fit for it
-                log.warning("fastmmm: fast path failed (%s); using the pytensor backend", e)
-                used = "pytensor"
-        if used == "pytensor":
-            compiled = nutpie.compile_pymc_model(model, backend="numba")
-        t2 = time.perf_counter()
-        kwargs = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress,
-                      save_warmup=False, target_accept=0.95)
-        if cores is not None:
-            kwargs["cores"] = cores
-        kwargs.update(sampler_kwargs)
-        idata = nutpie.sample(compiled, **kwargs)
-        t3 = time.perf_counter()
-        timing = {"build_s": t1 - t0, "compile_s": t2 - t1, "sample_s": t3 - t2, "total_s": t3 - t0}
-        res = HierarchicalResult(idata=idata, spec=self.spec, group=self.group, groups=groups, datas=datas,
-                                 pooled=self.pooled, timing=timing, backend=used, seed=seed, holdouts=holdouts,
+        spec, pooled, pool_sd = self.spec, self.pooled, self.pool_sd
+
+        def data_updates(model):
+            arr = _stack(datas)
+            names = {v.name for v in model.data_vars}
+            return {k: v for k, v in arr.items() if k in names}
+
+        build = ModelBuild(
+            spec=spec,
+            layout=lambda: panel_model_layout(datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift),
+            problem_data=lambda: fastpath.problem_data(spec, datas, None if lift is None else lift[0],
+                                                       None if lift is None else lift[1]),
+            pymc_model=lambda: build_hierarchical_model(datas, spec, groups, pooled=pooled, pool_sd=pool_sd,
+                                                        lift=lift),
+            data_updates=data_updates,
+            cache_key=("hierarchical", spec.structure_key(), pooled, str(pool_sd), len(groups),
+                       datas[0].spend_scaled.shape, datas[0].controls_scaled.shape, datas[0].fourier.shape,
+                       0 if lift is None else len(lift[0]), tuple(groups)),
+        )
+        out = sample_model(build, backend=backend, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                           progress=progress, **sampler_kwargs)
+        timing = {"build_s": out.build_s, "compile_s": out.compile_s, "sample_s": out.sample_s}
+        posterior = out.posterior
+        posterior.posterior.coords["date"] = np.asarray(pd.DatetimeIndex(datas[0].dates).values)
+        res = HierarchicalResult(posterior=posterior, spec=self.spec, group=self.group, groups=groups, datas=datas,
+                                 pooled=self.pooled, timing=timing, backend=out.backend, seed=seed, holdouts=holdouts,
                                  lift_tests=None if lift is None else lift[0],
-                                 lift_groups=None if lift is None else [int(g) for g in lift[1]])
+                                 lift_groups=None if lift is None else [int(g) for g in lift[1]],
+                                 backend_note=out.note)
         res.report_diagnostics()
+        res.timing["total_s"] = time.perf_counter() - t0
         return res
 
 
@@ -570,7 +460,7 @@ class HierarchicalMMM:
 class HierarchicalResult:
     """A fitted hierarchical MMM: per-group contributions and ROAS, diagnostics, save/load."""
 
-    idata: object
+    posterior: object
     spec: ModelSpec
     group: str
     groups: list
@@ -584,6 +474,15 @@ class HierarchicalResult:
     #: Lift tests (fastmmm.lift.LiftTests) and the index of each test's group, or None.
     lift_tests: object = None
     lift_groups: list | None = None
+    backend_note: str = ""
+
+    @property
+    def idata(self):
+        """The draws as an ArviZ object (built on first use; imports ArviZ)."""
+        cached = getattr(self, "_idata", None)
+        if cached is None:
+            cached = self._idata = self.posterior.to_arviz()
+        return cached
 
     def lift_test_summary(self, interval: float = 0.95) -> list[dict]:
         """Per lift test: its group, channel, spends, observed lift +- se and the posterior
@@ -609,7 +508,7 @@ class HierarchicalResult:
 
     def _group_param(self, name: str, g: int) -> np.ndarray:
         """(S, C) draws of a media parameter for group g: its ``_geo`` values when pooled, else the global ones."""
-        post = self.idata.posterior
+        post = self.posterior
         if f"{name}_geo" in post:
             return self._draws(f"{name}_geo")[:, g, :]
         return self._draws(name)
@@ -620,7 +519,7 @@ class HierarchicalResult:
         Uses the group's posterior draws of its (pooled) adstock, saturation and
         amplitude parameters; include history rows in ``spend`` for carry-over.
         """
-        from fastmmm.model import FIXED_SATURATION_PARAMS, kappa_scale, media_designs
+        from fastmmm.layout import FIXED_SATURATION_PARAMS, kappa_scale, media_designs
 
         d = media_designs(self.spec)[0]
         data = self.datas[g]
@@ -639,7 +538,7 @@ class HierarchicalResult:
                 continue
             v = self._group_param(f"saturation_{p}", g)
             s_params.append(v * scale if p == d.relative_param else v)
-        post = self.idata.posterior
+        post = self.posterior
         beta = self._draws("beta")[:, g, :] if post["beta"].ndim == 4 else self._group_param("beta", g)
         from fastmmm import kernels as K
 
@@ -656,7 +555,7 @@ class HierarchicalResult:
         if not self.holdouts:
             raise ValueError("this fit has no hold-out periods (fit with holdout_weeks=N)")
         rng = np.random.default_rng(seed)
-        post = self.idata.posterior
+        post = self.posterior
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
         frames = []
         for g, (name, tr, ho) in enumerate(zip(self.groups, self.datas, self.holdouts)):
@@ -689,8 +588,7 @@ class HierarchicalResult:
         return pd.concat(frames, ignore_index=True)
 
     def _draws(self, name: str) -> np.ndarray:
-        v = self.idata.posterior[name].values
-        return v.reshape((-1,) + v.shape[2:])
+        return self.posterior.flat(name)
 
     def contribution_draws(self) -> np.ndarray:
         """(S, G, T, C) channel contributions in each group's original target units."""
@@ -801,7 +699,7 @@ class HierarchicalResult:
             }
             out[str(g)][ch]["spend"] = float(row["spend"])
         v = self.validate()
-        return {"interval": interval, "backend": self.backend, "group": self.group, "pooled": list(self.pooled),
+        return {"interval": interval, "backend": self.backend, "backend_note": self.backend_note, "group": self.group, "pooled": list(self.pooled),
                 "groups": out, "diagnostics": v.to_dict(), "lift_tests": self.lift_test_summary(interval),
                 "timing": {k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")}}
 
@@ -815,28 +713,22 @@ class HierarchicalResult:
                 "holdouts": None if not self.holdouts else [d.to_dict() for d in self.holdouts],
                 "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
                 "lift_groups": self.lift_groups,
-                "timing": self.timing, "backend": self.backend, "seed": self.seed}
-        return save_dir(path, self.idata, meta)
+                "timing": self.timing, "backend": self.backend, "backend_note": self.backend_note,
+                "seed": self.seed}
+        return save_dir(path, self.posterior, meta)
 
     @classmethod
     def load(cls, path) -> HierarchicalResult:
         """Load a result written by :meth:`save` (netCDF + JSON, no pickle)."""
-        import arviz as az
-
         from fastmmm.lift import LiftTests
+        from fastmmm.results import read_dir
 
-        path = Path(path)
-        meta_p, nc_p = path / "meta.json", path / "idata.nc"
-        if not meta_p.exists() or not nc_p.exists():
-            raise FileNotFoundError(f"{path} is not a saved fastmmm result (needs meta.json and idata.nc)")
-        meta = json.loads(meta_p.read_text())
-        if meta.get("kind") != "hierarchical" or meta.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"{path}: not a hierarchical result of format {_FORMAT_VERSION}")
-        idata = az.from_netcdf(str(nc_p))
-        idata.load() if hasattr(idata, "load") else None
-        return cls(idata=idata, spec=ModelSpec.from_dict(meta["spec"]), group=meta["group"], groups=meta["groups"],
+        meta, posterior = read_dir(path)
+        if meta.get("kind") != "hierarchical":
+            raise ValueError(f"{path}: not a hierarchical result")
+        return cls(posterior=posterior, spec=ModelSpec.from_dict(meta["spec"]), group=meta["group"], groups=meta["groups"],
                    datas=[PreparedData.from_dict(d) for d in meta["datas"]], pooled=tuple(meta["pooled"]),
                    timing=meta["timing"], backend=meta["backend"], seed=meta.get("seed"),
                    holdouts=None if not meta.get("holdouts") else [PreparedData.from_dict(d) for d in meta["holdouts"]],
                    lift_tests=None if not meta.get("lift_tests") else LiftTests.from_dict(meta["lift_tests"]),
-                   lift_groups=meta.get("lift_groups"))
+                   lift_groups=meta.get("lift_groups"), backend_note=meta.get("backend_note", ""))

@@ -412,7 +412,7 @@ def add_lift_likelihood(model, spec, data, lift: LiftTests) -> None:
     import pytensor.tensor as pt
 
     from fastmmm.kernels import SATURATION_PARAMS
-    from fastmmm.model import FIXED_SATURATION_PARAMS, media_designs
+    from fastmmm.layout import FIXED_SATURATION_PARAMS, media_designs
     from fastmmm.ops.media import media_transform
 
     arrays = lift_data(lift, data)
@@ -505,7 +505,7 @@ def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
                 )
                 ys.append(y[:, -1, k])
             out[:, i] = lift.periods[i] * beta[:, j] * (ys[1] - ys[0])
-    if "media_multiplier" in result.idata.posterior:
+    if "media_multiplier" in result.posterior:
         out *= (
             result._draws("media_multiplier") @ lift_data(lift, result.data)["lift_time_weights"].T
         )
@@ -517,7 +517,7 @@ def lift_summary(result, interval: float = 0.95) -> list[dict]:
     lift = result.lift_tests
     if lift is None:
         return []
-    post = result.idata.posterior
+    post = result.posterior
     if "lift_model" in post and post["lift_model"].shape[-1] == len(lift):
         draws = result._draws("lift_model") * float(result.data.scales.target_scale)
     else:

@@ -55,165 +55,41 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
+from fastmmm.kernels import SATURATION_PARAMS
+from fastmmm.layout import (  # noqa: F401  (re-exported: the model's vocabulary)
+    FIXED_SATURATION_PARAMS,
+    MediaDesign,
+    default_prior,
+    kappa_scale,
+    media_designs,
+    resolve_prior,
+    uses_direct_beta,
+)
 from fastmmm.ops.media import media_transform
-from fastmmm.priors import Prior
 
-__all__ = ["build_model", "default_prior", "MediaDesign", "media_designs", "FIXED_SATURATION_PARAMS"]
+__all__ = ["build_model", "data_updates", "default_prior", "MediaDesign", "media_designs", "FIXED_SATURATION_PARAMS"]
 
-#: Saturation parameters fixed to 1 because beta already is the amplitude.
-FIXED_SATURATION_PARAMS = {"michaelis_menten": {"alpha": 1.0}, "tanh": {"b": 1.0}}
+# The PyMC-free parts of the model definition live in fastmmm.layout (the fast path needs no PyMC).
+_prior = resolve_prior
 
 
-def default_prior(name: str, *, l_max: int = 8, n_channels: int = 1) -> Prior:
-    """The default prior of a model parameter (on the scaled space)."""
-    if name == "channel_share":
-        return Prior("HalfNormal", sigma=0.5 / max(n_channels, 1))
-    if name.startswith("tvp_"):
-        from fastmmm.tvp import default_tvp_prior
-
-        return default_tvp_prior(name)
-    table = {
-        "intercept": Prior("Normal", mu=0.5, sigma=1.0),
-        "trend": Prior("Normal", mu=0.0, sigma=0.5),
-        "gamma_control": Prior("Normal", mu=0.0, sigma=0.5),
-        "gamma_fourier": Prior("Normal", mu=0.0, sigma=0.5),
-        "beta": Prior("HalfNormal", sigma=1.0),
-        "channel_share": Prior("HalfNormal", sigma=0.5),
-        "sigma": Prior("HalfNormal", sigma=0.5),
-        "nu": Prior("Gamma", alpha=2.0, beta=0.1),
-        "adstock_alpha": Prior("Beta", alpha=2.0, beta=2.0),
-        "adstock_theta": Prior("Uniform", lower=0.0, upper=float(max(l_max - 1, 1))),
-        "adstock_lam": Prior("Gamma", alpha=4.0, beta=2.0),
-        "adstock_k": Prior("Gamma", alpha=9.0, beta=3.0),
-        "saturation_kappa": Prior("LogNormal", mu=0.0, sigma=0.7),
-        "saturation_slope": Prior("TruncatedNormal", mu=1.5, sigma=1.0, lower=0.5, upper=4.0),
-        "saturation_lam": Prior("Gamma", alpha=3.0, beta=1.0),
-        "saturation_c": Prior("Gamma", alpha=3.0, beta=3.0),
+def data_updates(data, model) -> dict[str, np.ndarray]:
+    """Values of a built model's data containers for ``data`` (another brand, a refresh):
+    what ``pm.set_data`` or a compiled nutpie model's ``with_data`` takes."""
+    values = {
+        "spend": data.spend_scaled,
+        "y": data.y_scaled,
+        "trend_t": data.trend,
+        "fourier": data.fourier,
+        "controls": data.controls_scaled,
     }
-    if name not in table:
-        raise KeyError(f"no default prior for {name!r}")
-    return table[name]
+    for d in media_designs(data.spec):
+        values[d.var("kappa_scale")] = kappa_scale(np.asarray(data.spend_scaled)[:, list(d.channels)])
+    from fastmmm.tvp import hsgp_data  # the time-varying parts' basis (depends on T and frequency)
 
-
-# Per-kind overrides of the table above (same parameter name, different meaning).
-_KIND_DEFAULTS = {
-    ("weibull_cdf", "adstock_lam"): Prior("Gamma", alpha=2.0, beta=1.0),
-    ("weibull_cdf", "adstock_k"): Prior("Gamma", alpha=2.0, beta=1.0),
-    # Michaelis-Menten half-saturation point, relative like Hill's kappa.
-    ("michaelis_menten", "saturation_lam"): Prior("LogNormal", mu=0.0, sigma=0.7),
-}
-
-
-@dataclass(frozen=True)
-class MediaDesign:
-    """One group of channels sharing an adstock and a saturation kind.
-
-    ``channels`` are indices into ``spec.channels``. With one group (the usual
-    case) variables are named ``adstock_alpha`` etc. with the ``channel``
-    dimension; with several, each group's are suffixed ``__{adstock}_{saturation}``
-    and use the dimension ``channel__{adstock}_{saturation}``.
-    """
-
-    adstock: str
-    saturation: str
-    l_max: int | None
-    normalize: bool
-    channels: tuple[int, ...] = ()
-    label: str = ""
-
-    @property
-    def adstock_params(self) -> tuple[str, ...]:
-        return ADSTOCK_PARAMS[self.adstock]
-
-    @property
-    def saturation_params(self) -> tuple[str, ...]:
-        fixed = FIXED_SATURATION_PARAMS.get(self.saturation, {})
-        return tuple(p for p in SATURATION_PARAMS[self.saturation] if p not in fixed)
-
-    @property
-    def relative_param(self) -> str | None:
-        """The saturation parameter expressed relative to each channel's spend scale."""
-        return {"hill": "kappa", "michaelis_menten": "lam"}.get(self.saturation)
-
-    def var(self, name: str) -> str:
-        """Model variable name of ``name`` for this group."""
-        return f"{name}__{self.label}" if self.label else name
-
-    @property
-    def dim(self) -> str:
-        return f"channel__{self.label}" if self.label else "channel"
-
-    @staticmethod
-    def from_spec(spec) -> "MediaDesign":
-        """The design of a spec whose channels all share one adstock and one saturation."""
-        designs = media_designs(spec)
-        if len(designs) != 1:
-            raise ValueError("this spec mixes adstock/saturation kinds; use media_designs(spec)")
-        return designs[0]
-
-
-def media_designs(spec) -> list[MediaDesign]:
-    """Channel groups by (adstock, saturation) kind, in order of first appearance."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, (a, s) in enumerate(zip(spec.adstock_by_channel, spec.saturation_by_channel)):
-        groups.setdefault((a, s), []).append(i)
-    single = len(groups) == 1
-    return [
-        MediaDesign(a, s, spec.l_max, bool(spec.adstock_normalize), tuple(idx), "" if single else f"{a}_{s}")
-        for (a, s), idx in groups.items()
-    ]
-
-
-def _prior(spec, name: str, design: MediaDesign | None = None, channels=None) -> Prior:
-    """The user's prior for ``name`` (with per-channel overrides merged), else the default."""
-    base = spec.prior(name) if spec is not None else None
-    if base is None:
-        kind = None
-        if design is not None:
-            kind = design.adstock if name.startswith("adstock_") else design.saturation
-        base = _KIND_DEFAULTS.get((kind, name)) or default_prior(
-            name, l_max=spec.l_max if spec else 8, n_channels=len(spec.channels) if spec else 1
-        )
-    if channels is None:
-        return base
-    overrides = {c: spec.prior(name, channel=c) for c in channels}
-    overrides = {c: p for c, p in overrides.items() if p is not None}
-    if not overrides:
-        return base
-    # Per-channel overrides must share the distribution; their parameters become per-channel arrays.
-    dists = {p.dist for p in overrides.values()} | {base.dist}
-    if len(dists) > 1:
-        raise ValueError(
-            f"prior {name}: per-channel overrides must use the same distribution as the others "
-            f"({sorted(dists)} given)"
-        )
-    params = {}
-    for key, _ in base.params:
-        params[key] = [float(np.broadcast_to(overrides.get(c, base)[key], (1,))[0]) for c in channels]
-    return Prior(base.dist, **params)
-
-
-def uses_direct_beta(spec) -> bool:
-    """True when the user gave a prior on beta (direct amplitude parameterisation)."""
-    return any(spec.prior("beta", channel=c) is not None for c in spec.channels) or spec.prior("beta") is not None
-
-
-def kappa_scale(spend_scaled: np.ndarray) -> np.ndarray:
-    """Mean non-zero scaled spend per channel: the unit of relative saturation points.
-
-    Parameters
-    ----------
-    spend_scaled : (T, C)
-
-    Returns
-    -------
-    (C,) array, positive
-    """
-    x = np.asarray(spend_scaled, dtype=float)
-    nz = x > 0
-    s = np.where(nz.any(axis=0), (x * nz).sum(axis=0) / np.maximum(nz.sum(axis=0), 1), 1.0)
-    return np.maximum(s, 1e-12)
+    values.update(hsgp_data(data))
+    names = {v.name for v in model.data_vars}
+    return {k: np.asarray(v, dtype=np.float64) for k, v in values.items() if k in names}
 
 
 def _hsgp(spec, data, part: str):

@@ -301,10 +301,10 @@ class Prior:
                     f"prior {name!r}: per-channel parameter lists have length {n} "
                     f"but the variable's last dimension has length {last}"
                 )
-        kwargs = {
-            p: (np.asarray(v, dtype=np.float64) if isinstance(v, tuple) else v)
-            for p, v in self.params
-        }
+        # float64 arrays, also for scalars: a Python float becomes a float32 constant in the
+        # graph when it is exact in float32, and PyMC then computes e.g. Gamma's 1 / beta in
+        # float32 (~3e-8 off). The fused log-density uses the float64 values.
+        kwargs = {p: np.asarray(v, dtype=np.float64) for p, v in self.params}
         return getattr(pm, self.dist)(name, dims=dims, shape=shape, **kwargs)
 
     # ------------------------------------------------------------------ serialisation

@@ -479,8 +479,7 @@ def _header(result) -> str:
     freq = {"W": "weekly", "D": "daily"}.get(str(data.frequency), str(data.frequency))
     hold = result.holdout
     n_hold = 0 if hold is None else len(hold.dates)
-    post = result.idata.posterior
-    chains, n_draw = int(post.sizes["chain"]), int(post.sizes["draw"])
+    chains, n_draw = result.posterior.n_chains, result.posterior.n_draws
     timing = result.timing or {}
     tparts = [
         f"{k.removesuffix('_s')} {float(timing[k]):.2f} s"

@@ -46,24 +46,28 @@ class MMMResult:
 
     Attributes
     ----------
-    idata : arviz.InferenceData
-        ``posterior`` (parameters, ``channel_contribution`` (date, channel) and
-        ``mu`` (date), scaled), ``posterior_predictive`` and ``observed_data``
-        (``y_obs``, scaled), ``sample_stats``.
+    posterior : fastmmm.posterior.Posterior
+        The draws as numpy arrays: ``posterior`` (parameters,
+        ``channel_contribution`` (date, channel) and ``mu`` (date), scaled) and
+        ``sample_stats``. ``result.idata`` is the same as an ArviZ object (built
+        on first use; with ``posterior_predictive`` and ``observed_data``).
     spec : ModelSpec
     data : PreparedData
         The training data (with its scales).
     holdout : PreparedData or None
         Held-out final periods, scaled with the training scales.
     timing : dict
-        build_s, compile_s, sample_s, total_s.
+        build_s, compile_s, sample_s, total_s (the whole ``fit()`` call).
     backend : str
-        "pytensor" (PyMC model on Rust Ops, nutpie numba) or "rust" (fused log-density).
+        "rust" (fused log-density sampled in the Rust core) or "pytensor"
+        (PyMC model on Rust Ops, compiled and sampled by nutpie).
     lift_tests : fastmmm.lift.LiftTests or None
         The lift tests the model was calibrated with (original units).
+    backend_note : str
+        Why the fit ran on another backend than asked for ("" when it did not).
     """
 
-    idata: object
+    posterior: object
     spec: ModelSpec
     data: PreparedData
     holdout: PreparedData | None
@@ -71,37 +75,55 @@ class MMMResult:
     backend: str
     seed: int | None = None
     lift_tests: object = None
+    backend_note: str = ""
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_fit(cls, *, idata, spec, data, holdout, timing, backend, seed, lift_tests=None):
-        import xarray as xr
+    def from_fit(cls, *, posterior, spec, data, holdout, timing, backend, seed, lift_tests=None, backend_note=""):
+        post = posterior.posterior
+        post.coords["date"] = np.asarray(pd.DatetimeIndex(data.dates).values)
+        return cls(posterior=posterior, spec=spec, data=data, holdout=holdout, timing=dict(timing),
+                   backend=backend, seed=seed, lift_tests=lift_tests, backend_note=backend_note)
 
-        dates = pd.DatetimeIndex(data.dates)
-        for group in ("posterior",):
-            ds = idata[group]
-            if "date" in ds.coords:
-                idata[group] = ds.assign_coords(date=dates)
-        mu = idata.posterior["mu"]
-        sigma = idata.posterior["sigma"]
-        rng = np.random.default_rng(None if seed is None else seed + 7919)
-        if spec.likelihood == "studentt":
-            nu = idata.posterior["nu"].values[..., None]
+    def posterior_predictive(self) -> np.ndarray:
+        """(chain, draw, date) draws of ``y`` on the scaled space: ``mu + sigma * noise``
+        (Student-t noise for that likelihood), seeded from the fit's seed; the same on
+        every call and after a save and load."""
+        cached = getattr(self, "_ppc", None)
+        if cached is not None:
+            return cached
+        pp = self.posterior.groups.get("posterior_predictive")
+        if pp is not None and "y_obs" in pp:
+            self._ppc = np.asarray(pp["y_obs"])
+            return self._ppc
+        mu = self.posterior["mu"]
+        sigma = self.posterior["sigma"]
+        rng = np.random.default_rng(None if self.seed is None else self.seed + 7919)
+        if self.spec.likelihood == "studentt":
+            nu = self.posterior["nu"][..., None]
             noise = rng.standard_t(np.broadcast_to(nu, mu.shape))
         else:
             noise = rng.standard_normal(mu.shape)
-        ppc = mu.values + sigma.values[..., None] * noise
-        idata.add_groups(
-            posterior_predictive=xr.Dataset(
-                {"y_obs": (("chain", "draw", "date"), ppc)},
-                coords={"chain": mu.chain, "draw": mu.draw, "date": dates},
-            ),
-            observed_data=xr.Dataset({"y_obs": (("date",), np.asarray(data.y_scaled))}, coords={"date": dates}),
-        )
-        return cls(
-            idata=idata, spec=spec, data=data, holdout=holdout, timing=dict(timing), backend=backend, seed=seed,
-            lift_tests=lift_tests,
-        )
+        self._ppc = mu + sigma[..., None] * noise
+        return self._ppc
+
+    @property
+    def idata(self):
+        """The fit as an ArviZ object (InferenceData, or DataTree with ArviZ >= 1): posterior,
+        sample_stats, posterior_predictive and observed_data (``y_obs``, scaled). Built on
+        first use (it imports ArviZ)."""
+        cached = getattr(self, "_idata", None)
+        if cached is None:
+            from fastmmm.posterior import Group, Posterior
+
+            dates = np.asarray(pd.DatetimeIndex(self.data.dates).values)
+            groups = dict(self.posterior.groups)
+            groups["posterior_predictive"] = Group({"y_obs": self.posterior_predictive()},
+                                                   {"y_obs": ("chain", "draw", "date")}, {"date": dates})
+            groups["observed_data"] = Group({"y_obs": np.asarray(self.data.y_scaled)}, {"y_obs": ("date",)},
+                                            {"date": dates})
+            cached = self._idata = Posterior(groups, self.posterior.attrs).to_arviz()
+        return cached
 
     # ------------------------------------------------------------------ posterior access
     @property
@@ -110,22 +132,20 @@ class MMMResult:
 
     def _draws(self, name: str) -> np.ndarray:
         """Posterior draws of ``name`` with chain and draw flattened: (S, ...)."""
-        v = self.idata.posterior[name].values
-        return v.reshape((-1,) + v.shape[2:])
+        return self.posterior.flat(name)
 
     @property
     def n_draws(self) -> int:
-        p = self.idata.posterior
-        return int(p.sizes["chain"] * p.sizes["draw"])
+        return self.posterior.n_samples
 
     def _designs(self):
-        from fastmmm.model import media_designs
+        from fastmmm.layout import media_designs
 
         return media_designs(self.spec)
 
     def _kernel_params(self, design):
         """Per-draw kernel parameters of one channel group: (adstock tuple, saturation tuple), each (S, C_g)."""
-        from fastmmm.model import FIXED_SATURATION_PARAMS, kappa_scale
+        from fastmmm.layout import FIXED_SATURATION_PARAMS, kappa_scale
 
         d = design
         cols = list(d.channels)
@@ -211,7 +231,7 @@ class MMMResult:
         cols = {}
         if self.spec.time_varying_intercept:
             f = hsgp_effect(self, "intercept", trend)
-            if "intercept" in self.idata.posterior:
+            if "intercept" in self.posterior:
                 f = f + self._draws("intercept")[:, None]
             for k, v in _interval(f * float(self.data.scales.target_scale), interval).items():
                 cols[f"intercept_tv_{k}"] = v
@@ -312,7 +332,7 @@ class MMMResult:
         scale = float(self.data.scales.target_scale)
         t = len(self.data.dates)
         cols = {}
-        post = self.idata.posterior
+        post = self.posterior
         if "intercept_tv" in post:
             cols["intercept"] = self._draws("intercept_tv").mean(axis=0) * scale
         elif "intercept" in post:
@@ -337,7 +357,7 @@ class MMMResult:
         """In-sample posterior predictive: mean and interval per date, original units."""
         scale = float(self.data.scales.target_scale)
         mu = self._draws("mu") * scale
-        pp = self.idata.posterior_predictive["y_obs"].values.reshape(-1, mu.shape[1]) * scale
+        pp = self.posterior_predictive().reshape(-1, mu.shape[1]) * scale
         q = np.quantile(pp, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
         return pd.DataFrame(
             {"actual": np.asarray(self.data.y), "mean": mu.mean(axis=0), "low": q[0], "high": q[1]},
@@ -364,7 +384,7 @@ class MMMResult:
         """
         nd = new if isinstance(new, PreparedData) else self.data.transform_new(new)
         scale = float(self.data.scales.target_scale)
-        post = self.idata.posterior
+        post = self.posterior
         s = self.n_draws
         t_new = len(nd.dates)
         base = np.zeros((s, t_new))
@@ -486,6 +506,7 @@ class MMMResult:
         out = {
             "interval": interval,
             "backend": self.backend,
+            "backend_note": self.backend_note,
             "channels": channels,
             "diagnostics": v.to_dict(),
             "timing": {k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")},
@@ -508,27 +529,20 @@ class MMMResult:
             "holdout": None if self.holdout is None else self.holdout.to_dict(),
             "timing": self.timing,
             "backend": self.backend,
+            "backend_note": self.backend_note,
             "seed": self.seed,
             "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
         }
-        return save_dir(path, self.idata, meta)
+        return save_dir(path, self.posterior, meta)
 
     @classmethod
-    def load(cls, path) -> "MMMResult":
+    def load(cls, path) -> MMMResult:
         """Load a result saved with :meth:`save` (netCDF + JSON; no pickle)."""
-        import arviz as az
-
-        path = Path(path)
-        meta_p, nc_p = path / "meta.json", path / "idata.nc"
-        if not meta_p.exists() or not nc_p.exists():
-            raise FileNotFoundError(f"{path} is not a saved fastmmm result (needs meta.json and idata.nc)")
-        meta = json.loads(meta_p.read_text())
-        if meta.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
-        idata = az.from_netcdf(str(nc_p))
-        idata.load() if hasattr(idata, "load") else None
+        meta, posterior = read_dir(path)
+        if meta.get("kind", "national") != "national":
+            raise ValueError(f"{path}: a {meta.get('kind')} result; load it with fastmmm.results.load")
         return cls(
-            idata=idata,
+            posterior=posterior,
             spec=ModelSpec.from_dict(meta["spec"]),
             data=PreparedData.from_dict(meta["data"]),
             holdout=None if meta["holdout"] is None else PreparedData.from_dict(meta["holdout"]),
@@ -536,6 +550,7 @@ class MMMResult:
             backend=meta["backend"],
             seed=meta.get("seed"),
             lift_tests=_load_lift(meta.get("lift_tests")),
+            backend_note=meta.get("backend_note", ""),
         )
 
 
@@ -547,8 +562,22 @@ def _load_lift(d):
     return LiftTests.from_dict(d)
 
 
-def save_dir(path, idata, meta: dict) -> Path:
-    """Write ``idata.nc`` (netCDF) and ``meta.json`` to directory ``path`` atomically.
+def read_dir(path) -> tuple[dict, object]:
+    """``meta.json`` and the draws (``idata.nc``) of a saved result directory."""
+    from fastmmm.posterior import Posterior
+
+    path = Path(path)
+    meta_p, nc_p = path / "meta.json", path / "idata.nc"
+    if not meta_p.exists() or not nc_p.exists():
+        raise FileNotFoundError(f"{path} is not a saved fastmmm result (needs meta.json and idata.nc)")
+    meta = json.loads(meta_p.read_text())
+    if meta.get("format_version") != _FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
+    return meta, Posterior.load(nc_p)
+
+
+def save_dir(path, posterior, meta: dict) -> Path:
+    """Write ``idata.nc`` (netCDF: the draws' groups) and ``meta.json`` to directory ``path`` atomically.
 
     Both go to a temporary directory beside ``path`` that is renamed into place,
     so an interrupted save never leaves a half-written result; an existing
@@ -558,9 +587,8 @@ def save_dir(path, idata, meta: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        # Uncompressed: posterior draws are incompressible noise (zlib saved 7% of the size of a
-        # 104 x 4 model and took 5x as long: 0.66 s vs 0.14 s), and saving is on fit_many's path.
-        idata.to_netcdf(str(tmp / "idata.nc"), compress=False)
+        # Uncompressed: posterior draws are incompressible noise, and saving is on fit_many's path.
+        posterior.save(tmp / "idata.nc")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -589,6 +617,13 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def load(path) -> MMMResult:
-    """Load a saved result; see :meth:`MMMResult.save`."""
+def load(path):
+    """Load a saved result, national (:class:`MMMResult`) or hierarchical
+    (:class:`fastmmm.hierarchical.HierarchicalResult`); see their ``save``."""
+    p = Path(path) / "meta.json"
+    kind = json.loads(p.read_text()).get("kind", "national") if p.exists() else "national"
+    if kind == "hierarchical":
+        from fastmmm.hierarchical import HierarchicalResult
+
+        return HierarchicalResult.load(path)
     return MMMResult.load(path)

@@ -5,6 +5,7 @@
 
 mod errors;
 mod problem;
+mod sampler;
 
 use crate::ffi::{ffi_table, KERNEL_VERSION};
 use crate::kernels::adstock::{adstock_fwd, adstock_vjp, adstock_weights, Adstock, AdstockKind};
@@ -725,6 +726,7 @@ fn simd_level() -> u8 {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KERNEL_VERSION", KERNEL_VERSION)?;
+    m.add("NUTS_RS_VERSION", crate::sampler::NUTS_RS_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(adstock_fwd_py, m)?)?;
     m.add_function(wrap_pyfunction!(adstock_vjp_py, m)?)?;
@@ -737,5 +739,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;
+    m.add_function(wrap_pyfunction!(sampler::sample_nuts, m)?)?;
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::logp::{Block, Dist, LiftData, MmmData, MmmProblem, MmmStructure, Role
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use std::sync::Arc;
 
 fn vec1(arg: &str, a: &PyReadonlyArray1<'_, f64>) -> PyResult<Vec<f64>> {
     Ok(a.as_slice()
@@ -92,7 +93,14 @@ fn parse_block(d: &Bound<'_, PyDict>) -> PyResult<Block> {
 /// The fused MMM log-density (see `rust/logp.rs`).
 #[pyclass(name = "MmmProblem", module = "fastmmm._core")]
 pub struct PyMmmProblem {
-    inner: Box<MmmProblem>,
+    inner: Arc<MmmProblem>,
+}
+
+impl PyMmmProblem {
+    /// The Rust problem, shared with the sampler's threads.
+    pub(crate) fn shared(&self) -> Arc<MmmProblem> {
+        Arc::clone(&self.inner)
+    }
 }
 
 fn data_from(
@@ -306,7 +314,7 @@ impl PyMmmProblem {
             bs.push(parse_block(item.cast::<PyDict>()?)?);
         }
         Ok(PyMmmProblem {
-            inner: Box::new(MmmProblem::new(s, data, bs)?),
+            inner: Arc::new(MmmProblem::new(s, data, bs)?),
         })
     }
 
@@ -375,7 +383,7 @@ impl PyMmmProblem {
             data.tvp[p] = new.or_else(|| self.inner.data.tvp[p].clone());
         }
         Ok(PyMmmProblem {
-            inner: Box::new(self.inner.with_data(data)?),
+            inner: Arc::new(self.inner.with_data(data)?),
         })
     }
 
@@ -417,6 +425,23 @@ impl PyMmmProblem {
         Ok((lp, g.into_pyarray(py)))
     }
 
+    /// Evaluates the log-density and gradient `n` times at `x` (GIL released) and
+    /// returns the last log-density: a caller timing this call measures the
+    /// evaluation alone, without Python or array allocation per call.
+    fn logp_repeat(&self, py: Python<'_>, x: PyReadonlyArray1<'_, f64>, n: usize) -> PyResult<f64> {
+        let xs = vec1("x", &x)?;
+        let mut g = vec![0.0; self.inner.n_dim()];
+        let inner = &self.inner;
+        py.detach(|| {
+            let mut lp = f64::NAN;
+            for _ in 0..n {
+                lp = inner.logp_grad(&xs, &mut g)?;
+            }
+            Ok::<f64, crate::error::KernelError>(lp)
+        })
+        .map_err(Into::into)
+    }
+
     /// Constrained parameters followed by the deterministics.
     fn expand<'py>(
         &self,
@@ -443,6 +468,6 @@ impl PyMmmProblem {
     /// Valid while this object is alive.
     #[getter]
     fn user_data_address(&self) -> usize {
-        &*self.inner as *const MmmProblem as usize
+        Arc::as_ptr(&self.inner) as usize
     }
 }

@@ -137,7 +137,7 @@ class PosteriorResponse:
         per draw and channel). ``result.time_varying(future_dates)`` shows how
         the GP itself extrapolates.
         """
-        from fastmmm.model import media_designs
+        from fastmmm.layout import media_designs
 
         n = result.n_draws
         sel = slice(None) if max_draws is None or max_draws >= n else slice(0, n, max(1, n // max_draws))
@@ -283,7 +283,9 @@ def _objective(kind, arg, resp, gch, spend_total):
         i, j = order[lo], order[hi]
         return (1 - w) * resp[i] + w * resp[j], (1 - w) * gch[i] + w * gch[j]
     if kind == "profit":
-        return resp.mean() - spend_total / arg, gch.mean(axis=0) - 1.0 / arg
+        # Each unit of spend has to return `arg` units of response to pay off: a channel is
+        # funded while its marginal ROAS is above the target.
+        return resp.mean() - arg * spend_total, gch.mean(axis=0) - arg
     raise ValueError(kind)
 
 
@@ -329,7 +331,9 @@ def optimize_budget(
     bounds : {channel: (lo, hi)} budget bounds over the horizon; None or missing
         channels mean (0, total); ``hi=None`` means no upper bound.
     objective : "mean", "quantile:0.1", "mean_sd:1.0" or "profit:TARGET_ROAS"
-        (profit treats ``total`` as a cap: sum(budgets) <= total).
+        (profit maximises ``response - TARGET_ROAS * spend`` and treats ``total``
+        as a cap: sum(budgets) <= total; at its optimum every funded channel's
+        marginal ROAS is the target, or the cap binds).
     pattern : weekly spend pattern, (H,) or (H, C), normalised per channel
         (default flat).
     start : starting budgets (C,), default the historical average mix.

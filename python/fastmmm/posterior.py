@@ -1,0 +1,260 @@
+"""Posterior draws as plain numpy arrays, and their netCDF files.
+
+A fit keeps its draws as a :class:`Posterior`: groups (``posterior``,
+``sample_stats``, optionally ``posterior_predictive`` / ``observed_data``) of
+named arrays with ``(chain, draw, ...)`` leading axes, their dimension names
+and coordinates. Everything in fastmmm reads these arrays directly; an ArviZ
+object is built only when asked for (:meth:`Posterior.to_arviz`, i.e.
+``result.idata``), so a fit imports neither ArviZ nor xarray.
+
+The file format is ArviZ's netCDF layout (one HDF5 group per InferenceData
+group, CF-encoded dates, booleans as int8 with ``dtype="bool"``), written and
+read with h5netcdf: files from earlier fastmmm versions (written by ArviZ)
+load, and ``arviz.from_netcdf`` / ``xarray.open_dataset(..., group=...)`` read
+ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Group", "Posterior", "read_netcdf", "write_netcdf"]
+
+_EPOCH_UNITS = "nanoseconds since 1970-01-01"
+
+
+@dataclass
+class Group:
+    """Named arrays that share dimension names and coordinates."""
+
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    coords: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def add(self, name: str, value: np.ndarray, dims: tuple[str, ...]) -> None:
+        value = np.asarray(value)
+        if value.ndim != len(dims):
+            raise ValueError(f"{name}: {value.ndim}-d array with dims {dims}")
+        self.values[name] = value
+        self.dims[name] = tuple(dims)
+
+    def dim_sizes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, v in self.values.items():
+            for d, n in zip(self.dims[name], v.shape):
+                if out.setdefault(d, n) != n:
+                    raise ValueError(f"dimension {d!r} has lengths {out[d]} and {n}")
+        return out
+
+    def coord(self, dim: str, n: int) -> np.ndarray:
+        c = self.coords.get(dim)
+        return np.arange(n) if c is None else np.asarray(c)
+
+    def to_xarray(self):
+        import xarray as xr
+
+        sizes = self.dim_sizes()
+        coords = {d: self.coord(d, n) for d, n in sizes.items()}
+        return xr.Dataset({k: (self.dims[k], v) for k, v in self.values.items()}, coords=coords)
+
+    @classmethod
+    def from_xarray(cls, ds) -> Group:
+        g = cls()
+        for name, var in ds.data_vars.items():
+            g.add(str(name), np.asarray(var.values), tuple(str(d) for d in var.dims))
+        for name, c in ds.coords.items():
+            g.coords[str(name)] = np.asarray(c.values)
+        return g
+
+
+class Posterior:
+    """A fit's draws: ``posterior`` and ``sample_stats`` groups (and any others).
+
+    ``post[name]`` is the ``(chain, draw, ...)`` array of a posterior variable,
+    :meth:`flat` the same with chain and draw merged.
+    """
+
+    def __init__(self, groups: Mapping[str, Group], attrs: Mapping[str, Any] | None = None):
+        self.groups: dict[str, Group] = dict(groups)
+        self.groups.setdefault("posterior", Group())
+        self.groups.setdefault("sample_stats", Group())
+        self.attrs = dict(attrs or {})
+
+    # -------------------------------------------------------------- access
+    @property
+    def posterior(self) -> Group:
+        return self.groups["posterior"]
+
+    @property
+    def sample_stats(self) -> Group:
+        return self.groups["sample_stats"]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.posterior
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.posterior.values[name]
+
+    def flat(self, name: str) -> np.ndarray:
+        """``(chain * draw, ...)`` draws of a posterior variable."""
+        v = self[name]
+        return v.reshape((-1,) + v.shape[2:])
+
+    @property
+    def n_chains(self) -> int:
+        return int(next(iter(self.posterior.values.values())).shape[0])
+
+    @property
+    def n_draws(self) -> int:
+        return int(next(iter(self.posterior.values.values())).shape[1])
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_chains * self.n_draws
+
+    def stat(self, name: str) -> np.ndarray | None:
+        return self.sample_stats.values.get(name)
+
+    # -------------------------------------------------------------- ArviZ
+    def to_arviz(self):
+        """The draws as an ArviZ object (InferenceData with ArviZ 0.x, DataTree with 1.x)."""
+        import arviz as az
+
+        datasets = {name: g.to_xarray() for name, g in self.groups.items() if g.values}
+        if hasattr(az, "InferenceData") and not _is_arviz_1(az):
+            return az.InferenceData(**datasets)
+        import xarray as xr
+
+        return xr.DataTree.from_dict({f"/{k}": v for k, v in datasets.items()})
+
+    @classmethod
+    def from_arviz(cls, idata) -> Posterior:
+        """From an ArviZ InferenceData or DataTree (nutpie's output)."""
+        groups = {}
+        names = idata.groups() if callable(getattr(idata, "groups", None)) else list(idata.children)
+        for name in names:
+            name = str(name).strip("/")
+            ds = idata[name]
+            ds = getattr(ds, "dataset", ds)  # a DataTree node holds its Dataset
+            groups[name] = Group.from_xarray(ds)
+        return cls(groups)
+
+    # -------------------------------------------------------------- files
+    def save(self, path) -> None:
+        write_netcdf(path, self.groups, self.attrs)
+
+    @classmethod
+    def load(cls, path) -> Posterior:
+        groups, attrs = read_netcdf(path)
+        return cls(groups, attrs)
+
+
+def _is_arviz_1(az) -> bool:
+    try:
+        return int(str(az.__version__).split(".")[0]) >= 1
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------- netCDF
+def _encode(values: np.ndarray) -> tuple[np.ndarray, dict]:
+    """A numpy array as netCDF can store it, and the attributes that undo the encoding."""
+    a = np.asarray(values)
+    if a.dtype == bool:
+        return a.astype(np.int8), {"dtype": "bool"}
+    if np.issubdtype(a.dtype, np.datetime64):
+        return a.astype("datetime64[ns]").astype(np.int64), {"units": _EPOCH_UNITS, "calendar": "proleptic_gregorian"}
+    if a.dtype.kind in "UO":
+        return np.array([str(x) for x in a.reshape(-1)], dtype=object).reshape(a.shape), {}
+    if a.dtype == np.uint64:
+        return a.astype(np.int64), {}
+    return a, {}
+
+
+def _decode(values: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
+    a = np.asarray(values)
+    if attrs.get("dtype") == "bool":
+        return a.astype(bool)
+    units = attrs.get("units")
+    if isinstance(units, bytes):
+        units = units.decode()
+    if isinstance(units, str) and " since " in units and a.dtype.kind in "iuf":
+        step, _, origin = units.partition(" since ")
+        unit = {"days": "D", "hours": "h", "minutes": "m", "seconds": "s", "milliseconds": "ms",
+                "microseconds": "us", "nanoseconds": "ns"}.get(step.strip())
+        if unit is not None:
+            base = np.datetime64(origin.strip().split(" ")[0], "ns")
+            return base + (a.astype(np.int64) * np.timedelta64(1, unit)).astype("timedelta64[ns]")
+    if a.dtype.kind in "OS":
+        return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a.reshape(-1)],
+                        dtype=object).reshape(a.shape).astype(str)
+    return a
+
+
+def write_netcdf(path, groups: Mapping[str, Group], attrs: Mapping[str, Any] | None = None) -> None:
+    """Write groups to one netCDF-4 file in ArviZ's layout."""
+    import h5netcdf
+    import h5py
+
+    with h5netcdf.File(str(path), "w") as f:
+        for key, v in (attrs or {}).items():
+            f.attrs[key] = v
+        for gname, g in groups.items():
+            if not g.values:
+                continue
+            h = f.create_group(gname)
+            sizes = g.dim_sizes()
+            h.dimensions = sizes
+            for dim, n in sizes.items():
+                data, extra = _encode(g.coord(dim, n))
+                if data.dtype == object:
+                    var = h.create_variable(dim, (dim,), dtype=h5py.string_dtype())
+                    var[:] = data
+                else:
+                    var = h.create_variable(dim, (dim,), data=data)
+                for k, a in extra.items():
+                    var.attrs[k] = a
+            for name, value in g.values.items():
+                data, extra = _encode(value)
+                if data.dtype == object:
+                    var = h.create_variable(name, g.dims[name], dtype=h5py.string_dtype())
+                    var[...] = data
+                else:
+                    var = h.create_variable(name, g.dims[name], data=data)
+                for k, a in extra.items():
+                    var.attrs[k] = a
+
+
+def read_netcdf(path) -> tuple[dict[str, Group], dict[str, Any]]:
+    """Read every group of a netCDF-4 file written by :func:`write_netcdf` or by ArviZ."""
+    import h5netcdf
+
+    path = Path(path)
+    groups: dict[str, Group] = {}
+    with h5netcdf.File(str(path), "r") as f:
+        attrs = {k: f.attrs[k] for k in f.attrs}
+        for gname, h in f.groups.items():
+            g = Group()
+            dims = set(h.dimensions)
+            for name, var in h.variables.items():
+                value = _decode(var[...], var.attrs)
+                if name in dims and var.dimensions == (name,):
+                    g.coords[name] = value
+                else:
+                    g.add(name, value, tuple(var.dimensions))
+            groups[gname] = g
+    return groups, attrs

@@ -1,0 +1,271 @@
+//! `sample_nuts`: runs `crate::sampler` on a problem with the GIL released.
+//!
+//! The chains run on their own threads; the calling thread waits on them in
+//! short slices, and between slices takes the GIL to look for signals (Ctrl-C
+//! sets the stop flag, joins the chains and raises KeyboardInterrupt) and to
+//! hand the progress to an optional Python callback.
+
+use super::errors::value_error;
+use super::problem::PyMmmProblem;
+use crate::sampler::{sample, ChainOutput, RunSettings, SampleError, Shared, Stat, StatValues};
+use numpy::{IntoPyArray, PyArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+impl From<SampleError> for PyErr {
+    fn from(e: SampleError) -> PyErr {
+        match e {
+            SampleError::Settings(msg) => PyValueError::new_err(msg),
+            other => PyRuntimeError::new_err(other.to_string()),
+        }
+    }
+}
+
+/// `(chains, per_chain...)` array from the chains' flat pieces.
+fn stacked<'py, T: numpy::Element + Copy>(
+    py: Python<'py>,
+    parts: Vec<&[T]>,
+    inner: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    let chains = parts.len();
+    let flat: Vec<T> = parts.concat();
+    let mut shape = vec![chains];
+    shape.extend_from_slice(inner);
+    Ok(flat.into_pyarray(py).reshape(shape)?.into_any())
+}
+
+fn stat_array<'py>(py: Python<'py>, cols: Vec<&Stat>, draws: usize) -> PyResult<Bound<'py, PyAny>> {
+    let width = cols[0].width;
+    let inner: Vec<usize> = if width == 1 {
+        vec![draws]
+    } else {
+        vec![draws, width]
+    };
+    macro_rules! arm {
+        ($variant:ident) => {{
+            let parts: Vec<_> = cols
+                .iter()
+                .map(|c| match &c.values {
+                    StatValues::$variant(v) => Ok(v.as_slice()),
+                    _ => Err(PyRuntimeError::new_err(
+                        "a sample statistic changed type between chains",
+                    )),
+                })
+                .collect::<PyResult<_>>()?;
+            stacked(py, parts, &inner)
+        }};
+    }
+    match &cols[0].values {
+        StatValues::F64(_) => arm!(F64),
+        StatValues::U64(_) => arm!(U64),
+        StatValues::I64(_) => arm!(I64),
+        StatValues::Bool(_) => arm!(Bool),
+    }
+}
+
+fn to_python<'py>(
+    py: Python<'py>,
+    out: Vec<ChainOutput>,
+    n_exp: usize,
+    n_dim: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let draws = out[0].n_draws;
+    d.set_item(
+        "draws",
+        stacked(py, out.iter().map(|c| c.draws.as_slice()).collect(), &[draws, n_exp])?,
+    )?;
+    if !out[0].unconstrained.is_empty() {
+        d.set_item(
+            "unconstrained",
+            stacked(
+                py,
+                out.iter().map(|c| c.unconstrained.as_slice()).collect(),
+                &[draws, n_dim],
+            )?,
+        )?;
+    }
+    let stats = PyDict::new(py);
+    for (name, _) in &out[0].stats {
+        let cols: Option<Vec<&Stat>> = out
+            .iter()
+            .map(|c| c.stats.iter().find(|(n, _)| n == name).map(|(_, s)| s))
+            .collect();
+        // Kept only where every chain recorded it with one width.
+        if let Some(cols) = cols {
+            if cols.iter().all(|c| c.width == cols[0].width) {
+                stats.set_item(name, stat_array(py, cols, draws)?)?;
+            }
+        }
+    }
+    d.set_item("stats", stats)?;
+    let fin = PyDict::new(py);
+    for (name, v0) in &out[0].final_stats {
+        let parts: Option<Vec<&[f64]>> = out
+            .iter()
+            .map(|c| {
+                c.final_stats
+                    .iter()
+                    .find(|(n, v)| n == name && v.len() == v0.len())
+                    .map(|(_, v)| v.as_slice())
+            })
+            .collect();
+        if let Some(parts) = parts {
+            fin.set_item(name, stacked(py, parts, &[v0.len()])?)?;
+        }
+    }
+    d.set_item("final_stats", fin)?;
+    let warm = PyDict::new(py);
+    let tune = out[0].warmup_n_steps.len();
+    warm.set_item(
+        "n_steps",
+        stacked(py, out.iter().map(|c| c.warmup_n_steps.as_slice()).collect(), &[tune])?,
+    )?;
+    warm.set_item(
+        "diverging",
+        stacked(py, out.iter().map(|c| c.warmup_diverging.as_slice()).collect(), &[tune])?,
+    )?;
+    warm.set_item(
+        "step_size",
+        stacked(py, out.iter().map(|c| c.warmup_step_size.as_slice()).collect(), &[tune])?,
+    )?;
+    d.set_item("warmup", warm)?;
+    let grads: Vec<u64> = out.iter().map(|c| c.gradients).collect();
+    d.set_item("gradients", grads.into_pyarray(py))?;
+    let secs: Vec<f64> = out.iter().map(|c| c.seconds).collect();
+    d.set_item("seconds", secs.into_pyarray(py))?;
+    Ok(d)
+}
+
+/// Per chain: (draws done incl. warmup, draws in all, divergences after warmup,
+/// tuning, step size, gradient evaluations, started, finished).
+fn progress_list<'py>(py: Python<'py>, shared: &Shared, total: usize) -> PyResult<Bound<'py, PyList>> {
+    let rows: Vec<_> = shared
+        .chains
+        .iter()
+        .map(|c| {
+            (
+                c.draws.load(Ordering::Relaxed),
+                total,
+                c.divergences.load(Ordering::Relaxed),
+                c.tuning.load(Ordering::Relaxed),
+                c.step_size(),
+                c.gradients.load(Ordering::Relaxed),
+                c.started.load(Ordering::Relaxed),
+                c.finished.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    PyList::new(py, rows)
+}
+
+/// NUTS (nuts-rs, nutpie's defaults unless set here) on the fused log-density.
+///
+/// Chains run on up to `cores` threads without the GIL; `progress(rows)`, if
+/// given, is called about every `progress_interval` seconds with one tuple per
+/// chain (draws done incl. warmup, total, divergences, tuning, step size,
+/// gradient evaluations, started, finished). Ctrl-C stops every chain and
+/// raises KeyboardInterrupt once their threads have ended.
+///
+/// Returns a dict: `draws` (chains, draws, n_expanded), optionally
+/// `unconstrained` (chains, draws, n_dim), `stats` {name: (chains, draws)},
+/// `final_stats` {name: (chains, n)}, `warmup` {n_steps, diverging,
+/// step_size: (chains, tune)}, `gradients` and `seconds` (chains,).
+#[pyfunction]
+#[pyo3(signature = (problem, *, init, draws=1000, tune=1000, chains=2, cores=2, seed=0,
+                    target_accept=0.8, maxdepth=10, jitter=1.0, store_unconstrained=false,
+                    progress=None, progress_interval=0.1))]
+#[allow(clippy::too_many_arguments)]
+pub fn sample_nuts<'py>(
+    py: Python<'py>,
+    problem: &PyMmmProblem,
+    init: Vec<f64>,
+    draws: u64,
+    tune: u64,
+    chains: usize,
+    cores: usize,
+    seed: u64,
+    target_accept: f64,
+    maxdepth: u64,
+    jitter: f64,
+    store_unconstrained: bool,
+    progress: Option<Bound<'py, PyAny>>,
+    progress_interval: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    if !(progress_interval.is_finite() && progress_interval > 0.0) {
+        return Err(value_error("progress_interval", "must be a positive number of seconds"));
+    }
+    let settings = RunSettings {
+        draws,
+        tune,
+        chains,
+        cores,
+        seed,
+        target_accept,
+        maxdepth,
+        init,
+        jitter,
+        store_unconstrained,
+    };
+    let p = problem.shared();
+    let (n_exp, n_dim) = (p.n_expanded(), p.n_dim());
+    let shared = Arc::new(Shared::new(chains));
+    // Set by the sampler thread when it ends; the waiting thread sleeps on the condvar.
+    let finished = Arc::new((Mutex::new(false), Condvar::new()));
+    let worker = {
+        let shared = Arc::clone(&shared);
+        let finished = Arc::clone(&finished);
+        std::thread::Builder::new()
+            .name("fastmmm-sampler".into())
+            .spawn(move || {
+                let r = sample(p, &settings, &shared);
+                let (lock, cv) = &*finished;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                cv.notify_all();
+                r
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("could not start the sampler thread: {e}")))?
+    };
+    let interval = Duration::from_secs_f64(progress_interval.min(1.0));
+    let total = (tune + draws) as usize;
+    // Wait in slices; between them look for Ctrl-C and report progress. Any Python error
+    // there stops the chains (they end within one draw) before it is raised.
+    let mut failure: Option<PyErr> = None;
+    loop {
+        let done = py.detach(|| {
+            let (lock, cv) = &*finished;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (guard, _) = cv
+                .wait_timeout_while(guard, interval, |done| !*done)
+                .unwrap_or_else(|e| e.into_inner());
+            *guard
+        });
+        if done {
+            break;
+        }
+        if let Err(e) = py.check_signals() {
+            failure = Some(e);
+        } else if let Some(cb) = &progress {
+            if let Err(e) = progress_list(py, &shared, total).and_then(|rows| cb.call1((rows,))) {
+                failure = Some(e);
+            }
+        }
+        if failure.is_some() {
+            shared.stop.store(true, Ordering::Relaxed);
+            break;
+        }
+    }
+    let joined = py.detach(|| worker.join());
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let out = joined.map_err(|_| PyRuntimeError::new_err("the sampler thread panicked"))??;
+    if let Some(cb) = &progress {
+        cb.call1((progress_list(py, &shared, total)?,))?;
+    }
+    to_python(py, out, n_exp, n_dim)
+}

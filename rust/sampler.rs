@@ -1,0 +1,677 @@
+//! NUTS over the fused log-density, driven by `nuts-rs` (the sampler inside
+//! nutpie, pinned in Cargo.lock) through its public chain API.
+//!
+//! The chain loop is ours: chains run on a small pool of scoped threads (one
+//! chain per thread at a time, seeds streamed as nuts-rs's own `Sampler` does:
+//! ChaCha8 seeded with `seed`, stream `chain + 1`), warmup draws are only
+//! counted, posterior draws are expanded ([`MmmProblem::expand`]) straight
+//! into one preallocated array per chain, and every chain checks a shared
+//! stop flag between draws, so a cancelled run ends within one draw.
+//!
+//! Nothing here knows about Python: `py/sampler.rs` turns the output into
+//! numpy arrays, reports progress and turns Ctrl-C into the stop flag.
+
+use crate::error::KernelError;
+use crate::logp::MmmProblem;
+use nuts_rs::{
+    Chain, CpuLogpFunc, CpuMath, CpuMathError, DiagNutsSettings, HasDims, LogpError, Settings,
+    Storable, Value,
+};
+use rand::rngs::ChaCha8Rng;
+use rand::{Rng, RngExt, SeedableRng};
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The nuts-rs release this build samples with (Cargo.toml pins it exactly;
+/// a test checks Cargo.lock agrees).
+pub const NUTS_RS_VERSION: &str = "0.19.1";
+
+/// What a run asks of the sampler. Everything not here is nuts-rs's default
+/// diagonal-mass-matrix NUTS, the same settings `nutpie.sample` starts from.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    pub draws: u64,
+    pub tune: u64,
+    pub chains: usize,
+    /// Worker threads (chains beyond this wait their turn).
+    pub cores: usize,
+    pub seed: u64,
+    pub target_accept: f64,
+    pub maxdepth: u64,
+    /// The unconstrained point every chain starts near.
+    pub init: Vec<f64>,
+    /// Half-width of the uniform jitter added to `init` per chain and attempt
+    /// (PyMC's `jitter_rvs`, which nutpie's initial point uses, is 1).
+    pub jitter: f64,
+    /// Also keep the unconstrained position of every posterior draw.
+    pub store_unconstrained: bool,
+}
+
+impl RunSettings {
+    fn nuts(&self) -> DiagNutsSettings {
+        let mut s = DiagNutsSettings {
+            num_tune: self.tune,
+            num_draws: self.draws,
+            num_chains: self.chains,
+            seed: self.seed,
+            maxdepth: self.maxdepth,
+            ..Default::default()
+        };
+        s.adapt_options.step_size_settings.target_accept = self.target_accept;
+        s.adapt_options.mass_matrix_options.store_mass_matrix = true;
+        s
+    }
+
+    fn check(&self, n_dim: usize) -> Result<(), String> {
+        if self.init.len() != n_dim {
+            return Err(format!(
+                "init: expected {n_dim} values (the problem's dimension), got {}",
+                self.init.len()
+            ));
+        }
+        if self.chains == 0 || self.draws == 0 {
+            return Err("need at least one chain and one draw".into());
+        }
+        if !(self.target_accept > 0.0 && self.target_accept < 1.0) {
+            return Err(format!(
+                "target_accept: must be in (0, 1), got {}",
+                self.target_accept
+            ));
+        }
+        if self.maxdepth == 0 || self.maxdepth > 30 {
+            return Err(format!(
+                "maxdepth: must be in 1..=30, got {}",
+                self.maxdepth
+            ));
+        }
+        if !self.init.iter().all(|v| v.is_finite()) || !self.jitter.is_finite() {
+            return Err("init and jitter must be finite".into());
+        }
+        Ok(())
+    }
+}
+
+/// A log-density evaluation that did not give finite numbers: nuts-rs treats
+/// it as a divergent (rejected) step, as nutpie does for the same status.
+#[derive(Debug, thiserror::Error)]
+pub enum DensityError {
+    #[error("the log-density or its gradient is not finite")]
+    NotFinite,
+    #[error("{0}")]
+    Problem(#[from] KernelError),
+}
+
+impl LogpError for DensityError {
+    fn is_recoverable(&self) -> bool {
+        matches!(self, DensityError::NotFinite)
+    }
+}
+
+/// The fused log-density as nuts-rs's `CpuLogpFunc`.
+#[derive(Clone)]
+pub struct Density {
+    problem: Arc<MmmProblem>,
+}
+
+impl HasDims for Density {
+    fn dim_sizes(&self) -> HashMap<String, u64> {
+        HashMap::from([
+            (
+                "unconstrained_parameter".to_string(),
+                self.problem.n_dim() as u64,
+            ),
+            ("dim".to_string(), self.problem.n_expanded() as u64),
+        ])
+    }
+}
+
+impl CpuLogpFunc for Density {
+    type LogpError = DensityError;
+    type FlowParameters = ();
+    type ExpandedVector = Vec<f64>;
+
+    fn dim(&self) -> usize {
+        self.problem.n_dim()
+    }
+
+    fn logp(&mut self, position: &[f64], gradient: &mut [f64]) -> Result<f64, DensityError> {
+        let lp = self.problem.logp_grad(position, gradient)?;
+        if lp.is_finite() && gradient.iter().all(|g| g.is_finite()) {
+            Ok(lp)
+        } else {
+            Err(DensityError::NotFinite)
+        }
+    }
+
+    /// Not used: the chain loop expands posterior draws itself, into its own array.
+    fn expand_vector<R: Rng + ?Sized>(
+        &mut self,
+        _rng: &mut R,
+        _array: &[f64],
+    ) -> Result<Vec<f64>, CpuMathError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Progress of one chain, written by its thread and read by anyone.
+#[derive(Default)]
+pub struct ChainProgress {
+    pub started: AtomicBool,
+    pub finished: AtomicBool,
+    /// Draws done, warmup included.
+    pub draws: AtomicUsize,
+    pub divergences: AtomicUsize,
+    pub tuning: AtomicBool,
+    step_size_bits: AtomicU64,
+    pub gradients: AtomicU64,
+}
+
+impl ChainProgress {
+    pub fn step_size(&self) -> f64 {
+        f64::from_bits(self.step_size_bits.load(Ordering::Relaxed))
+    }
+}
+
+/// Shared between the chains and whoever watches them.
+pub struct Shared {
+    pub chains: Vec<ChainProgress>,
+    /// Set to stop every chain after its current draw.
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(chains: usize) -> Self {
+        Shared {
+            chains: (0..chains).map(|_| ChainProgress::default()).collect(),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
+/// One sample statistic over a chain's posterior draws: `width` values per draw.
+#[derive(Clone, Debug)]
+pub enum StatValues {
+    F64(Vec<f64>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Stat {
+    pub values: StatValues,
+    pub width: usize,
+}
+
+impl Stat {
+    /// Appends one draw's value; false when it does not fit the column.
+    fn push(&mut self, v: Value) -> bool {
+        let n = match (&mut self.values, v) {
+            (StatValues::F64(c), Value::ScalarF64(x)) => {
+                c.push(x);
+                1
+            }
+            (StatValues::F64(c), Value::F64(x)) => {
+                let n = x.len();
+                c.extend(x);
+                n
+            }
+            (StatValues::U64(c), Value::ScalarU64(x)) => {
+                c.push(x);
+                1
+            }
+            (StatValues::U64(c), Value::U64(x)) => {
+                let n = x.len();
+                c.extend(x);
+                n
+            }
+            (StatValues::I64(c), Value::ScalarI64(x)) => {
+                c.push(x);
+                1
+            }
+            (StatValues::Bool(c), Value::ScalarBool(x)) => {
+                c.push(x);
+                1
+            }
+            _ => return false,
+        };
+        n == self.width
+    }
+
+    fn new(v: &Value) -> Option<Stat> {
+        let (values, width) = match v {
+            Value::ScalarF64(_) => (StatValues::F64(Vec::new()), 1),
+            Value::F64(x) => (StatValues::F64(Vec::new()), x.len()),
+            Value::ScalarU64(_) => (StatValues::U64(Vec::new()), 1),
+            Value::U64(x) => (StatValues::U64(Vec::new()), x.len()),
+            Value::ScalarI64(_) => (StatValues::I64(Vec::new()), 1),
+            Value::ScalarBool(_) => (StatValues::Bool(Vec::new()), 1),
+            _ => return None,
+        };
+        Some(Stat { values, width })
+    }
+}
+
+/// What one chain returns.
+pub struct ChainOutput {
+    /// Posterior draws expanded: (draws, n_expanded), row-major.
+    pub draws: Vec<f64>,
+    /// Unconstrained positions (draws, n_dim) when asked for, else empty.
+    pub unconstrained: Vec<f64>,
+    /// Per posterior draw, by nuts-rs's (= nutpie's) names. A statistic that
+    /// is not recorded on every draw (divergence details) is left out.
+    pub stats: Vec<(String, Stat)>,
+    /// Vector statistics recorded on some draws only, at their last value:
+    /// `mass_matrix_inv` and `transformation_mu` of the adapted mass matrix.
+    pub final_stats: Vec<(String, Vec<f64>)>,
+    /// Per warmup draw: leapfrog steps, divergent, step size.
+    pub warmup_n_steps: Vec<u64>,
+    pub warmup_diverging: Vec<bool>,
+    pub warmup_step_size: Vec<f64>,
+    /// Draws completed (less than asked when stopped).
+    pub n_draws: usize,
+    /// Gradient evaluations over the whole chain, warmup included.
+    pub gradients: u64,
+    pub seconds: f64,
+}
+
+/// Why a run ended without all its draws.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("{0}")]
+    Settings(String),
+    #[error("sampling was stopped")]
+    Stopped,
+    #[error("chain {chain}: {msg}")]
+    Chain { chain: usize, msg: String },
+}
+
+fn run_chain(
+    problem: &Arc<MmmProblem>,
+    s: &RunSettings,
+    chain_id: usize,
+    shared: &Shared,
+) -> Result<ChainOutput, SampleError> {
+    let fail = |msg: String| SampleError::Chain {
+        chain: chain_id,
+        msg,
+    };
+    let progress = &shared.chains[chain_id];
+    progress.started.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    rng.set_stream(chain_id as u64 + 1);
+    let math = CpuMath::new(Density {
+        problem: Arc::clone(problem),
+    });
+    let settings = s.nuts();
+    let mut chain = settings
+        .new_chain(chain_id as u64, math, &mut rng)
+        .map_err(|e| fail(format!("{e:#}")))?;
+
+    // Initial point: init + U(-jitter, jitter), retried (as nuts-rs's Sampler does) where the
+    // log-density is not finite.
+    let n_dim = problem.n_dim();
+    let mut position = vec![0.0; n_dim];
+    let mut last_err = None;
+    for _ in 0..500 {
+        for (p, &x0) in position.iter_mut().zip(&s.init) {
+            *p = if s.jitter > 0.0 {
+                x0 + rng.random_range(-s.jitter..s.jitter)
+            } else {
+                x0
+            };
+        }
+        match chain.set_position(&position) {
+            Ok(()) => {
+                last_err = None;
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if let Some(e) = last_err {
+        return Err(fail(format!(
+            "no finite log-density at 500 jittered initial points ({e:#})"
+        )));
+    }
+
+    let n_exp = problem.n_expanded();
+    let draws = s.draws as usize;
+    let mut out = ChainOutput {
+        draws: vec![0.0; draws * n_exp],
+        unconstrained: if s.store_unconstrained {
+            vec![0.0; draws * n_dim]
+        } else {
+            Vec::new()
+        },
+        stats: Vec::new(),
+        final_stats: Vec::new(),
+        warmup_n_steps: Vec::with_capacity(s.tune as usize),
+        warmup_diverging: Vec::with_capacity(s.tune as usize),
+        warmup_step_size: Vec::with_capacity(s.tune as usize),
+        n_draws: 0,
+        gradients: 0,
+        seconds: 0.0,
+    };
+    let mut dropped: Vec<String> = Vec::new();
+    let total = s.tune as usize + draws;
+    for i in 0..total {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let warm = i < s.tune as usize;
+        let info = if warm {
+            let (_, info) = chain.draw().map_err(|e| fail(format!("{e:#}")))?;
+            out.warmup_n_steps.push(info.num_steps);
+            out.warmup_diverging.push(info.diverging);
+            out.warmup_step_size.push(info.step_size);
+            info
+        } else {
+            let (pos, _, mut stats, info) = chain
+                .expanded_draw()
+                .map_err(|e| fail(format!("{e:#}")))?;
+            let d = i - s.tune as usize;
+            problem
+                .expand(&pos, &mut out.draws[d * n_exp..(d + 1) * n_exp])
+                .map_err(|e| fail(e.to_string()))?;
+            if s.store_unconstrained {
+                out.unconstrained[d * n_dim..(d + 1) * n_dim].copy_from_slice(&pos);
+            }
+            let math = chain.math();
+            let dims = From::from(math.deref());
+            record_stats(
+                &mut out.stats,
+                &mut dropped,
+                &mut out.final_stats,
+                stats.get_all(&dims),
+                d,
+            );
+            out.n_draws = d + 1;
+            info
+        };
+        out.gradients += info.num_gradients;
+        progress.draws.store(i + 1, Ordering::Relaxed);
+        progress.tuning.store(warm, Ordering::Relaxed);
+        progress
+            .step_size_bits
+            .store(info.step_size.to_bits(), Ordering::Relaxed);
+        progress.gradients.store(out.gradients, Ordering::Relaxed);
+        if info.diverging && !warm {
+            progress.divergences.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    out.stats.retain(|(name, _)| !dropped.contains(name));
+    out.final_stats.retain(|(name, _)| dropped.contains(name));
+    out.draws.truncate(out.n_draws * n_exp);
+    if s.store_unconstrained {
+        out.unconstrained.truncate(out.n_draws * n_dim);
+    }
+    out.seconds = start.elapsed().as_secs_f64();
+    progress.finished.store(true, Ordering::Relaxed);
+    Ok(out)
+}
+
+/// Adds draw `d`'s statistics to the columns. A statistic missing on some
+/// draw (an event such as a mass-matrix update), or whose shape changes, goes
+/// to `dropped`; its last vector value is kept in `last` (the adapted mass
+/// matrix arrives on the first posterior draw only).
+fn record_stats(
+    cols: &mut Vec<(String, Stat)>,
+    dropped: &mut Vec<String>,
+    last: &mut Vec<(String, Vec<f64>)>,
+    values: Vec<(&str, Option<Value>)>,
+    d: usize,
+) {
+    for (name, value) in values {
+        let Some(value) = value else {
+            if !dropped.iter().any(|n| n == name) {
+                dropped.push(name.to_string());
+            }
+            continue;
+        };
+        if let Value::F64(v) = &value {
+            match last.iter_mut().find(|(n, _)| n == name) {
+                Some((_, old)) => old.clone_from(v),
+                None => last.push((name.to_string(), v.clone())),
+            }
+        }
+        if dropped.iter().any(|n| n == name) {
+            continue;
+        }
+        match cols.iter_mut().find(|(n, _)| n == name) {
+            Some((_, col)) => {
+                if !col.push(value) {
+                    dropped.push(name.to_string());
+                }
+            }
+            None if d == 0 => {
+                if let Some(mut col) = Stat::new(&value) {
+                    col.push(value);
+                    cols.push((name.to_string(), col));
+                }
+            }
+            None => dropped.push(name.to_string()),
+        }
+    }
+}
+
+/// Runs every chain on up to `cores` threads and returns them in chain
+/// order. Stops early (with [`SampleError::Stopped`]) once `shared.stop` is set.
+pub fn sample(
+    problem: Arc<MmmProblem>,
+    s: &RunSettings,
+    shared: &Shared,
+) -> Result<Vec<ChainOutput>, SampleError> {
+    s.check(problem.n_dim()).map_err(SampleError::Settings)?;
+    if shared.chains.len() != s.chains {
+        return Err(SampleError::Settings(
+            "progress has a slot per chain".into(),
+        ));
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<ChainOutput, SampleError>>>> =
+        Mutex::new((0..s.chains).map(|_| None).collect());
+    let workers = s.cores.clamp(1, s.chains);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= s.chains {
+                    break;
+                }
+                let r = run_chain(&problem, s, c, shared);
+                if r.is_err() {
+                    // One failed chain ends the run: the others stop after their current draw.
+                    shared.stop.store(true, Ordering::Relaxed);
+                }
+                results.lock().unwrap_or_else(|p| p.into_inner())[c] = Some(r);
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut out = Vec::with_capacity(s.chains);
+    let mut stopped = false;
+    for r in results {
+        match r {
+            Some(Ok(c)) => {
+                stopped |= c.n_draws < s.draws as usize;
+                out.push(c);
+            }
+            Some(Err(e)) => return Err(e),
+            None => stopped = true,
+        }
+    }
+    if stopped || shared.stop.load(Ordering::Relaxed) {
+        return Err(SampleError::Stopped);
+    }
+    Ok(out)
+}
+
+/// Seconds a watcher should wait between looks at the progress.
+pub const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::adstock::{Adstock, AdstockKind};
+    use crate::kernels::fused::Media;
+    use crate::kernels::saturation::SaturationKind;
+    use crate::logp::{Block, Dist, LiftData, MmmData, MmmStructure, Role, Transform};
+
+    /// A small national problem: level, channel_share, sigma, one channel.
+    fn tiny_problem() -> Arc<MmmProblem> {
+        let t = 40;
+        let spend: Vec<f64> = (0..t).map(|i| ((i * 7) % 5) as f64 / 4.0).collect();
+        let y: Vec<f64> = (0..t).map(|i| 0.5 + 0.1 * spend[i] + 0.01 * ((i % 3) as f64)).collect();
+        let s = MmmStructure {
+            g: 1,
+            grouped: false,
+            t,
+            c: 1,
+            f: 0,
+            k: 0,
+            media: Media {
+                adstock: Adstock::new(AdstockKind::Geometric, 4, true).unwrap(),
+                saturation: SaturationKind::Logistic,
+            },
+            relative: None,
+            fixed_saturation: [None, None],
+            intercept: true,
+            trend: false,
+            student_t: false,
+            direct_beta: false,
+        };
+        let data = MmmData {
+            y,
+            spend,
+            trend_t: vec![0.0; t],
+            fourier: vec![],
+            controls: vec![],
+            kappa_scale: vec![1.0],
+            lift: LiftData::default(),
+            tvp: [None, None],
+        };
+        let half = |role, sigma: f64| Block {
+            role,
+            size: 1,
+            dist: Dist::HalfNormal,
+            params: vec![vec![sigma]],
+            konst: vec![0.0],
+            transform: Transform::Log,
+            lower: vec![],
+            upper: vec![],
+        };
+        let blocks = vec![
+            Block {
+                role: Role::Level,
+                size: 1,
+                dist: Dist::Normal,
+                params: vec![vec![0.5], vec![1.0]],
+                konst: vec![0.0],
+                transform: Transform::Identity,
+                lower: vec![],
+                upper: vec![],
+            },
+            Block {
+                role: Role::Adstock(0),
+                size: 1,
+                dist: Dist::Beta,
+                params: vec![vec![2.0], vec![2.0]],
+                konst: vec![0.0],
+                transform: Transform::LogOdds,
+                lower: vec![],
+                upper: vec![],
+            },
+            Block {
+                role: Role::Saturation(0),
+                size: 1,
+                dist: Dist::Gamma,
+                params: vec![vec![3.0], vec![1.0]],
+                konst: vec![0.0],
+                transform: Transform::Log,
+                lower: vec![],
+                upper: vec![],
+            },
+            half(Role::ChannelShare, 0.5),
+            half(Role::Sigma, 0.5),
+        ];
+        Arc::new(MmmProblem::new(s, data, blocks).unwrap())
+    }
+
+    fn settings(seed: u64) -> RunSettings {
+        RunSettings {
+            draws: 200,
+            tune: 200,
+            chains: 2,
+            cores: 2,
+            seed,
+            target_accept: 0.9,
+            maxdepth: 10,
+            init: vec![0.5, 0.0, 1.0, -1.0, -1.0],
+            jitter: 1.0,
+            store_unconstrained: true,
+        }
+    }
+
+    #[test]
+    fn same_seed_same_draws_and_stats_by_nutpie_names() {
+        let p = tiny_problem();
+        let a = sample(Arc::clone(&p), &settings(7), &Shared::new(2)).unwrap();
+        let b = sample(Arc::clone(&p), &settings(7), &Shared::new(2)).unwrap();
+        let c = sample(p, &settings(8), &Shared::new(2)).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].draws, b[0].draws);
+        assert_eq!(a[1].draws, b[1].draws);
+        assert_ne!(a[0].draws, a[1].draws, "chains have their own streams");
+        assert_ne!(a[0].draws, c[0].draws, "another seed, other draws");
+        let names: Vec<&str> = a[0].stats.iter().map(|(n, _)| n.as_str()).collect();
+        let fin: Vec<&str> = a[0].final_stats.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(fin.contains(&"mass_matrix_inv"), "{fin:?}");
+        assert_eq!(a[0].final_stats[0].1.len(), 5);
+        for want in ["diverging", "depth", "step_size", "energy", "n_steps", "logp"] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        assert_eq!(a[0].n_draws, 200);
+        assert_eq!(a[0].warmup_n_steps.len(), 200);
+        assert!(a[0].gradients > 400);
+    }
+
+    #[test]
+    fn pinned_version_is_the_locked_one() {
+        let lock = include_str!("../Cargo.lock");
+        let want = format!("name = \"nuts-rs\"\nversion = \"{NUTS_RS_VERSION}\"");
+        assert!(lock.contains(&want), "Cargo.lock does not lock nuts-rs {NUTS_RS_VERSION}");
+    }
+
+    #[test]
+    fn stop_flag_ends_the_run() {
+        let p = tiny_problem();
+        let shared = Shared::new(2);
+        shared.stop.store(true, Ordering::Relaxed);
+        assert!(matches!(
+            sample(p, &settings(1), &shared),
+            Err(SampleError::Stopped)
+        ));
+    }
+
+    #[test]
+    fn bad_settings_are_errors_not_panics() {
+        let p = tiny_problem();
+        let mut s = settings(1);
+        s.init.pop();
+        assert!(matches!(
+            sample(Arc::clone(&p), &s, &Shared::new(2)),
+            Err(SampleError::Settings(_))
+        ));
+        let mut s = settings(1);
+        s.target_accept = 1.5;
+        assert!(matches!(
+            sample(p, &s, &Shared::new(2)),
+            Err(SampleError::Settings(_))
+        ));
+    }
+}

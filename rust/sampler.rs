@@ -341,18 +341,19 @@ fn run_chain(
 
     let n_exp = problem.n_expanded();
     let draws = s.draws as usize;
+    let tune = s.tune as usize;
     let mut out = ChainOutput {
-        draws: vec![0.0; draws * n_exp],
+        draws: zeros(draws.saturating_mul(n_exp)).map_err(&fail)?,
         unconstrained: if s.store_unconstrained {
-            vec![0.0; draws * n_dim]
+            zeros(draws.saturating_mul(n_dim)).map_err(&fail)?
         } else {
             Vec::new()
         },
         stats: Vec::new(),
         final_stats: Vec::new(),
-        warmup_n_steps: Vec::with_capacity(s.tune as usize),
-        warmup_diverging: Vec::with_capacity(s.tune as usize),
-        warmup_step_size: Vec::with_capacity(s.tune as usize),
+        warmup_n_steps: reserved(tune).map_err(&fail)?,
+        warmup_diverging: reserved(tune).map_err(&fail)?,
+        warmup_step_size: reserved(tune).map_err(&fail)?,
         n_draws: 0,
         gradients: 0,
         seconds: 0.0,
@@ -413,6 +414,25 @@ fn run_chain(
     out.seconds = start.elapsed().as_secs_f64();
     progress.finished.store(true, Ordering::Relaxed);
     Ok(out)
+}
+
+/// An empty vector with room for `n` values, or an error (never an abort) when
+/// the memory is not there.
+fn reserved<T>(n: usize) -> Result<Vec<T>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        format!(
+            "cannot allocate {:.1} GB for the draws; use fewer draws or chains",
+            (n as f64) * std::mem::size_of::<T>() as f64 / 1e9
+        )
+    })?;
+    Ok(v)
+}
+
+fn zeros(n: usize) -> Result<Vec<f64>, String> {
+    let mut v = reserved(n)?;
+    v.resize(n, 0.0);
+    Ok(v)
 }
 
 /// Adds draw `d`'s statistics to the columns. A statistic missing on some

@@ -200,7 +200,7 @@ def _run_task(task: dict) -> dict:
             if task["out"] is None:
                 summary = result.summary()
             else:
-                from fastmmm.cli import write_outputs
+                from fastmmm.outputs import write_outputs
 
                 tmp = Path(task["out"]) / f".{task['dirname']}.tmp-{secrets.token_hex(6)}"
                 tmp.mkdir()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastmmm.outputs import atomic_write, write_outputs
+
 
 def _kernel_demo(args: argparse.Namespace) -> int:
     """Evaluate every transform on synthetic weekly spend and print a table."""
@@ -77,30 +79,6 @@ def _split(s):
     return tuple(p.strip() for p in s.split(",") if p.strip())
 
 
-def write_outputs(result, out: Path, *, report: bool = True) -> dict:
-    """summary.json, contributions.csv, the saved model and (``report=True``) report.html under ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = result.summary()
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
-    result.contributions_over_time().to_csv(out / "contributions.csv")
-    result.save(out / "model")
-    if report:
-        try:
-            from fastmmm.report import write_report
-        except ImportError:  # pragma: no cover - report module is part of the package
-            write_report = None
-        if write_report is not None:
-            write_report(result, out / "report.html")
-    return summary
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _print_summary(summary: dict, truth=None) -> None:
     rows = summary["channels"]
     head = f"{'channel':<12}{'spend':>14}{'ROAS':>9}{'95% interval':>20}{'mROAS':>9}{'share':>8}"
@@ -143,27 +121,24 @@ def _print_summary(summary: dict, truth=None) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from fastmmm.data import DataError
     from fastmmm.fit import MMM
 
     spec = _spec_from_args(args)
-    try:
-        result = MMM(spec).fit(
-            args.data,
-            draws=args.draws,
-            tune=args.tune,
-            chains=args.chains,
-            seed=args.seed,
-            holdout_weeks=args.holdout_weeks,
-            progress=not args.quiet,
-            lift_tests=args.lift_tests,
-        )
-    except (DataError, ValueError, FileNotFoundError) as e:
-        print(f"fastmmm fit: error: {e}", file=sys.stderr)
-        return 2
-    summary = write_outputs(result, Path(args.out))
+    result = MMM(spec).fit(
+        args.data,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        holdout_weeks=args.holdout_weeks,
+        progress=not args.quiet,
+        lift_tests=args.lift_tests,
+        backend=args.backend,
+    )
+    summary = write_outputs(result, Path(args.out), report=not args.no_report)
     _print_summary(summary)
-    print(f"\nwrote {args.out}/summary.json, contributions.csv, model/, report.html")
+    report = "" if args.no_report else ", report.html"
+    print(f"\nwrote {args.out}/summary.json, contributions.csv, model/{report}")
     return 0
 
 
@@ -188,34 +163,33 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--seed", type=int)
     p.add_argument("--config", help="TOML spec file (command-line options override it)")
+    p.add_argument("--backend", choices=["auto", "rust", "pytensor"], default="auto",
+                   help="rust: the fused log-density sampled in the Rust core; pytensor: the PyMC model "
+                        "compiled and sampled by nutpie; auto (default): rust whenever it covers the model")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _fit_many(args: argparse.Namespace) -> int:
     from fastmmm.batch import fit_many
-    from fastmmm.data import DataError
 
     spec = _spec_from_args(args)
-    try:
-        index = fit_many(
-            args.data,
-            by=args.by,
-            spec=spec,
-            executor=args.executor,
-            out=args.out,
-            draws=args.draws,
-            tune=args.tune,
-            chains=args.chains,
-            seed=args.seed,
-            workers=args.workers,
-            progress=not args.quiet,
-            dask_address=args.dask_address,
-            report=args.report,
-            holdout_weeks=args.holdout_weeks,
-            backend=args.backend,
-        )
-    except (DataError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
-        print(f"fastmmm fit-many: error: {e}", file=sys.stderr)
-        return 2
+    index = fit_many(
+        args.data,
+        by=args.by,
+        spec=spec,
+        executor=args.executor,
+        out=args.out,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.quiet,
+        dask_address=args.dask_address,
+        report=args.report,
+        holdout_weeks=args.holdout_weeks,
+        backend=args.backend,
+    )
     ok = index["status"] == "ok"
     resumed = int(index["resumed"].sum())
     passed = int(index["passed"].sum())  # nullable boolean: missing for failed brands
@@ -252,8 +226,9 @@ def _demo(args: argparse.Namespace) -> int:
         saturation="hill",
         l_max=truth.l_max,
     )
-    result = MMM(spec).fit(df, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, progress=not args.quiet)
-    summary = write_outputs(result, out)
+    result = MMM(spec).fit(df, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                           progress=not args.quiet)
+    summary = write_outputs(result, out, report=not args.no_report)
     print()
     _print_summary(summary, truth)
     rel = [summary["channels"][c]["roas"]["mean"] / truth.roas[i] - 1 for i, c in enumerate(truth.channels)]
@@ -265,7 +240,8 @@ def _demo(args: argparse.Namespace) -> int:
         f"\ntrue ROAS inside the 95% interval for {cov}/{len(rel)} channels; "
         f"mean |error| of the ROAS estimate {100 * float(np.mean(np.abs(rel))):.0f}%"
     )
-    print(f"wrote {out}/data.csv, summary.json, contributions.csv, model/, report.html")
+    report = "" if args.no_report else ", report.html"
+    print(f"wrote {out}/data.csv, summary.json, contributions.csv, model/{report}")
     return 0
 
 
@@ -288,14 +264,10 @@ def _optimize(args: argparse.Namespace) -> int:
 
     result = load(args.result_dir if not (Path(args.result_dir) / "model").exists() else Path(args.result_dir) / "model")
     model = PosteriorResponse.from_result(result, max_draws=args.max_draws)
-    try:
-        r = optimize_budget(model, args.budget, args.weeks, bounds=_parse_bounds(args.bounds), objective=args.objective)
-    except ValueError as e:
-        print(f"fastmmm optimize: error: {e}", file=sys.stderr)
-        return 2
+    r = optimize_budget(model, args.budget, args.weeks, bounds=_parse_bounds(args.bounds), objective=args.objective)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, json.dumps(r.to_dict(), indent=2))
+    atomic_write(out, json.dumps(r.to_dict(), indent=2))
     png = out.with_suffix(".png")
     plot_allocation(model, r, png)
     print(f"{'channel':<12}{'current':>14}{'optimal':>14}{'mROAS':>9}")
@@ -311,22 +283,18 @@ def _optimize(args: argparse.Namespace) -> int:
 
 
 def _fit_hierarchical(args: argparse.Namespace) -> int:
-    from fastmmm.data import DataError
     from fastmmm.hierarchical import HierarchicalMMM
 
     spec = _spec_from_args(args)
     pooled = _split(args.pooled) or ("adstock", "saturation", "amplitude")
-    try:
-        model = HierarchicalMMM(spec, group=args.group, pooled=pooled)
-        result = model.fit(args.data, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                           progress=not args.quiet, lift_tests=args.lift_tests)
-    except (DataError, ValueError, FileNotFoundError, NotImplementedError) as e:
-        print(f"fastmmm fit-hierarchical: error: {e}", file=sys.stderr)
-        return 2
+    model = HierarchicalMMM(spec, group=args.group, pooled=pooled)
+    result = model.fit(args.data, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                       progress=not args.quiet, lift_tests=args.lift_tests, backend=args.backend,
+                       holdout_weeks=args.holdout_weeks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
     cs = result.channel_summary()
     cs.to_csv(out / "channel_summary.csv")
     result.save(out / "model")
@@ -357,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("fit", help="fit a model to a CSV file")
@@ -368,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         help="CSV of lift-test results that calibrate the media curves: channel, spend_before, "
         "spend_after (or delta_spend), lift, lift_se, and periods/weeks/days (or start and end)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=_fit)
 
     p = sub.add_parser(
@@ -383,10 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="local process pool (default) or a Dask cluster")
     p.add_argument("--dask-address", help="Dask scheduler address (default: start a loopback LocalCluster)")
     p.add_argument("--workers", type=int, help="worker processes (default: number of CPUs)")
-    p.add_argument("--backend", choices=["auto", "rust", "pytensor"], default="auto",
-                   help="log-density backend (see fastmmm.fit)")
-    p.add_argument("--report", action="store_true", help="also write report.html per brand (slow)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--report", action="store_true", help="also write report.html per brand")
     p.set_defaults(func=_fit_many)
 
     p = sub.add_parser(
@@ -400,7 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     _add_model_args(p)
     p.set_defaults(chains=4)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit_hierarchical)
 
     p = sub.add_parser("optimize", help="optimise a budget split on a fitted model")
@@ -419,7 +384,50 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_kernel_demo)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    return _run(args)
+
+
+#: Errors a user can fix: printed as one line naming the problem, exit status 2.
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from fastmmm.data import DataError
+
+    return (DataError, ValueError, FileNotFoundError, NotImplementedError, ImportError)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a command: its own wall time printed at the end; errors as one line (the
+    traceback only with FASTMMM_DEBUG=1); Ctrl-C stops it with status 130."""
+    import logging
+
+    t0 = time.perf_counter()
+    if not logging.getLogger("fastmmm").handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("fastmmm").addHandler(h)
+        logging.getLogger("fastmmm").setLevel(logging.WARNING)
+    debug = os.environ.get("FASTMMM_DEBUG", "") not in ("", "0")
+    name = f"fastmmm {args.command}"
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except _user_errors() as e:
+        if debug:
+            raise
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001  nothing a user runs ends in a traceback from our internals
+        if debug:
+            raise
+        print(f"{name}: internal error ({type(e).__name__}: {e}); rerun with FASTMMM_DEBUG=1 for the "
+              "traceback and report it", file=sys.stderr)
+        return 1
+    if args.command in ("fit", "demo", "fit-many", "fit-hierarchical", "optimize"):
+        print(f"{name}: done in {time.perf_counter() - t0:.2f} s")
+    return code
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ _PERIOD_DAYS = {"W": 7, "D": 1}
 _SHOW = 5  # offending dates / rows listed in a message
 
 
+#: Largest absolute value a data column may hold, and the smallest its largest value may be:
+#: beyond them float64 arithmetic on the column (squares, sums over periods) overflows or underflows.
+MAX_MAGNITUDE = 1e30
+MIN_MAGNITUDE = 1e-30
+
+
 class DataError(ValueError):
     """The input data cannot be modelled; the message names the columns and rows at fault."""
 
@@ -642,6 +648,20 @@ def _validate(df: pd.DataFrame, spec: ModelSpec, *, scales: Scales | None, min_r
             problems.append(f"{c!r}: {_where(dates, rows, bad)}")
     if problems:
         raise DataError("NaN or infinite values in " + "; ".join(problems))
+
+    # Magnitudes no currency or count reaches: squares and sums of them overflow (or vanish in)
+    # float64, and the model's scaling would hide that until some statistic comes out inf or 0.
+    problems = []
+    for c in value_cols:
+        a = np.abs(values[c])
+        nz = a > 0
+        if np.any(a > MAX_MAGNITUDE):
+            problems.append(f"{c!r} reaches {a.max():.3g} (> {MAX_MAGNITUDE:g}): {_where(dates, rows, a > MAX_MAGNITUDE)}")
+        elif nz.any() and a.max() < MIN_MAGNITUDE:
+            problems.append(f"{c!r} has no value above {MIN_MAGNITUDE:g} in magnitude (largest {a.max():.3g})")
+    if problems:
+        raise DataError("absurd magnitudes in " + "; ".join(problems)
+                        + "; rescale the column(s) (e.g. to thousands or millions)")
 
     problems = []
     for c in spec.channels:

@@ -243,6 +243,7 @@ def sample(problem, layout: ModelLayout, *, draws: int = 1000, tune: int = 1000,
     from fastmmm.progress import ChainProgressBar
 
     seed = _seed(seed)
+    _check_memory(layout, draws, chains)
     cores = int(cores) if cores is not None else _default_cores(chains)
     bar = ChainProgressBar(chains, draws, tune) if progress else None
     init = layout.initial_point()
@@ -288,6 +289,29 @@ def sample(problem, layout: ModelLayout, *, draws: int = 1000, tune: int = 1000,
     if adapt.values:
         groups["adaptation"] = adapt
     return Posterior(groups, attrs)
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to this process (Linux), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(layout: ModelLayout, draws: int, chains: int) -> None:
+    """ValueError when the draws alone would not fit in memory (rather than a failed allocation)."""
+    need = 8 * int(chains) * int(draws) * layout.n_expanded
+    avail = _available_memory()
+    if avail is not None and need > 0.8 * avail:
+        raise ValueError(
+            f"draws: {chains} chains x {draws} draws of {layout.n_expanded} values each need "
+            f"{need / 1e9:.1f} GB, more than the {avail / 1e9:.1f} GB of memory available; use fewer draws"
+        )
 
 
 def _default_cores(chains: int) -> int:

@@ -1,0 +1,38 @@
+"""What a fit writes to its output directory: ``summary.json``, ``contributions.csv``,
+the saved model ``model/`` and, unless turned off, ``report.html``.
+
+One writer for the ``fastmmm fit`` / ``demo`` commands and for every brand of
+:func:`fastmmm.batch.fit_many` (it sits below both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["atomic_write", "write_outputs"]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_outputs(result, out, *, report: bool = True) -> dict:
+    """summary.json, contributions.csv, the saved model and (``report=True``) report.html
+    under ``out``; returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    result.contributions_over_time().to_csv(out / "contributions.csv")
+    result.save(out / "model")
+    if report:
+        from fastmmm.report import write_report
+
+        write_report(result, out / "report.html")
+    return summary

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import logging
 import platform
@@ -18,10 +17,16 @@ CORE = ("fastmmm", "pymc_marketing", "pymc", "pytensor", "nutpie", "arviz")
 
 
 def versions(*extra: str) -> dict:
-    """Python, numpy and the versions of ``CORE`` plus ``extra`` packages."""
+    """Python, numpy and the installed versions of ``CORE`` plus ``extra`` packages
+    (from their metadata: nothing is imported; "not installed" when absent)."""
+    from importlib import metadata
+
     out = {"python": sys.version.split()[0], "numpy": np.__version__}
     for name in (*CORE, *extra):
-        out[name] = importlib.import_module(name).__version__
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
     return out
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from fastmmm.convergence import ess_bulk, ess_tail, ndtri, rhat
+from fastmmm.convergence import ess_bulk, ess_tail, mcse_mean, ndtri, rhat
 from fastmmm.diagnostics import sampler_checks
 from fastmmm.posterior import Group, Posterior
 
@@ -61,9 +61,12 @@ def test_rhat_and_ess_equal_arviz(chains, draws):
         want = {
             "rhat": np.asarray(az.rhat(ds)["a"].values),
             "bulk": np.asarray(az.ess(ds, method="bulk")["a"].values),
-            "tail": np.asarray(az.ess(ds, method="tail")["a"].values),
+            # The 5% and 95% quantiles of Vehtari et al. (2021), ArviZ 0.x's default; ArviZ 1.x
+            # defaults to its credible-interval probability (0.89) instead, so it is given.
+            "tail": np.asarray(az.ess(ds, method="tail", prob=(0.05, 0.95))["a"].values),
+            "mcse": np.asarray(az.mcse(ds, method="mean")["a"].values),
         }
-        got = {"rhat": rhat(x), "bulk": ess_bulk(x), "tail": ess_tail(x)}
+        got = {"rhat": rhat(x), "bulk": ess_bulk(x), "tail": ess_tail(x), "mcse": mcse_mean(x)}
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-10, equal_nan=True, err_msg=k)
 

@@ -170,7 +170,9 @@ def test_modelled_lift_matches_numpy_at_fixed_parameters(confounded, kw):
     model = build_model(data, spec)
     add_lift_likelihood(model, spec, data, lift)
     vals = _fixed_point(model, spec, np.random.default_rng(3))
-    expr = pytensor.clone_replace(
+    from pytensor.graph import clone_replace
+
+    expr = clone_replace(
         model["lift_model"], {model[k]: pt_const(v) for k, v in vals.items()}
     )
     got = expr.eval(mode="FAST_COMPILE") * data.scales.target_scale

@@ -372,7 +372,9 @@ def prior_result(media_data):
         prior = pm.sample_prior_predictive(draws=40, random_seed=2)
     from fastmmm.posterior import Group, Posterior
 
-    post = prior.prior.assign_coords(date=pd.DatetimeIndex(train.dates))
+    post = prior["prior"]
+    post = post.to_dataset() if hasattr(post, "to_dataset") else post  # a DataTree node with PyMC 6
+    post = post.assign_coords(date=pd.DatetimeIndex(train.dates))
     return MMMResult(
         posterior=Posterior({"posterior": Group.from_xarray(post)}),
         spec=spec,

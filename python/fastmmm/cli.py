@@ -407,6 +407,13 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("fastmmm").setLevel(logging.WARNING)
     debug = os.environ.get("FASTMMM_DEBUG", "") not in ("", "0")
     name = f"fastmmm {args.command}"
+    if not debug:
+        import warnings
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            print(f"{name}: warning: {message}", file=sys.stderr)
+
+        warnings.showwarning = show
     try:
         code = args.func(args)
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ess_bulk", "ess_tail", "ndtri", "rhat"]
+__all__ = ["ess_bulk", "ess_mean", "ess_tail", "mcse_mean", "ndtri", "rhat"]
 
 
 # ---------------------------------------------------------------------- the normal quantile
@@ -230,3 +230,23 @@ def ess_tail(x: np.ndarray) -> np.ndarray:
     hi = _ess_basic(_split((xs <= q[1]).astype(np.float64)))
     out[ok] = np.fmin(lo, hi)
     return out
+
+
+def ess_mean(x: np.ndarray) -> np.ndarray:
+    """ESS of the mean: the split chains as they are (not rank-normalised)."""
+    x = _as3(x)
+    out = np.full(x.shape[2], np.nan)
+    if x.shape[1] < 4:
+        return out
+    ok = np.all(np.isfinite(x), axis=(0, 1))
+    if ok.any():
+        out[ok] = _ess_basic(_split(x[:, :, ok]))
+    return out
+
+
+def mcse_mean(x: np.ndarray) -> np.ndarray:
+    """Monte Carlo standard error of the posterior mean: sd / sqrt(ESS of the mean)."""
+    x = _as3(x)
+    sd = x.reshape(-1, x.shape[2]).std(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return sd / np.sqrt(ess_mean(x))

@@ -426,8 +426,11 @@ class Term:
 
     def initial_value(self) -> np.ndarray:
         """PyMC's support point on the unconstrained scale, ``(size,)``."""
-        v = _support_point(self.prior.dist, self.params())
-        v = np.broadcast_to(np.asarray(v, dtype=np.float64), (self.size,))
+        return self.to_unconstrained(_support_point(self.prior.dist, self.params()))
+
+    def to_unconstrained(self, value) -> np.ndarray:
+        """Constrained values ``(size,)`` mapped by the term's transform (PyMC's ``forward``)."""
+        v = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.size,))
         kind, lo, hi = self.transform
         with np.errstate(divide="ignore", invalid="ignore"):
             if kind == "identity":

@@ -150,7 +150,11 @@ class Posterior:
             name = str(name).strip("/")
             ds = idata[name]
             ds = getattr(ds, "dataset", ds)  # a DataTree node holds its Dataset
-            groups[name] = Group.from_xarray(ds)
+            g = Group.from_xarray(ds)
+            # PyMC's unconstrained value variables ("x_log__") are the sampler's business.
+            for v in [v for v in g.values if v.endswith("__")]:
+                del g.values[v], g.dims[v]
+            groups[name] = g
         return cls(groups)
 
     # -------------------------------------------------------------- files

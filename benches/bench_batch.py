@@ -63,8 +63,15 @@ def one_by_one(df, spec, out: Path, fit: dict, backend: str) -> dict:
         t1 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            r = MMM(spec).fit(g.drop(columns=["brand"]), seed=brand_seed(fit["seed"], b), progress=False,
-                              backend=backend, draws=fit["draws"], tune=fit["tune"], chains=fit["chains"])
+            r = MMM(spec).fit(
+                g.drop(columns=["brand"]),
+                seed=brand_seed(fit["seed"], b),
+                progress=False,
+                backend=backend,
+                draws=fit["draws"],
+                tune=fit["tune"],
+                chains=fit["chains"],
+            )
             fit_s += time.perf_counter() - t1
             s = write_outputs(r, out / b, report=False)
         roas[b] = [s["channels"][c]["roas"]["mean"] for c in spec.channels]
@@ -108,7 +115,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--workers", type=int, default=None, help="fit_many workers (default os.cpu_count())")
-    ap.add_argument("--backend", nargs="+", default=["auto", "pytensor"], choices=["auto", "rust", "pytensor"])
+    ap.add_argument(
+        "--backend", nargs="+", default=["auto", "pytensor"], choices=["auto", "rust", "pytensor"]
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-save", action="store_true", help="do not write benches/results/batch.*")
     args = ap.parse_args(argv)
@@ -117,7 +126,9 @@ def main(argv=None) -> int:
     from fastmmm.spec import ModelSpec
     from fastmmm.synthetic import CHANNEL_NAMES
 
-    spec = ModelSpec(date_column="date", target="sales", channels=CHANNEL_NAMES[: args.channels], controls=("event",))
+    spec = ModelSpec(
+        date_column="date", target="sales", channels=CHANNEL_NAMES[: args.channels], controls=("event",)
+    )
     df = make_brands(args.brands, args.weeks, args.channels)
     fit = {"draws": args.draws, "tune": args.tune, "chains": args.chains, "seed": args.seed}
     print(
@@ -138,7 +149,9 @@ def main(argv=None) -> int:
             here = batch(df, spec, root / f"here-{backend}", fit, backend, executor=None)
             print(f"  [{backend}] fit_many (executor=None):  {here['wall_s']:.1f} s", flush=True)
             diff = max(
-                float(np.max(np.abs(np.subtract(seq["roas"][b], r["roas"][b])))) for b in seq["roas"] for r in (many, here)
+                float(np.max(np.abs(np.subtract(seq["roas"][b], r["roas"][b]))))
+                for b in seq["roas"]
+                for r in (many, here)
             )
             rows.append(
                 {

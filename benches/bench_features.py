@@ -40,12 +40,25 @@ def cases():
     df, truth = make_confounded_dataset(seed=0)
     m = float(df["search"].mean())
     lifts = make_lift_tests(truth, [("search", 0.0, m, 8), ("search", m, 0.5 * m, 6)], se_frac=0.1, seed=0)
-    lift_spec = ModelSpec(date_column="date", target="sales", channels=list(truth.channels), saturation="hill",
-                          l_max=8, yearly_seasonality=2)
+    lift_spec = ModelSpec(
+        date_column="date",
+        target="sales",
+        channels=list(truth.channels),
+        saturation="hill",
+        l_max=8,
+        yearly_seasonality=2,
+    )
     yield "lift", lift_spec, df, {"lift_tests": lifts}
     df2, truth2 = make_dataset(156, 3, seed=0)
-    tvp_spec = ModelSpec(date_column="date", target="sales", channels=list(truth2.channels), controls=["event"],
-                         saturation="hill", time_varying_intercept=True, time_varying_media=True)
+    tvp_spec = ModelSpec(
+        date_column="date",
+        target="sales",
+        channels=list(truth2.channels),
+        controls=["event"],
+        saturation="hill",
+        time_varying_intercept=True,
+        time_varying_media=True,
+    )
     yield "tvp", tvp_spec, df2, {}
 
 
@@ -81,34 +94,53 @@ def main(argv=None):
             clear_compile_cache()
             t0 = time.perf_counter()
             with quiet(notes):
-                res = MMM(spec).fit(df, draws=draws, tune=draws, chains=2, seed=1, progress=False,
-                                    backend=backend, **extra)
+                res = MMM(spec).fit(
+                    df, draws=draws, tune=draws, chains=2, seed=1, progress=False, backend=backend, **extra
+                )
             wall = time.perf_counter() - t0
             v = res.validate()
-            out[backend] = {"wall_s": wall, **{k: float(res.timing[k]) for k in ("build_s", "compile_s", "sample_s")},
-                            "divergences": v.divergences, "rhat_max": v.rhat_max, "ess_bulk_min": v.ess_bulk_min}
+            out[backend] = {
+                "wall_s": wall,
+                **{k: float(res.timing[k]) for k in ("build_s", "compile_s", "sample_s")},
+                "divergences": v.divergences,
+                "rhat_max": v.rhat_max,
+                "ess_bulk_min": v.ess_bulk_min,
+            }
             stats[backend] = roas_stats(res)
         (m1, s1), (m2, s2) = stats["rust"], stats["pytensor"]
         out["roas_max_abs_z"] = float(np.max(np.abs(m1 - m2) / np.sqrt(s1**2 + s2**2)))
         out["wall_ratio"] = out["pytensor"]["wall_s"] / out["rust"]["wall_s"]
         rows.append(out)
         print(name, json.dumps(out, default=float))
-    doc = {"draws": draws, "tune": draws, "chains": 2, "rows": rows, "versions": versions(), "cpu": cpu_name(),
-           "notes": notes}
+    doc = {
+        "draws": draws,
+        "tune": draws,
+        "chains": 2,
+        "rows": rows,
+        "versions": versions(),
+        "cpu": cpu_name(),
+        "notes": notes,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "features.json").write_text(json.dumps(doc, indent=1, default=float))
-    lines = [f"# Feature benchmark (2 chains x {draws} draws + {draws} tune; {doc['cpu']})\n",
-             "| case | backend | build (s) | compile (s) | sample (s) | whole fit (s) | divergences | max R-hat |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Feature benchmark (2 chains x {draws} draws + {draws} tune; {doc['cpu']})\n",
+        "| case | backend | build (s) | compile (s) | sample (s) | whole fit (s) | divergences | max R-hat |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         for b in ("rust", "pytensor"):
             e = r[b]
-            lines.append(f"| {r['case']} | {b} | {e['build_s']:.2f} | {e['compile_s']:.2f} | {e['sample_s']:.2f} | "
-                         f"{e['wall_s']:.2f} | {e['divergences']} | {e['rhat_max']:.4f} |")
+            lines.append(
+                f"| {r['case']} | {b} | {e['build_s']:.2f} | {e['compile_s']:.2f} | {e['sample_s']:.2f} | "
+                f"{e['wall_s']:.2f} | {e['divergences']} | {e['rhat_max']:.4f} |"
+            )
     lines.append("")
     for r in rows:
-        lines.append(f"- {r['case']}: whole fit {r['wall_ratio']:.1f}x faster on the rust backend; posterior mean "
-                     f"ROAS of the two backends differ by at most {r['roas_max_abs_z']:.2f} combined MCSE.")
+        lines.append(
+            f"- {r['case']}: whole fit {r['wall_ratio']:.1f}x faster on the rust backend; posterior mean "
+            f"ROAS of the two backends differ by at most {r['roas_max_abs_z']:.2f} combined MCSE."
+        )
     md = "\n".join(lines) + "\n"
     (RESULTS / "features.md").write_text(md)
     print(md)

@@ -113,9 +113,7 @@ def case_synthetic(weeks=156, n_channels=6, key="synthetic", contenders=(RUST, P
         yearly_seasonality=2,
     )
     pdf = df.copy()
-    pdf["t"] = np.arange(len(pdf)) / (
-        len(pdf) - 1
-    )  # pymc-marketing has no trend term: a linear control
+    pdf["t"] = np.arange(len(pdf)) / (len(pdf) - 1)  # pymc-marketing has no trend term: a linear control
 
     def pmm_model():
         from pymc_marketing.mmm import GeometricAdstock, HillSaturation
@@ -270,9 +268,7 @@ def fit_fastmmm(case, backend, kw, target_accept):
         "warnings": notes,
     }
     row.update(sampler_stats(result.idata, kw["chains"]))
-    entry, cached = compile_model(
-        result.spec, result.data, result.backend
-    )  # the cached model: no rebuild
+    entry, cached = compile_model(result.spec, result.data, result.backend)  # the cached model: no rebuild
     assert cached, "fastmmm's compile cache missed right after a fit"
     return row, entry.compiled
 
@@ -362,9 +358,7 @@ class EvalTarget:
         self.args = (self.dim, self.x.ctypes.data, self.g.ctypes.data, self.lp.ctypes.data, self.ud)
         bad = self.loop(1, *self.args)
         if bad or not np.isfinite(self.lp[0]) or not np.isfinite(self.g).all():
-            raise RuntimeError(
-                f"log-density call failed at the benchmark point (logp {self.lp[0]})"
-            )
+            raise RuntimeError(f"log-density call failed at the benchmark point (logp {self.lp[0]})")
 
     def run(self, n):
         return self.loop(n, *self.args)
@@ -393,9 +387,7 @@ class EvalTarget:
 def per_eval(workers: dict, min_time: float, rounds: int):
     """Microseconds per call of each worker's log-density, workers taking turns (only one
     runs at a time): per-round thread CPU times and wall times."""
-    calls = {
-        k: w.request({"cmd": "calibrate", "min_time": min_time})["n"] for k, w in workers.items()
-    }
+    calls = {k: w.request({"cmd": "calibrate", "min_time": min_time})["n"] for k, w in workers.items()}
     cpu = {k: [] for k in workers}
     wall = {k: [] for k in workers}
     for _ in range(rounds):
@@ -736,9 +728,7 @@ def batch_worker(cfg: dict) -> dict:
     try:
         with quiet(notes):
             t0, c0 = time.perf_counter(), time.process_time()
-            index = fit_many(
-                df, by="brand", spec=spec, out=out, progress=False, seed=BATCH_SEED, **kw
-            )
+            index = fit_many(df, by="brand", spec=spec, out=out, progress=False, seed=BATCH_SEED, **kw)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -1070,9 +1060,7 @@ class Worker:
         if not warm_cache:
             self.cache_dir = tempfile.mkdtemp(prefix="bench_fit_pytensor_")
             flags = env.get("PYTENSOR_FLAGS", "")
-            env["PYTENSOR_FLAGS"] = ",".join(
-                filter(None, [flags, f"base_compiledir={self.cache_dir}"])
-            )
+            env["PYTENSOR_FLAGS"] = ",".join(filter(None, [flags, f"base_compiledir={self.cache_dir}"]))
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the worker
             "w+", prefix="bench_fit_worker_", suffix=".log", delete=False
         )
@@ -1166,7 +1154,9 @@ def main(argv=None):
     if unknown:
         ap.error(f"--cases: unknown {', '.join(unknown)} (known: {', '.join(CASE_ORDER)})")
     if "example" in case_keys and not EXAMPLE_CSV.exists():
-        print(f"skipping case 'example': {EXAMPLE_CSV} not found (../shared/data beside the repo)", flush=True)
+        print(
+            f"skipping case 'example': {EXAMPLE_CSV} not found (../shared/data beside the repo)", flush=True
+        )
         case_keys.remove("example")
     contenders = {k: v[1] for k, v in CASE_INFO.items()}
     peaks = [measure_peak()]
@@ -1182,8 +1172,7 @@ def main(argv=None):
         "tune": tune,
         "repeats": repeats,
         "quick": args.quick,
-        "target_accept": args.target_accept
-        or "library defaults (fastmmm 0.95, pymc-marketing 0.8)",
+        "target_accept": args.target_accept or "library defaults (fastmmm 0.95, pymc-marketing 0.8)",
         "pytensor_cache": "normal (warm)" if args.warm_cache else "empty, one per fit",
     }
     for key in case_keys:
@@ -1240,9 +1229,7 @@ def main(argv=None):
         finally:
             for w in workers.values():
                 w.close()
-        eval_ratio = {
-            c: statistics.median(a / b for a, b in zip(per[c], per[PMM])) for c in per if c != PMM
-        }
+        eval_ratio = {c: statistics.median(a / b for a, b in zip(per[c], per[PMM])) for c in per if c != PMM}
         summary = {}
         for c in contenders[key]:
             s = summarise(reps[c])
@@ -1286,9 +1273,7 @@ def main(argv=None):
         if "floor" not in row:
             continue
         fl, d = row["floor"], row["floor"]["dims"]
-        flops, parts = flop_count(
-            d["T"], d["C"], fl["l_max"], d["F"], d["K"], d["n_dim"], fl["saturation"]
-        )
+        flops, parts = flop_count(d["T"], d["C"], fl["l_max"], d["F"], d["K"], d["n_dim"], fl["saturation"])
         us, best = (
             row["summary"][RUST]["us_per_eval"],
             row["summary"][RUST]["us_per_eval_wall_best"],

@@ -55,8 +55,16 @@ def build(args):
     from fastmmm.synthetic import make_panel
 
     df, truth = make_panel(args.geos, args.weeks, args.channels, seed=1)
-    spec = ModelSpec(date_column="date", target="sales", channels=list(truth["channels"]), controls=["event"],
-                     adstock="geometric", saturation="hill", l_max=8, yearly_seasonality=2)
+    spec = ModelSpec(
+        date_column="date",
+        target="sales",
+        channels=list(truth["channels"]),
+        controls=["event"],
+        adstock="geometric",
+        saturation="hill",
+        l_max=8,
+        yearly_seasonality=2,
+    )
     groups, datas, model = hm.HierarchicalMMM(spec, group="geo").build(df)
     out = {"df": df, "truth": truth, "spec": spec, "groups": groups, "datas": datas, "hmodel": model}
     out["grouped_rust"] = hm.compile_fast(model, datas, spec)
@@ -125,8 +133,11 @@ def main(argv=None):
     evals = {}
     for k, v in us.items():
         v = np.asarray(v)
-        evals[k] = {"us_median": float(np.median(v)), "us_min": float(v.min()),
-                    "ratio_to_grouped_rust": float(np.median(v / ref))}
+        evals[k] = {
+            "us_median": float(np.median(v)),
+            "us_min": float(v.min()),
+            "ratio_to_grouped_rust": float(np.median(v / ref)),
+        }
     row = {
         "case": f"{args.geos} geos x {args.weeks} weeks x {args.channels} channels, geometric(l_max 8) + Hill",
         "n_dim_grouped": int(b["grouped_rust"].n_dim),
@@ -140,31 +151,47 @@ def main(argv=None):
         draws, tune, chains = (500, 500, 2) if args.quick else (2000, 1000, 4)
         t0 = time.perf_counter()
         with quiet(notes):
-            res = hm.HierarchicalMMM(b["spec"], group="geo").fit(b["df"], draws=draws, tune=tune, chains=chains,
-                                                                 seed=1, progress=False, backend="rust")
+            res = hm.HierarchicalMMM(b["spec"], group="geo").fit(
+                b["df"], draws=draws, tune=tune, chains=chains, seed=1, progress=False, backend="rust"
+            )
         wall = time.perf_counter() - t0
         v = res.validate()
         cs = res.channel_summary()
         tr = b["truth"]["roas"].reshape(-1)
         cover = (cs["roas_low"].to_numpy() <= tr) & (tr <= cs["roas_high"].to_numpy())
-        row["fit"] = {"draws": draws, "tune": tune, "chains": chains, "wall_s": wall, **res.timing,
-                      "divergences": v.divergences, "rhat_max": v.rhat_max, "ess_bulk_min": v.ess_bulk_min,
-                      "roas_coverage": float(cover.mean()), "mape_in_sample": v.mape_in_sample}
+        row["fit"] = {
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "wall_s": wall,
+            **res.timing,
+            "divergences": v.divergences,
+            "rhat_max": v.rhat_max,
+            "ess_bulk_min": v.ess_bulk_min,
+            "roas_coverage": float(cover.mean()),
+            "mape_in_sample": v.mape_in_sample,
+        }
     row["versions"] = versions()
     row["cpu"] = cpu_name()
     row["notes"] = notes
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hierarchical.json").write_text(json.dumps(row, indent=1))
-    lines = [f"# Hierarchical benchmark\n\n{row['case']}; {row['cpu']}; "
-             f"dims: grouped {row['n_dim_grouped']}, single {row['n_dim_single']}.\n",
-             "| log-density + gradient | us (median of rounds) | ratio to grouped rust |", "|---|---|---|"]
+    lines = [
+        f"# Hierarchical benchmark\n\n{row['case']}; {row['cpu']}; "
+        f"dims: grouped {row['n_dim_grouped']}, single {row['n_dim_single']}.\n",
+        "| log-density + gradient | us (median of rounds) | ratio to grouped rust |",
+        "|---|---|---|",
+    ]
     for k, e in evals.items():
         lines.append(f"| {k} | {e['us_median']:.1f} | {e['ratio_to_grouped_rust']:.2f} |")
     if "fit" in row:
         f = row["fit"]
-        lines += ["", f"Fit (rust, {f['chains']} chains x {f['draws']} draws + {f['tune']} tune): {f['wall_s']:.1f} s wall, "
-                  f"{f['divergences']} divergences, max R-hat {f['rhat_max']:.4f}, min bulk ESS "
-                  f"{f['ess_bulk_min']:.0f}, ROAS 95% coverage {100 * f['roas_coverage']:.0f}%."]
+        lines += [
+            "",
+            f"Fit (rust, {f['chains']} chains x {f['draws']} draws + {f['tune']} tune): {f['wall_s']:.1f} s wall, "
+            f"{f['divergences']} divergences, max R-hat {f['rhat_max']:.4f}, min bulk ESS "
+            f"{f['ess_bulk_min']:.0f}, ROAS 95% coverage {100 * f['roas_coverage']:.0f}%.",
+        ]
     md = "\n".join(lines) + "\n"
     (RESULTS / "hierarchical.md").write_text(md)
     print(md)

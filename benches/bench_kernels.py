@@ -117,7 +117,11 @@ def main(argv=None):
 
     rng = np.random.default_rng(0)
     min_time = 0.05 if args.quick else 0.3
-    cases = [("156x6, l_max 8", 1, 156, 6, 8), ("260x12, l_max 8", 1, 260, 12, 8), ("100 brands x 156x6", 100, 156, 6, 8)]
+    cases = [
+        ("156x6, l_max 8", 1, 156, 6, 8),
+        ("260x12, l_max 8", 1, 260, 12, 8),
+        ("100 brands x 156x6", 100, 156, 6, 8),
+    ]
     rows = []
     graphs = {}
     for name, b, t, c, l_max in cases:

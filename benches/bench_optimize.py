@@ -151,9 +151,7 @@ def posterior_params(mmm, channels):
     # The default scaling is max-abs over dates for both; check it is what was used.
     spend = mmm.xarray_dataset["_channel"].sel(channel=channels).values
     np.testing.assert_allclose(cs, np.nanmax(spend, axis=0), rtol=1e-12)
-    np.testing.assert_allclose(
-        ts, float(np.nanmax(mmm.xarray_dataset["_target"].values)), rtol=1e-12
-    )
+    np.testing.assert_allclose(ts, float(np.nanmax(mmm.xarray_dataset["_target"].values)), rtol=1e-12)
     return flat("adstock_alpha"), flat("saturation_lam"), flat("saturation_beta"), cs, ts
 
 
@@ -213,9 +211,7 @@ def main(argv=None):
     spend = df[channels].to_numpy(float)
     curve_err = check_curves(mmm, spend, channels, alpha, lam, beta, cs, ts)
     print(f"  curve check over {n_draws} draws: max rel. error {curve_err:.1e}", flush=True)
-    assert curve_err < 1e-9, (
-        "fastmmm's kernels do not reproduce pymc-marketing's channel_contribution"
-    )
+    assert curve_err < 1e-9, "fastmmm's kernels do not reproduce pymc-marketing's channel_contribution"
 
     # ------------------------------------------------------------ the problem
     h = HORIZON
@@ -226,9 +222,7 @@ def main(argv=None):
     hi = np.minimum(HI_X * current, total)
     bounds = {ch: (float(a), float(b)) for ch, a, b in zip(channels, lo, hi)}
     history = spend[-L_MAX:]
-    avg_weekly = spend[-h:].mean(
-        axis=0
-    )  # fastmmm's 'current' allocation = share * total, its start
+    avg_weekly = spend[-h:].mean(axis=0)  # fastmmm's 'current' allocation = share * total, its start
     last = pd.Timestamp(df["date"].max())
     start = last + pd.Timedelta(weeks=1)
     end = start + pd.Timedelta(weeks=h - 1)
@@ -311,16 +305,10 @@ def main(argv=None):
             )
 
         def alloc_default_start():
-            return opt.allocate_budget(
-                total_budget=total / h, budget_bounds=bb, return_if_fail=True
-            )
+            return opt.allocate_budget(total_budget=total / h, budget_bounds=bb, return_if_fail=True)
 
-        pmm["allocate_s"], pmm["allocate_all_s"], (x2, _) = median_time(
-            alloc_same_start, pmm_alloc_repeats
-        )
-        pmm["allocate_default_x0_s"], _, (x3, res3) = median_time(
-            alloc_default_start, pmm_alloc_repeats
-        )
+        pmm["allocate_s"], pmm["allocate_all_s"], (x2, _) = median_time(alloc_same_start, pmm_alloc_repeats)
+        pmm["allocate_default_x0_s"], _, (x3, res3) = median_time(alloc_default_start, pmm_alloc_repeats)
     pmm["default_x0_nit"], pmm["default_x0_nfev"] = int(res3.nit), int(res3.nfev)
     pmm["default_x0_success"], pmm["default_x0_message"] = bool(res3.success), str(res3.message)
     pmm_alloc_default_x0 = x3.sel(channel=channels).values * h
@@ -454,9 +442,7 @@ def main(argv=None):
         "speedup_vs_call_first": pmm["call_s"][0] / fm["a_s"],
         "speedup_vs_call_second": pmm["call_s"][1] / fm["a_s"],
         "speedup_vs_allocate_only": pmm["allocate_s"] / fm["a_s"],
-        "objective_A_rel_diff": (
-            evals["fastmmm, def. A"]["A_fastmmm"] - evals["pymc-marketing"]["A_fastmmm"]
-        )
+        "objective_A_rel_diff": (evals["fastmmm, def. A"]["A_fastmmm"] - evals["pymc-marketing"]["A_fastmmm"])
         / abs(evals["pymc-marketing"]["A_fastmmm"]),
         "objective_B_rel_diff_fmB_vs_pmm": (
             evals["fastmmm, def. B"]["B_fastmmm"] - evals["pymc-marketing"]["B_fastmmm"]
@@ -467,8 +453,7 @@ def main(argv=None):
         "uplift_B_pmm": evals["pymc-marketing"]["B_fastmmm"] - cur_b,
         "uplift_B_fmB": evals["fastmmm, def. B"]["B_fastmmm"] - cur_b,
         "evaluator_max_rel_diff_A": max(
-            abs(e["A_fastmmm"] - e["A_pymc_marketing"]) / abs(e["A_pymc_marketing"])
-            for e in evals.values()
+            abs(e["A_fastmmm"] - e["A_pymc_marketing"]) / abs(e["A_pymc_marketing"]) for e in evals.values()
         ),
     }
     meta = {
@@ -555,9 +540,7 @@ def _table(out, channels) -> str:
         ppc = "" if e["A_pymc_marketing_ppc"] is None else f"{e['A_pymc_marketing_ppc']:,.1f}"
         rows.append(
             f"| {name} | {e['A_fastmmm']:,.1f} | {e['A_pymc_marketing']:,.1f} | {ppc} | {e['B_fastmmm']:,.1f} | "
-            + " | ".join(
-                f"{e['allocation'][ch]:,.0f} ({100 * e['share'][ch]:.1f}%)" for ch in channels
-            )
+            + " | ".join(f"{e['allocation'][ch]:,.0f} ({100 * e['share'][ch]:.1f}%)" for ch in channels)
             + " |"
         )
     rows += [

@@ -50,7 +50,7 @@ EXAMPLE_CSV = REPO.parent / "shared" / "data" / "mmm_example.csv"
 NEW, OLD = "nuts-rs in _core", "nutpie raw pointer (baseline)"
 
 WORKER = textwrap.dedent(
-    r'''
+    r"""
     import time
     T0 = time.perf_counter()
     import json, sys, warnings
@@ -121,7 +121,7 @@ WORKER = textwrap.dedent(
             reps.append((time.thread_time() - c) / 20000 * 1e6)
         out["logp_us"] = float(np.median(reps))
     print(json.dumps(out))
-    '''
+    """
 )
 
 
@@ -130,8 +130,9 @@ def _baseline_tree(commit: str, into: Path) -> Path | None:
     import fastmmm
 
     try:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "python/fastmmm"], check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "python/fastmmm"], check=True, capture_output=True
+        ).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
@@ -163,8 +164,13 @@ def run_one(case: str, which: str, args, baseline: Path | None) -> dict:
     env = dict(os.environ)
     if which == "old":
         env["PYTHONPATH"] = str(baseline)
-    proc = subprocess.run([sys.executable, "-c", WORKER, case, str(args.draws), str(args.tune), str(args.chains),
-                           which], capture_output=True, text=True, env=env, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER, case, str(args.draws), str(args.tune), str(args.chains), which],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     if proc.returncode:
         raise RuntimeError(f"{which} on {case} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -182,7 +188,9 @@ def main() -> int:
         cases["mmm_example.csv"] = str(EXAMPLE_CSV)
     with tempfile.TemporaryDirectory(prefix="fastmmm-baseline-") as tmp:
         baseline = _baseline_tree(args.baseline, Path(tmp))
-        ok, why = (False, f"commit {args.baseline} not found") if baseline is None else _baseline_works(baseline)
+        ok, why = (
+            (False, f"commit {args.baseline} not found") if baseline is None else _baseline_works(baseline)
+        )
         which = ["new", "old"] if ok else ["new"]
         rows: dict = {}
         for name, case in cases.items():
@@ -191,34 +199,63 @@ def main() -> int:
                 for w in which if rep % 2 == 0 else which[::-1]:
                     runs[w].append(run_one(case, w, args, baseline))
                     print(name, w, runs[w][-1], flush=True)
-            med = {w: {k: statistics.median(r[k] for r in runs[w])
-                       for k in runs[w][0] if isinstance(runs[w][0][k], (int, float))} for w in which}
+            med = {
+                w: {
+                    k: statistics.median(r[k] for r in runs[w])
+                    for k in runs[w][0]
+                    if isinstance(runs[w][0][k], (int, float))
+                }
+                for w in which
+            }
             # Both contenders evaluate the same fused problem: one log-density cost for both.
             logp = med["new"]["logp_us"]
             for w in which:
                 med[w]["logp_us"] = logp
-                med[w]["overhead_us"] = statistics.median(r["sample_cpu_s"] / r["gradients"] * 1e6 - logp
-                                                          for r in runs[w])
+                med[w]["overhead_us"] = statistics.median(
+                    r["sample_cpu_s"] / r["gradients"] * 1e6 - logp for r in runs[w]
+                )
             rows[name] = {(NEW if w == "new" else OLD): med[w] for w in which}
-    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_name(), "cores": os.cpu_count(),
-            "versions": versions(), "draws": args.draws, "tune": args.tune, "chains": args.chains,
-            "repeats": args.repeats, "baseline": args.baseline, "baseline_skipped": "" if ok else why}
+    meta = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "versions": versions(),
+        "draws": args.draws,
+        "tune": args.tune,
+        "chains": args.chains,
+        "repeats": args.repeats,
+        "baseline": args.baseline,
+        "baseline_skipped": "" if ok else why,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sampler.json").write_text(json.dumps({"meta": meta, "cases": rows}, indent=1))
-    keys = [("fit_s", "whole MMM.fit (s)", ".2f"), ("first_draw_s", "process start to first draw (s)", ".2f"),
-            ("sample_wall_s", "sampling wall (s)", ".2f"), ("sample_cpu_s", "sampling CPU (s)", ".2f"),
-            ("gradients", "gradient evaluations", ",.0f"), ("logp_us", "log-density + gradient (us)", ".2f"),
-            ("overhead_us", "sampler overhead per gradient (us)", ".2f")]
-    lines = [f"# Sampler: nuts-rs in the Rust core vs the previous nutpie raw-pointer path ({meta['date']})", "",
-             f"{meta['cpu']}, {meta['cores']} cores; {args.chains} chains x {args.draws} draws + {args.tune} "
-             f"tune; medians of {args.repeats} fresh processes per contender, contenders alternating.",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), ""]
+    keys = [
+        ("fit_s", "whole MMM.fit (s)", ".2f"),
+        ("first_draw_s", "process start to first draw (s)", ".2f"),
+        ("sample_wall_s", "sampling wall (s)", ".2f"),
+        ("sample_cpu_s", "sampling CPU (s)", ".2f"),
+        ("gradients", "gradient evaluations", ",.0f"),
+        ("logp_us", "log-density + gradient (us)", ".2f"),
+        ("overhead_us", "sampler overhead per gradient (us)", ".2f"),
+    ]
+    lines = [
+        f"# Sampler: nuts-rs in the Rust core vs the previous nutpie raw-pointer path ({meta['date']})",
+        "",
+        f"{meta['cpu']}, {meta['cores']} cores; {args.chains} chains x {args.draws} draws + {args.tune} "
+        f"tune; medians of {args.repeats} fresh processes per contender, contenders alternating.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        "",
+    ]
     if not ok:
         lines += [f"Baseline not run: {why}.", ""]
     for name, r in rows.items():
         cols = list(r)
-        lines += [f"## {name}", "", "| | " + " | ".join(cols) + (" | ratio new/baseline |" if len(cols) == 2 else " |"),
-                  "|---|" + "---|" * (len(cols) + (1 if len(cols) == 2 else 0))]
+        lines += [
+            f"## {name}",
+            "",
+            "| | " + " | ".join(cols) + (" | ratio new/baseline |" if len(cols) == 2 else " |"),
+            "|---|" + "---|" * (len(cols) + (1 if len(cols) == 2 else 0)),
+        ]
         for k, label, fmt in keys:
             vals = [r[c].get(k) for c in cols]
             cells = [format(v, fmt) if v is not None else "" for v in vals]

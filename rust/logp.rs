@@ -187,7 +187,12 @@ impl Transform {
                 let sc = if u >= 0.0 { e * r } else { r }; // 1 - s without cancellation
                 if *self == Transform::LogOdds {
                     let lj = -sp_neg - sp_pos;
-                    let lo = LogOdds { ln_v: -sp_neg, ln_1mv: -sp_pos, v: s, one_minus_v: sc };
+                    let lo = LogOdds {
+                        ln_v: -sp_neg,
+                        ln_1mv: -sp_pos,
+                        v: s,
+                        one_minus_v: sc,
+                    };
                     (s, lj, s * sc, 1.0 - 2.0 * s, Some(lo))
                 } else {
                     let w = hi - lo;
@@ -592,7 +597,11 @@ impl MmmProblem {
             let want = match b.role {
                 Role::Level | Role::Trend | Role::Sigma => g,
                 Role::Nu | Role::PoolSd(_) | Role::TvpLs(_) | Role::TvpEta(_) => 1,
-                Role::TvpZ(p) => data.tvp.get(p).and_then(|d| d.as_ref()).map_or(0, TvpData::m),
+                Role::TvpZ(p) => data
+                    .tvp
+                    .get(p)
+                    .and_then(|d| d.as_ref())
+                    .map_or(0, TvpData::m),
                 Role::GammaFourier => g * f,
                 Role::GammaControl => g * k,
                 Role::PoolZ(_) => g * c,
@@ -689,7 +698,9 @@ impl MmmProblem {
                     Target::Amplitude => true,
                 };
                 if !target_present {
-                    return Err(bad(&format!("pooled {tg:?}: the parameter is not in the model")));
+                    return Err(bad(&format!(
+                        "pooled {tg:?}: the parameter is not in the model"
+                    )));
                 }
             }
         }
@@ -711,24 +722,38 @@ impl MmmProblem {
             }
             if let Some(d) = &data.tvp[p] {
                 if s.grouped {
-                    return Err(bad("time-varying parts are not supported in the grouped model"));
+                    return Err(bad(
+                        "time-varying parts are not supported in the grouped model",
+                    ));
                 }
                 let m = d.m();
                 if m == 0 || d.col_ms.len() != m || d.phi.len() != t * m {
-                    return Err(bad(&format!("time-varying {name}: basis shapes do not match (T={t})")));
+                    return Err(bad(&format!(
+                        "time-varying {name}: basis shapes do not match (T={t})"
+                    )));
                 }
-                if d.phi.iter().chain(&d.omega).chain(&d.col_ms).any(|v| !v.is_finite()) {
-                    return Err(bad(&format!("time-varying {name}: basis values must be finite")));
+                if d.phi
+                    .iter()
+                    .chain(&d.omega)
+                    .chain(&d.col_ms)
+                    .any(|v| !v.is_finite())
+                {
+                    return Err(bad(&format!(
+                        "time-varying {name}: basis values must be finite"
+                    )));
                 }
             }
         }
         if data.tvp[1].is_some() && !data.lift.is_empty() {
-            return Err(bad("lift tests with a time-varying media multiplier are not in the fused log-density"));
+            return Err(bad(
+                "lift tests with a time-varying media multiplier are not in the fused log-density",
+            ));
         }
         let lf = &data.lift;
         let nl = lf.len();
         if nl > 0 {
-            if !(lf.group.is_empty() || lf.group.len() == nl) || lf.group.iter().any(|&gi| gi >= g) {
+            if !(lf.group.is_empty() || lf.group.len() == nl) || lf.group.iter().any(|&gi| gi >= g)
+            {
                 return Err(bad("lift_group: one group index (< groups) per test"));
             }
             for (arg, v) in [
@@ -747,7 +772,9 @@ impl MmmProblem {
                 return Err(bad("lift_channel: channel index out of range"));
             }
             if lf.se.iter().any(|&v| v <= 0.0) || lf.x0.iter().chain(&lf.x1).any(|&v| v < 0.0) {
-                return Err(bad("lift tests: standard errors must be > 0 and spends >= 0"));
+                return Err(bad(
+                    "lift tests: standard errors must be > 0 and spends >= 0",
+                ));
             }
             let taps = s.media.adstock.n_taps();
             if lf.steady == 0 || lf.steady > taps + 1 || lf.steady < taps {
@@ -777,7 +804,8 @@ impl MmmProblem {
         let mut spend_cols = vec![0.0; g * c * (pad + t)];
         for gi in 0..g {
             for ch in 0..c {
-                let col = &mut spend_cols[(gi * c + ch) * (pad + t) + pad..(gi * c + ch + 1) * (pad + t)];
+                let col =
+                    &mut spend_cols[(gi * c + ch) * (pad + t) + pad..(gi * c + ch + 1) * (pad + t)];
                 for (ti, v) in col.iter_mut().enumerate() {
                     *v = data.spend[(gi * t + ti) * c + ch];
                 }
@@ -810,7 +838,10 @@ impl MmmProblem {
     }
 
     fn pooled(&self, tg: Target) -> Option<(usize, usize)> {
-        match (self.block_of(Role::PoolSd(tg)), self.block_of(Role::PoolZ(tg))) {
+        match (
+            self.block_of(Role::PoolSd(tg)),
+            self.block_of(Role::PoolZ(tg)),
+        ) {
             (Some((sd, _)), Some((z, _))) => Some((sd, z)),
             _ => None,
         }
@@ -927,9 +958,18 @@ impl MmmProblem {
 
     /// Per-group values `(G, C)` of a media parameter and, when pooled, their
     /// derivative with respect to the transform's argument.
-    fn group_values(&self, tg: Target, x: &[f64], vals: &[f64], dst: &mut [f64], ddst: &mut [f64]) -> KResult<()> {
+    fn group_values(
+        &self,
+        tg: Target,
+        x: &[f64],
+        vals: &[f64],
+        dst: &mut [f64],
+        ddst: &mut [f64],
+    ) -> KResult<()> {
         let (g, c) = (self.s.g, self.s.c);
-        let (off, b) = self.target_block(tg).ok_or_else(|| bad("media parameter block missing"))?;
+        let (off, b) = self
+            .target_block(tg)
+            .ok_or_else(|| bad("media parameter block missing"))?;
         match self.pooled(tg) {
             Some((sdo, zo)) => {
                 let sd = vals[sdo];
@@ -938,7 +978,8 @@ impl MmmProblem {
                         let lo = b.lower.get(ch).copied().unwrap_or(0.0);
                         let hi = b.upper.get(ch).copied().unwrap_or(1.0);
                         let i = gi * c + ch;
-                        let (v, _, dv, _) = b.transform.apply(x[off + ch] + sd * vals[zo + i], lo, hi);
+                        let (v, _, dv, _) =
+                            b.transform.apply(x[off + ch] + sd * vals[zo + i], lo, hi);
                         dst[i] = v;
                         ddst[i] = dv;
                     }
@@ -967,7 +1008,9 @@ impl MmmProblem {
         graw: &mut [f64],
     ) -> KResult<()> {
         let (g, c) = (self.s.g, self.s.c);
-        let (off, _) = self.target_block(tg).ok_or_else(|| bad("media parameter block missing"))?;
+        let (off, _) = self
+            .target_block(tg)
+            .ok_or_else(|| bad("media parameter block missing"))?;
         match self.pooled(tg) {
             Some((sdo, zo)) => {
                 let sd = vals[sdo];
@@ -1071,7 +1114,15 @@ impl MmmProblem {
         let (rawm, rest) = rest.split_at_mut(t);
         // Gradients w.r.t. the drift / log multiplier; a part's half is written in full when it is on.
         let (gpart, rest) = rest.split_at_mut(2 * t);
-        let (tw, _) = rest.split_at_mut(4 * self.data.tvp.iter().flatten().map(TvpData::m).sum::<usize>());
+        let (tw, _) = rest.split_at_mut(
+            4 * self
+                .data
+                .tvp
+                .iter()
+                .flatten()
+                .map(TvpData::m)
+                .sum::<usize>(),
+        );
         // Per part: w (m) then q = a / N (m), stacked part after part.
         let mut tw_off = [0usize; 2];
         {
@@ -1165,7 +1216,18 @@ impl MmmProblem {
 
         // 3. Media, all groups in one call; sat is (G, C, T) throughout.
         let d = Dims::new(g, t, c);
-        media_fwd_cols::<F>(&s.media, d, &self.spend_cols, self.pad, a0, a1s, s0, s1s, sat, cache)?;
+        media_fwd_cols::<F>(
+            &s.media,
+            d,
+            &self.spend_cols,
+            self.pad,
+            a0,
+            a1s,
+            s0,
+            s1s,
+            sat,
+            cache,
+        )?;
         for (m, col) in msat.iter_mut().zip(sat.chunks_exact(t)) {
             *m = sum8(col) / t as f64;
         }
@@ -1196,7 +1258,18 @@ impl MmmProblem {
             let (ls0, ls1) = rest.split_at(nl2);
             let la1s: &[f64] = if n_a == 2 { la1 } else { &[] };
             let ls1s: &[f64] = if n_s == 2 { &ls1[..nl2] } else { &[] };
-            media_fwd_cols::<F>(&s.media, ld, &self.lift_cols, self.pad, la0, la1s, ls0, ls1s, ly, lcache)?;
+            media_fwd_cols::<F>(
+                &s.media,
+                ld,
+                &self.lift_cols,
+                self.pad,
+                la0,
+                la1s,
+                ls0,
+                ls1s,
+                ly,
+                lcache,
+            )?;
         }
         let lift_model = |i: usize| -> f64 {
             lf.periods[i] * beta[lf.cell(i, c)] * (ly[(nl + i) * st + st - 1] - ly[i * st + st - 1])
@@ -1239,13 +1312,19 @@ impl MmmProblem {
             }
             if let Some(o) = gfo {
                 let cols = &self.fourier_cols[gi * f * t..(gi + 1) * f * t];
-                for (col, gg) in cols.chunks_exact(t).zip(&vals[o + gi * f..o + (gi + 1) * f]) {
+                for (col, gg) in cols
+                    .chunks_exact(t)
+                    .zip(&vals[o + gi * f..o + (gi + 1) * f])
+                {
                     axpy::<F>(mu_g, *gg, col);
                 }
             }
             if let Some(o) = gco {
                 let cols = &self.controls_cols[gi * k * t..(gi + 1) * k * t];
-                for (col, gg) in cols.chunks_exact(t).zip(&vals[o + gi * k..o + (gi + 1) * k]) {
+                for (col, gg) in cols
+                    .chunks_exact(t)
+                    .zip(&vals[o + gi * k..o + (gi + 1) * k])
+                {
                     axpy::<F>(mu_g, *gg, col);
                 }
             }
@@ -1329,7 +1408,9 @@ impl MmmProblem {
             let nu = vals[noff];
             let mut gnu = 0.0;
             let dc0 = 0.5 * digamma((nu + 1.0) / 2.0) - 0.5 * digamma(nu / 2.0) - 0.5 / nu;
-            let c00 = lgamma((nu + 1.0) / 2.0) - lgamma(nu / 2.0) - 0.5 * (nu * std::f64::consts::PI).ln();
+            let c00 = lgamma((nu + 1.0) / 2.0)
+                - lgamma(nu / 2.0)
+                - 0.5 * (nu * std::f64::consts::PI).ln();
             for gi in 0..g {
                 let sigma = vals[soff + gi];
                 let c0 = c00 - sigma.ln();
@@ -1356,7 +1437,11 @@ impl MmmProblem {
                 let mut acc = [0.0f64; 8];
                 let (rr, yy, mm) = (&mut r[rows.clone()], &self.data.y[rows.clone()], &mu[rows]);
                 let nb = t - t % 8;
-                for ((rc, yc), mc) in rr[..nb].chunks_exact_mut(8).zip(yy[..nb].chunks_exact(8)).zip(mm[..nb].chunks_exact(8)) {
+                for ((rc, yc), mc) in rr[..nb]
+                    .chunks_exact_mut(8)
+                    .zip(yy[..nb].chunks_exact(8))
+                    .zip(mm[..nb].chunks_exact(8))
+                {
                     for l in 0..8 {
                         let z = (yc[l] - mc[l]) * inv;
                         acc[l] += z * z;
@@ -1409,13 +1494,19 @@ impl MmmProblem {
             }
             if let Some(o) = gfo {
                 let cols = &self.fourier_cols[gi * f * t..(gi + 1) * f * t];
-                for (gj, col) in gv[o + gi * f..o + (gi + 1) * f].iter_mut().zip(cols.chunks_exact(t)) {
+                for (gj, col) in gv[o + gi * f..o + (gi + 1) * f]
+                    .iter_mut()
+                    .zip(cols.chunks_exact(t))
+                {
                     *gj += dot_f::<F>(rg, col);
                 }
             }
             if let Some(o) = gco {
                 let cols = &self.controls_cols[gi * k * t..(gi + 1) * k * t];
-                for (gj, col) in gv[o + gi * k..o + (gi + 1) * k].iter_mut().zip(cols.chunks_exact(t)) {
+                for (gj, col) in gv[o + gi * k..o + (gi + 1) * k]
+                    .iter_mut()
+                    .zip(cols.chunks_exact(t))
+                {
                     *gj += dot_f::<F>(rg, col);
                 }
             }
@@ -1460,7 +1551,9 @@ impl MmmProblem {
         }
         self.group_grads(Target::Amplitude, gamp, damp, vals, gv, graw)?;
         for p in 0..2 {
-            let Some(dt) = &self.data.tvp[p] else { continue };
+            let Some(dt) = &self.data.tvp[p] else {
+                continue;
+            };
             let m = dt.m();
             let gf = &gpart[p * t..(p + 1) * t];
             let (lso, eo, zo) = (
@@ -1512,7 +1605,17 @@ impl MmmProblem {
                 gs1: if n_s == 2 { &mut *gs1 } else { &mut [] },
                 gx: &mut [],
             };
-            media_vjp_cols::<F>(&s.media, d, &self.spend_cols, self.pad, a0, a1s, cache, gsat, out)?;
+            media_vjp_cols::<F>(
+                &s.media,
+                d,
+                &self.spend_cols,
+                self.pad,
+                a0,
+                a1s,
+                cache,
+                gsat,
+                out,
+            )?;
         }
         if nl > 0 {
             let (lga0, rest) = lgk.split_at_mut(nl2);
@@ -1527,7 +1630,17 @@ impl MmmProblem {
             };
             let la0 = &lkp[..nl2];
             let la1s: &[f64] = if n_a == 2 { &lkp[nl2..2 * nl2] } else { &[] };
-            media_vjp_cols::<F>(&s.media, ld, &self.lift_cols, self.pad, la0, la1s, lcache, lg, lout)?;
+            media_vjp_cols::<F>(
+                &s.media,
+                ld,
+                &self.lift_cols,
+                self.pad,
+                la0,
+                la1s,
+                lcache,
+                lg,
+                lout,
+            )?;
             for j in 0..nl2 {
                 let k = lf.cell(j % nl, c);
                 for q in 0..4 {
@@ -1636,8 +1749,16 @@ mod tests {
         // Beta(a, b) on v = sigmoid(u), log-Jacobian included:
         // f(u) = (a-1) ln s + (b-1) ln(1-s) + ln s + ln(1-s), f'(u) = a (1-s) - b s.
         for (a, bb) in [(1.0, 3.0), (3.0, 1.0), (2.0, 2.0), (0.5, 0.7)] {
-            let blk = block(Role::Adstock(0), 1, Dist::Beta, &[a, bb], Transform::LogOdds);
-            for u in [-800.0, -750.0, -40.0, -5.0, 0.0, 0.3, 5.0, 37.0, 40.0, 800.0] {
+            let blk = block(
+                Role::Adstock(0),
+                1,
+                Dist::Beta,
+                &[a, bb],
+                Transform::LogOdds,
+            );
+            for u in [
+                -800.0, -750.0, -40.0, -5.0, 0.0, 0.3, 5.0, 37.0, 40.0, 800.0,
+            ] {
                 let (term, _, _, gu) = blk.prior_term(0, u);
                 // Reference with exact tails: ln s = -softplus(-u), ln(1-s) = -softplus(u).
                 let sp = |z: f64| z.max(0.0) + (-z.abs()).exp().ln_1p();
@@ -1646,8 +1767,14 @@ mod tests {
                 let s = 1.0 / (1.0 + (-u).exp());
                 let df = a * (1.0 - s) - bb * s;
                 assert!(term.is_finite() && gu.is_finite(), "u {u}: {term} {gu}");
-                assert!((term - f).abs() <= 1e-12 * f.abs().max(1.0), "u {u}: {term} vs {f}");
-                assert!((gu - df).abs() <= 1e-12 * df.abs().max(1.0), "u {u}: {gu} vs {df}");
+                assert!(
+                    (term - f).abs() <= 1e-12 * f.abs().max(1.0),
+                    "u {u}: {term} vs {f}"
+                );
+                assert!(
+                    (gu - df).abs() <= 1e-12 * df.abs().max(1.0),
+                    "u {u}: {gu} vs {df}"
+                );
             }
         }
     }
@@ -1658,8 +1785,17 @@ mod tests {
         // so 1/sum overflows; the weights must still normalise to a finite vector.
         let spec = Adstock::new(AdstockKind::Delayed, 4, true).unwrap();
         let (mut w, mut d0, mut d1) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 4]);
-        crate::kernels::adstock::batch_weights(&spec, &[0.5], &[35.2], &mut w, Some((&mut d0, &mut d1)));
-        assert!(w.iter().chain(&d0).chain(&d1).all(|v| v.is_finite()), "{w:?} {d0:?} {d1:?}");
+        crate::kernels::adstock::batch_weights(
+            &spec,
+            &[0.5],
+            &[35.2],
+            &mut w,
+            Some((&mut d0, &mut d1)),
+        );
+        assert!(
+            w.iter().chain(&d0).chain(&d1).all(|v| v.is_finite()),
+            "{w:?} {d0:?} {d1:?}"
+        );
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
     }
 
@@ -1667,7 +1803,13 @@ mod tests {
         problem_tvp(g, grouped, student_t, lift, [false, false])
     }
 
-    fn problem_tvp(g: usize, grouped: bool, student_t: bool, lift: bool, tv: [bool; 2]) -> MmmProblem {
+    fn problem_tvp(
+        g: usize,
+        grouped: bool,
+        student_t: bool,
+        lift: bool,
+        tv: [bool; 2],
+    ) -> MmmProblem {
         let (t, c, f, k) = (14, 2, 2, 1);
         let s = MmmStructure {
             g,
@@ -1689,11 +1831,15 @@ mod tests {
         };
         let mut rng = 12345u64;
         let mut u = || {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((rng >> 11) as f64) / ((1u64 << 53) as f64)
         };
         let n = g * t;
-        let spend: Vec<f64> = (0..n * c).map(|i| if i % 5 == 0 { 0.0 } else { u() }).collect();
+        let spend: Vec<f64> = (0..n * c)
+            .map(|i| if i % 5 == 0 { 0.0 } else { u() })
+            .collect();
         let data = MmmData {
             y: (0..n).map(|_| 0.5 + 0.5 * u()).collect(),
             spend,
@@ -1740,10 +1886,34 @@ mod tests {
             block(Role::Trend, g, Dist::Normal, &[0.0, 0.5], id),
             block(Role::GammaFourier, g * f, Dist::Normal, &[0.0, 0.5], id),
             block(Role::GammaControl, g * k, Dist::Normal, &[0.0, 0.5], id),
-            block(Role::Adstock(0), c, Dist::Beta, &[2.0, 2.0], Transform::LogOdds),
-            block(Role::Saturation(0), c, Dist::LogNormal, &[0.0, 0.7], Transform::Log),
-            block(Role::Saturation(1), c, Dist::Gamma, &[3.0, 2.0], Transform::Log),
-            block(Role::ChannelShare, c, Dist::HalfNormal, &[0.25], Transform::Log),
+            block(
+                Role::Adstock(0),
+                c,
+                Dist::Beta,
+                &[2.0, 2.0],
+                Transform::LogOdds,
+            ),
+            block(
+                Role::Saturation(0),
+                c,
+                Dist::LogNormal,
+                &[0.0, 0.7],
+                Transform::Log,
+            ),
+            block(
+                Role::Saturation(1),
+                c,
+                Dist::Gamma,
+                &[3.0, 2.0],
+                Transform::Log,
+            ),
+            block(
+                Role::ChannelShare,
+                c,
+                Dist::HalfNormal,
+                &[0.25],
+                Transform::Log,
+            ),
             block(Role::Sigma, g, Dist::HalfNormal, &[0.5], Transform::Log),
         ];
         if student_t {
@@ -1751,14 +1921,37 @@ mod tests {
         }
         for p in 0..2 {
             if tv[p] {
-                blocks.push(block(Role::TvpLs(p), 1, Dist::LogNormal, &[3.0, 0.6], Transform::Log));
-                blocks.push(block(Role::TvpEta(p), 1, Dist::HalfNormal, &[0.2], Transform::Log));
+                blocks.push(block(
+                    Role::TvpLs(p),
+                    1,
+                    Dist::LogNormal,
+                    &[3.0, 0.6],
+                    Transform::Log,
+                ));
+                blocks.push(block(
+                    Role::TvpEta(p),
+                    1,
+                    Dist::HalfNormal,
+                    &[0.2],
+                    Transform::Log,
+                ));
                 blocks.push(block(Role::TvpZ(p), m, Dist::Normal, &[0.0, 1.0], id));
             }
         }
         if grouped {
-            for tg in [Target::Adstock(0), Target::Saturation(0), Target::Saturation(1), Target::Amplitude] {
-                blocks.push(block(Role::PoolSd(tg), 1, Dist::HalfNormal, &[0.5], Transform::Log));
+            for tg in [
+                Target::Adstock(0),
+                Target::Saturation(0),
+                Target::Saturation(1),
+                Target::Amplitude,
+            ] {
+                blocks.push(block(
+                    Role::PoolSd(tg),
+                    1,
+                    Dist::HalfNormal,
+                    &[0.5],
+                    Transform::Log,
+                ));
                 blocks.push(block(Role::PoolZ(tg), g * c, Dist::Normal, &[0.0, 1.0], id));
             }
         }
@@ -1814,10 +2007,22 @@ mod tests {
         let names: Vec<_> = p.deterministics().into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
-            ["beta", "channel_contribution", "media_multiplier", "intercept", "intercept_tv", "mu"]
+            [
+                "beta",
+                "channel_contribution",
+                "media_multiplier",
+                "intercept",
+                "intercept_tv",
+                "mu"
+            ]
         );
         // a basis without its blocks is an error
-        let blocks: Vec<_> = p.blocks.iter().filter(|b| b.role != Role::TvpZ(1)).cloned().collect();
+        let blocks: Vec<_> = p
+            .blocks
+            .iter()
+            .filter(|b| b.role != Role::TvpZ(1))
+            .cloned()
+            .collect();
         assert!(MmmProblem::new(p.s.clone(), p.data.clone(), blocks).is_err());
     }
 
@@ -1827,7 +2032,16 @@ mod tests {
         let names: Vec<_> = p.deterministics().into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
-            ["adstock_0_geo", "saturation_0_geo", "saturation_1_geo", "amplitude_geo", "beta", "channel_contribution", "intercept", "mu"]
+            [
+                "adstock_0_geo",
+                "saturation_0_geo",
+                "saturation_1_geo",
+                "amplitude_geo",
+                "beta",
+                "channel_contribution",
+                "intercept",
+                "mu"
+            ]
         );
         let p = problem(1, false, false, true);
         let d = p.deterministics();

@@ -372,9 +372,8 @@ fn run_chain(
             out.warmup_step_size.push(info.step_size);
             info
         } else {
-            let (pos, _, mut stats, info) = chain
-                .expanded_draw()
-                .map_err(|e| fail(format!("{e:#}")))?;
+            let (pos, _, mut stats, info) =
+                chain.expanded_draw().map_err(|e| fail(format!("{e:#}")))?;
             let d = i - s.tune as usize;
             problem
                 .expand(&pos, &mut out.draws[d * n_exp..(d + 1) * n_exp])
@@ -546,7 +545,9 @@ mod tests {
     fn tiny_problem() -> Arc<MmmProblem> {
         let t = 40;
         let spend: Vec<f64> = (0..t).map(|i| ((i * 7) % 5) as f64 / 4.0).collect();
-        let y: Vec<f64> = (0..t).map(|i| 0.5 + 0.1 * spend[i] + 0.01 * ((i % 3) as f64)).collect();
+        let y: Vec<f64> = (0..t)
+            .map(|i| 0.5 + 0.1 * spend[i] + 0.01 * ((i % 3) as f64))
+            .collect();
         let s = MmmStructure {
             g: 1,
             grouped: false,
@@ -652,7 +653,14 @@ mod tests {
         let fin: Vec<&str> = a[0].final_stats.iter().map(|(n, _)| n.as_str()).collect();
         assert!(fin.contains(&"mass_matrix_inv"), "{fin:?}");
         assert_eq!(a[0].final_stats[0].1.len(), 5);
-        for want in ["diverging", "depth", "step_size", "energy", "n_steps", "logp"] {
+        for want in [
+            "diverging",
+            "depth",
+            "step_size",
+            "energy",
+            "n_steps",
+            "logp",
+        ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
         assert_eq!(a[0].n_draws, 200);
@@ -664,7 +672,10 @@ mod tests {
     fn pinned_version_is_the_locked_one() {
         let lock = include_str!("../Cargo.lock");
         let want = format!("name = \"nuts-rs\"\nversion = \"{NUTS_RS_VERSION}\"");
-        assert!(lock.contains(&want), "Cargo.lock does not lock nuts-rs {NUTS_RS_VERSION}");
+        assert!(
+            lock.contains(&want),
+            "Cargo.lock does not lock nuts-rs {NUTS_RS_VERSION}"
+        );
     }
 
     #[test]

@@ -92,13 +92,38 @@ class RefProblem:
     """Same constructor and methods as ``fastmmm._core.MmmProblem``."""
 
     def __init__(
-        self, y, spend, trend_t, fourier, controls, kappa_scale, *, adstock, l_max, normalize, saturation,
-        intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks,
+        self,
+        y,
+        spend,
+        trend_t,
+        fourier,
+        controls,
+        kappa_scale,
+        *,
+        adstock,
+        l_max,
+        normalize,
+        saturation,
+        intercept,
+        trend,
+        likelihood,
+        direct_beta,
+        relative_param,
+        fixed_saturation,
+        blocks,
     ):
         self._structure = {
-            "adstock": adstock, "l_max": l_max, "normalize": normalize, "saturation": saturation, "intercept": intercept,
-            "trend": trend, "likelihood": likelihood, "direct_beta": direct_beta, "relative_param": relative_param,
-            "fixed_saturation": list(fixed_saturation), "blocks": blocks,
+            "adstock": adstock,
+            "l_max": l_max,
+            "normalize": normalize,
+            "saturation": saturation,
+            "intercept": intercept,
+            "trend": trend,
+            "likelihood": likelihood,
+            "direct_beta": direct_beta,
+            "relative_param": relative_param,
+            "fixed_saturation": list(fixed_saturation),
+            "blocks": blocks,
         }
         self.y = np.asarray(y, float)
         self.spend = np.asarray(spend, float)
@@ -109,10 +134,13 @@ class RefProblem:
         for k, v in self._structure.items():
             setattr(self, "_" + k, v)
         self.blocks = [
-            dict(b, params={k: np.asarray(v, float) for k, v in b["params"].items()},
-                 const=np.asarray(b["const"], float),
-                 lower=None if b.get("lower") is None else np.asarray(b["lower"], float),
-                 upper=None if b.get("upper") is None else np.asarray(b["upper"], float))
+            dict(
+                b,
+                params={k: np.asarray(v, float) for k, v in b["params"].items()},
+                const=np.asarray(b["const"], float),
+                lower=None if b.get("lower") is None else np.asarray(b["lower"], float),
+                upper=None if b.get("upper") is None else np.asarray(b["upper"], float),
+            )
             for b in blocks
         ]
         self.n_dim = int(sum(b["size"] for b in blocks))
@@ -135,9 +163,22 @@ class RefProblem:
 
     # ------------------------------------------------------------------ contract
     def with_data(self, *, y=None, spend=None, trend_t=None, fourier=None, controls=None, kappa_scale=None):
-        cur = {"y": self.y, "spend": self.spend, "trend_t": self.trend_t, "fourier": self.fourier,
-                   "controls": self.controls, "kappa_scale": self.kappa_scale}
-        new = {"y": y, "spend": spend, "trend_t": trend_t, "fourier": fourier, "controls": controls, "kappa_scale": kappa_scale}
+        cur = {
+            "y": self.y,
+            "spend": self.spend,
+            "trend_t": self.trend_t,
+            "fourier": self.fourier,
+            "controls": self.controls,
+            "kappa_scale": self.kappa_scale,
+        }
+        new = {
+            "y": y,
+            "spend": spend,
+            "trend_t": trend_t,
+            "fourier": fourier,
+            "controls": controls,
+            "kappa_scale": kappa_scale,
+        }
         args = {k: (cur[k] if v is None else v) for k, v in new.items()}
         return RefProblem(**args, **self._structure)
 
@@ -148,7 +189,14 @@ class RefProblem:
         for b in self.blocks:
             u = x[i : i + b["size"]]
             v, lj, dv, dlj = _transform(b["transform"], u, b["lower"], b["upper"])
-            out[b["role"]] = {"block": b, "sl": slice(i, i + b["size"]), "v": v, "lj": lj, "dv": dv, "dlj": dlj}
+            out[b["role"]] = {
+                "block": b,
+                "sl": slice(i, i + b["size"]),
+                "v": v,
+                "lj": lj,
+                "dv": dv,
+                "dlj": dlj,
+            }
             i += b["size"]
         return out
 
@@ -165,7 +213,12 @@ class RefProblem:
                 s_params.append(v * self.kappa_scale if j == self._relative_param else v)
         lm = None if self._l_max == 0 else self._l_max
         sat, cache = K.media_transform(
-            self.spend, self._adstock, self._saturation, a_params, tuple(s_params), l_max=lm,
+            self.spend,
+            self._adstock,
+            self._saturation,
+            a_params,
+            tuple(s_params),
+            l_max=lm,
             normalize=self._normalize,
         )
         return a_params, tuple(s_params), sat, cache
@@ -198,8 +251,19 @@ class RefProblem:
         if centre:
             offset += media.mean()
         mu = mu + media - offset
-        return {"vals": vals, "a": a_params, "s": s_params, "sat": sat, "cache": cache, "msat": msat, "beta": beta,
-                    "contrib": contrib, "mu": mu, "offset": offset, "ybar": ybar}
+        return {
+            "vals": vals,
+            "a": a_params,
+            "s": s_params,
+            "sat": sat,
+            "cache": cache,
+            "msat": msat,
+            "beta": beta,
+            "contrib": contrib,
+            "mu": mu,
+            "offset": offset,
+            "ybar": ybar,
+        }
 
     def logp_dlogp(self, x):
         f = self._forward(x)
@@ -217,15 +281,21 @@ class RefProblem:
         else:
             nu = vals["nu"]["v"][0]
             logp = np.sum(
-                gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(sigma)
+                gammaln((nu + 1) / 2)
+                - gammaln(nu / 2)
+                - 0.5 * np.log(nu * np.pi)
+                - np.log(sigma)
                 - (nu + 1) / 2 * np.log1p(r * r / nu)
             )
             w = (nu + 1) / (nu + r * r)
             g_mu = w * r / sigma
             g_v["sigma"][0] += np.sum(w * r * r - 1) / sigma
             g_v["nu"][0] += np.sum(
-                0.5 * digamma((nu + 1) / 2) - 0.5 * digamma(nu / 2) - 0.5 / nu
-                - 0.5 * np.log1p(r * r / nu) + (nu + 1) * r * r / (2 * nu * (nu + r * r))
+                0.5 * digamma((nu + 1) / 2)
+                - 0.5 * digamma(nu / 2)
+                - 0.5 / nu
+                - 0.5 * np.log1p(r * r / nu)
+                + (nu + 1) * r * r / (2 * nu * (nu + r * r))
             )
         centre = self._intercept
         if self._intercept:
@@ -248,7 +318,14 @@ class RefProblem:
             g_sat = g_sat + g_msat[None, :] / T
         lm = None if self._l_max == 0 else self._l_max
         _, ga, gs = K.media_transform_vjp(
-            self.spend, g_sat, f["cache"], self._adstock, self._saturation, f["a"], f["s"], l_max=lm,
+            self.spend,
+            g_sat,
+            f["cache"],
+            self._adstock,
+            self._saturation,
+            f["a"],
+            f["s"],
+            l_max=lm,
             normalize=self._normalize,
         )
         for i, g in enumerate(ga):
@@ -338,8 +415,9 @@ def pymc_logp_dlogp(model):
     return call, x0
 
 
-def check_problem_against_pymc(model, problem, expand_layout=None, n_points=4, spread=0.7, seed=0,
-                               skip_nonfinite=False):
+def check_problem_against_pymc(
+    model, problem, expand_layout=None, n_points=4, spread=0.7, seed=0, skip_nonfinite=False
+):
     """A fused Rust ``MmmProblem`` against the PyMC model it mirrors, at random unconstrained points.
 
     Gradients agree to 1e-9 (relative, scaled by the largest component), log-densities to

@@ -75,9 +75,7 @@ def _compiled(name, x_ndim, p_ndims, static, vjp=False):
     y = rewrite_graph(y, include=("lower_xtensor",))
     mins = [n for n in io_toposort([xt, *pts], [y]) if type(n.op).__name__ == "Min"]
     if mins:
-        y = clone_replace(
-            y, {n.outputs[0]: -pt.max(-n.inputs[0], axis=n.op.axis) for n in mins}
-        )
+        y = clone_replace(y, {n.outputs[0]: -pt.max(-n.inputs[0], axis=n.op.axis) for n in mins})
     g = pt.tensor("g", shape=(None,) * x_ndim, dtype="float64")
     grads = pytensor.grad((g * y).sum(), [xt, *pts])
     return pytensor.function([xt, *pts, g], grads, mode=_MODE)

@@ -81,19 +81,27 @@ def _role(name: str, model) -> str:
             base = name[: -len(suffix)]
             target = "amplitude" if base in ("channel_share", "beta") else _role(base, model)
             return target + suffix
-    if name == "level" or name in ("trend", "gamma_fourier", "gamma_control", "channel_share", "beta", "sigma", "nu"):
+    if name == "level" or name in (
+        "trend",
+        "gamma_fourier",
+        "gamma_control",
+        "channel_share",
+        "beta",
+        "sigma",
+        "nu",
+    ):
         return name
     if name.startswith("tvp_"):
         return name
     from fastmmm.kernels import ADSTOCK_PARAMS
 
     if name.startswith("adstock_"):
-        p = name[len("adstock_"):]
+        p = name[len("adstock_") :]
         for params in ADSTOCK_PARAMS.values():
             if p in params:
                 return f"adstock_{params.index(p)}"
     if name.startswith("saturation_"):
-        p = name[len("saturation_"):]
+        p = name[len("saturation_") :]
         for params in SATURATION_PARAMS.values():
             if p in params:
                 return f"saturation_{params.index(p)}"
@@ -117,27 +125,41 @@ def blocks_from_model(model) -> list[dict]:
         outs = [rv.shape, *raw, *[b for b in bounds if b is not None]]
         plan.append((rv, dist, kind, len(raw), [b is not None for b in bounds], len(outputs), len(outs)))
         outputs += outs
-    values = pytensor.function([], outputs, mode="FAST_COMPILE", on_unused_input="ignore")() if outputs else []
+    values = (
+        pytensor.function([], outputs, mode="FAST_COMPILE", on_unused_input="ignore")() if outputs else []
+    )
     blocks = []
     for rv, dist, kind, n_raw, has_bound, start, n in plan:
         vals = values[start : start + n]
         shape = tuple(int(s) for s in vals[0])
         size = int(np.prod(shape, dtype=int))
-        raw = [np.broadcast_to(np.asarray(v, dtype=np.float64), shape).reshape(size) for v in vals[1 : 1 + n_raw]]
-        rest = [np.broadcast_to(np.asarray(v, dtype=np.float64), shape).reshape(size) for v in vals[1 + n_raw :]]
+        raw = [
+            np.broadcast_to(np.asarray(v, dtype=np.float64), shape).reshape(size) for v in vals[1 : 1 + n_raw]
+        ]
+        rest = [
+            np.broadcast_to(np.asarray(v, dtype=np.float64), shape).reshape(size) for v in vals[1 + n_raw :]
+        ]
         lower = rest.pop(0) if has_bound[0] else None
         upper = rest.pop(0) if has_bound[1] else None
         if kind == "interval":
-            kind = "interval" if (lower is not None and upper is not None) else "lowerbound" if lower is not None else "identity"
+            kind = (
+                "interval"
+                if (lower is not None and upper is not None)
+                else "lowerbound"
+                if lower is not None
+                else "identity"
+            )
         params = _params(dist, raw)
-        blocks.append({
-            "role": _role(rv.name, model),
-            "size": size,
-            "dist": dist,
-            "params": {k: [float(x) for x in v] for k, v in params.items()},
-            "const": [float(x) for x in np.broadcast_to(prior_const(dist, params), (size,))],
-            "transform": kind,
-            "lower": None if lower is None else [float(x) for x in lower],
-            "upper": None if upper is None or kind != "interval" else [float(x) for x in upper],
-        })
+        blocks.append(
+            {
+                "role": _role(rv.name, model),
+                "size": size,
+                "dist": dist,
+                "params": {k: [float(x) for x in v] for k, v in params.items()},
+                "const": [float(x) for x in np.broadcast_to(prior_const(dist, params), (size,))],
+                "transform": kind,
+                "lower": None if lower is None else [float(x) for x in lower],
+                "upper": None if upper is None or kind != "interval" else [float(x) for x in upper],
+            }
+        )
     return blocks

@@ -175,8 +175,10 @@ def _weibull_weights(lam, k, L, kind, normalize):
             imax = int(np.argmax(pv))
             D = pv[imax] - pv[imin]
             w[idx] = (pv - pv[imin]) / D
-            for dp, ap, dw, da in ((dp_dlam[idx], ap_lam[idx], dws[0], dabs[0]),
-                                   (dp_dk[idx], ap_k[idx], dws[1], dabs[1])):
+            for dp, ap, dw, da in (
+                (dp_dlam[idx], ap_lam[idx], dws[0], dabs[0]),
+                (dp_dk[idx], ap_k[idx], dws[1], dabs[1]),
+            ):
                 dD = dp[imax] - dp[imin]
                 dw[idx] = (dp - dp[imin]) / D - (pv - pv[imin]) * dD / D**2
                 aD = ap[imax] + ap[imin]
@@ -352,8 +354,9 @@ def _hill_parts(x3, kappa, slope):
     kpow = kappa**slope
     den = kpow + xpow
     y = np.where(pos, xpow / den, 0.0)
-    dydx = np.where(pos, slope * xs ** (slope - 1.0) * kpow / den**2,
-                    np.where(slope == 1.0, 1.0 / kappa, 0.0))
+    dydx = np.where(
+        pos, slope * xs ** (slope - 1.0) * kpow / den**2, np.where(slope == 1.0, 1.0 / kappa, 0.0)
+    )
     dydk = np.where(pos, -slope * kappa ** (slope - 1.0) * xpow / den**2, 0.0)
     dyds = np.where(pos, kpow * xpow * (np.log(xs) - np.log(kappa)) / den**2, 0.0)
     logs_abs = np.abs(np.log(xs)) + np.abs(np.log(kappa))

@@ -71,9 +71,7 @@ def screenshot(
         ]
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
     if not png.is_file():
-        raise RuntimeError(
-            f"chromium wrote no screenshot (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
-        )
+        raise RuntimeError(f"chromium wrote no screenshot (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     return png
 
 

@@ -97,8 +97,15 @@ def test_nonfinite_params(name, bad):
 @pytest.mark.parametrize("name", NAMES)
 def test_param_length_mismatch(name):
     for i, pn in enumerate(KERNELS[name][0]):
-        for shape, ndim in [((C + 1,), 2), ((C - 1,), 2), ((C + 1,), 3), ((B + 1, C), 3),
-                            ((B, C + 1), 3), ((B, C), 2), ((1, B, C), 3)]:
+        for shape, ndim in [
+            ((C + 1,), 2),
+            ((C - 1,), 2),
+            ((C + 1,), 3),
+            ((B + 1, C), 3),
+            ((B, C + 1), 3),
+            ((B, C), 2),
+            ((1, B, C), 3),
+        ]:
             x, p, o = _args(name, ndim=ndim)
             p[i] = np.full(shape, p[i].flat[0])
             _raises(name, pn, x, p, o, both=False)

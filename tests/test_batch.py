@@ -78,8 +78,14 @@ def test_local_pool_fits_good_brands_and_isolates_bad_ones(local_run):
     assert all(st[b] == "ok" for b in GOOD), index[["brand", "status", "error"]]
     assert st["nan_spend"] == st["zero_sales"] == "failed"
     err = dict(zip(index["brand"], index["error"]))
-    assert err["nan_spend"].startswith("DataError:") and "'tv'" in err["nan_spend"] and "NaN" in err["nan_spend"]
-    assert err["zero_sales"].startswith("DataError:") and "'sales'" in err["zero_sales"] and "constant" in err["zero_sales"]
+    assert (
+        err["nan_spend"].startswith("DataError:") and "'tv'" in err["nan_spend"] and "NaN" in err["nan_spend"]
+    )
+    assert (
+        err["zero_sales"].startswith("DataError:")
+        and "'sales'" in err["zero_sales"]
+        and "constant" in err["zero_sales"]
+    )
     assert all(err[b] == "" for b in GOOD)
 
     # index.csv on disk matches what was returned
@@ -129,24 +135,69 @@ def test_resume_skips_finished_brands_and_refits_missing_one(local_run, tmp_path
     # in this process (executor=None): same seeds, so the refit brand gets the same numbers
     index = fit_many(df, by="brand", spec=SPEC, out=out, executor=None, progress=False, **FIT)
     res = dict(zip(index["brand"], index["resumed"]))
-    assert res == {"acme": True, "bolt": False, "cora": True, "dune": True, "nan_spend": False, "zero_sales": False}
+    assert res == {
+        "acme": True,
+        "bolt": False,
+        "cora": True,
+        "dune": True,
+        "nan_spend": False,
+        "zero_sales": False,
+    }
     assert {b: (out / b / "summary.json").stat().st_mtime_ns for b in mtimes} == mtimes
     assert (out / "bolt" / "summary.json").is_file()
     np.testing.assert_array_equal(index[ROAS].to_numpy(dtype=float), index0[ROAS].to_numpy(dtype=float))
 
     # other settings (more draws) must not reuse the old results
-    idx2 = fit_many(df[df["brand"] == "acme"], by="brand", spec=SPEC, out=out, executor=None, progress=False,
-                    **{**FIT, "draws": 120})
+    idx2 = fit_many(
+        df[df["brand"] == "acme"],
+        by="brand",
+        spec=SPEC,
+        out=out,
+        executor=None,
+        progress=False,
+        **{**FIT, "draws": 120},
+    )
     assert not idx2["resumed"].any() and (idx2["status"] == "ok").all()
     assert (out / "acme" / "summary.json").stat().st_mtime_ns != mtimes["acme"]
 
 
 def _cli(data: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "fastmmm.cli", "fit-many", str(data), "--by", "brand",
-        "--date-column", "date", "--target", "sales", "--channels", "tv,search", "--controls", "event",
-        "--adstock", "geometric", "--saturation", "logistic", "--l-max", "4", "--yearly-seasonality", "1",
-        "--draws", "200", "--tune", "200", "--chains", "2", "--seed", "5", "--out", str(out), "--quiet", *extra,
+        sys.executable,
+        "-m",
+        "fastmmm.cli",
+        "fit-many",
+        str(data),
+        "--by",
+        "brand",
+        "--date-column",
+        "date",
+        "--target",
+        "sales",
+        "--channels",
+        "tv,search",
+        "--controls",
+        "event",
+        "--adstock",
+        "geometric",
+        "--saturation",
+        "logistic",
+        "--l-max",
+        "4",
+        "--yearly-seasonality",
+        "1",
+        "--draws",
+        "200",
+        "--tune",
+        "200",
+        "--chains",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
     ]
 
 
@@ -157,8 +208,13 @@ def test_killed_cli_run_resumes_without_refitting(tmp_path):
     everyone = names + ["nan_spend", "zero_sales"]
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(_cli(data, out, "--workers", "1"), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cli(data, out, "--workers", "1"),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while not any((out / b / "summary.json").exists() for b in names):
@@ -194,14 +250,30 @@ def test_dask_gives_the_local_results(local_run, tmp_path):
     distributed = pytest.importorskip("distributed")
     df, _, local_index, _ = local_run
     # a light in-process cluster on the loopback interface, reached by address
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1",
-                                  protocol="tcp", dashboard_address=None) as cluster:
-        index = fit_many(df, by="brand", spec=SPEC, out=tmp_path / "dask", executor="dask",
-                         dask_address=cluster.scheduler_address, progress=False, **FIT)
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        host="127.0.0.1",
+        protocol="tcp",
+        dashboard_address=None,
+    ) as cluster:
+        index = fit_many(
+            df,
+            by="brand",
+            spec=SPEC,
+            out=tmp_path / "dask",
+            executor="dask",
+            dask_address=cluster.scheduler_address,
+            progress=False,
+            **FIT,
+        )
     assert list(index["status"]) == list(local_index["status"])
     assert list(index["error"]) == list(local_index["error"])
     np.testing.assert_array_equal(index[ROAS].to_numpy(dtype=float), local_index[ROAS].to_numpy(dtype=float))
-    np.testing.assert_array_equal(index["rhat_max"].to_numpy(dtype=float), local_index["rhat_max"].to_numpy(dtype=float))
+    np.testing.assert_array_equal(
+        index["rhat_max"].to_numpy(dtype=float), local_index["rhat_max"].to_numpy(dtype=float)
+    )
     assert (tmp_path / "dask" / "acme" / "model" / "idata.nc").is_file()
 
 
@@ -239,14 +311,18 @@ def test_bad_arguments_fail_before_any_fit(tmp_path):
 
 
 def test_one_run_per_output_directory(tmp_path):
-    (tmp_path / ".fastmmm-fit-many.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    (tmp_path / ".fastmmm-fit-many.lock").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
+    )
     with pytest.raises(RuntimeError, match="another fit_many run"):
         fit_many(brands_frame(["a"]), spec=SPEC, out=tmp_path, progress=False)
 
 
 def test_fastmmm_warnings_go_to_the_index():
     df = brands_frame(["solo"])
-    df["t"] = np.arange(len(df), dtype=float)  # a linear time control: fastmmm drops its own trend and says so
+    df["t"] = np.arange(
+        len(df), dtype=float
+    )  # a linear time control: fastmmm drops its own trend and says so
     spec = SPEC.replace(controls=("event", "t"))
     index = fit_many(df, spec=spec, executor=None, progress=False, **FIT)
     assert index.loc[0, "status"] == "ok", index.loc[0, "error"]

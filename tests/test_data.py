@@ -100,9 +100,7 @@ class TestPrepare:
         df = make_df()
         p = prepare(df, spec(target_scaling="mean", channel_scaling="mean"))
         assert p.scales.target_scale == pytest.approx(df["y"].abs().mean(), rel=1e-14)
-        np.testing.assert_allclose(
-            p.scales.channel_scale, df[["tv", "radio"]].mean().to_numpy(), rtol=1e-14
-        )
+        np.testing.assert_allclose(p.scales.channel_scale, df[["tv", "radio"]].mean().to_numpy(), rtol=1e-14)
         np.testing.assert_allclose(p.y_scaled.mean(), 1.0, rtol=1e-13)
         np.testing.assert_allclose(p.spend_scaled.mean(axis=0), [1.0, 1.0], rtol=1e-13)
 
@@ -134,19 +132,11 @@ class TestPrepare:
         df = make_df()
         p = prepare(df, spec(yearly_seasonality=3))
         assert p.fourier.shape == (40, 6)
-        assert (
-            p.fourier_names
-            == fourier_names(3)
-            == ("sin_1", "sin_2", "sin_3", "cos_1", "cos_2", "cos_3")
-        )
+        assert p.fourier_names == fourier_names(3) == ("sin_1", "sin_2", "sin_3", "cos_1", "cos_2", "cos_3")
         doy = df["date"].dt.day_of_year.to_numpy()
         for k in (1, 2, 3):
-            np.testing.assert_allclose(
-                p.fourier[:, k - 1], np.sin(2 * np.pi * k * doy / 365.25), atol=1e-14
-            )
-            np.testing.assert_allclose(
-                p.fourier[:, 2 + k], np.cos(2 * np.pi * k * doy / 365.25), atol=1e-14
-            )
+            np.testing.assert_allclose(p.fourier[:, k - 1], np.sin(2 * np.pi * k * doy / 365.25), atol=1e-14)
+            np.testing.assert_allclose(p.fourier[:, 2 + k], np.cos(2 * np.pi * k * doy / 365.25), atol=1e-14)
         assert prepare(df, spec(yearly_seasonality=0)).fourier.shape == (40, 0)
         assert fourier_features(pd.DatetimeIndex(["2024-01-01"]), 2).shape == (1, 4)
 
@@ -222,9 +212,7 @@ class TestErrors:
 
     def test_non_numeric(self):
         df = _mutate(lambda d: d.__setitem__("radio", ["a"] + ["1.5"] * 39))
-        with pytest.raises(
-            DataError, match=r"non-numeric column\(s\): 'radio' \(dtype .*'a' \(row 0\)"
-        ):
+        with pytest.raises(DataError, match=r"non-numeric column\(s\): 'radio' \(dtype .*'a' \(row 0\)"):
             prepare(df, SPEC)
         df = make_df()
         df["price"] = df["date"]  # datetimes are not numbers
@@ -315,9 +303,7 @@ class TestErrors:
 
     def test_missing_daily_dates(self):
         df = make_df(T=60, freq="D").drop(index=[30])
-        with pytest.raises(
-            DataError, match=r"daily series in 'date' has 1 missing date\(s\): 2021-02-03"
-        ):
+        with pytest.raises(DataError, match=r"daily series in 'date' has 1 missing date\(s\): 2021-02-03"):
             prepare(df, SPEC)
 
     def test_inconsistent_weekday(self):
@@ -333,19 +319,13 @@ class TestErrors:
     def test_unsupported_frequency(self):
         df = make_df()
         df["date"] = pd.date_range("2020-01-01", periods=40, freq="MS")
-        with pytest.raises(
-            DataError, match=r"median step between dates is 3\d days; fastmmm needs weekly"
-        ):
+        with pytest.raises(DataError, match=r"median step between dates is 3\d days; fastmmm needs weekly"):
             prepare(df, SPEC)
 
     def test_too_few_rows(self):
-        with pytest.raises(
-            DataError, match=r"too few rows: 20; need at least max\(2 \* l_max, 26\) = 26"
-        ):
+        with pytest.raises(DataError, match=r"too few rows: 20; need at least max\(2 \* l_max, 26\) = 26"):
             prepare(make_df(T=20), SPEC)
-        with pytest.raises(
-            DataError, match=r"too few rows: 30; need at least max\(2 \* l_max, 26\) = 32"
-        ):
+        with pytest.raises(DataError, match=r"too few rows: 30; need at least max\(2 \* l_max, 26\) = 32"):
             prepare(make_df(T=30), spec(l_max=16))
         with pytest.raises(DataError, match=r"too few rows: 30; need at least 35"):
             prepare(make_df(T=30), SPEC, min_rows=35)
@@ -433,9 +413,7 @@ class TestTransformNew:
         with pytest.raises(
             DataError, match=r"not on the training grid \(weekly on Mondays, from 2021-01-04\)"
         ):
-            p.transform_new(
-                full.iloc[40:].assign(date=full["date"].iloc[40:] + pd.Timedelta(days=2))
-            )
+            p.transform_new(full.iloc[40:].assign(date=full["date"].iloc[40:] + pd.Timedelta(days=2)))
         with pytest.raises(DataError, match=r"weekly series in 'date' has 1 missing date"):
             p.transform_new(full.iloc[[40, 42]])
         with pytest.raises(DataError, match="NaN or infinite values in 'y'"):
@@ -449,9 +427,7 @@ class TestSplitHoldout:
         assert (train.n_obs, hold.n_obs) == (44, 8)
         assert train.dates.append(hold.dates).equals(p.dates)
         assert hold.scales == train.scales
-        assert (
-            train.scales.target_scale == np.abs(p.y[:44]).max()
-        )  # fitted on the training rows only
+        assert train.scales.target_scale == np.abs(p.y[:44]).max()  # fitted on the training rows only
         np.testing.assert_allclose(train.trend, np.linspace(0, 1, 44), atol=1e-15)
         np.testing.assert_allclose(hold.trend, np.arange(44, 52) / 43)
         np.testing.assert_array_equal(hold.y, p.y[44:])
@@ -491,18 +467,14 @@ def test_scales_serialise():
 
 @pytest.mark.skipif(not EXAMPLE_CSV.exists(), reason=f"{EXAMPLE_CSV} not present")
 def test_realistic_example_csv():
-    s = ModelSpec(
-        date_column="date_week", target="y", channels=("x1", "x2"), controls=("event_1", "event_2")
-    )
+    s = ModelSpec(date_column="date_week", target="y", channels=("x1", "x2"), controls=("event_1", "event_2"))
     p = prepare(EXAMPLE_CSV, s)
     raw = pd.read_csv(EXAMPLE_CSV)
     assert p.n_obs == len(raw) == 179 and p.frequency == "W"
     assert p.dates[0] == pd.Timestamp("2018-04-02")
     np.testing.assert_allclose(p.y_scaled.max(), 1.0)
     np.testing.assert_allclose(p.spend_scaled.max(axis=0), [1.0, 1.0])
-    np.testing.assert_allclose(
-        p.trend, raw["t"] / raw["t"].max()
-    )  # the file's own time index, rescaled
+    np.testing.assert_allclose(p.trend, raw["t"] / raw["t"].max())  # the file's own time index, rescaled
     doy = raw["dayofyear"].to_numpy()
     np.testing.assert_allclose(p.fourier[:, 0], np.sin(2 * np.pi * doy / 365.25), atol=1e-14)
     train, hold = split_holdout(p, 13)

@@ -13,10 +13,12 @@ from fastmmm.posterior import Group, Posterior
 
 
 def _posterior(draws: np.ndarray, diverging: np.ndarray) -> Posterior:
-    return Posterior({
-        "posterior": Group({"a": draws}, {"a": ("chain", "draw")}),
-        "sample_stats": Group({"diverging": diverging}, {"diverging": ("chain", "draw")}),
-    })
+    return Posterior(
+        {
+            "posterior": Group({"a": draws}, {"a": ("chain", "draw")}),
+            "sample_stats": Group({"diverging": diverging}, {"diverging": ("chain", "draw")}),
+        }
+    )
 
 
 def test_sampler_checks_cache_follows_the_posterior_and_divergences():
@@ -74,6 +76,7 @@ def test_rhat_and_ess_equal_arviz(chains, draws):
 def test_ndtri_is_the_normal_quantile():
     from scipy.special import ndtri as scipy_ndtri
 
-    p = np.concatenate([np.random.default_rng(0).uniform(0, 1, 10000), [1e-300, 1e-20, 0.075, 0.5, 0.925,
-                                                                        1 - 1e-12]])
+    p = np.concatenate(
+        [np.random.default_rng(0).uniform(0, 1, 10000), [1e-300, 1e-20, 0.075, 0.5, 0.925, 1 - 1e-12]]
+    )
     np.testing.assert_allclose(ndtri(p), scipy_ndtri(p), rtol=1e-14, atol=1e-15)

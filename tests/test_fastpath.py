@@ -47,7 +47,9 @@ def _core():
     from fastmmm import _core
 
     if not hasattr(_core, "MmmProblem"):
-        pytest.fail("fastmmm._core has no MmmProblem: rebuild the extension (pip install -e .)", pytrace=False)
+        pytest.fail(
+            "fastmmm._core has no MmmProblem: rebuild the extension (pip install -e .)", pytrace=False
+        )
     return _core.MmmProblem
 
 
@@ -95,9 +97,15 @@ def check_against_pymc(df, spec, n_points=N_POINTS, seed=0):
         lp_n, g_n = ref.logp_dlogp(x)
         assert np.isfinite(lp_p) and np.all(np.isfinite(g_p))
         scale = max(1.0, float(np.max(np.abs(g_p))))
-        np.testing.assert_allclose(g_r, g_p, rtol=1e-9, atol=1e-9 * scale, err_msg=f"rust gradient, point {i}")
-        np.testing.assert_allclose(g_n, g_p, rtol=1e-9, atol=1e-9 * scale, err_msg=f"reference gradient, point {i}")
-        np.testing.assert_allclose(lp_r, lp_n, rtol=1e-12, atol=1e-12, err_msg=f"rust vs reference, point {i}")
+        np.testing.assert_allclose(
+            g_r, g_p, rtol=1e-9, atol=1e-9 * scale, err_msg=f"rust gradient, point {i}"
+        )
+        np.testing.assert_allclose(
+            g_n, g_p, rtol=1e-9, atol=1e-9 * scale, err_msg=f"reference gradient, point {i}"
+        )
+        np.testing.assert_allclose(
+            lp_r, lp_n, rtol=1e-12, atol=1e-12, err_msg=f"rust vs reference, point {i}"
+        )
         # PyMC evaluates the constants of priors whose parameters are exact small numbers
         # (stored as float32 / int8 constants) in float32: log(0.5), gammaln(4), ... are off
         # by ~1e-8 each. The fused log-density uses float64 constants. So the absolute value
@@ -125,11 +133,28 @@ def test_layout_follows_free_rvs_and_value_vars(synth):
     assert [t.value_name for t in layout.terms] == [v.name for v in model.value_vars]
     blocks = layout.blocks()
     assert [b["role"] for b in blocks] == [
-        "level", "trend", "gamma_fourier", "gamma_control", "adstock_0", "adstock_1",
-        "saturation_1", "channel_share", "sigma", "nu",
+        "level",
+        "trend",
+        "gamma_fourier",
+        "gamma_control",
+        "adstock_0",
+        "adstock_1",
+        "saturation_1",
+        "channel_share",
+        "sigma",
+        "nu",
     ]
     assert [b["transform"] for b in blocks] == [
-        "identity", "identity", "identity", "identity", "logodds", "interval", "log", "log", "log", "log",
+        "identity",
+        "identity",
+        "identity",
+        "identity",
+        "logodds",
+        "interval",
+        "log",
+        "log",
+        "log",
+        "log",
     ]
     theta = blocks[5]
     assert theta["dist"] == "Uniform" and theta["lower"] == [0.0] * 3 and theta["upper"] == [5.0] * 3
@@ -148,17 +173,25 @@ def test_layout_blocks_equal_what_the_pymc_graph_says(synth):
     from _pymc_layout import blocks_from_model
 
     df, truth = synth
-    for extra in ({}, {"likelihood": "studentt", "adstock": "weibull_cdf", "saturation": "tanh"},
-                  {"priors": CUSTOM_PRIORS[0], "saturation": "logistic"},
-                  {"priors": CUSTOM_PRIORS[1], "saturation": "logistic"},
-                  {"priors": CUSTOM_PRIORS[2], "saturation": "logistic", "likelihood": "studentt"}):
+    for extra in (
+        {},
+        {"likelihood": "studentt", "adstock": "weibull_cdf", "saturation": "tanh"},
+        {"priors": CUSTOM_PRIORS[0], "saturation": "logistic"},
+        {"priors": CUSTOM_PRIORS[1], "saturation": "logistic"},
+        {"priors": CUSTOM_PRIORS[2], "saturation": "logistic", "likelihood": "studentt"},
+    ):
         spec = _spec(truth, **extra)
         data = prepare(df, spec)
         want = blocks_from_model(build_model(data, spec))
         got = national_layout(spec, data).blocks()
         assert len(got) == len(want)
         for g, w in zip(got, want):
-            assert (g["role"], g["size"], g["dist"], g["transform"]) == (w["role"], w["size"], w["dist"], w["transform"])
+            assert (g["role"], g["size"], g["dist"], g["transform"]) == (
+                w["role"],
+                w["size"],
+                w["dist"],
+                w["transform"],
+            )
             for k in w["params"]:
                 np.testing.assert_allclose(g["params"][k], w["params"][k], rtol=1e-14, err_msg=(g["role"], k))
             np.testing.assert_allclose(g["const"], w["const"], rtol=1e-12, err_msg=g["role"])
@@ -181,10 +214,16 @@ def test_prior_constants_match_scipy():
         ("Exponential", {"lam": 1.5}, stats.expon(scale=1 / 1.5).logpdf(v)),
         ("StudentT", {"nu": 4.0, "mu": 1.0, "sigma": 0.5}, stats.t(4.0, 1.0, 0.5).logpdf(v)),
         ("HalfStudentT", {"nu": 3.0, "sigma": 2.0}, np.log(2) + stats.t(3.0, 0, 2.0).logpdf(v)),
-        ("TruncatedNormal", {"mu": 1.5, "sigma": 1.0, "lower": 0.5, "upper": 4.0},
-         stats.truncnorm(-1.0, 2.5, 1.5, 1.0).logpdf(v)),
-        ("TruncatedNormal", {"mu": 9.0, "sigma": 1.0, "lower": 0.1, "upper": np.inf},
-         stats.truncnorm(-8.9, np.inf, 9.0, 1.0).logpdf(v)),
+        (
+            "TruncatedNormal",
+            {"mu": 1.5, "sigma": 1.0, "lower": 0.5, "upper": 4.0},
+            stats.truncnorm(-1.0, 2.5, 1.5, 1.0).logpdf(v),
+        ),
+        (
+            "TruncatedNormal",
+            {"mu": 9.0, "sigma": 1.0, "lower": 0.1, "upper": np.inf},
+            stats.truncnorm(-8.9, np.inf, 9.0, 1.0).logpdf(v),
+        ),
         ("Uniform", {"lower": 0.0, "upper": 7.0}, stats.uniform(0, 7).logpdf(v)),
     ]
     from _fastref import _kernel
@@ -314,7 +353,10 @@ def test_auto_logs_why_it_uses_pytensor(synth, caplog, monkeypatch):
     monkeypatch.setattr(fit, "_pytensor_compiled", _no_compile)
     with caplog.at_level(logging.INFO, logger="fastmmm"), pytest.raises(_Stop):
         fit.MMM(mixed).fit(df, draws=10, tune=10, progress=False)
-    assert any("fast path not available" in r.getMessage() and "channel groups" in r.getMessage() for r in caplog.records)
+    assert any(
+        "fast path not available" in r.getMessage() and "channel groups" in r.getMessage()
+        for r in caplog.records
+    )
     assert _no_compile.backend == "pytensor"
 
 
@@ -393,15 +435,22 @@ def test_rust_and_pytensor_posteriors_agree_on_synthetic_hill():
 
     df, truth = make_dataset(156, 6, adstock="geometric", saturation="hill", seed=2)
     spec = ModelSpec(
-        date_column="date", target="sales", channels=truth.channels, controls=("event",), saturation="hill",
-        l_max=8, yearly_seasonality=2,
+        date_column="date",
+        target="sales",
+        channels=truth.channels,
+        controls=("event",),
+        saturation="hill",
+        l_max=8,
+        yearly_seasonality=2,
     )
     fits = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for backend, seed in (("rust", 25), ("pytensor", 26)):
             # 4000 draws: with 1000, a single run's MCSE of this Hill posterior is itself noisy.
-            fits[backend] = MMM(spec).fit(df, draws=4000, tune=1000, chains=2, seed=seed, progress=False, backend=backend)
+            fits[backend] = MMM(spec).fit(
+                df, draws=4000, tune=1000, chains=2, seed=seed, progress=False, backend=backend
+            )
     assert fits["rust"].backend == "rust" and fits["pytensor"].backend == "pytensor"
     _assert_same_posterior(fits["rust"], fits["pytensor"])
 
@@ -414,7 +463,9 @@ def test_rust_and_pytensor_posteriors_agree(both_fits):
     for n in names:
         assert a.dims[n] == b.dims[n], n
         for d in a.dims[n][2:]:
-            assert list(a.coord(d, a[n].shape[a.dims[n].index(d)])) == list(b.coord(d, b[n].shape[b.dims[n].index(d)])), (n, d)
+            assert list(a.coord(d, a[n].shape[a.dims[n].index(d)])) == list(
+                b.coord(d, b[n].shape[b.dims[n].index(d)])
+            ), (n, d)
     # and the ArviZ object of either backend is built on request
     assert set(both_fits["rust"].idata.posterior.data_vars) >= set(names)
     _assert_same_posterior(both_fits["rust"], both_fits["pytensor"])
@@ -433,14 +484,26 @@ def test_same_seed_gives_the_same_draws_and_nutpie_stats(example_df):
     def run(seed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return MMM(example_spec()).fit(example_df, draws=100, tune=100, chains=2, seed=seed, progress=False,
-                                           backend="rust").posterior
+            return (
+                MMM(example_spec())
+                .fit(example_df, draws=100, tune=100, chains=2, seed=seed, progress=False, backend="rust")
+                .posterior
+            )
+
     a, b, c = run(5), run(5), run(6)
     for n in a.posterior:
         assert np.array_equal(a[n], b[n]), n
     assert not np.array_equal(a["sigma"], c["sigma"])
-    for name in ("diverging", "depth", "step_size", "energy", "n_steps", "logp", "mean_tree_accept",
-                 "maxdepth_reached"):
+    for name in (
+        "diverging",
+        "depth",
+        "step_size",
+        "energy",
+        "n_steps",
+        "logp",
+        "mean_tree_accept",
+        "maxdepth_reached",
+    ):
         v = a.stat(name)
         assert v is not None and v.shape == (2, 100), name
     assert a.stat("diverging").dtype == bool
@@ -458,7 +521,9 @@ def test_second_rust_fit_swaps_data_without_rebuilding(example_df, both_fits):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r2 = MMM(example_spec()).fit(other, draws=200, tune=200, chains=2, seed=3, progress=False, backend="rust")
+        r2 = MMM(example_spec()).fit(
+            other, draws=200, tune=200, chains=2, seed=3, progress=False, backend="rust"
+        )
     assert r2.backend == "rust"
     assert r2.timing["compile_s"] == 0.0 and r2.timing["build_s"] < 0.2
     assert time.perf_counter() - t0 < 30
@@ -467,6 +532,3 @@ def test_second_rust_fit_swaps_data_without_rebuilding(example_df, both_fits):
     np.testing.assert_allclose(mu.mean(), other["y"].mean(), rtol=0.02)
     parts = r2.contributions_over_time()
     np.testing.assert_allclose(parts.drop(columns="fitted").sum(axis=1), parts["fitted"], rtol=1e-10)
-
-
-

@@ -70,7 +70,10 @@ def test_contributions_add_up_to_the_fitted_mean(example_fit):
     df = example_fit.contributions_over_time()
     parts = df.drop(columns="fitted").sum(axis=1)
     np.testing.assert_allclose(parts, df["fitted"], rtol=1e-10)
-    mu = example_fit.idata.posterior["mu"].mean(("chain", "draw")).values * example_fit.data.scales.target_scale
+    mu = (
+        example_fit.idata.posterior["mu"].mean(("chain", "draw")).values
+        * example_fit.data.scales.target_scale
+    )
     np.testing.assert_allclose(df["fitted"].to_numpy(), mu, rtol=1e-8)
 
 
@@ -112,7 +115,9 @@ def test_save_load_reproduces_every_summary_number(example_fit, tmp_path):
 def test_holdout_forecast_carries_over_and_is_accurate(example_df):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = MMM(example_spec()).fit(example_df, draws=300, tune=300, chains=2, seed=2, holdout_weeks=8, progress=False)
+        r = MMM(example_spec()).fit(
+            example_df, draws=300, tune=300, chains=2, seed=2, holdout_weeks=8, progress=False
+        )
     v = r.validate()
     assert v.mape_holdout is not None and v.mape_holdout < 0.10
     pred = r.predict(r.holdout)
@@ -239,8 +244,13 @@ def test_per_channel_kinds():
         warnings.simplefilter("ignore")
         r = MMM(spec).fit(df, draws=200, tune=200, chains=2, seed=1, progress=False)
     post = r.idata.posterior
-    assert list(post["adstock_alpha__geometric_hill"].coords["channel__geometric_hill"].values) == ["tv", "social"]
-    assert list(post["adstock_lam__weibull_cdf_logistic"].coords["channel__weibull_cdf_logistic"].values) == ["search"]
+    assert list(post["adstock_alpha__geometric_hill"].coords["channel__geometric_hill"].values) == [
+        "tv",
+        "social",
+    ]
+    assert list(post["adstock_lam__weibull_cdf_logistic"].coords["channel__weibull_cdf_logistic"].values) == [
+        "search"
+    ]
     # Counterfactual contributions (numpy + Rust kernels) equal the model's own deterministic.
     np.testing.assert_allclose(r.media_contributions(np.asarray(r.data.spend)), r._contrib_draws(), rtol=1e-9)
     assert r.validate().divergences == 0
@@ -262,11 +272,36 @@ def test_optimize_budget_on_fitted_result(example_fit, tmp_path):
 
     example_fit.save(tmp_path / "model")
     out = tmp_path / "alloc.json"
-    assert main(["optimize", str(tmp_path / "model"), "--budget", str(budget), "--weeks", "8",
-                 "--bounds", "x1=0:", "--max-draws", "200", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(tmp_path / "model"),
+                "--budget",
+                str(budget),
+                "--weeks",
+                "8",
+                "--bounds",
+                "x1=0:",
+                "--max-draws",
+                "200",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
-    for key in ("budget", "weeks", "objective", "allocation", "expected_response", "current_allocation",
-                "current_response", "mroas"):
+    for key in (
+        "budget",
+        "weeks",
+        "objective",
+        "allocation",
+        "expected_response",
+        "current_allocation",
+        "current_response",
+        "mroas",
+    ):
         assert key in doc
     assert set(doc["expected_response"]) == {"mean", "low", "high"}
     assert out.with_suffix(".png").stat().st_size > 10_000
@@ -286,8 +321,25 @@ def test_cli_fit_with_config_writes_the_documented_outputs(tmp_path):
     out = tmp_path / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rc = main(["fit", str(EXAMPLE), "--config", str(cfg), "--holdout-weeks", "6", "--draws", "300",
-                   "--tune", "300", "--seed", "3", "--quiet", "--out", str(out)])
+        rc = main(
+            [
+                "fit",
+                str(EXAMPLE),
+                "--config",
+                str(cfg),
+                "--holdout-weeks",
+                "6",
+                "--draws",
+                "300",
+                "--tune",
+                "300",
+                "--seed",
+                "3",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
     assert rc == 0
     doc = json.loads((out / "summary.json").read_text())
     assert doc["interval"] == 0.95 and set(doc["channels"]) == {"x1", "x2"}
@@ -295,7 +347,16 @@ def test_cli_fit_with_config_writes_the_documented_outputs(tmp_path):
         for q in ("roas", "mroas", "contribution", "contribution_share"):
             assert set(ch[q]) == {"mean", "low", "high"}
         assert isinstance(ch["spend"], float)
-    for key in ("mape_in_sample", "mape_holdout", "r2", "rhat_max", "ess_bulk_min", "divergences", "passed", "failures"):
+    for key in (
+        "mape_in_sample",
+        "mape_holdout",
+        "r2",
+        "rhat_max",
+        "ess_bulk_min",
+        "divergences",
+        "passed",
+        "failures",
+    ):
         assert key in doc["diagnostics"]
     assert doc["diagnostics"]["mape_holdout"] is not None
     assert set(doc["timing"]) == {"build_s", "compile_s", "sample_s", "total_s"}

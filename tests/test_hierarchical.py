@@ -29,8 +29,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 def _spec(**kw) -> ModelSpec:
-    base = dict(date_column="date", target="sales", channels=("tv", "search", "social"), controls=("event",),
-                adstock="geometric", saturation="hill", l_max=6, yearly_seasonality=2)
+    base = dict(
+        date_column="date",
+        target="sales",
+        channels=("tv", "search", "social"),
+        controls=("event",),
+        adstock="geometric",
+        saturation="hill",
+        l_max=6,
+        yearly_seasonality=2,
+    )
     base.update(kw)
     return ModelSpec(**base)
 
@@ -87,7 +95,9 @@ def test_grouped_logp_matches_pymc_full_grid(panel5, adstock, saturation, likeli
     check_grouped_against_pymc(_subset(panel5, groups), spec, seed=hash((adstock, saturation)) % 1000)
 
 
-@pytest.mark.parametrize("pooled", [(), ("adstock",), ("saturation", "amplitude"), ("saturation_kappa", "channel_share")], ids=str)
+@pytest.mark.parametrize(
+    "pooled", [(), ("adstock",), ("saturation", "amplitude"), ("saturation_kappa", "channel_share")], ids=str
+)
 def test_grouped_logp_pooling_choices(panel5, pooled):
     check_grouped_against_pymc(_subset(panel5, 3), _spec(), pooled=pooled)
 
@@ -143,15 +153,23 @@ def test_bad_panels_raise_data_errors(panel5):
     with pytest.raises(NotImplementedError, match="time-varying"):
         hm.HierarchicalMMM(_spec(time_varying_intercept=True), group="geo")
     with pytest.raises(ValueError, match="one adstock and one saturation"):
-        hm.HierarchicalMMM(_spec(saturation={"tv": "hill", "search": "logistic", "social": "hill"}), group="geo")
+        hm.HierarchicalMMM(
+            _spec(saturation={"tv": "hill", "search": "logistic", "social": "hill"}), group="geo"
+        )
 
 
 # ---------------------------------------------------------------------- fits
 @pytest.fixture(scope="module")
 def small_fit():
     df, truth = make_panel(3, 80, 2, seed=5)
-    h = hm.HierarchicalMMM(group="geo", date_column="date", target="sales", channels=list(truth["channels"]),
-                           controls=["event"], saturation="hill")
+    h = hm.HierarchicalMMM(
+        group="geo",
+        date_column="date",
+        target="sales",
+        channels=list(truth["channels"]),
+        controls=["event"],
+        saturation="hill",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = h.fit(df, draws=500, tune=500, chains=2, seed=3, progress=False, holdout_weeks=6)
@@ -175,8 +193,12 @@ def test_small_hierarchical_fit_on_rust_backend(small_fit, tmp_path):
     assert len(pr) == 3 * 6 and (pr["low"] <= pr["high"]).all()
     # The numpy media path reproduces the fitted contributions of every geo.
     for g in range(3):
-        np.testing.assert_allclose(res.media_contributions(g, np.asarray(res.datas[g].spend, dtype=float)),
-                                   res.contribution_draws()[:, g], rtol=1e-10, atol=1e-8)
+        np.testing.assert_allclose(
+            res.media_contributions(g, np.asarray(res.datas[g].spend, dtype=float)),
+            res.contribution_draws()[:, g],
+            rtol=1e-10,
+            atol=1e-8,
+        )
     # save / load round trip (netCDF + JSON)
     p = res.save(tmp_path / "h")
     back = hm.HierarchicalResult.load(p)
@@ -201,13 +223,21 @@ def test_ten_geo_recovery():
     covers = []
     for seed in (1, 2, 3):
         df, truth = make_panel(10, 104, 3, seed=seed)
-        h = hm.HierarchicalMMM(group="geo", date_column="date", target="sales", channels=list(truth["channels"]),
-                               controls=["event"], saturation="hill")
+        h = hm.HierarchicalMMM(
+            group="geo",
+            date_column="date",
+            target="sales",
+            channels=list(truth["channels"]),
+            controls=["event"],
+            saturation="hill",
+        )
         res = h.fit(df, draws=2000, tune=1000, chains=4, seed=seed, progress=False)
         v = res.validate()
         cover = _coverage(res, truth)
-        print(f"panel {seed}: coverage {cover.mean():.3f}, R-hat {v.rhat_max:.4f}, divergences {v.divergences}, "
-              f"min ESS {v.ess_bulk_min:.0f}, sample {res.timing['sample_s']:.1f} s")
+        print(
+            f"panel {seed}: coverage {cover.mean():.3f}, R-hat {v.rhat_max:.4f}, divergences {v.divergences}, "
+            f"min ESS {v.ess_bulk_min:.0f}, sample {res.timing['sample_s']:.1f} s"
+        )
         assert v.divergences == 0
         assert v.rhat_max < 1.01
         assert cover.mean() >= 0.8
@@ -225,9 +255,32 @@ def test_cli_fit_hierarchical(tmp_path, capsys):
     df, truth = make_panel(3, 60, 2, seed=8)
     csv = tmp_path / "panel.csv"
     df.to_csv(csv, index=False)
-    args = [str(csv), "--group", "geo", "--date-column", "date", "--target", "sales", "--channels", "tv,search",
-            "--controls", "event", "--saturation", "hill", "--draws", "200", "--tune", "200", "--chains", "2",
-            "--seed", "1", "--quiet", "--out", str(tmp_path / "out")]
+    args = [
+        str(csv),
+        "--group",
+        "geo",
+        "--date-column",
+        "date",
+        "--target",
+        "sales",
+        "--channels",
+        "tv,search",
+        "--controls",
+        "event",
+        "--saturation",
+        "hill",
+        "--draws",
+        "200",
+        "--tune",
+        "200",
+        "--chains",
+        "2",
+        "--seed",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["fit-hierarchical", *args]) == 0
@@ -278,8 +331,17 @@ def _geo_lifts(truth, rows, se_frac=0.1, seed=0):
         g = list(truth["groups"]).index(geo)
         true = panel_true_lift(truth, g, ch, x0, x1, weeks)
         se = abs(true) * se_frac
-        out.append({"geo": geo, "channel": ch, "spend_before": x0, "spend_after": x1,
-                    "lift": true + se * rng.standard_normal(), "lift_se": se, "weeks": weeks})
+        out.append(
+            {
+                "geo": geo,
+                "channel": ch,
+                "spend_before": x0,
+                "spend_after": x1,
+                "lift": true + se * rng.standard_normal(),
+                "lift_se": se,
+                "weeks": weeks,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -290,9 +352,17 @@ def test_grouped_lift_likelihood_matches_pymc(panel5, pooled):
 
     spec = _spec(l_max=6)
     df = _subset(panel5, 4)
-    lifts = pd.DataFrame({"geo": ["geo_01", "geo_03", "geo_03"], "channel": ["tv", "search", "tv"],
-                          "spend_before": [0.0, 500.0, 200.0], "spend_after": [3000.0, 1500.0, 900.0],
-                          "lift": [5e4, 2e4, 1e4], "lift_se": [5e3, 4e3, 3e3], "weeks": [6, 4, 3]})
+    lifts = pd.DataFrame(
+        {
+            "geo": ["geo_01", "geo_03", "geo_03"],
+            "channel": ["tv", "search", "tv"],
+            "spend_before": [0.0, 500.0, 200.0],
+            "spend_after": [3000.0, 1500.0, 900.0],
+            "lift": [5e4, 2e4, 1e4],
+            "lift_se": [5e3, 4e3, 3e3],
+            "weeks": [6, 4, 3],
+        }
+    )
     groups, datas = hm.prepare_panel(df, spec, "geo")
     lift = hm.read_group_lift_tests(lifts, spec, "geo", groups)
     assert list(lift[1]) == [1, 3, 3]
@@ -305,10 +375,19 @@ def test_grouped_lift_likelihood_matches_pymc(panel5, pooled):
 def test_bad_geo_lift_tables_raise_data_errors(panel5):
     spec = _spec()
     groups = sorted(panel5["geo"].unique())
-    row = {"geo": "geo_01", "channel": "tv", "spend_before": 0.0, "spend_after": 100.0, "lift": 10.0,
-           "lift_se": 2.0, "weeks": 4}
+    row = {
+        "geo": "geo_01",
+        "channel": "tv",
+        "spend_before": 0.0,
+        "spend_after": 100.0,
+        "lift": 10.0,
+        "lift_se": 2.0,
+        "weeks": 4,
+    }
     with pytest.raises(DataError, match="group column 'geo'"):
-        hm.read_group_lift_tests(pd.DataFrame([{k: v for k, v in row.items() if k != "geo"}]), spec, "geo", groups)
+        hm.read_group_lift_tests(
+            pd.DataFrame([{k: v for k, v in row.items() if k != "geo"}]), spec, "geo", groups
+        )
     with pytest.raises(DataError, match="not among the model's groups in row 1"):
         hm.read_group_lift_tests(pd.DataFrame([row, {**row, "geo": "mars"}]), spec, "geo", groups)
     with pytest.raises(DataError, match="unknown channel"):
@@ -318,8 +397,14 @@ def test_bad_geo_lift_tables_raise_data_errors(panel5):
 def test_hierarchical_fit_with_geo_experiments(tmp_path):
     df, truth = make_panel(3, 80, 2, seed=5)
     lifts = _geo_lifts(truth, [("geo_00", "tv", 0.0, 4000.0, 6), ("geo_02", "search", 0.0, 3000.0, 8)])
-    h = hm.HierarchicalMMM(group="geo", date_column="date", target="sales", channels=list(truth["channels"]),
-                           controls=["event"], saturation="hill")
+    h = hm.HierarchicalMMM(
+        group="geo",
+        date_column="date",
+        target="sales",
+        channels=list(truth["channels"]),
+        controls=["event"],
+        saturation="hill",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = h.fit(df, draws=400, tune=400, chains=2, seed=2, progress=False, lift_tests=lifts)

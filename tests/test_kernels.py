@@ -20,8 +20,7 @@ from hypothesis.extra import numpy as hnp
 import reference as R
 from _util import KERNELS, assert_close, kernels
 
-SETTINGS = dict(deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # examples per property test; raise them through the environment for a long bug hunt
 N_EX = int(os.environ.get("FASTMMM_EXAMPLES", "100"))
 FD_EX = int(os.environ.get("FASTMMM_FD_EXAMPLES", "15"))
@@ -119,8 +118,9 @@ def cases(draw, name, T=None, max_T=40):
     elif name == "weibull_adstock":
         kind = draw(st.sampled_from(["pdf", "cdf"]))
         p = (params(draw, x, LAM_W), params(draw, x, K_W))
-        opts.update(l_max=l_max_for(draw, T, lo=2 if kind == "pdf" else 1), kind=kind,
-                    normalize=draw(st.booleans()))
+        opts.update(
+            l_max=l_max_for(draw, T, lo=2 if kind == "pdf" else 1), kind=kind, normalize=draw(st.booleans())
+        )
     elif name == "hill":
         p = (params(draw, x, KAPPA), params(draw, x, SLOPE))
     elif name == "logistic_saturation":
@@ -308,12 +308,20 @@ def test_scalar_params_broadcast(name, ndim):
 
 
 @pytest.mark.parametrize("normalize", [False, True])
-@pytest.mark.parametrize("kind,p0,p1,l_max", [
-    ("geometric", 0.7, 0.0, 1), ("geometric", 0.7, 0.0, 12), ("geometric", 0.0, 0.0, 5),
-    ("delayed", 0.4, 2.5, 9), ("delayed", 1e-6, 0.0, 3),
-    ("weibull_pdf", 3.0, 1.5, 10), ("weibull_pdf", 2.0, 0.5, 2),
-    ("weibull_cdf", 3.0, 1.5, 10), ("weibull_cdf", 0.7, 4.0, 1),
-])
+@pytest.mark.parametrize(
+    "kind,p0,p1,l_max",
+    [
+        ("geometric", 0.7, 0.0, 1),
+        ("geometric", 0.7, 0.0, 12),
+        ("geometric", 0.0, 0.0, 5),
+        ("delayed", 0.4, 2.5, 9),
+        ("delayed", 1e-6, 0.0, 3),
+        ("weibull_pdf", 3.0, 1.5, 10),
+        ("weibull_pdf", 2.0, 0.5, 2),
+        ("weibull_cdf", 3.0, 1.5, 10),
+        ("weibull_cdf", 0.7, 4.0, 1),
+    ],
+)
 def test_adstock_weights_helper(kind, p0, p1, l_max, normalize):
     """fastmmm.kernels.adstock_weights (inspection helper) matches the reference taps."""
     K = kernels()
@@ -341,6 +349,7 @@ def _richardson(fun, h):
 def _fd_check(fwd, vjp, x, p, g, opts, xmask, rtol=1e-7):
     """Finite differences of <g, fwd> vs the VJP, in each parameter entry and a
     random relative x direction (restricted to xmask)."""
+
     def f(xx, pp):
         return float(np.sum(g * fwd(xx, *pp, **opts)))
 

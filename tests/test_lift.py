@@ -59,9 +59,7 @@ def confounded():
     m = float(df["search"].mean())
     # A launch-style test (0 -> average spend for 8 weeks) and a 50% cut for 6 weeks,
     # each with a 10% standard error and seeded measurement noise.
-    lifts = make_lift_tests(
-        truth, [("search", 0.0, m, 8), ("search", m, 0.5 * m, 6)], se_frac=0.1, seed=0
-    )
+    lifts = make_lift_tests(truth, [("search", 0.0, m, 8), ("search", m, 0.5 * m, 6)], se_frac=0.1, seed=0)
     return df, truth, lifts
 
 
@@ -97,10 +95,10 @@ def test_lift_test_corrects_confounded_roas(fit_before, fit_after, confounded):
         f"[{before.roas_low:.3f}, {before.roas_high:.3f}] ({fit_before.backend}); with lift tests "
         f"{after.roas_mean:.3f} [{after.roas_low:.3f}, {after.roas_high:.3f}] ({fit_after.backend})"
     )
-    assert fit_before.backend == "rust" and fit_after.backend == "rust"  # lift tests are in the fused log-density
-    assert before.roas_low > true_roas, (
-        "without lift tests the interval should miss the truth, above it"
-    )
+    assert (
+        fit_before.backend == "rust" and fit_after.backend == "rust"
+    )  # lift tests are in the fused log-density
+    assert before.roas_low > true_roas, "without lift tests the interval should miss the truth, above it"
     assert after.roas_low <= true_roas <= after.roas_high, (
         "with lift tests the interval should cover the truth"
     )
@@ -172,9 +170,7 @@ def test_modelled_lift_matches_numpy_at_fixed_parameters(confounded, kw):
     vals = _fixed_point(model, spec, np.random.default_rng(3))
     from pytensor.graph import clone_replace
 
-    expr = clone_replace(
-        model["lift_model"], {model[k]: pt_const(v) for k, v in vals.items()}
-    )
+    expr = clone_replace(model["lift_model"], {model[k]: pt_const(v) for k, v in vals.items()})
     got = expr.eval(mode="FAST_COMPILE") * data.scales.target_scale
 
     # numpy: periods * beta_c * (sat(x1 * m) - sat(x0 * m)) * target_scale, m the adstock weight sum
@@ -201,9 +197,7 @@ def test_modelled_lift_matches_numpy_at_fixed_parameters(confounded, kw):
             )[:, 0]
         else:
             sat = K.logistic_saturation(xs.T, [vals[d.var("saturation_lam")][k]])[:, 0]
-        expected.append(
-            lift.periods[i] * vals["beta"][j] * (sat[1] - sat[0]) * data.scales.target_scale
-        )
+        expected.append(lift.periods[i] * vals["beta"][j] * (sat[1] - sat[0]) * data.scales.target_scale)
     np.testing.assert_allclose(got, expected, rtol=1e-10)
     assert lift.periods.tolist() == [3.0, 5.0]
 
@@ -354,10 +348,20 @@ def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, norm
     df, truth, _ = confounded
     m = float(df["search"].mean())
     lifts = make_lift_tests(
-        truth, [("search", 0.0, m, 8), ("search", m, 0.5 * m, 6), ("tv", 100.0, 300.0, 4)], se_frac=0.1, seed=0
+        truth,
+        [("search", 0.0, m, 8), ("search", m, 0.5 * m, 6), ("tv", 100.0, 300.0, 4)],
+        se_frac=0.1,
+        seed=0,
     )
-    spec = ModelSpec(date_column="date", target="sales", channels=list(truth.channels), adstock=adstock,
-                     saturation=saturation, adstock_normalize=normalize, l_max=6)
+    spec = ModelSpec(
+        date_column="date",
+        target="sales",
+        channels=list(truth.channels),
+        adstock=adstock,
+        saturation=saturation,
+        adstock_normalize=normalize,
+        l_max=6,
+    )
     data = prepare(df, spec)
     lift = read_lift_tests(lifts, spec, frequency=data.frequency)
     model = build_model(data, spec)
@@ -501,8 +505,14 @@ def test_mmm_problem_rejects_fortran_order_and_bad_lift_arguments(confounded):
     arr = fp.problem_arrays(data, spec)
     with pytest.raises(ValueError, match="C-contiguous"):
         MmmProblem(**{**arr, "spend": np.asfortranarray(arr["spend"])}, **st)
-    la = dict(lift_channel=[0], lift_x0=np.array([0.0]), lift_x1=np.array([0.5]), lift_periods=np.array([4.0]),
-              lift_delta=np.array([0.1]), lift_se=np.array([0.05]))
+    la = dict(
+        lift_channel=[0],
+        lift_x0=np.array([0.0]),
+        lift_x1=np.array([0.5]),
+        lift_periods=np.array([4.0]),
+        lift_delta=np.array([0.1]),
+        lift_se=np.array([0.05]),
+    )
     for steady in (0, 3, 2**45, 2**60):
         with pytest.raises(ValueError, match="steady"):
             MmmProblem(**arr, **st, **la, lift_steady=steady)

@@ -254,9 +254,7 @@ def test_perform_matches_kernels_and_separate_ops(adstock, saturation):
     _check_against_references(adstock, saturation, "2d")
 
 
-@pytest.mark.parametrize(
-    ("adstock", "saturation"), [("weibull_pdf", "hill"), ("geometric", "tanh")]
-)
+@pytest.mark.parametrize(("adstock", "saturation"), [("weibull_pdf", "hill"), ("geometric", "tanh")])
 def test_perform_matches_kernels_3d(adstock, saturation):
     _check_against_references(adstock, saturation, "3d", seed=1)
 
@@ -304,9 +302,7 @@ def test_perform_shape_errors():
         f(x, *ap, sp[0], np.ones(C + 1))
     op = MediaTransformOp("geometric", "hill").vjp_op()
     sc, sg = pt.vector("c"), pt.tensor3("g")
-    fv = pytensor.function(
-        [sx, sa, sk, ss, sc, sg], op(sx, sa, sk, ss, sc, sg), mode="FAST_COMPILE"
-    )
+    fv = pytensor.function([sx, sa, sk, ss, sc, sg], op(sx, sa, sk, ss, sc, sg), mode="FAST_COMPILE")
     with pytest.raises(ValueError, match="cache"):
         fv(x, *ap, *sp, np.zeros(4 * x.size - 1), g)
 
@@ -407,9 +403,7 @@ def _simulate(seed=11):
         "beta": np.array([2.0, 1.0]),
         "sigma": 0.05,
     }
-    sat, _ = kernels.media_transform(
-        x, "geometric", "logistic", (truth["alpha"],), (truth["lam"],), l_max=8
-    )
+    sat, _ = kernels.media_transform(x, "geometric", "logistic", (truth["alpha"],), (truth["lam"],), l_max=8)
     y = sat @ truth["beta"] + rng.normal(0.0, truth["sigma"], Tn)
     return x, y, truth
 
@@ -440,9 +434,7 @@ def test_nutpie_numba_fused_recovers_parameters():
     x, y, truth = _simulate()
     with forbid_numba_object_mode():
         compiled = nutpie.compile_pymc_model(_model(x, y), backend="numba")
-    trace = nutpie.sample(
-        compiled, draws=300, tune=300, chains=2, cores=1, seed=7, progress_bar=False
-    )
+    trace = nutpie.sample(compiled, draws=300, tune=300, chains=2, cores=1, seed=7, progress_bar=False)
     post = trace.posterior
     assert int(trace.sample_stats.diverging.sum()) == 0
     for name in ("alpha", "lam", "beta", "sigma"):

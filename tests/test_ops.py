@@ -33,21 +33,40 @@ B, T, C = 2, 9, 3
 
 # name -> (op factory, numpy reference, numpy reference vjp, param ranges)
 _ADSTOCK = {
-    "geometric": (GeometricAdstockOp, kernels.geometric_adstock, kernels.geometric_adstock_vjp,
-                  [(0.1, 0.9)]),
-    "delayed": (DelayedAdstockOp, kernels.delayed_adstock, kernels.delayed_adstock_vjp,
-                [(0.1, 0.9), (0.2, 3.0)]),
-    "weibull": (WeibullAdstockOp, kernels.weibull_adstock, kernels.weibull_adstock_vjp,
-                [(0.7, 3.0), (0.6, 3.0)]),
+    "geometric": (GeometricAdstockOp, kernels.geometric_adstock, kernels.geometric_adstock_vjp, [(0.1, 0.9)]),
+    "delayed": (
+        DelayedAdstockOp,
+        kernels.delayed_adstock,
+        kernels.delayed_adstock_vjp,
+        [(0.1, 0.9), (0.2, 3.0)],
+    ),
+    "weibull": (
+        WeibullAdstockOp,
+        kernels.weibull_adstock,
+        kernels.weibull_adstock_vjp,
+        [(0.7, 3.0), (0.6, 3.0)],
+    ),
 }
 _SATURATION = {
     "hill": (HillOp, kernels.hill, kernels.hill_vjp, [(0.5, 2.0), (0.5, 2.5)]),
-    "logistic": (LogisticSaturationOp, kernels.logistic_saturation,
-                 kernels.logistic_saturation_vjp, [(0.5, 3.0)]),
-    "michaelis_menten": (MichaelisMentenOp, kernels.michaelis_menten,
-                         kernels.michaelis_menten_vjp, [(0.5, 2.0), (0.5, 2.0)]),
-    "tanh": (TanhSaturationOp, kernels.tanh_saturation, kernels.tanh_saturation_vjp,
-             [(0.5, 2.0), (0.5, 2.0)]),
+    "logistic": (
+        LogisticSaturationOp,
+        kernels.logistic_saturation,
+        kernels.logistic_saturation_vjp,
+        [(0.5, 3.0)],
+    ),
+    "michaelis_menten": (
+        MichaelisMentenOp,
+        kernels.michaelis_menten,
+        kernels.michaelis_menten_vjp,
+        [(0.5, 2.0), (0.5, 2.0)],
+    ),
+    "tanh": (
+        TanhSaturationOp,
+        kernels.tanh_saturation,
+        kernels.tanh_saturation_vjp,
+        [(0.5, 2.0), (0.5, 2.0)],
+    ),
 }
 TRANSFORMS = _ADSTOCK | _SATURATION
 
@@ -164,9 +183,7 @@ def test_perform_matches_kernels(name, opts, layout):
     _, x, params, g = _inputs(name, layout)
     op = factory(**opts)
     sx, sps, sg = _sym(x, "x"), [_sym(p, f"p{i}") for i, p in enumerate(params)], _sym(g, "g")
-    f = pytensor.function(
-        [sx, *sps, sg], [op(sx, *sps), *op.vjp_op()(sx, *sps, sg)], mode="FAST_COMPILE"
-    )
+    f = pytensor.function([sx, *sps, sg], [op(sx, *sps), *op.vjp_op()(sx, *sps, sg)], mode="FAST_COMPILE")
     y, *grads = f(x, *params, g)
     # the numpy API has no (1, C) form: broadcast, then sum the gradient
     ref_params = [np.broadcast_to(p, (x.shape[0], C)) if p.ndim == 2 else p for p in params]
@@ -277,9 +294,7 @@ def test_numba_matches_perform():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(TRANSFORMS))
 def test_numba_matches_perform_all_layouts(name):
-    _check_numba_against_perform(
-        [(n, opts, layout) for n, opts in CASES if n == name for layout in LAYOUTS]
-    )
+    _check_numba_against_perform([(n, opts, layout) for n, opts in CASES if n == name for layout in LAYOUTS])
 
 
 def test_numba_strided_inputs_errors_and_nan():
@@ -360,9 +375,7 @@ def test_nutpie_numba_compiles_without_object_mode_and_recovers_parameters():
     x, y, truth = _simulate()
     with forbid_numba_object_mode():
         compiled = nutpie.compile_pymc_model(_model(x, y), backend="numba")
-    trace = nutpie.sample(
-        compiled, draws=300, tune=300, chains=2, cores=1, seed=5, progress_bar=False
-    )
+    trace = nutpie.sample(compiled, draws=300, tune=300, chains=2, cores=1, seed=5, progress_bar=False)
     post = trace.posterior
     assert int(trace.sample_stats.diverging.sum()) == 0
     for name in ("alpha", "lam", "beta", "sigma"):

@@ -133,9 +133,11 @@ def test_risk_aware_objectives_never_worse_than_current(objective):
     from fastmmm.optimize.budget import _objective, parse_objective
 
     kind, arg = parse_objective(objective)
+
     def val(a):
         resp, grad = model.response(np.full((10, 2), 1 / 10) * np.asarray(a)[None, :])
         return _objective(kind, arg, resp, grad.sum(axis=1), sum(a))[0]
+
     assert val(list(r.allocation.values())) >= val(list(r.current_allocation.values())) - 1e-12
 
 
@@ -145,7 +147,9 @@ def test_profit_objective_can_leave_budget_unspent():
     assert sum(r.allocation.values()) < 20.0
     # Below what the channels return at the cap, the whole budget is spent; in between the
     # funded channels' marginal ROAS equals the target (beta lam / (lam + x)^2 = target).
-    assert sum(optimize_budget(mm_model(), 20.0, 10, objective="profit:0.05").allocation.values()) == pytest.approx(20.0)
+    assert sum(
+        optimize_budget(mm_model(), 20.0, 10, objective="profit:0.05").allocation.values()
+    ) == pytest.approx(20.0)
     r = optimize_budget(mm_model(), 200.0, 10, objective="profit:0.5")
     x = np.sqrt(BETA * LAM / 0.5) - LAM  # weekly spend where mROAS = 0.5
     np.testing.assert_allclose(list(r.allocation.values()), 10 * x, rtol=1e-4)

@@ -74,17 +74,23 @@ def _params(rng, name, xs, ps, l_max):
 def _configs():
     out = []
     for s in SHAPES:
-        out += [("geometric_adstock", s, dict(l_max=lm, normalize=nm))
-                for lm, nm in [(6, False), (6, True), (None, False)]]
+        out += [
+            ("geometric_adstock", s, dict(l_max=lm, normalize=nm))
+            for lm, nm in [(6, False), (6, True), (None, False)]
+        ]
         out += [("delayed_adstock", s, dict(l_max=6, normalize=nm)) for nm in (False, True)]
-        out += [("weibull_adstock", s, dict(l_max=6, kind=kd, normalize=nm))
-                for kd, nm in itertools.product(("pdf", "cdf"), (False, True))]
+        out += [
+            ("weibull_adstock", s, dict(l_max=6, kind=kd, normalize=nm))
+            for kd, nm in itertools.product(("pdf", "cdf"), (False, True))
+        ]
         out += [(n, s, {}) for n in SATURATIONS]
     bc = ("3d", "bc")  # l_max edge cases: 1 (or 2 for the Weibull pdf) and l_max > T
     out += [("geometric_adstock", bc, dict(l_max=lm, normalize=True)) for lm in (1, T + 4)]
     out += [("delayed_adstock", bc, dict(l_max=lm, normalize=True)) for lm in (1, T + 4)]
-    out += [("weibull_adstock", bc, dict(l_max=lm, kind=kd, normalize=True))
-            for lm, kd in [(2, "pdf"), (1, "cdf"), (T + 4, "pdf"), (T + 4, "cdf")]]
+    out += [
+        ("weibull_adstock", bc, dict(l_max=lm, kind=kd, normalize=True))
+        for lm, kd in [(2, "pdf"), (1, "cdf"), (T + 4, "pdf"), (T + 4, "cdf")]
+    ]
     return out
 
 
@@ -103,8 +109,12 @@ def _cases(name, shp, opts):
 @pytest.mark.parametrize("name,shp,opts", CONFIGS, ids=IDS)
 def test_reference_matches_pymc_marketing(name, shp, opts):
     for x, p in _cases(name, shp, opts):
-        assert_close(getattr(R, name)(x, *p, **opts), pmm(name, x, *p, **opts), rtol=1e-12,
-                     what=f"reference vs pymc-marketing {name} {opts}")
+        assert_close(
+            getattr(R, name)(x, *p, **opts),
+            pmm(name, x, *p, **opts),
+            rtol=1e-12,
+            what=f"reference vs pymc-marketing {name} {opts}",
+        )
 
 
 @pytest.mark.parametrize("name,shp,opts", CONFIGS, ids=IDS)
@@ -137,8 +147,9 @@ def _vjp_close(got, expected, scale, rtol, what):
         if "cdf" not in what:
             assert ok.all(), f"{what} output {i}: pytensor gave non-finite values"
         assert ok.mean() > 0.3, f"{what} output {i}: too few finite pytensor values"
-        assert_close(np.where(ok, a, 0.0), np.where(ok, b, 0.0), rtol=rtol, scale=s,
-                     what=f"{what} output {i}")
+        assert_close(
+            np.where(ok, a, 0.0), np.where(ok, b, 0.0), rtol=rtol, scale=s, what=f"{what} output {i}"
+        )
 
 
 # 2-D x is covered by the forward parity and test_kernels; keep compile time down here
@@ -150,8 +161,13 @@ VJP_IDS = [i for c, i in zip(CONFIGS, IDS) if c[1][0] == "3d"]
 def test_reference_vjp_matches_pytensor_grad(name, shp, opts):
     for x, p, g in _vjp_cases(name, shp, opts):
         scale = getattr(R, name + "_vjp")(x, *p, g, abs_scale=True, **opts)
-        _vjp_close(getattr(R, name + "_vjp")(x, *p, g, **opts), pmm_vjp(name, x, *p, g, **opts),
-                   scale, 1e-12, f"reference vs pytensor.grad {name} {opts}")
+        _vjp_close(
+            getattr(R, name + "_vjp")(x, *p, g, **opts),
+            pmm_vjp(name, x, *p, g, **opts),
+            scale,
+            1e-12,
+            f"reference vs pytensor.grad {name} {opts}",
+        )
 
 
 @pytest.mark.parametrize("name,shp,opts", VJP_CONFIGS, ids=VJP_IDS)
@@ -159,5 +175,10 @@ def test_fastmmm_vjp_matches_pytensor_grad(name, shp, opts):
     K = kernels()
     for x, p, g in _vjp_cases(name, shp, opts):
         scale = getattr(R, name + "_vjp")(x, *p, g, abs_scale=True, **opts)
-        _vjp_close(getattr(K, name + "_vjp")(x, *p, g, **opts), pmm_vjp(name, x, *p, g, **opts),
-                   scale, 1e-10, f"fastmmm vs pytensor.grad {name} {opts}")
+        _vjp_close(
+            getattr(K, name + "_vjp")(x, *p, g, **opts),
+            pmm_vjp(name, x, *p, g, **opts),
+            scale,
+            1e-10,
+            f"fastmmm vs pytensor.grad {name} {opts}",
+        )

@@ -145,9 +145,7 @@ def test_plot_roas(result):
     assert [t.get_text() for t in ax.get_xticklabels()] == list(CHANNELS)
     assert {"ROAS posterior", "mROAS posterior", "mean", "95% interval"} <= set(_legend(ax))
     means = sorted(
-        float(ln.get_ydata()[0])
-        for ln in ax.lines
-        if ln.get_marker() == "o" and len(ln.get_ydata())
+        float(ln.get_ydata()[0]) for ln in ax.lines if ln.get_marker() == "o" and len(ln.get_ydata())
     )
     cs = result.channel_summary()
     want = sorted([*cs["roas_mean"], *cs["mroas_mean"]])

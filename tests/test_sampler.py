@@ -48,7 +48,9 @@ def _private_uses(tree: ast.AST) -> list[str]:
                     found += [f"import {a.name}" for part in a.name.split(".") if part.startswith("_")]
         elif isinstance(n, ast.ImportFrom) and n.module and n.module.split(".")[0] in DEPENDENCIES:
             parts = n.module.split(".")
-            bad = [p for p in parts if p.startswith("_")] + [a.name for a in n.names if a.name.startswith("_")]
+            bad = [p for p in parts if p.startswith("_")] + [
+                a.name for a in n.names if a.name.startswith("_")
+            ]
             found += [f"from {n.module} import {b}" for b in bad]
             for a in n.names:
                 aliases[a.asname or a.name] = parts[0]
@@ -120,15 +122,19 @@ def test_fit_samples_on_rust_without_nutpie(tmp_path):
 @pytest.fixture(scope="module")
 def small():
     df, truth = make_dataset(60, 2, adstock="geometric", saturation="hill", seed=7)
-    spec = ModelSpec(date_column="date", target="sales", channels=truth.channels, controls=("event",), l_max=4)
+    spec = ModelSpec(
+        date_column="date", target="sales", channels=truth.channels, controls=("event",), l_max=4
+    )
     return df, spec
 
 
 @pytest.mark.parametrize(
     "target, error",
-    [("fastmmm.fastpath.build_problem", ZeroDivisionError("injected")),
-     ("fastmmm.layout.ModelLayout.initial_point", TypeError("injected")),
-     ("fastmmm._core.sample_nuts", OSError("injected"))],
+    [
+        ("fastmmm.fastpath.build_problem", ZeroDivisionError("injected")),
+        ("fastmmm.layout.ModelLayout.initial_point", TypeError("injected")),
+        ("fastmmm._core.sample_nuts", OSError("injected")),
+    ],
     ids=["build", "init", "sampler"],
 )
 def test_any_fast_path_failure_falls_back_to_pytensor(small, monkeypatch, caplog, tmp_path, target, error):
@@ -156,7 +162,9 @@ def test_any_fast_path_failure_falls_back_to_pytensor(small, monkeypatch, caplog
     assert type(error).__name__ in r.backend_note and "injected" in r.backend_note
     assert any("using the pytensor backend" in rec.getMessage() for rec in caplog.records)
     summary = write_outputs(r, tmp_path / "out", report=False)
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["backend_note"] == summary["backend_note"]
+    assert (
+        json.loads((tmp_path / "out" / "summary.json").read_text())["backend_note"] == summary["backend_note"]
+    )
     with pytest.raises(type(error)):
         MMM(spec).fit(df, draws=30, tune=30, chains=2, seed=1, progress=False, backend="rust")
 
@@ -206,7 +214,9 @@ def test_ctrl_c_stops_every_chain_within_a_second(tmp_path):
         except KeyboardInterrupt:
             print("INTERRUPTED", threading.active_count(), before, tasks(), flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "READY"
     time.sleep(2.5)  # into sampling
     sent = time.perf_counter()
@@ -224,9 +234,26 @@ def test_ctrl_c_stops_every_chain_within_a_second(tmp_path):
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="no SIGINT")
 def test_cli_ctrl_c_exits_130(tmp_path):
     data, channels = _write_data(tmp_path)
-    cmd = [sys.executable, "-m", "fastmmm.cli", "fit", str(data), "--date-column", "date", "--target", "sales",
-           "--channels", ",".join(channels), "--draws", "100", "--tune", "10000000", "--quiet",
-           "--out", str(tmp_path / "o")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastmmm.cli",
+        "fit",
+        str(data),
+        "--date-column",
+        "date",
+        "--target",
+        "sales",
+        "--channels",
+        ",".join(channels),
+        "--draws",
+        "100",
+        "--tune",
+        "10000000",
+        "--quiet",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     env = dict(os.environ)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(3.0)
@@ -259,7 +286,10 @@ def test_same_seed_same_draws_in_a_fresh_process(small, tmp_path):
                                                         seed=9, progress=False)
         print(repr(float(r.posterior["sigma"].sum())))
     """)
-    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120) for _ in range(2)]
+    outs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        for _ in range(2)
+    ]
     for o in outs:
         assert o.returncode == 0, o.stderr[-2000:]
     assert outs[0].stdout == outs[1].stdout

@@ -92,6 +92,8 @@ def test_every_simd_level_agrees():
             for a, b in zip(res[key], ref, strict=True):
                 a, b = np.asarray(a), np.asarray(b)
                 scale = max(1.0, float(np.max(np.abs(b))))
-                np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * scale, err_msg=f"{key} at SIMD level {lvl}")
+                np.testing.assert_allclose(
+                    a, b, rtol=1e-11, atol=1e-11 * scale, err_msg=f"{key} at SIMD level {lvl}"
+                )
     if top == 0:
         pytest.skip("this CPU has no AVX2/AVX-512: only the baseline path could run")

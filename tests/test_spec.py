@@ -57,9 +57,7 @@ class TestPrior:
         assert prior.dist in DISTRIBUTIONS
 
     def test_from_dict_nested_params(self):
-        assert Prior.from_dict({"dist": "HalfNormal", "params": {"sigma": 3}}) == Prior(
-            "HalfNormal", sigma=3
-        )
+        assert Prior.from_dict({"dist": "HalfNormal", "params": {"sigma": 3}}) == Prior("HalfNormal", sigma=3)
 
     def test_parse_compact_forms(self):
         assert Prior.parse("  HalfNormal( sigma = 2 ) ") == Prior("HalfNormal", sigma=2)
@@ -172,9 +170,7 @@ class TestPriorCreate:
 
     def test_create_length_mismatch(self, pm):
         with pm.Model(coords={"channel": ["a", "b"]}):
-            with pytest.raises(
-                ValueError, match="length 3 but the variable's last dimension has length 2"
-            ):
+            with pytest.raises(ValueError, match="length 3 but the variable's last dimension has length 2"):
                 Prior("HalfNormal", sigma=[1, 2, 3]).create("beta", dims="channel")
             with pytest.raises(ValueError, match="last dimension has length 4"):
                 Prior("HalfNormal", sigma=[1, 2, 3]).create("beta2", shape=4)
@@ -217,9 +213,7 @@ class TestModelSpecBasics:
         mixed = _spec(adstock=["geometric", "weibull_cdf"])
         assert mixed.adstock == mixed.adstock_by_channel == ("geometric", "weibull_cdf")
         # every way of writing the same kinds gives an equal spec
-        assert _spec(adstock={"tv": "geometric", "radio": "geometric"}) == _spec(
-            adstock="GEOMETRIC"
-        )
+        assert _spec(adstock={"tv": "geometric", "radio": "geometric"}) == _spec(adstock="GEOMETRIC")
         assert _spec(adstock=("geometric", "geometric")).adstock == "geometric"
 
     def test_frozen_and_hashable(self):
@@ -262,10 +256,7 @@ class TestModelSpecValidation:
             ),
             (
                 {"saturation": "sigmoid"},
-                (
-                    "invalid saturation kind 'sigmoid'; valid: 'hill', 'logistic', "
-                    "'michaelis_menten', 'tanh'"
-                ),
+                ("invalid saturation kind 'sigmoid'; valid: 'hill', 'logistic', 'michaelis_menten', 'tanh'"),
             ),
             (
                 {"saturation": {"tv": "hill", "radio": "nope"}},
@@ -409,11 +400,7 @@ class TestModelSpecPriors:
             s.prior("beta", "tvv")
 
     def test_nested_per_channel_form(self):
-        s = _spec(
-            priors={
-                "beta": {"tv": "HalfNormal(sigma=1)", "radio": {"dist": "HalfNormal", "sigma": 3}}
-            }
-        )
+        s = _spec(priors={"beta": {"tv": "HalfNormal(sigma=1)", "radio": {"dist": "HalfNormal", "sigma": 3}}})
         assert set(s.priors) == {"beta.tv", "beta.radio"}
         assert s.prior("beta", "radio") == Prior("HalfNormal", sigma=3)
         assert s.prior("beta") is None
@@ -522,13 +509,9 @@ sigma = "HalfStudentT(nu=4, sigma=0.3333333333333333)"
 
     def test_toml_section_and_errors(self, tmp_path):
         path = tmp_path / "cfg.toml"
-        path.write_text(
-            '[model]\nchannels = ["tv"]\n[model.priors]\nbeta.tv = "HalfNormal(sigma=2)"\n'
-        )
+        path.write_text('[model]\nchannels = ["tv"]\n[model.priors]\nbeta.tv = "HalfNormal(sigma=2)"\n')
         s = ModelSpec.from_toml(path, section="model")
-        assert s.prior("beta", "tv") == Prior(
-            "HalfNormal", sigma=2
-        )  # unquoted dotted key: nested form
+        assert s.prior("beta", "tv") == Prior("HalfNormal", sigma=2)  # unquoted dotted key: nested form
         with pytest.raises(ValueError, match=r"no \[fastmmm\] table"):
             ModelSpec.from_toml(path, section="fastmmm")
         bad = tmp_path / "bad.toml"
@@ -537,9 +520,7 @@ sigma = "HalfStudentT(nu=4, sigma=0.3333333333333333)"
             ModelSpec.from_toml(bad)
         badkind = tmp_path / "badkind.toml"
         badkind.write_text('channels = ["tv"]\nadstock = "carryover"\n')
-        with pytest.raises(
-            ValueError, match="invalid adstock kind 'carryover'; valid: 'geometric'"
-        ):
+        with pytest.raises(ValueError, match="invalid adstock kind 'carryover'; valid: 'geometric'"):
             ModelSpec.from_toml(badkind)
 
     def test_yaml(self, tmp_path):

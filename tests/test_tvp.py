@@ -192,9 +192,7 @@ class TestSpec:
         p = argparse.ArgumentParser()
         _add_model_args(p)
         base = ["--date-column", "date", "--target", "sales", "--channels", "tv,search"]
-        s = _spec_from_args(
-            p.parse_args(base + ["--time-varying-intercept", "--time-varying-media"])
-        )
+        s = _spec_from_args(p.parse_args(base + ["--time-varying-intercept", "--time-varying-media"]))
         assert s.time_varying_intercept and s.time_varying_media
         s = _spec_from_args(p.parse_args(base))
         assert not s.time_varying_intercept and not s.time_varying_media
@@ -219,9 +217,7 @@ class TestBasis:
         np.testing.assert_allclose(tvp.sqrt_psd(b.omega, ls, eta), sqrt_psd, rtol=1e-12)
 
     def test_projection_and_boundary(self):
-        b = tvp.HSGPBasis(
-            m=20, c=1.5, trend_span=147.0, periods_per_week=1.0, remove=("const", "trend")
-        )
+        b = tvp.HSGPBasis(m=20, c=1.5, trend_span=147.0, periods_per_week=1.0, remove=("const", "trend"))
         tr = b.train_trend
         phi = b.basis(tr)
         # In-sample the basis is orthogonal to the intercept and the trend.
@@ -253,13 +249,9 @@ class TestModel:
         spec = drift_spec()
         m = build_model(prepare(drift_data[0], spec), spec)
         names = (
-            {v.name for v in m.free_RVs}
-            | {v.name for v in m.deterministics}
-            | {v.name for v in m.data_vars}
+            {v.name for v in m.free_RVs} | {v.name for v in m.deterministics} | {v.name for v in m.data_vars}
         )
-        assert not any(
-            "tvp" in n or "hsgp" in n or n in ("intercept_tv", "media_multiplier") for n in names
-        )
+        assert not any("tvp" in n or "hsgp" in n or n in ("intercept_tv", "media_multiplier") for n in names)
         assert "hsgp_basis" not in m.coords
         ok, _ = supported(spec)
         assert ok
@@ -281,15 +273,24 @@ class TestModel:
         assert m.named_vars_to_dims["intercept_tv"] == ("date",)
         assert len(m.coords["hsgp_basis"]) == 12
         upd = data_updates(data, m)
-        np.testing.assert_array_equal(
-            upd["hsgp_phi_intercept"], tvp.hsgp_data(data)["hsgp_phi_intercept"]
-        )
+        np.testing.assert_array_equal(upd["hsgp_phi_intercept"], tvp.hsgp_data(data)["hsgp_phi_intercept"])
         ok, why = supported(spec)
         assert ok, why
         assert _national_build(spec, data, None).rust_refusal == ""
         # lift tests with a media multiplier stay on the PyMC model
-        lift = read_lift_tests(pd.DataFrame({"channel": ["tv"], "spend_before": [0.0], "spend_after": [100.0],
-                                             "lift": [50.0], "lift_se": [10.0], "weeks": [4]}), spec)
+        lift = read_lift_tests(
+            pd.DataFrame(
+                {
+                    "channel": ["tv"],
+                    "spend_before": [0.0],
+                    "spend_after": [100.0],
+                    "lift": [50.0],
+                    "lift_se": [10.0],
+                    "weeks": [4],
+                }
+            ),
+            spec,
+        )
         build = _national_build(spec, data, lift)
         assert "lift tests with a time-varying media" in build.rust_refusal
         with pytest.raises(ValueError, match="lift tests with a time-varying media"):
@@ -392,9 +393,7 @@ class TestResultsOnPriorDraws:
         r = prior_result
         data = r.data
         f = tvp.hsgp_effect(r, "intercept", data.trend)
-        np.testing.assert_allclose(
-            r._draws("intercept")[:, None] + f, r._draws("intercept_tv"), atol=1e-10
-        )
+        np.testing.assert_allclose(r._draws("intercept")[:, None] + f, r._draws("intercept_tv"), atol=1e-10)
         g = tvp.hsgp_effect(r, "media", data.trend)
         mult = r._draws("media_multiplier")
         np.testing.assert_allclose(np.exp(g), mult, rtol=1e-10)
@@ -421,10 +420,7 @@ class TestResultsOnPriorDraws:
         assert len(pred) == 6 and np.isfinite(pred[["mean", "low", "high"]].to_numpy()).all()
         # predict = fixed effects + drift at the new dates + media x multiplier at the new dates.
         scale = float(r.data.scales.target_scale)
-        mu = (
-            r._draws("intercept")[:, None]
-            + r._draws("trend")[:, None] * np.asarray(hold.trend)[None]
-        )
+        mu = r._draws("intercept")[:, None] + r._draws("trend")[:, None] * np.asarray(hold.trend)[None]
         mu = mu + r._draws("gamma_fourier") @ np.asarray(hold.fourier).T
         mu = mu + r._draws("gamma_control") @ np.asarray(hold.controls_scaled).T
         mu = mu + tvp.hsgp_effect(r, "intercept", hold.trend)
@@ -458,12 +454,8 @@ class TestResultsOnPriorDraws:
         assert meta["spec"]["time_varying_media"] is True and meta["spec"]["hsgp_m"] == 12
         back = MMMResult.load(out)
         assert back.spec == r.spec
-        pd.testing.assert_frame_equal(
-            back.time_varying(back.holdout.dates), r.time_varying(r.holdout.dates)
-        )
-        pd.testing.assert_frame_equal(
-            back.predict(back.holdout, seed=0), r.predict(r.holdout, seed=0)
-        )
+        pd.testing.assert_frame_equal(back.time_varying(back.holdout.dates), r.time_varying(r.holdout.dates))
+        pd.testing.assert_frame_equal(back.predict(back.holdout, seed=0), r.predict(r.holdout, seed=0))
         pd.testing.assert_frame_equal(back.contributions_over_time(), r.contributions_over_time())
 
     def test_budget_response_uses_recent_multiplier(self, prior_result):
@@ -473,9 +465,7 @@ class TestResultsOnPriorDraws:
         pr = PosteriorResponse.from_result(r, max_draws=20, multiplier_weeks=4)
         step = max(1, r.n_draws // 20)
         recent = r._draws("media_multiplier")[::step, -4:].mean(axis=1)
-        np.testing.assert_allclose(
-            pr.groups[0].beta, r._draws("beta")[::step] * recent[:, None], rtol=1e-8
-        )
+        np.testing.assert_allclose(pr.groups[0].beta, r._draws("beta")[::step] * recent[:, None], rtol=1e-8)
         with pytest.raises(ValueError, match="multiplier_weeks"):
             PosteriorResponse.from_result(r, multiplier_weeks=0)
 
@@ -492,9 +482,7 @@ def test_time_varying_intercept_tracks_drift_and_beats_static(drift_data, static
     t = np.arange(n)
     scale = truth.target_scale
     drift = drift_truth(t)
-    true_base = (
-        1.0 + 0.15 * t / (WEEKS - 1) + drift
-    ) * scale  # synthetic baseline, excluding season/event
+    true_base = (1.0 + 0.15 * t / (WEEKS - 1) + drift) * scale  # synthetic baseline, excluding season/event
 
     def baseline(r):
         cot = r.contributions_over_time()

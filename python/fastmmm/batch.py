@@ -178,7 +178,14 @@ def _run_task(task: dict) -> dict:
 
     t0 = time.perf_counter()
     channels = task["spec"]["channels"]
-    rec = {"brand": task["brand"], "status": "failed", "error": "", "seed": task["seed"], "resumed": False, "dir": task["dirname"]}
+    rec = {
+        "brand": task["brand"],
+        "status": "failed",
+        "error": "",
+        "seed": task["seed"],
+        "resumed": False,
+        "dir": task["dirname"],
+    }
     tmp = None
     caught: list = []
     try:
@@ -362,7 +369,9 @@ class _Progress:
             except ImportError:  # pragma: no cover - tqdm comes with pymc
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, desc="fit-many", unit="brand", file=sys.stderr, dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=total, desc="fit-many", unit="brand", file=sys.stderr, dynamic_ncols=True
+                )
 
     def update(self, rec: dict) -> None:
         self.n += 1
@@ -422,9 +431,7 @@ def _run_dask(tasks, on_done, workers: int, dask_address) -> None:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as e:  # pragma: no cover - exercised without the extra installed
-        raise ImportError(
-            "executor='dask' needs dask.distributed: pip install 'fastmmm[dask]'"
-        ) from e
+        raise ImportError("executor='dask' needs dask.distributed: pip install 'fastmmm[dask]'") from e
 
     cluster = None
     if dask_address is not None and hasattr(dask_address, "submit"):
@@ -443,7 +450,9 @@ def _run_dask(tasks, on_done, workers: int, dask_address) -> None:
     try:
         futures = {}
         for i, t in enumerate(tasks):
-            fut = client.submit(_run_task, t, pure=False, key=f"fastmmm-fit-{i}-{t['dirname']}-{secrets.token_hex(4)}")
+            fut = client.submit(
+                _run_task, t, pure=False, key=f"fastmmm-fit-{i}-{t['dirname']}-{secrets.token_hex(4)}"
+            )
             futures[fut] = t
         for fut in as_completed(list(futures), loop=client.loop):
             on_done(_result_or_failure(fut, futures[fut]))
@@ -554,7 +563,9 @@ def fit_many(
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df: expected a DataFrame or a CSV path, got {type(df).__name__}")
     if by not in df.columns:
-        raise DataError(f"column {by!r} (the brand column, by=) is not in the data; columns: {', '.join(map(str, df.columns))}")
+        raise DataError(
+            f"column {by!r} (the brand column, by=) is not in the data; columns: {', '.join(map(str, df.columns))}"
+        )
     missing = df[by].isna().to_numpy()
     if missing.any():
         rows = np.flatnonzero(missing)[:5].tolist()
@@ -583,7 +594,9 @@ def fit_many(
         "chains": int(chains),
         "seed": None if seed is None else int(seed),
         "fit_kwargs": {
-            k: repr(v) for k, v in sorted(fit_kwargs.items()) if k != "cores" and not (k in _NEUTRAL and v == _NEUTRAL[k])
+            k: repr(v)
+            for k, v in sorted(fit_kwargs.items())
+            if k != "cores" and not (k in _NEUTRAL and v == _NEUTRAL[k])
         },
     }
 
@@ -601,7 +614,14 @@ def fit_many(
             fp = _fingerprint(settings, groups[b]) if out_p is not None else ""
             done = _finished(out_p / dirnames[b], fp) if out_p is not None else None
             if done is not None:
-                rec = {"brand": b, "status": "ok", "error": "", "seed": done["seed"], "resumed": True, "dir": dirnames[b]}
+                rec = {
+                    "brand": b,
+                    "status": "ok",
+                    "error": "",
+                    "seed": done["seed"],
+                    "resumed": True,
+                    "dir": dirnames[b],
+                }
                 rec.update(_record_from_summary(done["summary"], channels))
                 records[b] = rec
                 continue

@@ -69,7 +69,9 @@ def _spec_from_args(args: argparse.Namespace):
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     if "channels" not in base:
-        raise SystemExit(f"fastmmm {getattr(args, 'command', 'fit')}: --channels (or a --config with channels) is required")
+        raise SystemExit(
+            f"fastmmm {getattr(args, 'command', 'fit')}: --channels (or a --config with channels) is required"
+        )
     return ModelSpec.from_dict(base)
 
 
@@ -104,7 +106,9 @@ def _print_summary(summary: dict, truth=None) -> None:
     if d.get("mape_holdout") is not None:
         print(f"hold-out MAPE {100 * d['mape_holdout']:.1f}%")
     if summary.get("lift_tests"):
-        print(f"\n{'lift test':<12}{'spend/period':>22}{'periods':>9}{'observed lift':>22}{'modelled lift (95%)':>34}")
+        print(
+            f"\n{'lift test':<12}{'spend/period':>22}{'periods':>9}{'observed lift':>22}{'modelled lift (95%)':>34}"
+        )
         for r in summary["lift_tests"]:
             m = r["lift_model"]
             print(
@@ -153,19 +157,23 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l-max", type=int)
     p.add_argument("--yearly-seasonality", type=int)
     p.add_argument("--no-trend", action="store_true", help="no built-in linear trend")
-    p.add_argument("--time-varying-intercept", action="store_true",
-                   help="smooth baseline drift (HSGP)")
-    p.add_argument("--time-varying-media", action="store_true",
-                   help="smooth multiplier on media contributions (HSGP)")
+    p.add_argument("--time-varying-intercept", action="store_true", help="smooth baseline drift (HSGP)")
+    p.add_argument(
+        "--time-varying-media", action="store_true", help="smooth multiplier on media contributions (HSGP)"
+    )
     p.add_argument("--holdout-weeks", type=int, default=0)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--seed", type=int)
     p.add_argument("--config", help="TOML spec file (command-line options override it)")
-    p.add_argument("--backend", choices=["auto", "rust", "pytensor"], default="auto",
-                   help="rust: the fused log-density sampled in the Rust core; pytensor: the PyMC model "
-                        "compiled and sampled by nutpie; auto (default): rust whenever it covers the model")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "rust", "pytensor"],
+        default="auto",
+        help="rust: the fused log-density sampled in the Rust core; pytensor: the PyMC model "
+        "compiled and sampled by nutpie; auto (default): rust whenever it covers the model",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -209,7 +217,9 @@ def _demo(args: argparse.Namespace) -> int:
     from fastmmm.spec import ModelSpec
     from fastmmm.synthetic import make_dataset
 
-    df, truth = make_dataset(args.weeks, args.channels, adstock="geometric", saturation="hill", seed=args.seed)
+    df, truth = make_dataset(
+        args.weeks, args.channels, adstock="geometric", saturation="hill", seed=args.seed
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "data.csv", index=False)
@@ -226,8 +236,9 @@ def _demo(args: argparse.Namespace) -> int:
         saturation="hill",
         l_max=truth.l_max,
     )
-    result = MMM(spec).fit(df, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                           progress=not args.quiet)
+    result = MMM(spec).fit(
+        df, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, progress=not args.quiet
+    )
     summary = write_outputs(result, out, report=not args.no_report)
     print()
     _print_summary(summary, truth)
@@ -262,9 +273,13 @@ def _optimize(args: argparse.Namespace) -> int:
     from fastmmm.optimize.budget import plot_allocation
     from fastmmm.results import load
 
-    result = load(args.result_dir if not (Path(args.result_dir) / "model").exists() else Path(args.result_dir) / "model")
+    result = load(
+        args.result_dir if not (Path(args.result_dir) / "model").exists() else Path(args.result_dir) / "model"
+    )
     model = PosteriorResponse.from_result(result, max_draws=args.max_draws)
-    r = optimize_budget(model, args.budget, args.weeks, bounds=_parse_bounds(args.bounds), objective=args.objective)
+    r = optimize_budget(
+        model, args.budget, args.weeks, bounds=_parse_bounds(args.bounds), objective=args.objective
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, json.dumps(r.to_dict(), indent=2))
@@ -288,9 +303,17 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     pooled = _split(args.pooled) or ("adstock", "saturation", "amplitude")
     model = HierarchicalMMM(spec, group=args.group, pooled=pooled)
-    result = model.fit(args.data, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                       progress=not args.quiet, lift_tests=args.lift_tests, backend=args.backend,
-                       holdout_weeks=args.holdout_weeks)
+    result = model.fit(
+        args.data,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        progress=not args.quiet,
+        lift_tests=args.lift_tests,
+        backend=args.backend,
+        holdout_weeks=args.holdout_weeks,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
@@ -301,13 +324,19 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
     result.plot_roas(out / "roas.png")
     print(f"{args.group:<14}{'channel':<12}{'ROAS':>9}{'95% interval':>20}")
     for (g, ch), row in cs.iterrows():
-        print(f"{str(g):<14}{ch:<12}{row['roas_mean']:>9.2f}"
-              f"{'[' + format(row['roas_low'], '.2f') + ', ' + format(row['roas_high'], '.2f') + ']':>20}")
+        print(
+            f"{str(g):<14}{ch:<12}{row['roas_mean']:>9.2f}"
+            f"{'[' + format(row['roas_low'], '.2f') + ', ' + format(row['roas_high'], '.2f') + ']':>20}"
+        )
     d, t = summary["diagnostics"], summary["timing"]
-    print(f"\nMAPE {100 * d['mape_in_sample']:.1f}%  max R-hat {d['rhat_max']:.4f}  min ESS {d['ess_bulk_min']:.0f}  "
-          f"divergences {d['divergences']}  -> {'PASS' if d['passed'] else 'FAIL'}")
-    print(f"time: build {t['build_s']:.2f}s, compile {t['compile_s']:.2f}s, sample {t['sample_s']:.2f}s "
-          f"({summary['backend']})")
+    print(
+        f"\nMAPE {100 * d['mape_in_sample']:.1f}%  max R-hat {d['rhat_max']:.4f}  min ESS {d['ess_bulk_min']:.0f}  "
+        f"divergences {d['divergences']}  -> {'PASS' if d['passed'] else 'FAIL'}"
+    )
+    print(
+        f"time: build {t['build_s']:.2f}s, compile {t['compile_s']:.2f}s, sample {t['sample_s']:.2f}s "
+        f"({summary['backend']})"
+    )
     print(f"wrote {out}/summary.json, channel_summary.csv, roas.png, model/")
     return 0
 
@@ -348,8 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--by", default="brand", help="brand column (default: brand)")
     _add_model_args(p)
     p.add_argument("--out", required=True, help="output directory: DIR/<brand>/ and DIR/index.csv")
-    p.add_argument("--executor", choices=["local", "dask"], default="local",
-                   help="local process pool (default) or a Dask cluster")
+    p.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default="local",
+        help="local process pool (default) or a Dask cluster",
+    )
     p.add_argument("--dask-address", help="Dask scheduler address (default: start a loopback LocalCluster)")
     p.add_argument("--workers", type=int, help="worker processes (default: number of CPUs)")
     p.add_argument("--report", action="store_true", help="also write report.html per brand")
@@ -361,8 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("data", help="CSV file: one row per group and period (all groups on the same dates)")
     p.add_argument("--group", default="geo", help="group column (default: geo)")
-    p.add_argument("--pooled", help="comma-separated pooled parameters (default: adstock,saturation,amplitude)")
-    p.add_argument("--lift-tests", help="CSV of geo experiments: the fit command's lift-test columns plus the group column")
+    p.add_argument(
+        "--pooled", help="comma-separated pooled parameters (default: adstock,saturation,amplitude)"
+    )
+    p.add_argument(
+        "--lift-tests",
+        help="CSV of geo experiments: the fit command's lift-test columns plus the group column",
+    )
     _add_model_args(p)
     p.set_defaults(chains=4)
     p.add_argument("--out", required=True, help="output directory")
@@ -373,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, required=True, help="total budget over the horizon")
     p.add_argument("--weeks", type=int, required=True, help="horizon in periods")
     p.add_argument("--bounds", help="per-channel budget bounds, e.g. tv=0:5000,search=100:")
-    p.add_argument("--objective", default="mean", help="mean | quantile:Q | mean_sd:LAMBDA | profit:TARGET_ROAS")
+    p.add_argument(
+        "--objective", default="mean", help="mean | quantile:Q | mean_sd:LAMBDA | profit:TARGET_ROAS"
+    )
     p.add_argument("--max-draws", type=int, default=1000)
     p.add_argument("--out", required=True, help="alloc.json path (a PNG of the curves is written beside it)")
     p.set_defaults(func=_optimize)
@@ -429,8 +469,11 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001  nothing a user runs ends in a traceback from our internals
         if debug:
             raise
-        print(f"{name}: internal error ({type(e).__name__}: {e}); rerun with FASTMMM_DEBUG=1 for the "
-              "traceback and report it", file=sys.stderr)
+        print(
+            f"{name}: internal error ({type(e).__name__}: {e}); rerun with FASTMMM_DEBUG=1 for the "
+            "traceback and report it",
+            file=sys.stderr,
+        )
         return 1
     if args.command in ("fit", "demo", "fit-many", "fit-hierarchical", "optimize"):
         print(f"{name}: done in {time.perf_counter() - t0:.2f} s")

@@ -82,9 +82,7 @@ def default_min_rows(spec: ModelSpec) -> int:
 
 def fourier_names(order: int) -> tuple[str, ...]:
     """Names of the ``2 * order`` Fourier features: ``("sin_1", .., "sin_n", "cos_1", .., "cos_n")``."""
-    return tuple(f"sin_{k}" for k in range(1, order + 1)) + tuple(
-        f"cos_{k}" for k in range(1, order + 1)
-    )
+    return tuple(f"sin_{k}" for k in range(1, order + 1)) + tuple(f"cos_{k}" for k in range(1, order + 1))
 
 
 def fourier_features(dates: pd.DatetimeIndex, order: int) -> np.ndarray:
@@ -474,9 +472,7 @@ def _read(df: Any) -> pd.DataFrame:
             return pd.read_csv(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             raise DataError(f"cannot read CSV file {path}: {e}") from None
-    raise DataError(
-        f"data must be a pandas DataFrame or a path to a CSV file, got {type(df).__name__}"
-    )
+    raise DataError(f"data must be a pandas DataFrame or a path to a CSV file, got {type(df).__name__}")
 
 
 def _fmt_date(ts: pd.Timestamp) -> str:
@@ -514,22 +510,16 @@ def _numeric(df: pd.DataFrame, cols: list[str]) -> dict[str, np.ndarray]:
         if pd.api.types.is_bool_dtype(s.dtype) or (
             pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_complex_dtype(s.dtype)
         ):
-            out[c] = np.array(
-                s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True
-            )
+            out[c] = np.array(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True)
             continue
         textual = pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)
         textual = textual or isinstance(s.dtype, pd.CategoricalDtype)
         conv = pd.to_numeric(s.astype(object), errors="coerce") if textual else None
         offending = (
-            np.flatnonzero(np.asarray(conv.isna() & s.notna()))
-            if conv is not None
-            else np.arange(len(s))
+            np.flatnonzero(np.asarray(conv.isna() & s.notna())) if conv is not None else np.arange(len(s))
         )
         if conv is not None and len(offending) == 0:
-            out[c] = np.array(
-                conv.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True
-            )
+            out[c] = np.array(conv.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True)
             continue
         ex = ", ".join(f"{s.iloc[i]!r} (row {i})" for i in offending[:3])
         bad.append(f"{c!r} (dtype {s.dtype}; e.g. {ex})")
@@ -558,9 +548,7 @@ def _parse_dates(df: pd.DataFrame, col: str) -> pd.DatetimeIndex:
         idx = np.flatnonzero(bad)
         ex = ", ".join(f"row {i}: {s.iloc[i]!r}" for i in idx[:_SHOW])
         more = f", ... ({len(idx) - _SHOW} more)" if len(idx) > _SHOW else ""
-        raise DataError(
-            f"date column {col!r} has {len(idx)} missing or unparseable date(s): {ex}{more}"
-        )
+        raise DataError(f"date column {col!r} has {len(idx)} missing or unparseable date(s): {ex}{more}")
     dates = pd.DatetimeIndex(parsed)
     if dates.tz is not None:
         dates = dates.tz_localize(None)
@@ -576,9 +564,7 @@ def _check_grid(dates: pd.DatetimeIndex, rows: np.ndarray, freq: str, col: str) 
         off = wd != wd[0]
         if off.any():
             i = np.flatnonzero(off)
-            ex = ", ".join(
-                f"{_fmt_date(dates[j])} ({dates[j].day_name()}, row {rows[j]})" for j in i[:_SHOW]
-            )
+            ex = ", ".join(f"{_fmt_date(dates[j])} ({dates[j].day_name()}, row {rows[j]})" for j in i[:_SHOW])
             raise DataError(
                 f"weekly dates in {col!r} must all fall on the same weekday; the first date "
                 f"{_fmt_date(dates[0])} is a {dates[0].day_name()} but {len(i)} date(s) are not: {ex}"
@@ -587,9 +573,7 @@ def _check_grid(dates: pd.DatetimeIndex, rows: np.ndarray, freq: str, col: str) 
     p = period.value
     irregular = np.flatnonzero(steps % p != 0)
     if len(irregular):
-        ex = ", ".join(
-            f"{_fmt_date(dates[j])} -> {_fmt_date(dates[j + 1])}" for j in irregular[:_SHOW]
-        )
+        ex = ", ".join(f"{_fmt_date(dates[j])} -> {_fmt_date(dates[j + 1])}" for j in irregular[:_SHOW])
         raise DataError(
             f"{name} dates in {col!r} are irregular (steps not a multiple of {period.days} day(s)): {ex}"
         )
@@ -656,12 +640,19 @@ def _validate(df: pd.DataFrame, spec: ModelSpec, *, scales: Scales | None, min_r
         a = np.abs(values[c])
         nz = a > 0
         if np.any(a > MAX_MAGNITUDE):
-            problems.append(f"{c!r} reaches {a.max():.3g} (> {MAX_MAGNITUDE:g}): {_where(dates, rows, a > MAX_MAGNITUDE)}")
+            problems.append(
+                f"{c!r} reaches {a.max():.3g} (> {MAX_MAGNITUDE:g}): {_where(dates, rows, a > MAX_MAGNITUDE)}"
+            )
         elif nz.any() and a.max() < MIN_MAGNITUDE:
-            problems.append(f"{c!r} has no value above {MIN_MAGNITUDE:g} in magnitude (largest {a.max():.3g})")
+            problems.append(
+                f"{c!r} has no value above {MIN_MAGNITUDE:g} in magnitude (largest {a.max():.3g})"
+            )
     if problems:
-        raise DataError("absurd magnitudes in " + "; ".join(problems)
-                        + "; rescale the column(s) (e.g. to thousands or millions)")
+        raise DataError(
+            "absurd magnitudes in "
+            + "; ".join(problems)
+            + "; rescale the column(s) (e.g. to thousands or millions)"
+        )
 
     problems = []
     for c in spec.channels:
@@ -673,11 +664,7 @@ def _validate(df: pd.DataFrame, spec: ModelSpec, *, scales: Scales | None, min_r
 
     n = len(dates)
     if n < min_rows:
-        rule = (
-            f"max(2 * l_max, 26) = {min_rows}"
-            if min_rows == default_min_rows(spec)
-            else str(min_rows)
-        )
+        rule = f"max(2 * l_max, 26) = {min_rows}" if min_rows == default_min_rows(spec) else str(min_rows)
         raise DataError(f"too few rows: {n}; need at least {rule} (pass min_rows= to change)")
 
     if training:
@@ -727,9 +714,7 @@ def _fit_scales(raw: _Raw, spec: ModelSpec, what: str = "data") -> Scales:
     if y is None:
         raise DataError(f"the target column {spec.target!r} is required")
     if np.all(y == y[0]):
-        raise DataError(
-            f"the target {spec.target!r} is constant ({y[0]:g}) in the {what}; nothing to model"
-        )
+        raise DataError(f"the target {spec.target!r} is constant ({y[0]:g}) in the {what}; nothing to model")
     sd = raw.controls.std(axis=0)
     const = [c for c, s in zip(spec.controls, sd) if s == 0]
     if const:

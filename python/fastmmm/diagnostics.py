@@ -44,6 +44,7 @@ class Validation:
 
     def block(self) -> str:
         """A human-readable diagnostics block."""
+
         def f(v, fmt, suffix=""):
             return "n/a" if v is None else format(v, fmt) + suffix
 
@@ -102,7 +103,11 @@ def sampler_checks(result, thresholds: dict | None = None) -> Validation:
     posterior = result.posterior
     n_chains = posterior.n_chains
     stats = convergence_summary(posterior)
-    v.ess_bulk_min, v.ess_tail_min, v.rhat_max = stats["ess_bulk_min"], stats["ess_tail_min"], stats["rhat_max"]
+    v.ess_bulk_min, v.ess_tail_min, v.rhat_max = (
+        stats["ess_bulk_min"],
+        stats["ess_tail_min"],
+        stats["rhat_max"],
+    )
     div = posterior.stat("diverging")
     v.divergences = int(np.asarray(div).sum()) if div is not None else 0
 

@@ -67,8 +67,12 @@ def _free_prior_names(spec) -> list[tuple[str, object]]:
     from fastmmm.tvp import parts
 
     out: list[tuple[str, object]] = []
-    for name, on in (("intercept", spec.intercept), ("trend", spec.trend), ("gamma_fourier", spec.n_fourier),
-                     ("gamma_control", spec.controls)):
+    for name, on in (
+        ("intercept", spec.intercept),
+        ("trend", spec.trend),
+        ("gamma_fourier", spec.n_fourier),
+        ("gamma_control", spec.controls),
+    ):
         if on:
             out.append((name, None))
     for d in media_designs(spec):
@@ -107,11 +111,17 @@ def supported(spec) -> tuple[bool, str]:
         except ValueError as e:
             return False, f"prior {name}: {e}"
         if prior.dist not in FAST_DISTRIBUTIONS:
-            return False, f"prior {name}: distribution {prior.dist} is not implemented in the fused log-density"
+            return (
+                False,
+                f"prior {name}: distribution {prior.dist} is not implemented in the fused log-density",
+            )
         if prior.dist == "TruncatedNormal":
             kw = prior.kwargs
             if "upper" in kw and "lower" not in kw:
-                return False, f"prior {name}: TruncatedNormal with only an upper bound (upper-bound transform)"
+                return (
+                    False,
+                    f"prior {name}: TruncatedNormal with only an upper bound (upper-bound transform)",
+                )
     return True, ""
 
 
@@ -160,7 +170,9 @@ def lift_arrays(lift, datas, spec, groups=None) -> dict:
     channels = list(spec.channels)
     ch = np.array([channels.index(c) for c in lift.channel], dtype=np.int64)
     gidx = np.zeros(len(ch), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
-    cs = np.array([float(np.asarray(datas[g].scales.channel_scale, dtype=float)[c]) for g, c in zip(gidx, ch)])
+    cs = np.array(
+        [float(np.asarray(datas[g].scales.channel_scale, dtype=float)[c]) for g, c in zip(gidx, ch)]
+    )
     ts = np.array([float(datas[g].scales.target_scale) for g in gidx])
     out = {
         "lift_channel": [int(c) for c in ch],
@@ -185,15 +197,24 @@ def panel_arrays(datas) -> dict[str, np.ndarray]:
     spend = np.stack([np.asarray(d.spend_scaled, dtype=float) for d in datas])
     C = spend.shape[2]
     return {
-        "y": np.ascontiguousarray(np.stack([np.asarray(d.y_scaled, dtype=float) for d in datas]).reshape(G * T)),
+        "y": np.ascontiguousarray(
+            np.stack([np.asarray(d.y_scaled, dtype=float) for d in datas]).reshape(G * T)
+        ),
         "spend": np.ascontiguousarray(spend.reshape(G * T, C)),
-        "trend_t": np.ascontiguousarray(np.stack([np.asarray(d.trend, dtype=float) for d in datas]).reshape(G * T)),
+        "trend_t": np.ascontiguousarray(
+            np.stack([np.asarray(d.trend, dtype=float) for d in datas]).reshape(G * T)
+        ),
         "fourier": np.ascontiguousarray(
-            np.stack([np.asarray(d.fourier, dtype=float).reshape(T, -1) for d in datas]).reshape(G * T, -1)),
+            np.stack([np.asarray(d.fourier, dtype=float).reshape(T, -1) for d in datas]).reshape(G * T, -1)
+        ),
         "controls": np.ascontiguousarray(
-            np.stack([np.asarray(d.controls_scaled, dtype=float).reshape(T, -1) for d in datas]).reshape(G * T, -1)),
+            np.stack([np.asarray(d.controls_scaled, dtype=float).reshape(T, -1) for d in datas]).reshape(
+                G * T, -1
+            )
+        ),
         "kappa_scale": np.ascontiguousarray(
-            np.stack([kappa_scale(np.asarray(d.spend_scaled, dtype=float)) for d in datas]).reshape(G * C)),
+            np.stack([kappa_scale(np.asarray(d.spend_scaled, dtype=float)) for d in datas]).reshape(G * C)
+        ),
     }
 
 
@@ -225,9 +246,19 @@ def _seed(seed) -> int:
     return int(seed)
 
 
-def sample(problem, layout: ModelLayout, *, draws: int = 1000, tune: int = 1000, chains: int = 2,
-           cores: int | None = None, seed: int | None = None, target_accept: float = 0.8,
-           maxdepth: int = 10, progress: bool = True):
+def sample(
+    problem,
+    layout: ModelLayout,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    cores: int | None = None,
+    seed: int | None = None,
+    target_accept: float = 0.8,
+    maxdepth: int = 10,
+    progress: bool = True,
+):
     """Sample ``problem`` with NUTS in the Rust core; returns a :class:`fastmmm.posterior.Posterior`.
 
     ``posterior`` has every term and deterministic of ``layout`` as
@@ -249,9 +280,18 @@ def sample(problem, layout: ModelLayout, *, draws: int = 1000, tune: int = 1000,
     init = layout.initial_point()
     t0 = time.perf_counter()
     try:
-        out = _core.sample_nuts(problem, init=init, draws=int(draws), tune=int(tune), chains=int(chains),
-                                cores=cores, seed=seed, target_accept=float(target_accept),
-                                maxdepth=int(maxdepth), progress=bar.update if bar else None)
+        out = _core.sample_nuts(
+            problem,
+            init=init,
+            draws=int(draws),
+            tune=int(tune),
+            chains=int(chains),
+            cores=cores,
+            seed=seed,
+            target_accept=float(target_accept),
+            maxdepth=int(maxdepth),
+            progress=bar.update if bar else None,
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -322,4 +362,3 @@ def _default_cores(chains: int) -> int:
     except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
     return max(1, min(int(chains), n))
-

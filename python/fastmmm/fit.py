@@ -136,9 +136,19 @@ def _pytensor_compiled(build: ModelBuild) -> tuple[_Compiled, bool]:
     return entry, False
 
 
-def sample_model(build: ModelBuild, *, backend: str = "auto", draws: int = 1000, tune: int = 1000,
-                 chains: int = 2, cores: int | None = None, seed: int | None = None, progress: bool = True,
-                 target_accept: float | None = None, **sampler_kwargs) -> SampleOutput:
+def sample_model(
+    build: ModelBuild,
+    *,
+    backend: str = "auto",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    cores: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    target_accept: float | None = None,
+    **sampler_kwargs,
+) -> SampleOutput:
     """Choose the backend, build the model on it and sample (see the module docstring)."""
     from fastmmm import fastpath
 
@@ -147,7 +157,9 @@ def sample_model(build: ModelBuild, *, backend: str = "auto", draws: int = 1000,
     _check_counts(draws, tune, chains)
     spec = build.spec
     if target_accept is None:
-        target_accept = TARGET_ACCEPT_TVP if (spec.time_varying_intercept or spec.time_varying_media) else TARGET_ACCEPT
+        target_accept = (
+            TARGET_ACCEPT_TVP if (spec.time_varying_intercept or spec.time_varying_media) else TARGET_ACCEPT
+        )
     if not (isinstance(target_accept, (int, float)) and 0.0 < float(target_accept) < 1.0):
         raise ValueError(f"target_accept: must be in (0, 1), got {target_accept!r}")
 
@@ -162,7 +174,9 @@ def sample_model(build: ModelBuild, *, backend: str = "auto", draws: int = 1000,
             ok, why = False, f"sampler option(s) {', '.join(other)} need nutpie (backend 'pytensor')"
         if not ok:
             if backend == "rust":
-                raise ValueError(f"backend='rust': the fused Rust log-density does not cover this model: {why}")
+                raise ValueError(
+                    f"backend='rust': the fused Rust log-density does not cover this model: {why}"
+                )
             note = f"fast path not available: {why}"
             used = "pytensor"
     t0 = time.perf_counter()
@@ -179,9 +193,18 @@ def sample_model(build: ModelBuild, *, backend: str = "auto", draws: int = 1000,
     if used == "rust":
         t1 = time.perf_counter()
         try:
-            posterior = fastpath.sample(problem, layout, draws=draws, tune=tune, chains=chains, cores=cores,
-                                        seed=seed, target_accept=target_accept, progress=progress,
-                                        **sampler_kwargs)
+            posterior = fastpath.sample(
+                problem,
+                layout,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                seed=seed,
+                target_accept=target_accept,
+                progress=progress,
+                **sampler_kwargs,
+            )
             return SampleOutput(posterior, "rust", note, t1 - t0, 0.0, time.perf_counter() - t1)
         except (KeyboardInterrupt, ValueError):
             raise
@@ -200,16 +223,29 @@ def sample_model(build: ModelBuild, *, backend: str = "auto", draws: int = 1000,
     compiled = entry.compiled
     if cached:
         compiled = compiled.with_data(**build.data_updates(entry.model))
-    kwargs = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False,
-                  target_accept=target_accept)
+    kwargs = dict(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        progress_bar=progress,
+        save_warmup=False,
+        target_accept=target_accept,
+    )
     if cores is not None:
         kwargs["cores"] = cores
     kwargs.update(sampler_kwargs)
     t1 = time.perf_counter()
     idata = nutpie.sample(compiled, **kwargs)
     sample_s = time.perf_counter() - t1
-    return SampleOutput(Posterior.from_arviz(idata), "pytensor", note, 0.0 if cached else entry.build_s,
-                        0.0 if cached else entry.compile_s, sample_s)
+    return SampleOutput(
+        Posterior.from_arviz(idata),
+        "pytensor",
+        note,
+        0.0 if cached else entry.build_s,
+        0.0 if cached else entry.compile_s,
+        sample_s,
+    )
 
 
 def _drop_duplicate_trend(spec: ModelSpec, data: PreparedData) -> ModelSpec:
@@ -267,9 +303,16 @@ def _national_build(spec: ModelSpec, train: PreparedData, lift) -> ModelBuild:
     refusal = ""
     if n_lift and spec.time_varying_media:
         refusal = "lift tests with a time-varying media multiplier are not in the fused log-density"
-    key = (spec.structure_key(), train.spend_scaled.shape, train.controls_scaled.shape, train.fourier.shape, n_lift)
-    return ModelBuild(spec, layout, lambda: fastpath.problem_data(spec, train, lift), pymc_model, data_updates,
-                      key, refusal)
+    key = (
+        spec.structure_key(),
+        train.spend_scaled.shape,
+        train.controls_scaled.shape,
+        train.fourier.shape,
+        n_lift,
+    )
+    return ModelBuild(
+        spec, layout, lambda: fastpath.problem_data(spec, train, lift), pymc_model, data_updates, key, refusal
+    )
 
 
 class MMM:
@@ -372,15 +415,33 @@ class MMM:
         from fastmmm.lift import read_lift_tests
 
         lift = read_lift_tests(lift_tests, spec, frequency=train.frequency)
-        out = sample_model(_national_build(spec, train, lift), backend=backend, draws=draws, tune=tune,
-                           chains=chains, cores=cores, seed=seed, progress=progress, **sampler_kwargs)
+        out = sample_model(
+            _national_build(spec, train, lift),
+            backend=backend,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            seed=seed,
+            progress=progress,
+            **sampler_kwargs,
+        )
         timing = {
             "build_s": out.build_s,
             "compile_s": out.compile_s,
             "sample_s": out.sample_s,
         }
-        result = MMMResult.from_fit(posterior=out.posterior, spec=spec, data=train, holdout=holdout, timing=timing,
-                                    backend=out.backend, seed=seed, lift_tests=lift, backend_note=out.note)
+        result = MMMResult.from_fit(
+            posterior=out.posterior,
+            spec=spec,
+            data=train,
+            holdout=holdout,
+            timing=timing,
+            backend=out.backend,
+            seed=seed,
+            lift_tests=lift,
+            backend_note=out.note,
+        )
         result.report_diagnostics()
         result.timing["total_s"] = time.perf_counter() - t_start
         return result

@@ -73,7 +73,9 @@ def prepare_panel(df, spec: ModelSpec, group: str) -> tuple[list[str], list[Prep
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"data: expected a DataFrame or a CSV path, got {type(df).__name__}")
     if group not in df.columns:
-        raise DataError(f"group column {group!r} is not in the data (columns: {', '.join(map(str, df.columns))})")
+        raise DataError(
+            f"group column {group!r} is not in the data (columns: {', '.join(map(str, df.columns))})"
+        )
     if df[group].isna().any():
         raise DataError(f"group column {group!r} has {int(df[group].isna().sum())} missing value(s)")
     names = [str(g) for g in pd.unique(df[group])]
@@ -115,14 +117,18 @@ def read_group_lift_tests(obj, spec: ModelSpec, group: str, groups: list[str], f
     df = _read(obj)
     cols = {str(c).lower(): c for c in df.columns}
     if group.lower() not in cols:
-        raise DataError(f"lift_tests: a hierarchical model needs the group column {group!r} in its lift tests "
-                        f"(columns: {', '.join(map(str, df.columns))})")
+        raise DataError(
+            f"lift_tests: a hierarchical model needs the group column {group!r} in its lift tests "
+            f"(columns: {', '.join(map(str, df.columns))})"
+        )
     col = df[cols[group.lower()]]
     names = col.astype(str).to_numpy()
     unknown = col.isna().to_numpy() | ~np.isin(names, [str(g) for g in groups])
     if unknown.any():
-        raise DataError(f"lift_tests: {group!r} values not among the model's groups in {_rows(unknown)} "
-                        f"(groups: {', '.join(map(str, groups))})")
+        raise DataError(
+            f"lift_tests: {group!r} values not among the model's groups in {_rows(unknown)} "
+            f"(groups: {', '.join(map(str, groups))})"
+        )
     lift = read_lift_tests(df.drop(columns=[cols[group.lower()]]), spec, frequency=frequency)
     index = {str(g): i for i, g in enumerate(groups)}
     return lift, np.array([index[n] for n in names], dtype=np.int64)
@@ -160,8 +166,9 @@ def _pool(rv, name: str, model, sd_prior, dims=("geo", "channel")):
     return pm.Deterministic(f"{name}_geo", tr.backward(w, *inputs) if tr is not None else w, dims=dims)
 
 
-def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups: list[str], *,
-                             pooled=POOLABLE, pool_sd=None, lift=None):
+def build_hierarchical_model(
+    datas: list[PreparedData], spec: ModelSpec, groups: list[str], *, pooled=POOLABLE, pool_sd=None, lift=None
+):
     """The PyMC model of a hierarchical MMM (see the module docstring).
 
     Parameters
@@ -188,7 +195,12 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from fastmmm.layout import FIXED_SATURATION_PARAMS, resolve_prior as _prior, media_designs, uses_direct_beta
+    from fastmmm.layout import (
+        FIXED_SATURATION_PARAMS,
+        resolve_prior as _prior,
+        media_designs,
+        uses_direct_beta,
+    )
     from fastmmm.ops.media import media_transform
     from fastmmm.priors import Prior
 
@@ -207,7 +219,9 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
         coords["control"] = controls
     if n_four:
         order = n_four // 2
-        coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [f"cos_{k}" for k in range(1, order + 1)]
+        coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [
+            f"cos_{k}" for k in range(1, order + 1)
+        ]
 
     with pm.Model(coords=coords) as model:
         spend = pm.Data("spend", arr["spend"], dims=("geo", "date", "channel"))
@@ -238,7 +252,9 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
         for p in d.adstock_params:
             name = f"adstock_{p}"
             rv = _prior(spec, name, d, channels).create(name, dims="channel")
-            a_params.append(_pool(rv, name, model, pool_sd) if _is_pooled(name, "adstock", pooled) else rv[None, :])
+            a_params.append(
+                _pool(rv, name, model, pool_sd) if _is_pooled(name, "adstock", pooled) else rv[None, :]
+            )
         rel = d.relative_param
         scale = pm.Data("kappa_scale", arr["kappa_scale"], dims=("geo", "channel")) if rel else None
         fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
@@ -251,19 +267,34 @@ def build_hierarchical_model(datas: list[PreparedData], spec: ModelSpec, groups:
             rv = _prior(spec, name, d, channels).create(name, dims="channel")
             v = _pool(rv, name, model, pool_sd) if _is_pooled(name, "saturation", pooled) else rv[None, :]
             s_params.append(v * scale if p == rel else v)
-        sat = media_transform(spend, d.adstock, d.saturation, tuple(a_params), tuple(s_params),
-                              l_max=d.l_max, normalize=d.normalize)  # (G, T, C)
+        sat = media_transform(
+            spend,
+            d.adstock,
+            d.saturation,
+            tuple(a_params),
+            tuple(s_params),
+            l_max=d.l_max,
+            normalize=d.normalize,
+        )  # (G, T, C)
         direct = uses_direct_beta(spec)
         amp_name = "beta" if direct else "channel_share"
         amp = _prior(spec, amp_name, None, channels).create(amp_name, dims="channel")
-        amp_g = _pool(amp, amp_name, model, pool_sd) if _is_pooled(amp_name, "amplitude", pooled) else amp[None, :]
+        amp_g = (
+            _pool(amp, amp_name, model, pool_sd)
+            if _is_pooled(amp_name, "amplitude", pooled)
+            else amp[None, :]
+        )
         if direct:
             beta = amp_g
         else:
             beta = pm.Deterministic(
-                "beta", amp_g * pt.mean(y_obs, axis=1)[:, None] / pt.mean(sat, axis=1), dims=("geo", "channel")
+                "beta",
+                amp_g * pt.mean(y_obs, axis=1)[:, None] / pt.mean(sat, axis=1),
+                dims=("geo", "channel"),
             )
-        contrib = pm.Deterministic("channel_contribution", sat * beta[:, None, :], dims=("geo", "date", "channel"))
+        contrib = pm.Deterministic(
+            "channel_contribution", sat * beta[:, None, :], dims=("geo", "date", "channel")
+        )
         media = contrib.sum(axis=2)
         if centre:
             offset = offset + pt.mean(media, axis=1)
@@ -305,8 +336,15 @@ def _add_group_lift(model, spec, datas, lift, design, a_params, s_params, beta):
     xs = pt.concatenate([x0, x1], axis=0)
     x3 = pt.broadcast_to(xs[:, None, :], (2 * n, steady, C))
     per_test = lambda v: pt.broadcast_to(v, (G, C))[g2]  # noqa: E731
-    y = media_transform(x3, design.adstock, design.saturation, tuple(per_test(v) for v in a_params),
-                        tuple(per_test(v) for v in s_params), l_max=design.l_max, normalize=design.normalize)
+    y = media_transform(
+        x3,
+        design.adstock,
+        design.saturation,
+        tuple(per_test(v) for v in a_params),
+        tuple(per_test(v) for v in s_params),
+        l_max=design.l_max,
+        normalize=design.normalize,
+    )
     sat = y[:, -1, :]
     diff = sat[n:] - sat[:n]
     b = pt.broadcast_to(beta, (G, C))[gidx]
@@ -315,22 +353,33 @@ def _add_group_lift(model, spec, datas, lift, design, a_params, s_params, beta):
 
 
 # ---------------------------------------------------------------------- fast path
-def panel_model_layout(datas, spec: ModelSpec, groups, *, pooled=POOLABLE, pool_sd=None, lift=None,
-                       group: str = "geo"):
+def panel_model_layout(
+    datas, spec: ModelSpec, groups, *, pooled=POOLABLE, pool_sd=None, lift=None, group: str = "geo"
+):
     """The :class:`fastmmm.layout.ModelLayout` of :func:`build_hierarchical_model`."""
     from fastmmm.layout import panel_layout
 
-    return panel_layout(spec, datas, groups, pooled=pooled, pool_sd=pool_sd,
-                        n_lift=0 if lift is None else len(lift[0]), group_dim="geo")
+    return panel_layout(
+        spec,
+        datas,
+        groups,
+        pooled=pooled,
+        pool_sd=pool_sd,
+        n_lift=0 if lift is None else len(lift[0]),
+        group_dim="geo",
+    )
 
 
-def grouped_problem(datas, spec: ModelSpec, groups, *, pooled=POOLABLE, pool_sd=None, lift=None, problem_cls=None):
+def grouped_problem(
+    datas, spec: ModelSpec, groups, *, pooled=POOLABLE, pool_sd=None, lift=None, problem_cls=None
+):
     """(fused Rust problem, layout) of the hierarchical model: the groups on the batch axis."""
     from fastmmm import fastpath
 
     layout = panel_model_layout(datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift)
-    data = fastpath.problem_data(spec, list(datas), None if lift is None else lift[0],
-                                 None if lift is None else lift[1])
+    data = fastpath.problem_data(
+        spec, list(datas), None if lift is None else lift[0], None if lift is None else lift[1]
+    )
     return fastpath.build_problem(layout, data, problem_cls), layout
 
 
@@ -358,8 +407,9 @@ class HierarchicalMMM:
     >>> res.channel_summary()                                                # doctest: +SKIP
     """
 
-    def __init__(self, spec: ModelSpec | None = None, *, group: str = "geo", pooled=POOLABLE, pool_sd=None,
-                 **kwargs):
+    def __init__(
+        self, spec: ModelSpec | None = None, *, group: str = "geo", pooled=POOLABLE, pool_sd=None, **kwargs
+    ):
         if spec is not None and kwargs:
             raise TypeError("give either a ModelSpec or keyword arguments, not both")
         self.spec = spec if spec is not None else ModelSpec(**kwargs)
@@ -369,13 +419,17 @@ class HierarchicalMMM:
             raise ValueError(f"group: column {group!r} already has a role in the spec")
         if self.spec.log_target:
             raise NotImplementedError("log_target=True is not implemented for the hierarchical model")
-        if getattr(self.spec, "time_varying_intercept", False) or getattr(self.spec, "time_varying_media", False):
+        if getattr(self.spec, "time_varying_intercept", False) or getattr(
+            self.spec, "time_varying_media", False
+        ):
             raise NotImplementedError(
                 "time-varying intercept/media (HSGP) is not implemented for the hierarchical model; "
                 "fit the groups separately with MMM for time-varying effects"
             )
         if len(set(self.spec.adstock_by_channel)) > 1 or len(set(self.spec.saturation_by_channel)) > 1:
-            raise ValueError("hierarchical model: all channels must share one adstock and one saturation kind")
+            raise ValueError(
+                "hierarchical model: all channels must share one adstock and one saturation kind"
+            )
         self.group = group
         self.pooled = _check_pooled(pooled)
         self.pool_sd = pool_sd
@@ -386,9 +440,21 @@ class HierarchicalMMM:
         model = build_hierarchical_model(datas, self.spec, groups, pooled=self.pooled, pool_sd=self.pool_sd)
         return groups, datas, model
 
-    def fit(self, df, *, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
-            progress: bool = True, backend: str = "auto", cores: int | None = None, holdout_weeks: int = 0,
-            lift_tests=None, **sampler_kwargs):
+    def fit(
+        self,
+        df,
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        seed: int | None = None,
+        progress: bool = True,
+        backend: str = "auto",
+        cores: int | None = None,
+        holdout_weeks: int = 0,
+        lift_tests=None,
+        **sampler_kwargs,
+    ):
         """Validate the panel, build the model and sample with nutpie.
 
         ``backend``: ``"rust"`` (fused log-density over all groups, nothing
@@ -432,25 +498,55 @@ class HierarchicalMMM:
         build = ModelBuild(
             spec=spec,
             layout=lambda: panel_model_layout(datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift),
-            problem_data=lambda: fastpath.problem_data(spec, datas, None if lift is None else lift[0],
-                                                       None if lift is None else lift[1]),
-            pymc_model=lambda: build_hierarchical_model(datas, spec, groups, pooled=pooled, pool_sd=pool_sd,
-                                                        lift=lift),
+            problem_data=lambda: fastpath.problem_data(
+                spec, datas, None if lift is None else lift[0], None if lift is None else lift[1]
+            ),
+            pymc_model=lambda: build_hierarchical_model(
+                datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift
+            ),
             data_updates=data_updates,
-            cache_key=("hierarchical", spec.structure_key(), pooled, str(pool_sd), len(groups),
-                       datas[0].spend_scaled.shape, datas[0].controls_scaled.shape, datas[0].fourier.shape,
-                       0 if lift is None else len(lift[0]), tuple(groups)),
+            cache_key=(
+                "hierarchical",
+                spec.structure_key(),
+                pooled,
+                str(pool_sd),
+                len(groups),
+                datas[0].spend_scaled.shape,
+                datas[0].controls_scaled.shape,
+                datas[0].fourier.shape,
+                0 if lift is None else len(lift[0]),
+                tuple(groups),
+            ),
         )
-        out = sample_model(build, backend=backend, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                           progress=progress, **sampler_kwargs)
+        out = sample_model(
+            build,
+            backend=backend,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            seed=seed,
+            progress=progress,
+            **sampler_kwargs,
+        )
         timing = {"build_s": out.build_s, "compile_s": out.compile_s, "sample_s": out.sample_s}
         posterior = out.posterior
         posterior.posterior.coords["date"] = np.asarray(pd.DatetimeIndex(datas[0].dates).values)
-        res = HierarchicalResult(posterior=posterior, spec=self.spec, group=self.group, groups=groups, datas=datas,
-                                 pooled=self.pooled, timing=timing, backend=out.backend, seed=seed, holdouts=holdouts,
-                                 lift_tests=None if lift is None else lift[0],
-                                 lift_groups=None if lift is None else [int(g) for g in lift[1]],
-                                 backend_note=out.note)
+        res = HierarchicalResult(
+            posterior=posterior,
+            spec=self.spec,
+            group=self.group,
+            groups=groups,
+            datas=datas,
+            pooled=self.pooled,
+            timing=timing,
+            backend=out.backend,
+            seed=seed,
+            holdouts=holdouts,
+            lift_tests=None if lift is None else lift[0],
+            lift_groups=None if lift is None else [int(g) for g in lift[1]],
+            backend_note=out.note,
+        )
         res.report_diagnostics()
         res.timing["total_s"] = time.perf_counter() - t0
         return res
@@ -495,11 +591,22 @@ class HierarchicalResult:
         for i, g in enumerate(self.lift_groups):
             v = lm[:, i] * float(self.datas[g].scales.target_scale)
             t = self.lift_tests
-            out.append({self.group: str(self.groups[g]), "channel": t.channel[i],
-                        "spend_before": float(t.spend_before[i]), "spend_after": float(t.spend_after[i]),
-                        "periods": float(t.periods[i]), "lift": float(t.lift[i]), "lift_se": float(t.lift_se[i]),
-                        "lift_model": {"mean": float(v.mean()), "low": float(np.quantile(v, lo)),
-                                       "high": float(np.quantile(v, hi))}})
+            out.append(
+                {
+                    self.group: str(self.groups[g]),
+                    "channel": t.channel[i],
+                    "spend_before": float(t.spend_before[i]),
+                    "spend_after": float(t.spend_after[i]),
+                    "periods": float(t.periods[i]),
+                    "lift": float(t.lift[i]),
+                    "lift_se": float(t.lift_se[i]),
+                    "lift_model": {
+                        "mean": float(v.mean()),
+                        "low": float(np.quantile(v, lo)),
+                        "high": float(np.quantile(v, hi)),
+                    },
+                }
+            )
         return out
 
     @property
@@ -542,8 +649,15 @@ class HierarchicalResult:
         beta = self._draws("beta")[:, g, :] if post["beta"].ndim == 4 else self._group_param("beta", g)
         from fastmmm import kernels as K
 
-        y, _ = K.media_transform(np.broadcast_to(xs, (n,) + xs.shape), d.adstock, d.saturation, a,
-                                 tuple(s_params), l_max=d.l_max, normalize=d.normalize)
+        y, _ = K.media_transform(
+            np.broadcast_to(xs, (n,) + xs.shape),
+            d.adstock,
+            d.saturation,
+            a,
+            tuple(s_params),
+            l_max=d.l_max,
+            normalize=d.normalize,
+        )
         return y * beta[:, None, :] * float(data.scales.target_scale)
 
     def predict(self, interval: float = 0.95, *, seed: int | None = None) -> pd.DataFrame:
@@ -567,12 +681,18 @@ class HierarchicalResult:
             if "trend" in post:
                 base = base + self._draws("trend")[:, g, None] * np.asarray(ho.trend)[None, :]
             if "gamma_fourier" in post:
-                base = base + self._draws("gamma_fourier")[:, g, :] @ np.asarray(ho.fourier).reshape(t_new, -1).T
+                base = (
+                    base + self._draws("gamma_fourier")[:, g, :] @ np.asarray(ho.fourier).reshape(t_new, -1).T
+                )
             if "gamma_control" in post:
-                base = base + self._draws("gamma_control")[:, g, :] @ np.asarray(ho.controls_scaled).reshape(t_new, -1).T
+                base = (
+                    base
+                    + self._draws("gamma_control")[:, g, :]
+                    @ np.asarray(ho.controls_scaled).reshape(t_new, -1).T
+                )
             hist = np.asarray(tr.spend, dtype=float)
             full = np.vstack([hist, np.asarray(ho.spend, dtype=float)])
-            media = self.media_contributions(g, full)[:, hist.shape[0]:, :].sum(axis=2) / scale
+            media = self.media_contributions(g, full)[:, hist.shape[0] :, :].sum(axis=2) / scale
             mu = base + media
             sigma = self._draws("sigma")[:, g, None]
             if self.spec.likelihood == "studentt":
@@ -580,11 +700,18 @@ class HierarchicalResult:
             else:
                 noise = rng.standard_normal(mu.shape)
             pp = (mu + sigma * noise) * scale
-            frames.append(pd.DataFrame({
-                self.group: name, "date": pd.DatetimeIndex(ho.dates), "mean": mu.mean(axis=0) * scale,
-                "low": np.quantile(pp, lo, axis=0), "high": np.quantile(pp, hi, axis=0),
-                "actual": np.asarray(ho.y, dtype=float),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        self.group: name,
+                        "date": pd.DatetimeIndex(ho.dates),
+                        "mean": mu.mean(axis=0) * scale,
+                        "low": np.quantile(pp, lo, axis=0),
+                        "high": np.quantile(pp, hi, axis=0),
+                        "actual": np.asarray(ho.y, dtype=float),
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True)
 
     def _draws(self, name: str) -> np.ndarray:
@@ -612,13 +739,19 @@ class HierarchicalResult:
             spend = np.asarray(self.datas[g].spend, dtype=float).sum(axis=0)
             for c, ch in enumerate(self.channels):
                 r, k = roas[:, g, c], contrib[:, g, c]
-                rows.append({
-                    self.group: name, "channel": ch, "spend": float(spend[c]),
-                    "contribution_mean": float(k.mean()), "contribution_low": float(np.quantile(k, lo)),
-                    "contribution_high": float(np.quantile(k, hi)),
-                    "roas_mean": float(r.mean()), "roas_low": float(np.quantile(r, lo)),
-                    "roas_high": float(np.quantile(r, hi)),
-                })
+                rows.append(
+                    {
+                        self.group: name,
+                        "channel": ch,
+                        "spend": float(spend[c]),
+                        "contribution_mean": float(k.mean()),
+                        "contribution_low": float(np.quantile(k, lo)),
+                        "contribution_high": float(np.quantile(k, hi)),
+                        "roas_mean": float(r.mean()),
+                        "roas_low": float(np.quantile(r, lo)),
+                        "roas_high": float(np.quantile(r, hi)),
+                    }
+                )
         return pd.DataFrame(rows).set_index([self.group, "channel"])
 
     def plot_roas(self, path=None, interval: float = 0.95, truth=None):
@@ -652,10 +785,16 @@ class HierarchicalResult:
         mu = self._draws("mu").mean(axis=0)
         frames = []
         for g, (name, d) in enumerate(zip(self.groups, self.datas)):
-            frames.append(pd.DataFrame({
-                self.group: name, "date": pd.DatetimeIndex(d.dates), "actual": np.asarray(d.y, dtype=float),
-                "mean": mu[g] * float(d.scales.target_scale),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        self.group: name,
+                        "date": pd.DatetimeIndex(d.dates),
+                        "actual": np.asarray(d.y, dtype=float),
+                        "mean": mu[g] * float(d.scales.target_scale),
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True)
 
     def validate(self, **thresholds):
@@ -668,15 +807,19 @@ class HierarchicalResult:
         v.mape_in_sample = float(ape.mean())
         v.checks["mape_in_sample"] = v.mape_in_sample < v.thresholds["mape"]
         if not v.checks["mape_in_sample"]:
-            v.failures.append(f"In-sample MAPE is {100 * v.mape_in_sample:.1f}% (threshold "
-                              f"{100 * v.thresholds['mape']:.0f}%)")
+            v.failures.append(
+                f"In-sample MAPE is {100 * v.mape_in_sample:.1f}% (threshold "
+                f"{100 * v.thresholds['mape']:.0f}%)"
+            )
         if self.holdouts:
             pr = self.predict(seed=self.seed)
             v.mape_holdout = float(((pr["actual"] - pr["mean"]).abs() / pr["actual"].abs()).mean())
             v.checks["mape_holdout"] = v.mape_holdout < v.thresholds["mape"]
             if not v.checks["mape_holdout"]:
-                v.failures.append(f"Hold-out MAPE is {100 * v.mape_holdout:.1f}% (threshold "
-                                  f"{100 * v.thresholds['mape']:.0f}%)")
+                v.failures.append(
+                    f"Hold-out MAPE is {100 * v.mape_holdout:.1f}% (threshold "
+                    f"{100 * v.thresholds['mape']:.0f}%)"
+                )
         return v
 
     def report_diagnostics(self) -> None:
@@ -686,8 +829,10 @@ class HierarchicalResult:
 
         v = sampler_checks(self)
         if v.failures:
-            warnings.warn("fastmmm: sampling diagnostics failed:\n" + "\n".join(f"  - {f}" for f in v.failures),
-                          stacklevel=3)
+            warnings.warn(
+                "fastmmm: sampling diagnostics failed:\n" + "\n".join(f"  - {f}" for f in v.failures),
+                stacklevel=3,
+            )
 
     def summary(self, interval: float = 0.95) -> dict:
         """JSON-ready: per group and channel ROAS/contribution, diagnostics, timing."""
@@ -695,26 +840,45 @@ class HierarchicalResult:
         out: dict = {}
         for (g, ch), row in cs.iterrows():
             out.setdefault(str(g), {})[ch] = {
-                q: {k: float(row[f"{q}_{k}"]) for k in ("mean", "low", "high")} for q in ("roas", "contribution")
+                q: {k: float(row[f"{q}_{k}"]) for k in ("mean", "low", "high")}
+                for q in ("roas", "contribution")
             }
             out[str(g)][ch]["spend"] = float(row["spend"])
         v = self.validate()
-        return {"interval": interval, "backend": self.backend, "backend_note": self.backend_note, "group": self.group, "pooled": list(self.pooled),
-                "groups": out, "diagnostics": v.to_dict(), "lift_tests": self.lift_test_summary(interval),
-                "timing": {k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")}}
+        return {
+            "interval": interval,
+            "backend": self.backend,
+            "backend_note": self.backend_note,
+            "group": self.group,
+            "pooled": list(self.pooled),
+            "groups": out,
+            "diagnostics": v.to_dict(),
+            "lift_tests": self.lift_test_summary(interval),
+            "timing": {
+                k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")
+            },
+        }
 
     def save(self, path) -> Path:
         """``idata.nc`` (netCDF) and ``meta.json``; written to a temporary directory and renamed."""
         from fastmmm.results import save_dir
 
-        meta = {"format_version": _FORMAT_VERSION, "kind": "hierarchical", "spec": self.spec.to_dict(),
-                "group": self.group, "groups": [str(g) for g in self.groups],
-                "datas": [d.to_dict() for d in self.datas], "pooled": list(self.pooled),
-                "holdouts": None if not self.holdouts else [d.to_dict() for d in self.holdouts],
-                "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
-                "lift_groups": self.lift_groups,
-                "timing": self.timing, "backend": self.backend, "backend_note": self.backend_note,
-                "seed": self.seed}
+        meta = {
+            "format_version": _FORMAT_VERSION,
+            "kind": "hierarchical",
+            "spec": self.spec.to_dict(),
+            "group": self.group,
+            "groups": [str(g) for g in self.groups],
+            "datas": [d.to_dict() for d in self.datas],
+            "pooled": list(self.pooled),
+            "holdouts": None if not self.holdouts else [d.to_dict() for d in self.holdouts],
+            "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
+            "lift_groups": self.lift_groups,
+            "timing": self.timing,
+            "backend": self.backend,
+            "backend_note": self.backend_note,
+            "seed": self.seed,
+        }
         return save_dir(path, self.posterior, meta)
 
     @classmethod
@@ -726,9 +890,20 @@ class HierarchicalResult:
         meta, posterior = read_dir(path)
         if meta.get("kind") != "hierarchical":
             raise ValueError(f"{path}: not a hierarchical result")
-        return cls(posterior=posterior, spec=ModelSpec.from_dict(meta["spec"]), group=meta["group"], groups=meta["groups"],
-                   datas=[PreparedData.from_dict(d) for d in meta["datas"]], pooled=tuple(meta["pooled"]),
-                   timing=meta["timing"], backend=meta["backend"], seed=meta.get("seed"),
-                   holdouts=None if not meta.get("holdouts") else [PreparedData.from_dict(d) for d in meta["holdouts"]],
-                   lift_tests=None if not meta.get("lift_tests") else LiftTests.from_dict(meta["lift_tests"]),
-                   lift_groups=meta.get("lift_groups"), backend_note=meta.get("backend_note", ""))
+        return cls(
+            posterior=posterior,
+            spec=ModelSpec.from_dict(meta["spec"]),
+            group=meta["group"],
+            groups=meta["groups"],
+            datas=[PreparedData.from_dict(d) for d in meta["datas"]],
+            pooled=tuple(meta["pooled"]),
+            timing=meta["timing"],
+            backend=meta["backend"],
+            seed=meta.get("seed"),
+            holdouts=None
+            if not meta.get("holdouts")
+            else [PreparedData.from_dict(d) for d in meta["holdouts"]],
+            lift_tests=None if not meta.get("lift_tests") else LiftTests.from_dict(meta["lift_tests"]),
+            lift_groups=meta.get("lift_groups"),
+            backend_note=meta.get("backend_note", ""),
+        )

@@ -202,7 +202,10 @@ def resolve_prior(spec, name: str, design: MediaDesign | None = None, channels=N
 
 def uses_direct_beta(spec) -> bool:
     """True when the user gave a prior on beta (direct amplitude parameterisation)."""
-    return any(spec.prior("beta", channel=c) is not None for c in spec.channels) or spec.prior("beta") is not None
+    return (
+        any(spec.prior("beta", channel=c) is not None for c in spec.channels)
+        or spec.prior("beta") is not None
+    )
 
 
 def kappa_scale(spend_scaled: np.ndarray) -> np.ndarray:
@@ -240,7 +243,9 @@ def canonical_params(prior: Prior, size: int) -> dict[str, np.ndarray]:
             raise ValueError(f"prior {prior}: missing {name}")
         a = np.asarray(v, dtype=np.float64)
         if a.ndim and a.shape[0] != size:
-            raise ValueError(f"prior {prior}: per-element lists have length {a.shape[0]}, the variable has {size}")
+            raise ValueError(
+                f"prior {prior}: per-element lists have length {a.shape[0]}, the variable has {size}"
+            )
         return np.broadcast_to(a, (size,)).astype(np.float64)
 
     d = prior.dist
@@ -262,8 +267,12 @@ def canonical_params(prior: Prior, size: int) -> dict[str, np.ndarray]:
     if d == "HalfStudentT":
         return {"nu": get("nu"), "sigma": get("sigma")}
     if d == "TruncatedNormal":
-        return {"mu": get("mu", 0.0), "sigma": get("sigma"), "lower": get("lower", -np.inf),
-                "upper": get("upper", np.inf)}
+        return {
+            "mu": get("mu", 0.0),
+            "sigma": get("sigma"),
+            "lower": get("lower", -np.inf),
+            "upper": get("upper", np.inf),
+        }
     if d == "Uniform":
         return {"lower": get("lower"), "upper": get("upper")}
     raise ValueError(f"prior {prior}: distribution {d} is not in the layout's table")
@@ -381,8 +390,13 @@ class Term:
     def value_name(self) -> str:
         """The unconstrained variable's name, as PyMC calls it."""
         kind = self.transform[0]
-        suffix = {"identity": "", "log": "_log__", "logodds": "_logodds__", "interval": "_interval__",
-                  "lowerbound": "_interval__"}[kind]
+        suffix = {
+            "identity": "",
+            "log": "_log__",
+            "logodds": "_logodds__",
+            "interval": "_interval__",
+            "lowerbound": "_interval__",
+        }[kind]
         return self.name + suffix
 
     def params(self) -> dict[str, np.ndarray]:
@@ -400,7 +414,9 @@ class Term:
             if lo_fin:
                 return "lowerbound", p["lower"], None
             if hi_fin:
-                raise ValueError(f"prior {self.name}: TruncatedNormal with only an upper bound is not supported")
+                raise ValueError(
+                    f"prior {self.name}: TruncatedNormal with only an upper bound is not supported"
+                )
             return "identity", None, None
         if d == "Uniform":
             return "interval", p["lower"], p["upper"]
@@ -553,8 +569,10 @@ def check_pooled(pooled) -> tuple[str, ...]:
     valid = _poolable_names()
     bad = [p for p in pooled if p not in valid]
     if bad:
-        raise ValueError(f"pooled: unknown {bad}; choose kinds {POOLABLE} or parameter names such as "
-                         "'adstock_alpha', 'saturation_kappa', 'channel_share'")
+        raise ValueError(
+            f"pooled: unknown {bad}; choose kinds {POOLABLE} or parameter names such as "
+            "'adstock_alpha', 'saturation_kappa', 'channel_share'"
+        )
     return tuple(dict.fromkeys(pooled))
 
 
@@ -630,10 +648,19 @@ def national_layout(spec, data, n_lift: int = 0) -> ModelLayout:
     if spec.trend:
         terms.append(Term("trend", "trend", (), (), resolve_prior(spec, "trend")))
     if n_four:
-        terms.append(Term("gamma_fourier", "gamma_fourier", ("fourier_mode",), (n_four,),
-                          resolve_prior(spec, "gamma_fourier")))
+        terms.append(
+            Term(
+                "gamma_fourier",
+                "gamma_fourier",
+                ("fourier_mode",),
+                (n_four,),
+                resolve_prior(spec, "gamma_fourier"),
+            )
+        )
     if K:
-        terms.append(Term("gamma_control", "gamma_control", ("control",), (K,), resolve_prior(spec, "gamma_control")))
+        terms.append(
+            Term("gamma_control", "gamma_control", ("control",), (K,), resolve_prior(spec, "gamma_control"))
+        )
     if "intercept" in tvp:
         terms += tvp_terms("intercept")
     terms += _media_terms(spec, d, channels)
@@ -662,12 +689,26 @@ def _media_terms(spec, d: MediaDesign, channels: list[str]) -> list[Term]:
     C = len(channels)
     terms = []
     for i, p in enumerate(d.adstock_params):
-        terms.append(Term(f"adstock_{p}", f"adstock_{i}", ("channel",), (C,),
-                          resolve_prior(spec, f"adstock_{p}", d, channels)))
+        terms.append(
+            Term(
+                f"adstock_{p}",
+                f"adstock_{i}",
+                ("channel",),
+                (C,),
+                resolve_prior(spec, f"adstock_{p}", d, channels),
+            )
+        )
     sat_names = SATURATION_PARAMS[d.saturation]
     for p in d.saturation_params:
-        terms.append(Term(f"saturation_{p}", f"saturation_{sat_names.index(p)}", ("channel",), (C,),
-                          resolve_prior(spec, f"saturation_{p}", d, channels)))
+        terms.append(
+            Term(
+                f"saturation_{p}",
+                f"saturation_{sat_names.index(p)}",
+                ("channel",),
+                (C,),
+                resolve_prior(spec, f"saturation_{p}", d, channels),
+            )
+        )
     amp = "beta" if uses_direct_beta(spec) else "channel_share"
     terms.append(Term(amp, amp, ("channel",), (C,), resolve_prior(spec, amp, None, channels)))
     return terms
@@ -680,8 +721,9 @@ def _noise_terms(spec, dims, shape) -> list[Term]:
     return out
 
 
-def panel_layout(spec, datas, groups, *, pooled, pool_sd: Prior | None = None, n_lift: int = 0,
-                 group_dim: str = "geo") -> ModelLayout:
+def panel_layout(
+    spec, datas, groups, *, pooled, pool_sd: Prior | None = None, n_lift: int = 0, group_dim: str = "geo"
+) -> ModelLayout:
     """The layout of :func:`fastmmm.hierarchical.build_hierarchical_model`: per group
     level, trend, seasonality, controls and sigma; media parameters global (C,), and for
     each pooled one ``{name}_sd`` () and ``{name}_z`` (group, channel)."""
@@ -706,11 +748,21 @@ def panel_layout(spec, datas, groups, *, pooled, pool_sd: Prior | None = None, n
     if spec.trend:
         terms.append(Term("trend", "trend", (g,), (G,), resolve_prior(spec, "trend")))
     if n_four:
-        terms.append(Term("gamma_fourier", "gamma_fourier", (g, "fourier_mode"), (G, n_four),
-                          resolve_prior(spec, "gamma_fourier")))
+        terms.append(
+            Term(
+                "gamma_fourier",
+                "gamma_fourier",
+                (g, "fourier_mode"),
+                (G, n_four),
+                resolve_prior(spec, "gamma_fourier"),
+            )
+        )
     if K:
-        terms.append(Term("gamma_control", "gamma_control", (g, "control"), (G, K),
-                          resolve_prior(spec, "gamma_control")))
+        terms.append(
+            Term(
+                "gamma_control", "gamma_control", (g, "control"), (G, K), resolve_prior(spec, "gamma_control")
+            )
+        )
     pooled_dets = []
     for t in _media_terms(spec, d, channels):
         terms.append(t)
@@ -718,8 +770,12 @@ def panel_layout(spec, datas, groups, *, pooled, pool_sd: Prior | None = None, n
         if is_pooled(t.name, kind, pooled):
             target = "amplitude" if kind == "amplitude" else t.role
             terms.append(Term(f"{t.name}_sd", f"{target}_sd", (), (), pool_sd))
-            terms.append(Term(f"{t.name}_z", f"{target}_z", (g, "channel"), (G, C), Prior("Normal", mu=0.0, sigma=1.0)))
-            pooled_dets.append(Deterministic(f"{t.name}_geo", (g, "channel"), (G, C), rust_name=f"{target}_geo"))
+            terms.append(
+                Term(f"{t.name}_z", f"{target}_z", (g, "channel"), (G, C), Prior("Normal", mu=0.0, sigma=1.0))
+            )
+            pooled_dets.append(
+                Deterministic(f"{t.name}_geo", (g, "channel"), (G, C), rust_name=f"{target}_geo")
+            )
     terms += _noise_terms(spec, dims=(g,), shape=(G,))
     # The Rust problem lists the pooled deterministics in target order: adstock, saturation, amplitude.
     dets = list(pooled_dets)

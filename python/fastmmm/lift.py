@@ -191,9 +191,7 @@ def _numeric(df: pd.DataFrame, col: str, allow_nan: bool = False) -> np.ndarray:
     if bad.any():
         raise DataError(f"lift_tests: column {col!r} has non-numeric values in {_rows(bad)}")
     if np.isnan(v).any() and not allow_nan:
-        raise DataError(
-            f"lift_tests: column {col!r} has missing (NaN) values in {_rows(np.isnan(v))}"
-        )
+        raise DataError(f"lift_tests: column {col!r} has missing (NaN) values in {_rows(np.isnan(v))}")
     if np.isinf(v).any():
         raise DataError(f"lift_tests: column {col!r} has infinite values in {_rows(np.isinf(v))}")
     return v
@@ -249,9 +247,7 @@ def read_lift_tests(obj, spec, *, frequency: str = "W") -> LiftTests | None:
         )
     ch = df["channel"]
     if ch.isna().any():
-        raise DataError(
-            f"lift_tests: column 'channel' has missing values in {_rows(ch.isna().to_numpy())}"
-        )
+        raise DataError(f"lift_tests: column 'channel' has missing values in {_rows(ch.isna().to_numpy())}")
     ch = ch.astype(str).str.strip()
     unknown = ~ch.isin(channels).to_numpy()
     if unknown.any():
@@ -274,9 +270,7 @@ def read_lift_tests(obj, spec, *, frequency: str = "W") -> LiftTests | None:
         x1 = x0 + _numeric(df, "delta_spend")
     for name, v in (("spend_before", x0), ("spend_after", x1)):
         if (v < 0).any():
-            raise DataError(
-                f"lift_tests: negative {name} in {_rows(v < 0)} (spend per period must be >= 0)"
-            )
+            raise DataError(f"lift_tests: negative {name} in {_rows(v < 0)} (spend per period must be >= 0)")
     same = x1 == x0
     if same.any():
         raise DataError(
@@ -458,9 +452,7 @@ def add_lift_likelihood(model, spec, data, lift: LiftTests) -> None:
         lift_model = periods * (diff * model["beta"]).sum(axis=1)
         if "media_multiplier" in model.named_vars:
             # Time-varying media effectiveness: the test sees the multiplier of its own dates.
-            tw = pm.Data(
-                "lift_time_weights", arrays["lift_time_weights"], dims=("lift_test", "date")
-            )
+            tw = pm.Data("lift_time_weights", arrays["lift_time_weights"], dims=("lift_test", "date"))
             lift_model = lift_model * pt.dot(tw, model["media_multiplier"])
         lift_model = pm.Deterministic("lift_model", lift_model, dims="lift_test")
         pm.Normal("lift_obs", mu=lift_model, sigma=se, observed=delta, dims="lift_test")
@@ -506,9 +498,7 @@ def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
                 ys.append(y[:, -1, k])
             out[:, i] = lift.periods[i] * beta[:, j] * (ys[1] - ys[0])
     if "media_multiplier" in result.posterior:
-        out *= (
-            result._draws("media_multiplier") @ lift_data(lift, result.data)["lift_time_weights"].T
-        )
+        out *= result._draws("media_multiplier") @ lift_data(lift, result.data)["lift_time_weights"].T
     return out * float(result.data.scales.target_scale)
 
 

@@ -67,7 +67,14 @@ from fastmmm.layout import (  # noqa: F401  (re-exported: the model's vocabulary
 )
 from fastmmm.ops.media import media_transform
 
-__all__ = ["build_model", "data_updates", "default_prior", "MediaDesign", "media_designs", "FIXED_SATURATION_PARAMS"]
+__all__ = [
+    "build_model",
+    "data_updates",
+    "default_prior",
+    "MediaDesign",
+    "media_designs",
+    "FIXED_SATURATION_PARAMS",
+]
 
 # The PyMC-free parts of the model definition live in fastmmm.layout (the fast path needs no PyMC).
 _prior = resolve_prior
@@ -153,7 +160,9 @@ def build_model(data, spec) -> pm.Model:
             coords[d.dim] = [channels[i] for i in d.channels]
     if n_four:
         order = n_four // 2
-        coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [f"cos_{k}" for k in range(1, order + 1)]
+        coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [
+            f"cos_{k}" for k in range(1, order + 1)
+        ]
     if spec.time_varying_intercept or spec.time_varying_media:
         coords["hsgp_basis"] = np.arange(spec.hsgp_m)
 
@@ -200,7 +209,9 @@ def build_model(data, spec) -> pm.Model:
             rel = d.relative_param
             scale = None
             if rel:
-                scale = pm.Data(d.var("kappa_scale"), kappa_scale(data.spend_scaled[:, list(d.channels)]), dims=d.dim)
+                scale = pm.Data(
+                    d.var("kappa_scale"), kappa_scale(data.spend_scaled[:, list(d.channels)]), dims=d.dim
+                )
             fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
             s_params = []
             for p in SATURATION_PARAMS[d.saturation]:
@@ -211,7 +222,13 @@ def build_model(data, spec) -> pm.Model:
                 s_params.append(v * scale if p == rel else v)
             sats.append(
                 media_transform(
-                    x, d.adstock, d.saturation, tuple(a_params), tuple(s_params), l_max=d.l_max, normalize=d.normalize
+                    x,
+                    d.adstock,
+                    d.saturation,
+                    tuple(a_params),
+                    tuple(s_params),
+                    l_max=d.l_max,
+                    normalize=d.normalize,
                 )
             )
             order += list(d.channels)
@@ -226,7 +243,9 @@ def build_model(data, spec) -> pm.Model:
             beta = pm.Deterministic("beta", share * pt.mean(y_obs) / pt.mean(sat, axis=0), dims="channel")
         if spec.time_varying_media:
             mult = pm.Deterministic("media_multiplier", pt.exp(_hsgp(spec, data, "media")), dims="date")
-            contrib = pm.Deterministic("channel_contribution", sat * beta * mult[:, None], dims=("date", "channel"))
+            contrib = pm.Deterministic(
+                "channel_contribution", sat * beta * mult[:, None], dims=("date", "channel")
+            )
         else:
             contrib = pm.Deterministic("channel_contribution", sat * beta, dims=("date", "channel"))
         media = contrib.sum(axis=1)

@@ -181,7 +181,10 @@ def _encode(values: np.ndarray) -> tuple[np.ndarray, dict]:
     if a.dtype == bool:
         return a.astype(np.int8), {"dtype": "bool"}
     if np.issubdtype(a.dtype, np.datetime64):
-        return a.astype("datetime64[ns]").astype(np.int64), {"units": _EPOCH_UNITS, "calendar": "proleptic_gregorian"}
+        return a.astype("datetime64[ns]").astype(np.int64), {
+            "units": _EPOCH_UNITS,
+            "calendar": "proleptic_gregorian",
+        }
     if a.dtype.kind in "UO":
         return np.array([str(x) for x in a.reshape(-1)], dtype=object).reshape(a.shape), {}
     if a.dtype == np.uint64:
@@ -198,14 +201,24 @@ def _decode(values: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
         units = units.decode()
     if isinstance(units, str) and " since " in units and a.dtype.kind in "iuf":
         step, _, origin = units.partition(" since ")
-        unit = {"days": "D", "hours": "h", "minutes": "m", "seconds": "s", "milliseconds": "ms",
-                "microseconds": "us", "nanoseconds": "ns"}.get(step.strip())
+        unit = {
+            "days": "D",
+            "hours": "h",
+            "minutes": "m",
+            "seconds": "s",
+            "milliseconds": "ms",
+            "microseconds": "us",
+            "nanoseconds": "ns",
+        }.get(step.strip())
         if unit is not None:
             base = np.datetime64(origin.strip().split(" ")[0], "ns")
             return base + (a.astype(np.int64) * np.timedelta64(1, unit)).astype("timedelta64[ns]")
     if a.dtype.kind in "OS":
-        return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a.reshape(-1)],
-                        dtype=object).reshape(a.shape).astype(str)
+        return (
+            np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a.reshape(-1)], dtype=object)
+            .reshape(a.shape)
+            .astype(str)
+        )
     return a
 
 

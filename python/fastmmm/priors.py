@@ -201,9 +201,7 @@ class Prior:
             )
         for p, v in values.items():
             if p in info.positive and any(x <= 0 for x in _values(v)):
-                raise ValueError(
-                    f"Prior({dist!r}): parameter {p!r} must be > 0, got {_fmt_value(v)}"
-                )
+                raise ValueError(f"Prior({dist!r}): parameter {p!r} must be > 0, got {_fmt_value(v)}")
         if "lower" in values and "upper" in values:
             lo, hi = values["lower"], values["upper"]
             if np.any(np.asarray(_values(lo)) >= np.asarray(_values(hi))):
@@ -242,9 +240,7 @@ class Prior:
             return self
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a per-channel prior of size {n}")
-        return Prior(
-            self.dist, **{p: (v[index] if isinstance(v, tuple) else v) for p, v in self.params}
-        )
+        return Prior(self.dist, **{p: (v[index] if isinstance(v, tuple) else v) for p, v in self.params})
 
     # ------------------------------------------------------------------ pymc
     def create(self, name: str, dims: str | Sequence[str] | None = None, shape: Any = None):

@@ -25,7 +25,9 @@ def _fmt_s(s: float) -> str:
 class ChainProgressBar:
     """Progress of ``chains`` chains of ``tune + draws`` draws each."""
 
-    def __init__(self, chains: int, draws: int, tune: int, *, stream=None, every: float = 10.0, width: int = 24):
+    def __init__(
+        self, chains: int, draws: int, tune: int, *, stream=None, every: float = 10.0, width: int = 24
+    ):
         self.chains, self.draws, self.tune = int(chains), int(draws), int(tune)
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -62,15 +64,19 @@ class ChainProgressBar:
             per_chain += "  ..."
         eta = (elapsed / frac - elapsed) if 0 < frac < 1 else 0.0
         phase = "warmup" if tuning else "sampling"
-        return (f"{phase} [{bar}] {100 * frac:3.0f}%  chains {per_chain}  divergences {div}  "
-                f"{_fmt_s(elapsed)} (ETA {_fmt_s(eta)})")
+        return (
+            f"{phase} [{bar}] {100 * frac:3.0f}%  chains {per_chain}  divergences {div}  "
+            f"{_fmt_s(elapsed)} (ETA {_fmt_s(eta)})"
+        )
 
     def close(self) -> None:
         now = time.perf_counter()
         div = sum(int(r[2]) for r in self._rows)
         done = all(bool(r[7]) for r in self._rows) if self._rows else False
-        summary = (f"sampled {self.chains} chain{'s' * (self.chains != 1)} x {self.draws} draws "
-                   f"(+{self.tune} warmup) in {_fmt_s(now - self.t0)}, {div} divergence{'s' * (div != 1)}")
+        summary = (
+            f"sampled {self.chains} chain{'s' * (self.chains != 1)} x {self.draws} draws "
+            f"(+{self.tune} warmup) in {_fmt_s(now - self.t0)}, {div} divergence{'s' * (div != 1)}"
+        )
         if not done:
             summary = "sampling stopped: " + self.line(now)
         if self.tty:

@@ -85,9 +85,7 @@ def _thousands(axis) -> None:
     """Tick labels with thousands separators (12,000 rather than 12000 or 1.2e4)."""
     from matplotlib.ticker import FuncFormatter
 
-    axis.set_major_formatter(
-        FuncFormatter(lambda x, _: f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}")
-    )
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"))
 
 
 def _t(text) -> str:
@@ -245,9 +243,7 @@ def plot_contributions(result, ax=None):
         pos, neg = np.clip(v, 0, None), np.clip(v, None, 0)
         label = _t(name)
         if np.any(pos > 0):
-            ax.fill_between(
-                x, pos_top, pos_top + pos, color=color, alpha=0.85, linewidth=0, label=label
-            )
+            ax.fill_between(x, pos_top, pos_top + pos, color=color, alpha=0.85, linewidth=0, label=label)
             pos_top = pos_top + pos
             label = None
         if np.any(neg < 0):
@@ -269,9 +265,7 @@ def plot_contributions(result, ax=None):
         )
     if np.any(neg_bottom < 0):
         ax.axhline(0, color=_ACTUAL, linewidth=0.6)
-    ax.set_title(
-        "Contributions over time (posterior mean; negative parts below zero)" + _units_note(result)
-    )
+    ax.set_title("Contributions over time (posterior mean; negative parts below zero)" + _units_note(result))
     ax.set_ylabel(f"contribution to {_t(result.spec.target)}")
     _thousands(ax.yaxis)
     ax.grid(True, alpha=0.3)
@@ -387,9 +381,7 @@ def plot_response_curves(result, ax=None):
             color=color,
             alpha=0.2,
             linewidth=0,
-            label=f"{_t(ch)} {_pct(INTERVAL)} interval"
-            if overlaid
-            else f"{_pct(INTERVAL)} interval",
+            label=f"{_t(ch)} {_pct(INTERVAL)} interval" if overlaid else f"{_pct(INTERVAL)} interval",
         )
         a.plot(
             rc["spend"],
@@ -487,9 +479,7 @@ def _header(result) -> str:
         if k in timing
     ]
     normalised = ", normalised" if spec.adstock_normalize else ""
-    seasonality = (
-        f"yearly, Fourier order {spec.yearly_seasonality}" if spec.yearly_seasonality else "none"
-    )
+    seasonality = f"yearly, Fourier order {spec.yearly_seasonality}" if spec.yearly_seasonality else "none"
     rows = [
         ("target", spec.target),
         ("channels", ", ".join(spec.channels)),
@@ -560,10 +550,7 @@ def _channel_table(result) -> str:
         "the training period (contribution includes carry-over); ROAS = contribution / spend; "
         "mROAS = extra contribution per extra unit of spend at the current level (1% more spend)."
     )
-    return (
-        f'<table class="grid">\n{head}\n' + "\n".join(rows) + "\n</table>\n"
-        f'<p class="note">{_e(note)}</p>'
-    )
+    return f'<table class="grid">\n{head}\n' + "\n".join(rows) + f'\n</table>\n<p class="note">{_e(note)}</p>'
 
 
 def _diagnostics(v) -> str:
@@ -604,11 +591,7 @@ def _diagnostics(v) -> str:
     )
     fails = ""
     if v.failures:
-        fails = (
-            '<ul class="failures">\n'
-            + "\n".join(f"<li>{_e(s)}</li>" for s in v.failures)
-            + "\n</ul>"
-        )
+        fails = '<ul class="failures">\n' + "\n".join(f"<li>{_e(s)}</li>" for s in v.failures) + "\n</ul>"
     return (
         verdict + '\n<table class="grid diag">\n'
         "<tr><th>check</th><th>value</th><th>threshold</th><th>status</th></tr>\n"

@@ -79,11 +79,22 @@ class MMMResult:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_fit(cls, *, posterior, spec, data, holdout, timing, backend, seed, lift_tests=None, backend_note=""):
+    def from_fit(
+        cls, *, posterior, spec, data, holdout, timing, backend, seed, lift_tests=None, backend_note=""
+    ):
         post = posterior.posterior
         post.coords["date"] = np.asarray(pd.DatetimeIndex(data.dates).values)
-        return cls(posterior=posterior, spec=spec, data=data, holdout=holdout, timing=dict(timing),
-                   backend=backend, seed=seed, lift_tests=lift_tests, backend_note=backend_note)
+        return cls(
+            posterior=posterior,
+            spec=spec,
+            data=data,
+            holdout=holdout,
+            timing=dict(timing),
+            backend=backend,
+            seed=seed,
+            lift_tests=lift_tests,
+            backend_note=backend_note,
+        )
 
     def posterior_predictive(self) -> np.ndarray:
         """(chain, draw, date) draws of ``y`` on the scaled space: ``mu + sigma * noise``
@@ -118,10 +129,12 @@ class MMMResult:
 
             dates = np.asarray(pd.DatetimeIndex(self.data.dates).values)
             groups = dict(self.posterior.groups)
-            groups["posterior_predictive"] = Group({"y_obs": self.posterior_predictive()},
-                                                   {"y_obs": ("chain", "draw", "date")}, {"date": dates})
-            groups["observed_data"] = Group({"y_obs": np.asarray(self.data.y_scaled)}, {"y_obs": ("date",)},
-                                            {"date": dates})
+            groups["posterior_predictive"] = Group(
+                {"y_obs": self.posterior_predictive()}, {"y_obs": ("chain", "draw", "date")}, {"date": dates}
+            )
+            groups["observed_data"] = Group(
+                {"y_obs": np.asarray(self.data.y_scaled)}, {"y_obs": ("date",)}, {"date": dates}
+            )
             cached = self._idata = Posterior(groups, self.posterior.attrs).to_arviz()
         return cached
 
@@ -183,7 +196,10 @@ class MMMResult:
             raise ValueError(f"spend: expected shape (T, {len(self.channels)}), got {spend.shape}")
         if self.spec.time_varying_media:
             out = self._static_media_contributions(spend, draws=draws)
-            return out * self.media_multiplier_draws(self._row_trend(spend.shape[0], dates), draws=draws)[:, :, None]
+            return (
+                out
+                * self.media_multiplier_draws(self._row_trend(spend.shape[0], dates), draws=draws)[:, :, None]
+            )
         return self._static_media_contributions(spend, draws=draws)
 
     def _row_trend(self, n_rows: int, dates=None) -> np.ndarray:
@@ -300,7 +316,9 @@ class MMMResult:
         total_spend = spend.sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             roas = np.where(total_spend > 0, contrib / total_spend, np.nan)
-            share = contrib / np.where(contrib.sum(axis=1, keepdims=True) == 0, 1, contrib.sum(axis=1, keepdims=True))
+            share = contrib / np.where(
+                contrib.sum(axis=1, keepdims=True) == 0, 1, contrib.sum(axis=1, keepdims=True)
+            )
         # Marginal ROAS: extra contribution from 1% more spend in every period of the
         # training window (including what carries over past its end), per unit of that spend.
         eps = 0.01
@@ -312,7 +330,13 @@ class MMMResult:
         delta = self.media_contributions(bumped).sum(axis=1) - self.media_contributions(base).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             mroas = np.where(total_spend > 0, delta / (eps * total_spend), np.nan)
-        self._cd_cache = {"contribution": contrib, "contribution_share": share, "roas": roas, "mroas": mroas, "spend": total_spend}
+        self._cd_cache = {
+            "contribution": contrib,
+            "contribution_share": share,
+            "roas": roas,
+            "mroas": mroas,
+            "spend": total_spend,
+        }
         return self._cd_cache
 
     def _with_tail(self, spend: np.ndarray) -> np.ndarray:
@@ -402,7 +426,11 @@ class MMMResult:
             base += hsgp_effect(self, "intercept", np.asarray(nd.trend))
         hist = np.asarray(self.data.spend, dtype=float)
         full = np.vstack([hist, np.asarray(nd.spend, dtype=float)])
-        dates = pd.DatetimeIndex(self.data.dates).append(pd.DatetimeIndex(nd.dates)) if self.spec.time_varying_media else None
+        dates = (
+            pd.DatetimeIndex(self.data.dates).append(pd.DatetimeIndex(nd.dates))
+            if self.spec.time_varying_media
+            else None
+        )
         media = self.media_contributions(full, dates=dates)[:, hist.shape[0] :, :].sum(axis=2) / scale
         mu = base + media
         rng = np.random.default_rng(seed)
@@ -443,8 +471,17 @@ class MMMResult:
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ budget
-    def optimize_budget(self, total: float, weeks: int, *, bounds=None, objective="mean", pattern=None,
-                        interval: float = 0.95, max_draws: int | None = 1000):
+    def optimize_budget(
+        self,
+        total: float,
+        weeks: int,
+        *,
+        bounds=None,
+        objective="mean",
+        pattern=None,
+        interval: float = 0.95,
+        max_draws: int | None = 1000,
+    ):
         """Optimal split of ``total`` over the next ``weeks`` periods.
 
         See :func:`fastmmm.optimize.optimize_budget` for the arguments; the
@@ -509,7 +546,9 @@ class MMMResult:
             "backend_note": self.backend_note,
             "channels": channels,
             "diagnostics": v.to_dict(),
-            "timing": {k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")},
+            "timing": {
+                k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")
+            },
         }
         if self.lift_tests is not None:
             out["lift_tests"] = self.lift_test_summary(interval)

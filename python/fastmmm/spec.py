@@ -94,9 +94,7 @@ SCALINGS: tuple[str, ...] = ("max", "mean")
 SPEC_VERSION = 1
 
 _ALL_ADSTOCK_PRIORS = tuple(sorted({f"adstock_{p}" for ps in ADSTOCK_PARAMS.values() for p in ps}))
-_ALL_SATURATION_PRIORS = tuple(
-    sorted({f"saturation_{p}" for ps in SATURATION_PARAMS.values() for p in ps})
-)
+_ALL_SATURATION_PRIORS = tuple(sorted({f"saturation_{p}" for ps in SATURATION_PARAMS.values() for p in ps}))
 #: Every prior name any spec can use.
 ALL_PRIOR_NAMES: tuple[str, ...] = (
     ("intercept", "trend", "gamma_control", "gamma_fourier", "channel_share", "beta")
@@ -167,9 +165,7 @@ def _choice(what: str, value: Any, valid: tuple[str, ...]) -> str:
     return v
 
 
-def _kinds(
-    what: str, value: Any, channels: tuple[str, ...], valid: tuple[str, ...]
-) -> tuple[str, ...]:
+def _kinds(what: str, value: Any, channels: tuple[str, ...], valid: tuple[str, ...]) -> tuple[str, ...]:
     """Normalise a kind given as str, {channel: kind} or a per-channel sequence."""
     if isinstance(value, str):
         return (_choice(f"{what} kind", value, valid),) * len(channels)
@@ -181,9 +177,7 @@ def _kinds(
             )
         missing = [c for c in channels if c not in value]
         if missing:
-            raise ValueError(
-                f"{what}: no kind given for channel(s) {', '.join(map(repr, missing))}"
-            )
+            raise ValueError(f"{what}: no kind given for channel(s) {', '.join(map(repr, missing))}")
         return tuple(_choice(f"{what} kind for channel {c!r}", value[c], valid) for c in channels)
     try:
         seq = tuple(value)
@@ -400,9 +394,7 @@ class ModelSpec:
     def _saturation_prior_names(self) -> list[str]:
         out: list[str] = []
         for kind in self.saturation_by_channel:
-            out += [
-                f"saturation_{p}" for p in SATURATION_PARAMS[kind] if f"saturation_{p}" not in out
-            ]
+            out += [f"saturation_{p}" for p in SATURATION_PARAMS[kind] if f"saturation_{p}" not in out]
         return out
 
     def _channel_prior_names(self, channel: str) -> tuple[str, ...]:
@@ -462,9 +454,7 @@ class ModelSpec:
                         f"{', '.join(self._channel_prior_names(channel))}"
                     )
                 if prior.size is not None:
-                    raise ValueError(
-                        f"prior {key!r}: a per-channel override must have scalar parameters"
-                    )
+                    raise ValueError(f"prior {key!r}: a per-channel override must have scalar parameters")
             elif prior.size is not None:
                 expected = {
                     "gamma_control": (len(self.controls), "controls"),
@@ -473,9 +463,7 @@ class ModelSpec:
                 if expected is None and base in channel_level:
                     expected = (len(self.channels), "channels")
                 if expected is None:
-                    raise ValueError(
-                        f"prior {key!r} is a scalar parameter: list values are not allowed"
-                    )
+                    raise ValueError(f"prior {key!r} is a scalar parameter: list values are not allowed")
                 if prior.size != expected[0]:
                     raise ValueError(
                         f"prior {key!r}: list values have length {prior.size}, expected {expected[0]} "
@@ -561,9 +549,7 @@ class ModelSpec:
             ``name`` is not a prior name of any spec, or ``channel`` is not a channel.
         """
         if name not in ALL_PRIOR_NAMES:
-            raise ValueError(
-                f"unknown prior name {name!r}; valid names: {', '.join(ALL_PRIOR_NAMES)}"
-            )
+            raise ValueError(f"unknown prior name {name!r}; valid names: {', '.join(ALL_PRIOR_NAMES)}")
         if channel is None:
             return self.priors.get(name)
         if channel not in self.channels:
@@ -585,9 +571,7 @@ class ModelSpec:
         d: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         unknown = set(changes) - set(d)
         if unknown:
-            raise ValueError(
-                f"unknown ModelSpec field(s) {sorted(unknown)}; fields: {', '.join(d)}"
-            )
+            raise ValueError(f"unknown ModelSpec field(s) {sorted(unknown)}; fields: {', '.join(d)}")
         d.update(changes)
         return ModelSpec(**d)
 

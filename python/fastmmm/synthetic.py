@@ -16,9 +16,31 @@ import pandas as pd
 
 from fastmmm import kernels as K
 
-__all__ = ["SyntheticTruth", "make_dataset", "make_confounded_dataset", "true_lift", "make_lift_tests", "make_panel", "panel_true_lift", "CHANNEL_NAMES"]
+__all__ = [
+    "SyntheticTruth",
+    "make_dataset",
+    "make_confounded_dataset",
+    "true_lift",
+    "make_lift_tests",
+    "make_panel",
+    "panel_true_lift",
+    "CHANNEL_NAMES",
+]
 
-CHANNEL_NAMES = ("tv", "search", "social", "display", "radio", "ooh", "video", "affiliate", "email", "print", "podcast", "cinema")
+CHANNEL_NAMES = (
+    "tv",
+    "search",
+    "social",
+    "display",
+    "radio",
+    "ooh",
+    "video",
+    "affiliate",
+    "email",
+    "print",
+    "podcast",
+    "cinema",
+)
 
 
 @dataclass
@@ -168,7 +190,9 @@ def make_dataset(
     return df, truth
 
 
-def true_lift(truth: SyntheticTruth, channel: str, spend_before: float, spend_after: float, periods: float) -> float:
+def true_lift(
+    truth: SyntheticTruth, channel: str, spend_before: float, spend_after: float, periods: float
+) -> float:
     """The true incremental target of a lift test on ``truth``'s process.
 
     Spend held at ``spend_before`` vs ``spend_after`` per period (original
@@ -195,7 +219,9 @@ def true_lift(truth: SyntheticTruth, channel: str, spend_before: float, spend_af
     return float(periods * truth.beta[c] * (ys[1] - ys[0]) * truth.target_scale)
 
 
-def make_lift_tests(truth: SyntheticTruth, tests, *, se_frac: float = 0.1, seed: int | None = None) -> pd.DataFrame:
+def make_lift_tests(
+    truth: SyntheticTruth, tests, *, se_frac: float = 0.1, seed: int | None = None
+) -> pd.DataFrame:
     """Lift-test results on ``truth``'s process (see :mod:`fastmmm.lift` for the columns).
 
     Parameters
@@ -220,8 +246,15 @@ def make_lift_tests(truth: SyntheticTruth, tests, *, se_frac: float = 0.1, seed:
         se = se_frac * abs(tl)
         obs = tl if rng is None else tl + se * rng.standard_normal()
         rows.append(
-            {"channel": channel, "spend_before": float(x0), "spend_after": float(x1), "weeks": weeks,
-             "lift": obs, "lift_se": se, "true_lift": tl}
+            {
+                "channel": channel,
+                "spend_before": float(x0),
+                "spend_after": float(x1),
+                "weeks": weeks,
+                "lift": obs,
+                "lift_se": se,
+                "true_lift": tl,
+            }
         )
     return pd.DataFrame(rows)
 
@@ -269,7 +302,9 @@ def make_confounded_dataset(
     kscale = xs.mean(axis=0)
     a_params = {"alpha": np.array([0.5, 0.3])}
     s_params = {"kappa": kscale * np.array([1.2, 1.0]), "slope": np.array([1.5, 1.2])}
-    sat, _ = K.media_transform(xs, "geometric", "hill", (a_params["alpha"],), tuple(s_params.values()), l_max=8, normalize=True)
+    sat, _ = K.media_transform(
+        xs, "geometric", "hill", (a_params["alpha"],), tuple(s_params.values()), l_max=8, normalize=True
+    )
     tt = np.arange(t) / max(t - 1, 1)
     doy = dates.day_of_year.to_numpy()
     baseline = 1.0 + 0.08 * tt + 0.05 * np.sin(2 * np.pi * doy / 365.25) + demand_effect * d
@@ -341,8 +376,23 @@ def make_panel(
     slope_c = rng.uniform(1.2, 2.2, c)
     w = rng.uniform(0.5, 1.5, c)
     share_c = w / w.sum() * media_share
-    frames, out = [], {k: [] for k in ("roas", "contribution", "alpha", "kappa", "slope", "share", "beta",
-                                       "target_scale", "channel_scale")}
+    frames, out = (
+        [],
+        {
+            k: []
+            for k in (
+                "roas",
+                "contribution",
+                "alpha",
+                "kappa",
+                "slope",
+                "share",
+                "beta",
+                "target_scale",
+                "channel_scale",
+            )
+        },
+    )
     tt = np.arange(t) / max(t - 1, 1)
     doy = dates.day_of_year.to_numpy()
     for gi, name in enumerate(groups):
@@ -355,10 +405,12 @@ def make_panel(
         xs = spend / spend.max(axis=0)
         kscale = np.nanmean(np.where(xs > 0, xs, np.nan), axis=0)
         kappa = kappa_rel * kscale
-        sat, _ = K.media_transform(xs, "geometric", "hill", (alpha,), (kappa, slope), l_max=l_max, normalize=True)
-        season = rng.uniform(0.03, 0.08) * np.sin(2 * np.pi * doy / 365.25 + rng.uniform(0, 1)) + 0.03 * np.cos(
-            4 * np.pi * doy / 365.25
+        sat, _ = K.media_transform(
+            xs, "geometric", "hill", (alpha,), (kappa, slope), l_max=l_max, normalize=True
         )
+        season = rng.uniform(0.03, 0.08) * np.sin(
+            2 * np.pi * doy / 365.25 + rng.uniform(0, 1)
+        ) + 0.03 * np.cos(4 * np.pi * doy / 365.25)
         event = np.zeros(t)
         event[rng.choice(t, size=max(1, t // 40), replace=False)] = 1.0
         baseline = 1.0 + rng.uniform(-0.1, 0.25) * tt + season + 0.12 * event
@@ -389,8 +441,9 @@ def make_panel(
     return pd.concat(frames, ignore_index=True), truth
 
 
-def panel_true_lift(truth: dict, g: int, channel: str, spend_before: float, spend_after: float,
-                    periods: float) -> float:
+def panel_true_lift(
+    truth: dict, g: int, channel: str, spend_before: float, spend_after: float, periods: float
+) -> float:
     """The true incremental sales of a sustained spend change in group ``g`` of a
     :func:`make_panel` panel (geometric adstock normalised, so the steady state is the
     saturation of the spend itself), over ``periods`` periods."""

@@ -263,11 +263,7 @@ class HSGPBasis:
 
     def _fixed(self, trend: np.ndarray) -> np.ndarray:
         cols = {"const": np.ones_like(trend), "trend": trend}
-        return (
-            np.column_stack([cols[r] for r in self.remove])
-            if self.remove
-            else np.zeros((len(trend), 0))
-        )
+        return np.column_stack([cols[r] for r in self.remove]) if self.remove else np.zeros((len(trend), 0))
 
     def projection(self) -> np.ndarray:
         """``(R, m)``: least-squares coefficients of the eigenfunctions on the removed fixed effects."""
@@ -307,9 +303,7 @@ def hsgp_data(data) -> dict[str, np.ndarray]:
     return out
 
 
-def hsgp_effect(
-    result, part: str, trend: Any, *, draws: Any = None, warn: bool = True
-) -> np.ndarray:
+def hsgp_effect(result, part: str, trend: Any, *, draws: Any = None, warn: bool = True) -> np.ndarray:
     """Posterior draws of a part's GP at dates with trend feature ``trend``.
 
     Parameters

@@ -53,8 +53,8 @@ pub fn exp_f<const F: bool>(x: f64) -> f64 {
     let xc = if under || over { 0.0 } else { x };
     let n = mla::<F>(xc, LOG2E, MAGIC) - MAGIC; // round(x / ln 2)
     let r = mla::<F>(-n, LN2_LO, mla::<F>(-n, LN2_HI, xc)); // |r| <= 0.347
-                                            // Taylor series to r^13 (truncation below 1e-17 relative on |r| <= 0.347),
-                                            // evaluated by Estrin's scheme: a short dependency chain for pipelining.
+                                                            // Taylor series to r^13 (truncation below 1e-17 relative on |r| <= 0.347),
+                                                            // evaluated by Estrin's scheme: a short dependency chain for pipelining.
     let r2 = r * r;
     let r4 = r2 * r2;
     let r8 = r4 * r4;
@@ -119,7 +119,11 @@ pub fn ln_f<const F: bool>(x: f64) -> f64 {
     let t1 = w * mla::<F>(w, mla::<F>(w, LG6, LG4), LG2);
     let t2 = z * mla::<F>(w, mla::<F>(w, mla::<F>(w, LG7, LG5), LG3), LG1);
     let r = t2 + t1;
-    let v = mla::<F>(dk, LN2_HI, -((hfsq - mla::<F>(s, hfsq + r, dk * LN2_LO)) - f));
+    let v = mla::<F>(
+        dk,
+        LN2_HI,
+        -((hfsq - mla::<F>(s, hfsq + r, dk * LN2_LO)) - f),
+    );
     if x > 0.0 && x < f64::INFINITY {
         v
     } else if x == 0.0 {

@@ -564,10 +564,22 @@ fn hill_avx512_kernel_equals_the_portable_kernel() {
     }
     let mut s = 12345u64;
     let mut u = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 11) as f64) / ((1u64 << 53) as f64)
     };
-    let mut x: Vec<f64> = vec![0.0, 5e-324, 1e-310, 2.2250738585072014e-308, 1e-300, 1e-30, 1e300, 1.0, 2.0];
+    let mut x: Vec<f64> = vec![
+        0.0,
+        5e-324,
+        1e-310,
+        2.2250738585072014e-308,
+        1e-300,
+        1e-30,
+        1e300,
+        1.0,
+        2.0,
+    ];
     for i in 0..4000 {
         x.push(match i % 4 {
             0 => u() * 3.0,
@@ -577,13 +589,28 @@ fn hill_avx512_kernel_equals_the_portable_kernel() {
         });
     }
     let n = x.len();
-    for (kappa, slope) in [(1.0, 1.0), (0.3, 2.5), (7.0, 0.6), (1e-3, 4.0), (50.0, 1.7), (1.3, 0.05), (1e6, 8.0), (1e-308, 8.0)] {
+    for (kappa, slope) in [
+        (1.0, 1.0),
+        (0.3, 2.5),
+        (7.0, 0.6),
+        (1e-3, 4.0),
+        (50.0, 1.7),
+        (1.3, 0.05),
+        (1e6, 8.0),
+        (1e-308, 8.0),
+    ] {
         let q = Hill::pre(kappa, slope);
-        let (mut y, mut dx, mut d0, mut d1) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let (mut y, mut dx, mut d0, mut d1) =
+            (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         unsafe { super::hill512::hill_grad(&x, &q, &mut y, &mut dx, &mut d0, &mut d1) };
         for i in 0..n {
             let (ry, rdx, rd0, rd1) = Hill::grad::<true>(x[i], &q);
-            for (name, a, b) in [("y", y[i], ry), ("dx", dx[i], rdx), ("dkappa", d0[i], rd0), ("dslope", d1[i], rd1)] {
+            for (name, a, b) in [
+                ("y", y[i], ry),
+                ("dx", dx[i], rdx),
+                ("dkappa", d0[i], rd0),
+                ("dslope", d1[i], rd1),
+            ] {
                 // exp(slope (ln x - ln kappa)): one ulp of ln x or ln kappa is a relative
                 // error of slope (|ln x| + |ln kappa|) 2^-52 in the result.
                 let arg = slope * (x[i].ln().abs() + kappa.ln().abs());
@@ -595,7 +622,11 @@ fn hill_avx512_kernel_equals_the_portable_kernel() {
                 let sub = 1e-323 / (ry * (1.0 - ry)).abs().max(1e-323);
                 let tol = (1e-15 * (8.0 + 2.0 * arg) + sub) * scale + absd + 1e-300;
                 let ok = a == b || (a - b).abs() <= tol;
-                assert!(ok, "{name} at x={:e} kappa={kappa} slope={slope}: {a:e} vs {b:e}", x[i]);
+                assert!(
+                    ok,
+                    "{name} at x={:e} kappa={kappa} slope={slope}: {a:e} vs {b:e}",
+                    x[i]
+                );
             }
         }
     }
@@ -608,12 +639,20 @@ fn hill_avx512_kernel_equals_the_portable_kernel() {
     for i in [1, 2] {
         let r = Hill::grad::<true>(xs[i], &q);
         for (a, b) in [(y[i], r.0), (dx[i], r.1), (d0[i], r.2), (d1[i], r.3)] {
-            assert!(a == b || (a.is_nan() && b.is_nan()), "x={}: {a} vs {b}", xs[i]);
+            assert!(
+                a == b || (a.is_nan() && b.is_nan()),
+                "x={}: {a} vs {b}",
+                xs[i]
+            );
         }
     }
     assert!(y[1].is_nan() && y[2].is_nan() && d0[1].is_nan());
     assert_eq!((y[3], dx[3], d0[3], d1[3]), (0.0, 0.0, 0.0, 0.0));
-    assert_eq!((y[5], dx[5], d0[5], d1[5]), (7.0, 7.0, 7.0, 7.0), "wrote past the column");
+    assert_eq!(
+        (y[5], dx[5], d0[5], d1[5]),
+        (7.0, 7.0, 7.0, 7.0),
+        "wrote past the column"
+    );
     // A parameter out of its domain (negative kappa: ln is NaN) gives NaN, as portably.
     let bad_q = Hill::pre(-1.0, 1.5);
     let (mut by, mut bdx, mut bd0, mut bd1) = ([0.0; 5], [0.0; 5], [0.0; 5], [0.0; 5]);
@@ -633,12 +672,16 @@ fn hill_avx512_kernel_equals_the_portable_kernel() {
 fn convolution_with_padding_equals_without() {
     let mut s = 99u64;
     let mut u = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 11) as f64) / ((1u64 << 53) as f64)
     };
     for t in 1..75 {
         for taps in 1..12 {
-            let x: Vec<f64> = (0..t).map(|_| if u() < 0.2 { 0.0 } else { u() * 3.0 }).collect();
+            let x: Vec<f64> = (0..t)
+                .map(|_| if u() < 0.2 { 0.0 } else { u() * 3.0 })
+                .collect();
             let stride = 3;
             let w: Vec<f64> = (0..taps * stride).map(|_| u() - 0.3).collect();
             let mut y0 = vec![0.0; t];
@@ -662,4 +705,3 @@ fn convolution_with_padding_equals_without() {
         }
     }
 }
-

@@ -6,7 +6,9 @@ use super::errors::value_error;
 use crate::kernels::adstock::{Adstock, AdstockKind};
 use crate::kernels::fused::Media;
 use crate::kernels::saturation::SaturationKind;
-use crate::logp::{Block, Dist, LiftData, MmmData, MmmProblem, MmmStructure, Role, Transform, TvpData};
+use crate::logp::{
+    Block, Dist, LiftData, MmmData, MmmProblem, MmmStructure, Role, Transform, TvpData,
+};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -21,7 +23,10 @@ fn vec1(arg: &str, a: &PyReadonlyArray1<'_, f64>) -> PyResult<Vec<f64>> {
 fn vec2(arg: &str, a: &PyReadonlyArray2<'_, f64>) -> PyResult<(Vec<f64>, usize, usize)> {
     if !a.is_c_contiguous() {
         // A Fortran-ordered array is contiguous too, but its memory is column by column.
-        return Err(value_error(arg, "must be a C-contiguous (row-major) float64 array"));
+        return Err(value_error(
+            arg,
+            "must be a C-contiguous (row-major) float64 array",
+        ));
     }
     let s = a.shape();
     let v = a
@@ -180,16 +185,18 @@ fn lift_from(
 ) -> PyResult<Option<LiftData>> {
     match (channel, x0, x1, periods, delta, se) {
         (None, None, None, None, None, None) => Ok(None),
-        (Some(channel), Some(x0), Some(x1), Some(periods), Some(delta), Some(se)) => Ok(Some(LiftData {
-            channel,
-            group: group.unwrap_or_default(),
-            x0: vec1("lift_x0", &x0)?,
-            x1: vec1("lift_x1", &x1)?,
-            periods: vec1("lift_periods", &periods)?,
-            delta: vec1("lift_delta", &delta)?,
-            se: vec1("lift_se", &se)?,
-            steady,
-        })),
+        (Some(channel), Some(x0), Some(x1), Some(periods), Some(delta), Some(se)) => {
+            Ok(Some(LiftData {
+                channel,
+                group: group.unwrap_or_default(),
+                x0: vec1("lift_x0", &x0)?,
+                x1: vec1("lift_x1", &x1)?,
+                periods: vec1("lift_periods", &periods)?,
+                delta: vec1("lift_delta", &delta)?,
+                se: vec1("lift_se", &se)?,
+                steady,
+            }))
+        }
         _ => Err(value_error(
             "lift",
             "give all of lift_channel, lift_x0, lift_x1, lift_periods, lift_delta, lift_se or none",
@@ -257,8 +264,18 @@ impl PyMmmProblem {
             data.lift = l;
         }
         data.tvp = [
-            tvp_from("tvp_intercept", tvp_intercept_phi, tvp_intercept_omega, tvp_intercept_col_ms)?,
-            tvp_from("tvp_media", tvp_media_phi, tvp_media_omega, tvp_media_col_ms)?,
+            tvp_from(
+                "tvp_intercept",
+                tvp_intercept_phi,
+                tvp_intercept_omega,
+                tvp_intercept_col_ms,
+            )?,
+            tvp_from(
+                "tvp_media",
+                tvp_media_phi,
+                tvp_media_omega,
+                tvp_media_col_ms,
+            )?,
         ];
         let akind = match adstock {
             "geometric" => AdstockKind::Geometric,
@@ -348,8 +365,18 @@ impl PyMmmProblem {
         tvp_media_col_ms: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
         let tvp = [
-            tvp_from("tvp_intercept", tvp_intercept_phi, tvp_intercept_omega, tvp_intercept_col_ms)?,
-            tvp_from("tvp_media", tvp_media_phi, tvp_media_omega, tvp_media_col_ms)?,
+            tvp_from(
+                "tvp_intercept",
+                tvp_intercept_phi,
+                tvp_intercept_omega,
+                tvp_intercept_col_ms,
+            )?,
+            tvp_from(
+                "tvp_media",
+                tvp_media_phi,
+                tvp_media_omega,
+                tvp_media_col_ms,
+            )?,
         ];
         let steady = self.inner.data.lift.steady;
         if self.inner.data.lift.is_empty() && lift_channel.is_some() {

@@ -77,7 +77,11 @@ fn to_python<'py>(
     let draws = out[0].n_draws;
     d.set_item(
         "draws",
-        stacked(py, out.iter().map(|c| c.draws.as_slice()).collect(), &[draws, n_exp])?,
+        stacked(
+            py,
+            out.iter().map(|c| c.draws.as_slice()).collect(),
+            &[draws, n_exp],
+        )?,
     )?;
     if !out[0].unconstrained.is_empty() {
         d.set_item(
@@ -123,15 +127,27 @@ fn to_python<'py>(
     let tune = out[0].warmup_n_steps.len();
     warm.set_item(
         "n_steps",
-        stacked(py, out.iter().map(|c| c.warmup_n_steps.as_slice()).collect(), &[tune])?,
+        stacked(
+            py,
+            out.iter().map(|c| c.warmup_n_steps.as_slice()).collect(),
+            &[tune],
+        )?,
     )?;
     warm.set_item(
         "diverging",
-        stacked(py, out.iter().map(|c| c.warmup_diverging.as_slice()).collect(), &[tune])?,
+        stacked(
+            py,
+            out.iter().map(|c| c.warmup_diverging.as_slice()).collect(),
+            &[tune],
+        )?,
     )?;
     warm.set_item(
         "step_size",
-        stacked(py, out.iter().map(|c| c.warmup_step_size.as_slice()).collect(), &[tune])?,
+        stacked(
+            py,
+            out.iter().map(|c| c.warmup_step_size.as_slice()).collect(),
+            &[tune],
+        )?,
     )?;
     d.set_item("warmup", warm)?;
     let grads: Vec<u64> = out.iter().map(|c| c.gradients).collect();
@@ -143,7 +159,11 @@ fn to_python<'py>(
 
 /// Per chain: (draws done incl. warmup, draws in all, divergences after warmup,
 /// tuning, step size, gradient evaluations, started, finished).
-fn progress_list<'py>(py: Python<'py>, shared: &Shared, total: usize) -> PyResult<Bound<'py, PyList>> {
+fn progress_list<'py>(
+    py: Python<'py>,
+    shared: &Shared,
+    total: usize,
+) -> PyResult<Bound<'py, PyList>> {
     let rows: Vec<_> = shared
         .chains
         .iter()
@@ -197,7 +217,10 @@ pub fn sample_nuts<'py>(
     progress_interval: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
     if !(progress_interval.is_finite() && progress_interval > 0.0) {
-        return Err(value_error("progress_interval", "must be a positive number of seconds"));
+        return Err(value_error(
+            "progress_interval",
+            "must be a positive number of seconds",
+        ));
     }
     let settings = RunSettings {
         draws,
@@ -228,7 +251,9 @@ pub fn sample_nuts<'py>(
                 cv.notify_all();
                 r
             })
-            .map_err(|e| PyRuntimeError::new_err(format!("could not start the sampler thread: {e}")))?
+            .map_err(|e| {
+                PyRuntimeError::new_err(format!("could not start the sampler thread: {e}"))
+            })?
     };
     let interval = Duration::from_secs_f64(progress_interval.min(1.0));
     let total = (tune + draws) as usize;

@@ -39,9 +39,7 @@ def _check_inputs(op_name: str, kernel: Kernel, x, params):
         )
     x = _as_float64(x)
     if x.type.ndim not in (2, 3):
-        raise ValueError(
-            f"{op_name}: x must be 2-D (T, C) or 3-D (B, T, C), got ndim={x.type.ndim}"
-        )
+        raise ValueError(f"{op_name}: x must be 2-D (T, C) or 3-D (B, T, C), got ndim={x.type.ndim}")
     params = [_as_float64(p) for p in params]
     allowed = (1,) if x.type.ndim == 2 else (1, 2)
     for name, p in zip(kernel.params, params):
@@ -111,16 +109,15 @@ class TransformOp(Op):
         x, *params = inputs
         name = type(self).__name__
         xc, B, T, C = _btc(x)
-        bufs = [
-            _param_buffer(name, pname, p, B, C)
-            for pname, p in zip(self.kernel.params, params)
-        ]
+        bufs = [_param_buffer(name, pname, p, B, C) for pname, p in zip(self.kernel.params, params)]
         y = np.empty_like(xc)
         sym = self.kernel.fwd_symbol
         rc = CTYPES_FUNCS[sym](
             xc.ctypes.data,
             *(b.ctypes.data for b in bufs),
-            B, T, C,
+            B,
+            T,
+            C,
             *self.abi_options(),
             y.ctypes.data,
         )
@@ -166,9 +163,7 @@ class TransformVJPOp(Op):
         g = _as_float64(g)
         if g.type.ndim != x.type.ndim:
             raise ValueError(f"{type(self).__name__}: g must have the ndim of x")
-        return Apply(
-            self, [x, *params, g], [x.type(), *(p.type() for p in params)]
-        )
+        return Apply(self, [x, *params, g], [x.type(), *(p.type() for p in params)])
 
     def perform(self, node, inputs, output_storage):
         x, *params, g = inputs
@@ -177,10 +172,7 @@ class TransformVJPOp(Op):
         if np.shape(g) != xc.shape:
             raise ValueError(f"{name}: g has shape {np.shape(g)}, expected {xc.shape}")
         gc = np.ascontiguousarray(g, dtype=np.float64)
-        bufs = [
-            _param_buffer(name, pname, p, B, C)
-            for pname, p in zip(self.kernel.params, params)
-        ]
+        bufs = [_param_buffer(name, pname, p, B, C) for pname, p in zip(self.kernel.params, params)]
         gx = np.empty_like(xc)
         gbufs = [np.empty(B * C) for _ in params]
         sym = self.kernel.vjp_symbol
@@ -188,7 +180,9 @@ class TransformVJPOp(Op):
             xc.ctypes.data,
             *(b.ctypes.data for b in bufs),
             gc.ctypes.data,
-            B, T, C,
+            B,
+            T,
+            C,
             *self.abi_options(),
             gx.ctypes.data,
             *(b.ctypes.data for b in gbufs),

@@ -155,16 +155,12 @@ _register(ADDRESSES)
 #: pointer argument (numba converts ArrayCTypes to ``double*`` and keeps the
 #: array alive for the duration of the call).
 EXTERNAL = {
-    name: types.ExternalFunction(
-        name, types.int32(*(_NUMBA[k] for k in kinds))
-    )
+    name: types.ExternalFunction(name, types.int32(*(_NUMBA[k] for k in kinds)))
     for name, kinds in SYMBOLS.items()
 }
 
 #: ctypes callables on the same addresses, used by ``Op.perform``.
 CTYPES_FUNCS = {
-    name: ctypes.CFUNCTYPE(ctypes.c_int32, *(_CTYPES[k] for k in kinds))(
-        ADDRESSES[name]
-    )
+    name: ctypes.CFUNCTYPE(ctypes.c_int32, *(_CTYPES[k] for k in kinds))(ADDRESSES[name])
     for name, kinds in SYMBOLS.items()
 }

@@ -76,9 +76,7 @@ def _media_options(adstock, saturation, l_max, normalize):
     if adstock not in ADSTOCK_CODES:
         raise ValueError(f"adstock must be one of {sorted(ADSTOCK_CODES)}, got {adstock!r}")
     if saturation not in SATURATION_CODES:
-        raise ValueError(
-            f"saturation must be one of {sorted(SATURATION_CODES)}, got {saturation!r}"
-        )
+        raise ValueError(f"saturation must be one of {sorted(SATURATION_CODES)}, got {saturation!r}")
     minimum = 2 if adstock == "weibull_pdf" else 1
     if l_max is None:
         if adstock != "geometric":
@@ -237,9 +235,7 @@ class MediaTransformVJPOp(_MediaBase):
 
     __props__ = ("adstock", "saturation", "l_max", "normalize", "want_gx")
 
-    def __init__(
-        self, adstock="geometric", saturation="hill", l_max=None, normalize=False, want_gx=True
-    ):
+    def __init__(self, adstock="geometric", saturation="hill", l_max=None, normalize=False, want_gx=True):
         self._set_options(adstock, saturation, l_max, normalize)
         self.want_gx = bool(want_gx)
 
@@ -267,9 +263,7 @@ class MediaTransformVJPOp(_MediaBase):
         if np.shape(g) != xc.shape:
             raise ValueError(f"{name}: g has shape {np.shape(g)}, expected {xc.shape}")
         if np.shape(cache) != (4 * xc.size,):
-            raise ValueError(
-                f"{name}: cache has shape {np.shape(cache)}, expected ({4 * xc.size},)"
-            )
+            raise ValueError(f"{name}: cache has shape {np.shape(cache)}, expected ({4 * xc.size},)")
         gc = np.ascontiguousarray(g, dtype=np.float64)
         cc = np.ascontiguousarray(cache, dtype=np.float64)
         a0, a1, _, s1 = self._param_buffers(params, B, C)  # saturation: shape checks only
@@ -343,8 +337,7 @@ def media_transform(
     adstock_params, saturation_params = tuple(adstock_params), tuple(saturation_params)
     if len(adstock_params) != len(op.adstock_params):
         raise TypeError(
-            f"adstock_params: {op.adstock} takes {op.adstock_params}, "
-            f"got {len(adstock_params)} value(s)"
+            f"adstock_params: {op.adstock} takes {op.adstock_params}, got {len(adstock_params)} value(s)"
         )
     if len(saturation_params) != len(op.saturation_params):
         raise TypeError(

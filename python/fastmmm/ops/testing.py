@@ -22,7 +22,5 @@ def forbid_numba_object_mode() -> Iterator[None]:
     ``nutpie.compile_pymc_model(..., backend="numba")``) fails instead.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "error", message=OBJECT_MODE_WARNING, category=UserWarning
-        )
+        warnings.filterwarnings("error", message=OBJECT_MODE_WARNING, category=UserWarning)
         yield

@@ -123,10 +123,20 @@ class PosteriorResponse:
         )
         hist = np.zeros((l_max, c)) if history is None else history
         avg = np.ones(c) if avg_spend is None else avg_spend
-        return cls(channels, [g], np.ones(c) if channel_scale is None else channel_scale, target_scale, hist, l_max, avg)
+        return cls(
+            channels,
+            [g],
+            np.ones(c) if channel_scale is None else channel_scale,
+            target_scale,
+            hist,
+            l_max,
+            avg,
+        )
 
     @classmethod
-    def from_result(cls, result, max_draws: int | None = None, multiplier_weeks: int = 13) -> "PosteriorResponse":
+    def from_result(
+        cls, result, max_draws: int | None = None, multiplier_weeks: int = 13
+    ) -> "PosteriorResponse":
         """The response model of a fitted :class:`fastmmm.results.MMMResult`.
 
         With a time-varying media effect (``spec.time_varying_media``) each
@@ -145,7 +155,11 @@ class PosteriorResponse:
         if getattr(result.spec, "time_varying_media", False):
             from fastmmm.tvp import periods_per_week
 
-            if isinstance(multiplier_weeks, bool) or not isinstance(multiplier_weeks, (int, np.integer)) or multiplier_weeks < 1:
+            if (
+                isinstance(multiplier_weeks, bool)
+                or not isinstance(multiplier_weeks, (int, np.integer))
+                or multiplier_weeks < 1
+            ):
                 raise ValueError(f"multiplier_weeks: must be an integer >= 1, got {multiplier_weeks!r}")
             t = len(result.data.dates)
             k = min(t, round(multiplier_weeks * periods_per_week(result.data.frequency)))
@@ -417,7 +431,10 @@ def optimize_budget(
     v_opt, _ = _objective(kind, arg, r_opt, g_opt, a.sum())
     message = str(res.message)
     if v_opt < v_start:
-        warnings.warn("fastmmm: the optimiser did not improve on the start; returning the starting allocation", stacklevel=2)
+        warnings.warn(
+            "fastmmm: the optimiser did not improve on the start; returning the starting allocation",
+            stacklevel=2,
+        )
         a, r_opt, g_opt, message = a0, r_start, g_start, "no improvement over the start: " + message
     elif np.allclose(a, a0, rtol=0, atol=1e-6 * total):
         warnings.warn(

@@ -77,13 +77,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
-    from fastmmm.fit import MMM, clear_compile_cache
-
     # Import what a fit loads (nutpie -> arviz -> matplotlib, pymc) before any timing:
     # otherwise the first contender of the first case pays ~3 s of imports alone.
     import arviz  # noqa: F401
     import nutpie  # noqa: F401
+
     import fastmmm.model  # noqa: F401
+    from fastmmm.fit import MMM, clear_compile_cache
 
     draws = 500 if args.quick else 1000
     rows, notes = [], []

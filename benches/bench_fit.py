@@ -87,7 +87,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-
 from _meta import cpu_name, quiet, versions  # noqa: E402  (benches/ is sys.path[0])
 
 RESULTS = Path(__file__).parent / "results"
@@ -151,6 +150,7 @@ def case_synthetic_260x12():
 
 def case_example():
     import pandas as pd
+
     from fastmmm.spec import ModelSpec
 
     df = pd.read_csv(EXAMPLE_CSV, parse_dates=["date_week"])
@@ -223,6 +223,7 @@ def sampler_stats(idata, chains):
 # ---------------------------------------------------------------------- fits
 def fit_fastmmm(case, backend, kw, target_accept):
     import nutpie
+
     from fastmmm import MMM
     from fastmmm.fit import clear_compile_cache, compile_model
 
@@ -585,6 +586,7 @@ def batch_data(n_brands: int):
     (geometric l_max 8 + Hill, event control, yearly seasonality 2, built-in trend) and a
     pymc-marketing MMM factory (same, with a control column t for the trend)."""
     import pandas as pd
+
     from fastmmm.spec import ModelSpec
     from fastmmm.synthetic import make_dataset
 
@@ -634,6 +636,7 @@ def batch_worker(cfg: dict) -> dict:
     pymc-marketing refitting brand after brand until the budget is spent."""
     import nutpie
     import pymc as pm
+
     from fastmmm.batch import brand_seed
 
     df, spec, pmm_model = batch_data(cfg["brands"])

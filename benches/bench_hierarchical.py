@@ -85,7 +85,7 @@ def eval_targets(b, with_pytensor: bool):
     x_h = x_h + rng.normal(0, 0.1, x_h.size)
     targets = {"grouped rust": [EvalTarget(b["grouped_rust"], x_h, ctypes.c_int)]}
     singles = []
-    for data, comp in b["singles"]:
+    for _, comp in b["singles"]:
         x = rng.normal(0, 0.3, comp.n_dim)
         singles.append(EvalTarget(comp, x, ctypes.c_int))
     targets["10 x single rust"] = singles

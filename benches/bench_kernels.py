@@ -18,7 +18,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,7 @@ def pytensor_graph(l_max, conv="slices"):
     w = alpha[:, None, :] ** lags[None, :, None]  # (B, L, C)
     if conv == "slices":
         padded = pt.concatenate([pt.zeros((x.shape[0], l_max - 1, x.shape[2])), x], axis=1)
-        xa = sum(w[:, l, None, :] * padded[:, l_max - 1 - l : l_max - 1 - l + t, :] for l in range(l_max))
+        xa = sum(w[:, k, None, :] * padded[:, l_max - 1 - k : l_max - 1 - k + t, :] for k in range(l_max))
     else:  # pytensor's Convolve1d, as pymc-marketing 0.19's batched_convolution uses
         from pytensor.tensor.signal import convolve1d
 
@@ -182,7 +182,7 @@ def main(argv=None):
     import numba
 
     meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.system()} {platform.release()}".strip(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,

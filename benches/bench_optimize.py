@@ -71,7 +71,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-
 from _meta import cpu_name, quiet, versions  # noqa: E402  (benches/ is sys.path[0])
 
 RESULTS = Path(__file__).parent / "results"
@@ -99,9 +98,10 @@ def median_time(fn, repeats):
 
 # ---------------------------------------------------------------------- fit
 def fit_pmm(chains, draws, tune, notes):
-    from fastmmm.synthetic import make_dataset
     from pymc_marketing.mmm import GeometricAdstock, LogisticSaturation
     from pymc_marketing.mmm.multidimensional import MMM
+
+    from fastmmm.synthetic import make_dataset
 
     df, truth = make_dataset(104, 4, saturation="logistic", seed=0)
     pdf = df.copy()
@@ -196,6 +196,7 @@ def main(argv=None):
 
     import pandas as pd
     import xarray as xr
+
     from fastmmm.optimize import PosteriorResponse, optimize_budget
 
     notes: list = []

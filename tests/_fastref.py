@@ -14,8 +14,9 @@ from __future__ import annotations
 import ctypes
 
 import numpy as np
-from fastmmm import kernels as K
 from scipy.special import digamma, expit, gammaln
+
+from fastmmm import kernels as K
 
 _LOGP_SIG = ctypes.CFUNCTYPE(
     ctypes.c_int64,

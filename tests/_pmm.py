@@ -25,6 +25,7 @@ import pytensor  # noqa: E402
 import pytensor.tensor as pt  # noqa: E402
 import pytensor.xtensor as ptx  # noqa: E402
 from pymc_marketing.mmm import transformers as tr  # noqa: E402
+from pytensor.graph import clone_replace  # noqa: E402
 from pytensor.graph.rewriting.utils import rewrite_graph  # noqa: E402
 
 try:
@@ -43,7 +44,7 @@ def _pdims(ndim):
     return ("channel",) if ndim == 1 else ("batch", "channel")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(name, x_ndim, p_ndims, static, vjp=False):
     xd = _xdims(x_ndim)
     xt = pt.tensor("x", shape=(None,) * x_ndim, dtype="float64")

@@ -10,6 +10,7 @@ tests hold the two equal.
 from __future__ import annotations
 
 import numpy as np
+
 from fastmmm.layout import SATURATION_PARAMS, prior_const
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _util import KERNELS, assert_close, kernels
 
 B, T, C = 2, 9, 3

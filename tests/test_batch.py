@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from fastmmm.batch import INDEX_COLUMNS, _dirnames, brand_seed, fit_many
 from fastmmm.data import DataError
 from fastmmm.spec import ModelSpec

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from fastmmm.convergence import ess_bulk, ess_tail, mcse_mean, ndtri, rhat
 from fastmmm.diagnostics import sampler_checks
 from fastmmm.posterior import Group, Posterior

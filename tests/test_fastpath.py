@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from _fastref import RefProblem
 from _fastref import pymc_logp_dlogp as _pymc_logp_dlogp
+
 from fastmmm import fastpath as fp
 from fastmmm.data import prepare
 from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
@@ -382,8 +383,9 @@ def example_df():
 
 @pytest.fixture(scope="module")
 def both_fits(example_df):
-    from fastmmm.fit import MMM, clear_compile_cache
     from test_fit import example_spec
+
+    from fastmmm.fit import MMM, clear_compile_cache
 
     clear_compile_cache()
     out = {}
@@ -478,8 +480,9 @@ def test_rust_and_pytensor_posteriors_agree(both_fits):
 def test_same_seed_gives_the_same_draws_and_nutpie_stats(example_df):
     """nuts-rs in the Rust core: one seed, the same draws run to run; another seed, others.
     The sample stats carry nutpie's names."""
-    from fastmmm.fit import MMM
     from test_fit import example_spec
+
+    from fastmmm.fit import MMM
 
     def run(seed):
         with warnings.catch_warnings():
@@ -514,8 +517,9 @@ def test_same_seed_gives_the_same_draws_and_nutpie_stats(example_df):
 
 
 def test_second_rust_fit_swaps_data_without_rebuilding(example_df, both_fits):
-    from fastmmm.fit import MMM
     from test_fit import example_spec
+
+    from fastmmm.fit import MMM
 
     other = example_df.assign(y=example_df["y"] * 1.05)
     t0 = time.perf_counter()

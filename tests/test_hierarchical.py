@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _fastref import check_problem_against_pymc
+
 from fastmmm import hierarchical as hm
 from fastmmm.data import DataError
 from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS

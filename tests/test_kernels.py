@@ -13,12 +13,11 @@ import os
 
 import numpy as np
 import pytest
+import reference as R
+from _util import KERNELS, assert_close, kernels
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import reference as R
-from _util import KERNELS, assert_close, kernels
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # examples per property test; raise them through the environment for a long bug hunt
@@ -368,7 +367,7 @@ def _fd_check(fwd, vjp, x, p, g, opts, xmask, rtol=1e-7):
         for idx in np.ndindex(q.shape):
             hq = 1e-4 * max(1e-2, abs(q[idx]))
 
-            def fq(t, i=i, idx=idx):
+            def fq(t, i=i, idx=idx, q=q):
                 qq = q.copy()
                 qq[idx] += t
                 pp = list(p)

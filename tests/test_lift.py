@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+
 from fastmmm import kernels as K
 from fastmmm.data import DataError
 from fastmmm.fit import MMM, _national_build
@@ -137,7 +138,6 @@ def pt_const(v):
     ids=["normalised", "unnormalised", "mixed-kinds"],
 )
 def test_modelled_lift_matches_numpy_at_fixed_parameters(confounded, kw):
-    import pytensor
     from fastmmm.data import prepare
     from fastmmm.model import build_model, kappa_scale, media_designs
 
@@ -340,6 +340,7 @@ def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, norm
     add_lift_likelihood: gradients to 1e-9, log-density differences to 1e-9, and
     the expanded lift_model deterministic equals PyMC's."""
     from _fastref import check_problem_against_pymc
+
     from fastmmm import fastpath as fp
     from fastmmm.data import prepare
     from fastmmm.lift import add_lift_likelihood, read_lift_tests
@@ -376,7 +377,6 @@ def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, norm
 
 def test_cache_key_counts_lift_tests(confounded):
     from fastmmm.data import prepare
-
     from fastmmm.lift import read_lift_tests
 
     df, _, lifts = confounded

@@ -9,6 +9,9 @@ import pytest
 
 pytensor = pytest.importorskip("pytensor")
 import pytensor.tensor as pt
+from pytensor.gradient import NullTypeGradError, verify_grad
+from pytensor.graph.traversal import applys_between
+
 from fastmmm import kernels
 from fastmmm.ops import (
     DelayedAdstockOp,
@@ -23,8 +26,6 @@ from fastmmm.ops import (
     media_transform,
 )
 from fastmmm.ops.testing import forbid_numba_object_mode
-from pytensor.gradient import NullTypeGradError, verify_grad
-from pytensor.graph.traversal import applys_between
 
 # Any numba object-mode fallback in this module is a failure.
 pytestmark = pytest.mark.filterwarnings("error:Numba will use object mode:UserWarning")

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fastmmm import report
-from fastmmm.spec import ModelSpec
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.dates import date2num
 from matplotlib.figure import Figure
+
+from fastmmm import report
+from fastmmm.spec import ModelSpec
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "mmm_example.csv"
 CHANNELS = ("x1", "x2")

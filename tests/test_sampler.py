@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fastmmm.progress import ChainProgressBar
 from fastmmm.spec import ModelSpec
 from fastmmm.synthetic import make_dataset

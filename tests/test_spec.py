@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from fastmmm.priors import DISTRIBUTIONS, Prior, as_prior, parse_prior
 from fastmmm.spec import ADSTOCK_KINDS, SATURATION_KINDS, ModelSpec, PriorMap
 

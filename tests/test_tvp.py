@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+
 from fastmmm import tvp
 from fastmmm.fit import MMM
 from fastmmm.results import MMMResult
@@ -312,6 +313,7 @@ class TestModel:
         points, log-density differences to 1e-9, and the expanded deterministics
         (channel_contribution, media_multiplier, intercept_tv, mu) equal PyMC's."""
         from _fastref import check_problem_against_pymc
+
         from fastmmm import fastpath as fp
         from fastmmm.data import prepare
         from fastmmm.model import build_model
@@ -364,6 +366,7 @@ def prior_result(media_data):
     against the model's own graph.
     """
     import pymc as pm
+
     from fastmmm.data import prepare, split_holdout
     from fastmmm.model import build_model
 

@@ -30,7 +30,6 @@ compilation.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -41,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from fastmmm.data import DataError, PreparedData, prepare
-from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
+from fastmmm.kernels import SATURATION_PARAMS
 from fastmmm.layout import POOLABLE, check_pooled, is_pooled
 from fastmmm.spec import ModelSpec
 
@@ -197,9 +196,11 @@ def build_hierarchical_model(
 
     from fastmmm.layout import (
         FIXED_SATURATION_PARAMS,
-        resolve_prior as _prior,
         media_designs,
         uses_direct_beta,
+    )
+    from fastmmm.layout import (
+        resolve_prior as _prior,
     )
     from fastmmm.ops.media import media_transform
     from fastmmm.priors import Prior
@@ -316,9 +317,8 @@ def _add_group_lift(model, spec, datas, lift, design, a_params, s_params, beta):
     import pymc as pm
     import pytensor.tensor as pt
 
-    from fastmmm.ops.media import media_transform
-
     from fastmmm.fastpath import lift_arrays
+    from fastmmm.ops.media import media_transform
 
     tests, gidx = lift
     arr = lift_arrays(tests, datas, spec, gidx)

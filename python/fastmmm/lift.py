@@ -140,7 +140,10 @@ class LiftTests:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LiftTests:
         n = len(d["channel"])
-        f = lambda k: np.asarray(d[k], dtype=np.float64)
+
+        def f(k):
+            return np.asarray(d[k], dtype=np.float64)
+
         return cls(
             channel=tuple(str(c) for c in d["channel"]),
             spend_before=f("spend_before"),

@@ -49,8 +49,6 @@ kernels run with ``alpha = 1`` (``beta * x / (lam + x)``) and ``b = 1``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt

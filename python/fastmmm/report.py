@@ -291,7 +291,7 @@ def plot_roas(result, ax=None):
     kinds = (("roas", "ROAS", -0.2), ("mroas", "mROAS", 0.2))
     colors = {"roas": "#1f77b4", "mroas": "#ff7f0e"}
     labelled = set()
-    for c, ch in enumerate(result.channels):
+    for c in range(len(result.channels)):
         for key, name, off in kinds:
             v = np.asarray(draws[key])[:, c]
             v = v[np.isfinite(v)]

@@ -309,7 +309,10 @@ class ModelSpec:
     priors: PriorMap | Mapping[str, Any] = field(default_factory=PriorMap)
 
     def __post_init__(self) -> None:
-        setf = lambda k, v: object.__setattr__(self, k, v)
+
+        def setf(k, v):
+            object.__setattr__(self, k, v)
+
         for name in ("date_column", "target"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v:

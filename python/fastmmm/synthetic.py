@@ -395,7 +395,7 @@ def make_panel(
     )
     tt = np.arange(t) / max(t - 1, 1)
     doy = dates.day_of_year.to_numpy()
-    for gi, name in enumerate(groups):
+    for name in groups:
         z = rng.standard_normal((4, c))
         alpha = 1 / (1 + np.exp(-(logit(alpha_c) + spread * z[0])))
         kappa_rel = kappa_c * np.exp(spread * z[1])

@@ -102,7 +102,7 @@ class PosteriorResponse:
         target_scale=1.0,
         history=None,
         avg_spend=None,
-    ) -> "PosteriorResponse":
+    ) -> PosteriorResponse:
         """A response model from explicit kernel parameters, each (S, C) or (C,)."""
         c = len(channels)
         beta = np.atleast_2d(np.asarray(beta, dtype=float))
@@ -136,7 +136,7 @@ class PosteriorResponse:
     @classmethod
     def from_result(
         cls, result, max_draws: int | None = None, multiplier_weeks: int = 13
-    ) -> "PosteriorResponse":
+    ) -> PosteriorResponse:
         """The response model of a fitted :class:`fastmmm.results.MMMResult`.
 
         With a time-varying media effect (``spec.time_varying_media``) each

@@ -8,16 +8,15 @@ registered with pyplot, so no GUI backend is touched, ``plt.show`` is never
 called and the figure is freed like any Python object (rendered with Agg by
 ``savefig``). Display one in a notebook by returning it from a cell.
 
-:func:`write_report` writes one ``report.html`` with the plots embedded as
-base64 PNG images, the channel summary table and the diagnostics; it needs no
+:func:`write_report` writes one ``report.html`` with the same charts as inline
+SVG (``svg_*``, drawn by :mod:`fastmmm.svgplot` without matplotlib, in
+milliseconds), the channel summary table and the diagnostics; it needs no
 other files and loads nothing from the network.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 import os
 from datetime import UTC, datetime
@@ -370,9 +369,10 @@ def plot_response_curves(result, ax=None):
     else:
         fig, axes = ax.get_figure(), [ax] * n
     overlaid = n > 1 and len({id(a) for a in axes}) == 1
+    curves = result.response_curves(interval=INTERVAL)
     for i, ch in enumerate(channels):
         a = axes[i]
-        rc = result.response_curve(ch, interval=INTERVAL)
+        rc = curves[curves["channel"] == ch].reset_index(drop=True)
         color = _channel_color(i)
         a.fill_between(
             rc["spend"],
@@ -419,23 +419,143 @@ def plot_response_curves(result, ax=None):
     return fig
 
 
+# ---------------------------------------------------------------------------- the same charts as SVG
+def _dates(index) -> np.ndarray:
+    return np.asarray(pd.DatetimeIndex(index).values.astype("datetime64[D]"))
+
+
+def svg_fit(result) -> str:
+    """:func:`plot_fit` as an SVG element (for the HTML report; no matplotlib)."""
+    from fastmmm.svgplot import Panel
+
+    fit = result.fitted(INTERVAL)
+    x = _dates(fit.index)
+    holdout = getattr(result, "holdout", None)
+    pr = None
+    if holdout is not None and len(holdout.dates):
+        pr = result.predict(holdout, INTERVAL, seed=result.seed)
+    xall = x if pr is None else np.concatenate([x, _dates(pr.index)])
+    p = Panel(
+        title="Model fit: actual vs posterior predictive" + _units_note(result),
+        x=xall,
+        ylabel=str(result.spec.target),
+    )
+    p.band(x, fit["low"], fit["high"], color=_FIT, label=f"{_pct(INTERVAL)} predictive interval")
+    p.line(x, fit["mean"], color=_FIT, width=1.8, label="posterior predictive mean")
+    p.line(x, fit["actual"], color=_ACTUAL, width=0.9, marker=1.6, label="actual")
+    if pr is not None:
+        xp = _dates(pr.index)
+        start = x[-1] + (xp[0] - x[-1]) / 2 if len(x) else xp[0]
+        p.vspan(start, xp[-1], color=_FORECAST)
+        p.vline(start, color=_FORECAST, label="hold-out start")
+        p.band(xp, pr["low"], pr["high"], color=_FORECAST, label=f"hold-out {_pct(INTERVAL)} interval")
+        p.line(xp, pr["mean"], color=_FORECAST, width=1.8, label="forecast mean")
+        if "actual" in pr:
+            p.points(xp, pr["actual"], color=_ACTUAL, size=2.6, label="hold-out actual")
+    return p.svg()
+
+
+def svg_contributions(result) -> str:
+    """:func:`plot_contributions` as an SVG element."""
+    from fastmmm.svgplot import Panel
+
+    comp, fitted, colors = _components(result)
+    x = _dates(comp.index)
+    p = Panel(
+        title="Contributions over time (posterior mean; negative parts below zero)" + _units_note(result),
+        x=x,
+        ylabel=f"contribution to {result.spec.target}",
+    )
+    pos_top = np.zeros(len(comp))
+    neg_bottom = np.zeros(len(comp))
+    for (name, v), color in zip(comp.items(), colors):
+        v = np.nan_to_num(v.to_numpy(dtype=float))
+        pos, neg = np.clip(v, 0, None), np.clip(v, None, 0)
+        label = str(name)
+        if np.any(pos > 0):
+            p.area(x, pos_top, pos_top + pos, color=color, label=label)
+            pos_top = pos_top + pos
+        if np.any(neg < 0):
+            p.area(x, neg_bottom + neg, neg_bottom, color=color, label=label)
+            neg_bottom = neg_bottom + neg
+    p.line(x, fitted.to_numpy(), color=_ACTUAL, width=1.4, label="fitted (sum)")
+    if result.data.y is not None:
+        p.points(x, np.asarray(result.data.y), color=_ACTUAL, size=1.4, label="actual")
+    if np.any(neg_bottom < 0):
+        p.hline(0.0)
+    return p.svg()
+
+
+def svg_roas(result) -> str:
+    """:func:`plot_roas` as an SVG element: violins of ROAS and mROAS, mean dot, interval bar."""
+    from fastmmm.svgplot import Panel
+
+    draws = result._channel_draws()
+    lo_q, hi_q = (1 - INTERVAL) / 2, 1 - (1 - INTERVAL) / 2
+    p = Panel(
+        title="Return on ad spend: ROAS and marginal ROAS posteriors" + _units_note(result),
+        categories=[str(c) for c in result.channels],
+        height=340,
+        ylabel=f"{result.spec.target} per unit of spend",
+        y=(0.0, 0.0),
+    )
+    colors = {"roas": "#1f77b4", "mroas": "#ff7f0e"}
+    for c in range(len(result.channels)):
+        for key, name, off in (("roas", "ROAS", -0.2), ("mroas", "mROAS", 0.2)):
+            v = np.asarray(draws[key])[:, c]
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                p.text(c + off, 0.0, "no spend", rotate=True)
+                continue
+            p.violin(c + off, v, color=colors[key], label=f"{name} posterior")
+            lo, hi = np.quantile(v, [lo_q, hi_q])
+            p.interval(c + off, lo, hi, color=colors[key], label=f"{_pct(INTERVAL)} interval")
+            p.points([c + off], [v.mean()], color=_ACTUAL, fill="#fff", size=4, label="mean")
+    p.hline(0.0)
+    return p.svg()
+
+
+def svg_response_curves(result) -> str:
+    """:func:`plot_response_curves` as SVG elements, one small panel per channel."""
+    from fastmmm.svgplot import Panel
+
+    # The current spend (multiplier 1) is one of the curve's points: one batched evaluation.
+    mult = np.linspace(0.0, 2.0, 21)
+    curves = result.response_curves(mult, interval=INTERVAL)
+    spend = np.asarray(result.data.spend, dtype=float).sum(axis=0)
+    cur = curves[np.isclose(curves["multiplier"], 1.0)]
+    panels = []
+    for i, ch in enumerate(result.channels):
+        rc = curves[curves["channel"] == ch]
+        color = _channel_color(i)
+        p = Panel(
+            title=f"{ch}" + _units_note(result),
+            x=rc["spend"].to_numpy(),
+            width=480,
+            height=320,
+            margin=(34, 18, 58, 84),
+            font=1.35,
+            xlabel="total spend over the training period",
+            ylabel=f"contribution to {result.spec.target}",
+            y=(0.0, 0.0),
+        )
+        p.band(rc["spend"], rc["low"], rc["high"], color=color, label=f"{_pct(INTERVAL)} interval")
+        p.line(rc["spend"], rc["mean"], color=color, width=2.0, label="posterior mean")
+        now = cur[cur["channel"] == ch]
+        p.vline(float(spend[i]), color=color, dash="2,3")
+        p.points(
+            [float(spend[i])],
+            now["mean"].to_numpy(),
+            color=_ACTUAL,
+            fill=color,
+            size=5,
+            label="current spend",
+        )
+        panels.append(f'<div class="panel">{p.svg()}</div>')
+    return '<div class="panels">' + "".join(panels) + "</div>"
+
+
 # ---------------------------------------------------------------------------- report
-def _png_base64(fig, dpi: int = 100) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _close(fig) -> None:
-    """Release a figure: drop it from pyplot if it is registered there, clear it."""
-    import sys
-
-    plt = sys.modules.get("matplotlib.pyplot")
-    if plt is not None:
-        plt.close(fig)
-    fig.clear()
-
-
 def _e(v) -> str:
     return html.escape(str(v), quote=True)
 
@@ -628,7 +748,8 @@ tr.na td.status { color: #888; }
 ul.failures li { color: #c62828; margin: 4px 0; }
 .note { color: #666; font-size: 0.9em; }
 figure { margin: 8px 0 12px 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure svg { display: block; max-width: 100%; height: auto; }
+.panels { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 8px 16px; }
 figcaption { color: #555; font-size: 0.9em; }
 footer { color: #888; font-size: 0.85em; margin-top: 2em; }
 """
@@ -637,7 +758,7 @@ _PLOTS = (
     (
         "fit",
         "Model fit",
-        plot_fit,
+        svg_fit,
         (
             "Actual target against the posterior-predictive mean and its {pct} interval; the hold-out "
             "forecast, if any, is drawn after the dashed line."
@@ -646,7 +767,7 @@ _PLOTS = (
     (
         "contributions",
         "Contributions over time",
-        plot_contributions,
+        svg_contributions,
         (
             "Posterior-mean contribution of each component, positive parts stacked above zero and "
             "negative parts below; the black line is their sum (the fitted mean)."
@@ -655,7 +776,7 @@ _PLOTS = (
     (
         "roas",
         "ROAS and marginal ROAS",
-        plot_roas,
+        svg_roas,
         (
             "Posterior distribution of each channel's ROAS and mROAS: the dot is the mean, the bar the "
             "{pct} interval."
@@ -664,7 +785,7 @@ _PLOTS = (
     (
         "response",
         "Response curves",
-        plot_response_curves,
+        svg_response_curves,
         (
             "Total contribution if the channel's training-period spend were scaled from 0x to 2x; the "
             "dot marks the current spend."
@@ -679,8 +800,8 @@ def write_report(result, path) -> Path:
     The report has a header (model spec, dates, number of observations,
     timing, backend), the channel summary table, the diagnostics of
     :meth:`~fastmmm.results.MMMResult.validate` (pass/fail per check and a
-    sentence per failure) and the four plots of this module as embedded
-    base64 PNG images. ``path`` is a file name, or a directory (existing or
+    sentence per failure) and the four charts of this module as inline SVG
+    (vector graphics drawn by :mod:`fastmmm.svgplot`: no matplotlib, no images). ``path`` is a file name, or a directory (existing or
     ending in a separator) in which ``report.html`` is written; parent
     directories are created. The file is written to a temporary name and
     renamed, so a failed write never leaves a partial report.
@@ -694,14 +815,9 @@ def write_report(result, path) -> Path:
     pct = _pct(INTERVAL)
     figures = []
     for key, title, fn, caption in _PLOTS:
-        fig = fn(result)
-        try:
-            img = _png_base64(fig)
-        finally:
-            _close(fig)
         figures.append(
-            f'<h2 id="{key}">{_e(title)}</h2>\n<figure><img src="data:image/png;base64,{img}" '
-            f'alt="{_e(title)}">\n<figcaption>{_e(caption.format(pct=pct))}</figcaption></figure>'
+            f'<h2 id="{key}">{_e(title)}</h2>\n<figure>{fn(result)}\n'
+            f"<figcaption>{_e(caption.format(pct=pct))}</figcaption></figure>"
         )
     v = result.validate()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -725,7 +841,7 @@ def write_report(result, path) -> Path:
 <h2 id="channels">Channel summary</h2>
 {_channel_table(result)}
 {chr(10).join(figures)}
-<footer>Generated by fastmmm {_e(__version__)}. All figures are embedded; this file needs no other files.</footer>
+<footer>Generated by fastmmm {_e(__version__)}. All charts are inline SVG; this file needs no other files.</footer>
 </body>
 </html>
 """

@@ -30,6 +30,13 @@ _FORMAT_VERSION = 1
 _DRAW_CHUNK = 256
 
 
+def _thin(n: int, max_draws: int | None) -> slice:
+    """Every k-th of n draws, at most ``max_draws`` of them (all with None)."""
+    if max_draws is None or n <= max_draws:
+        return slice(None)
+    return slice(None, None, int(np.ceil(n / max_draws)))
+
+
 def _interval(samples: np.ndarray, interval: float, axis: int = 0) -> dict[str, float | np.ndarray]:
     lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
     q = np.quantile(samples, [lo, hi], axis=axis)
@@ -322,12 +329,8 @@ class MMMResult:
         # Marginal ROAS: extra contribution from 1% more spend in every period of the
         # training window (including what carries over past its end), per unit of that spend.
         eps = 0.01
-        base = self._with_tail(spend)
-        bumped = base.copy()
-        bumped[: spend.shape[0]] *= 1 + eps
-        # Channels do not interact in the media transform, so bumping every channel at once
-        # gives each channel's own bumped contribution: two transforms instead of 2 C.
-        delta = self.media_contributions(bumped).sum(axis=1) - self.media_contributions(base).sum(axis=1)
+        tot = self.contribution_totals([1.0, 1.0 + eps])  # (S, 2, C)
+        delta = tot[:, 1] - tot[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             mroas = np.where(total_spend > 0, delta / (eps * total_spend), np.nan)
         self._cd_cache = {
@@ -450,6 +453,80 @@ class MMMResult:
             out["actual"] = np.asarray(y)
         return out
 
+    def contribution_totals(self, multipliers, *, max_draws: int | None = None) -> np.ndarray:
+        """Total contribution of every channel, training window plus carry-over, when its
+        training-period spend is scaled by each multiplier: ``(S, K, C)``, original units.
+
+        One batched Rust evaluation over the draws (``fastmmm._core.contribution_totals``):
+        channels do not interact, so one scaled copy of the spend serves every channel.
+        ``max_draws`` evenly thins the draws. With a time-varying media multiplier the
+        multiplier of each date applies (a per-period evaluation).
+        """
+        mult = np.asarray(multipliers, dtype=float).reshape(-1)
+        spend = np.asarray(self.data.spend, dtype=float)
+        sel = _thin(self.n_draws, max_draws)
+        if self.spec.time_varying_media:
+            out = []
+            for m in mult:
+                x = self._with_tail(spend)
+                x[: spend.shape[0]] *= m
+                out.append(self.media_contributions(x, draws=sel).sum(axis=1))
+            return np.stack(out, axis=1)
+        from fastmmm import _core
+
+        x = self._with_tail(spend) / np.asarray(self.data.scales.channel_scale)
+        beta = self._draws("beta")[sel]
+        out = np.empty((beta.shape[0], len(mult), len(self.channels)))
+        for d in self._designs():
+            cols = list(d.channels)
+            a, sp = self._kernel_params(d)
+            a = [np.ascontiguousarray(p[sel]) for p in a]
+            sp = [np.ascontiguousarray(p[sel]) for p in sp]
+            out[:, :, cols] = _core.contribution_totals(
+                d.adstock,
+                d.saturation,
+                int(d.l_max or 0),
+                bool(d.normalize),
+                np.ascontiguousarray(x[:, cols]),
+                [float(m) for m in mult],
+                a[0],
+                a[1] if len(a) > 1 else None,
+                sp[0],
+                sp[1] if len(sp) > 1 else None,
+                np.ascontiguousarray(beta[:, cols]),
+            )
+        return out * float(self.data.scales.target_scale)
+
+    def response_curves(
+        self, multipliers=None, interval: float = 0.95, *, max_draws: int | None = 1000
+    ) -> pd.DataFrame:
+        """Every channel's response curve from one batched evaluation.
+
+        Columns channel, multiplier, spend (total over the training period,
+        original units), mean, low, high (the channel's contribution over the
+        period plus its carry-over, with the ``interval`` of the draws; up to
+        ``max_draws`` draws, evenly thinned).
+        """
+        mult = np.linspace(0.0, 2.0, 21) if multipliers is None else np.asarray(multipliers, dtype=float)
+        tot = self.contribution_totals(mult, max_draws=max_draws)  # (S, K, C)
+        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+        q = np.quantile(tot, [lo, hi], axis=0)
+        spend = np.asarray(self.data.spend, dtype=float).sum(axis=0)
+        rows = []
+        for c, ch in enumerate(self.channels):
+            for k, m in enumerate(mult):
+                rows.append(
+                    {
+                        "channel": ch,
+                        "multiplier": float(m),
+                        "spend": float(spend[c] * m),
+                        "mean": float(tot[:, k, c].mean()),
+                        "low": float(q[0, k, c]),
+                        "high": float(q[1, k, c]),
+                    }
+                )
+        return pd.DataFrame(rows)
+
     def response_curve(self, channel: str, multipliers=None, interval: float = 0.95) -> pd.DataFrame:
         """Total contribution of ``channel`` when its training-period spend is scaled.
 
@@ -458,17 +535,8 @@ class MMMResult:
         """
         if channel not in self.channels:
             raise ValueError(f"channel: {channel!r} is not one of {self.channels}")
-        c = self.channels.index(channel)
-        mult = np.linspace(0.0, 2.0, 21) if multipliers is None else np.asarray(multipliers, dtype=float)
-        spend = np.asarray(self.data.spend, dtype=float)
-        rows = []
-        for m in mult:
-            x = self._with_tail(spend)
-            x[: spend.shape[0], c] *= m
-            tot = self.media_contributions(x)[:, :, c].sum(axis=1)
-            st = _interval(tot, interval)
-            rows.append({"multiplier": float(m), "spend": float(spend[:, c].sum() * m), **_floats(st)})
-        return pd.DataFrame(rows)
+        rc = self.response_curves(multipliers, interval, max_draws=None)
+        return rc[rc["channel"] == channel].drop(columns="channel").reset_index(drop=True)
 
     # ------------------------------------------------------------------ budget
     def optimize_budget(

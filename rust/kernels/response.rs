@@ -119,3 +119,81 @@ fn row(v: &[f64], i: usize, c: usize) -> &[f64] {
         &v[i * c..(i + 1) * c]
     }
 }
+
+/// Total contribution of every channel when the whole spend series is scaled,
+/// per draw and multiplier: `out[s, k, c] = beta[s, c] * sum_t media(mult[k] * x)[t, c]`.
+///
+/// `x` is (T, C) scaled spend (append zero periods to count carry-over past its
+/// end); `mult` (K,) multipliers; `a0`, `a1`, `s0`, `s1`, `beta` are (S, C)
+/// per-draw kernel parameters; writes `out` (S, K, C). Channels do not interact
+/// in the media transform, so one multiplier scales every channel at once: a
+/// whole set of response curves costs `K` media transforms per draw.
+#[allow(clippy::too_many_arguments)]
+pub fn contribution_totals(
+    m: &Media,
+    t: usize,
+    c: usize,
+    x: &[f64],
+    mult: &[f64],
+    a0: &[f64],
+    a1: &[f64],
+    s0: &[f64],
+    s1: &[f64],
+    beta: &[f64],
+    out: &mut [f64],
+) -> KResult<()> {
+    let k = mult.len();
+    let s = beta.len() / c.max(1);
+    check_len("x", x, t * c)?;
+    check_len("a0", a0, s * c)?;
+    check_len("s0", s0, s * c)?;
+    check_len("beta", beta, s * c)?;
+    check_len("out", out, s * k * c)?;
+    if m.adstock.n_params() == 2 {
+        check_len("a1", a1, s * c)?;
+    }
+    if m.saturation.n_params() == 2 {
+        check_len("s1", s1, s * c)?;
+    }
+    if k == 0 || s == 0 {
+        return Ok(());
+    }
+    // The K scaled series are K batches of one media transform with the draw's
+    // parameters repeated per batch.
+    let d = Dims::new(k, t, c);
+    let mut xs = vec![0.0; k * t * c];
+    for (j, &f) in mult.iter().enumerate() {
+        for (dst, &v) in xs[j * t * c..(j + 1) * t * c].iter_mut().zip(x) {
+            *dst = f * v;
+        }
+    }
+    let rep = |v: &[f64], i: usize| -> Vec<f64> {
+        if v.is_empty() {
+            Vec::new()
+        } else {
+            row(v, i, c).repeat(k)
+        }
+    };
+    let mut y = vec![0.0; k * t * c];
+    let mut cache = vec![0.0; 4 * k * t * c];
+    for i in 0..s {
+        let (p0, p1, q0, q1) = (rep(a0, i), rep(a1, i), rep(s0, i), rep(s1, i));
+        media_fwd(m, d, &xs, &p0, &p1, &q0, &q1, &mut y, &mut cache)?;
+        let b = &beta[i * c..(i + 1) * c];
+        let o = &mut out[i * k * c..(i + 1) * k * c];
+        o.fill(0.0);
+        for j in 0..k {
+            let yj = &y[j * t * c..(j + 1) * t * c];
+            let oj = &mut o[j * c..(j + 1) * c];
+            for ti in 0..t {
+                for ch in 0..c {
+                    oj[ch] += yj[ti * c + ch];
+                }
+            }
+            for ch in 0..c {
+                oj[ch] *= b[ch];
+            }
+        }
+    }
+    Ok(())
+}

@@ -550,6 +550,104 @@ fn response_gradient_matches_finite_differences() {
     }
 }
 
+/// Response curves in one batch equal one media transform per draw and multiplier,
+/// summed over time and scaled by beta; the response of the full series (the
+/// `response_draws` of a plan over the whole window with no history) is their sum.
+#[test]
+fn contribution_totals_equal_per_multiplier_transforms() {
+    use super::fused::{media_fwd, Media};
+    use super::response::{contribution_totals, response_draws, Horizon};
+    let (t, c, s) = (9, 2, 3);
+    let x: Vec<f64> = (0..t * c).map(|i| ((i * 7) % 5) as f64 * 0.3).collect();
+    let mult = [0.0, 0.5, 1.0, 1.7];
+    for (spec, a, b) in all_adstocks().into_iter().take(6) {
+        for (kind, sa, sb) in SATS {
+            let m = Media {
+                adstock: spec,
+                saturation: kind,
+            };
+            let a0: Vec<f64> = (0..s * c).map(|i| a * (1.0 - 0.05 * i as f64)).collect();
+            let a1 = if spec.n_params() == 2 {
+                vec![b; s * c]
+            } else {
+                vec![]
+            };
+            let s0: Vec<f64> = (0..s * c).map(|i| sa * (1.0 + 0.1 * i as f64)).collect();
+            let s1 = if kind.n_params() == 2 {
+                vec![sb; s * c]
+            } else {
+                vec![]
+            };
+            let beta: Vec<f64> = (0..s * c).map(|i| 0.5 + 0.25 * i as f64).collect();
+            let mut out = vec![0.0; s * mult.len() * c];
+            contribution_totals(&m, t, c, &x, &mult, &a0, &a1, &s0, &s1, &beta, &mut out).unwrap();
+            for i in 0..s {
+                let r = |v: &Vec<f64>| -> Vec<f64> {
+                    if v.is_empty() {
+                        vec![]
+                    } else {
+                        v[i * c..(i + 1) * c].to_vec()
+                    }
+                };
+                for (j, &f) in mult.iter().enumerate() {
+                    let xs: Vec<f64> = x.iter().map(|v| f * v).collect();
+                    let mut y = vec![0.0; t * c];
+                    let mut cache = vec![0.0; 4 * t * c];
+                    let d = Dims::new(1, t, c);
+                    media_fwd(
+                        &m,
+                        d,
+                        &xs,
+                        &r(&a0),
+                        &r(&a1),
+                        &r(&s0),
+                        &r(&s1),
+                        &mut y,
+                        &mut cache,
+                    )
+                    .unwrap();
+                    for ch in 0..c {
+                        let want: f64 =
+                            (0..t).map(|ti| y[ti * c + ch]).sum::<f64>() * beta[i * c + ch];
+                        let got = out[(i * mult.len() + j) * c + ch];
+                        assert!(
+                            (got - want).abs() <= 1e-13 * want.abs().max(1.0),
+                            "{m:?}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+            // multiplier 1 over the whole window = the response of that window as a plan
+            let hz = Horizon {
+                lh: 0,
+                h: t,
+                lt: 0,
+                c,
+            };
+            let mut resp = vec![0.0; s];
+            let mut grad = vec![0.0; s * t * c];
+            response_draws(
+                &m,
+                hz,
+                &[],
+                &x,
+                &a0,
+                &a1,
+                &s0,
+                &s1,
+                &beta,
+                &mut resp,
+                &mut grad,
+            )
+            .unwrap();
+            for i in 0..s {
+                let tot: f64 = (0..c).map(|ch| out[(i * mult.len() + 2) * c + ch]).sum();
+                assert!((tot - resp[i]).abs() <= 1e-12 * resp[i].abs().max(1.0));
+            }
+        }
+    }
+}
+
 /// The AVX-512 Hill kernel against the portable one (and so against the numpy
 /// references those are tested with): value and partials to within the
 /// conditioning of exp(slope (ln x - ln kappa)) (8 + 2 slope (|ln x| + |ln kappa|)) x 1e-15 relative) over spend

@@ -706,6 +706,71 @@ fn response_draws_py<'py>(
     Ok((resp.into_pyarray(py), grad))
 }
 
+/// Response curves over draws: total contribution per channel when the spend
+/// series `x` (T, C; scaled, with zero tail periods for carry-over) is scaled
+/// by each of `mult` (K,). a0, a1, s0, s1, beta: (S, C) per-draw kernel
+/// parameters. Returns (S, K, C) on the scaled target; draws split across threads.
+#[pyfunction(name = "contribution_totals")]
+#[pyo3(signature = (adstock, saturation, l_max, normalize, x, mult, a0, a1, s0, s1, beta))]
+#[allow(clippy::too_many_arguments)]
+fn contribution_totals_py<'py>(
+    py: Python<'py>,
+    adstock: &str,
+    saturation: &str,
+    l_max: i64,
+    normalize: bool,
+    x: PyReadonlyArray2<'py, f64>,
+    mult: Vec<f64>,
+    a0: PyReadonlyArray2<'py, f64>,
+    a1: Option<PyReadonlyArray2<'py, f64>>,
+    s0: PyReadonlyArray2<'py, f64>,
+    s1: Option<PyReadonlyArray2<'py, f64>>,
+    beta: PyReadonlyArray2<'py, f64>,
+) -> PyResult<Arr3<'py>> {
+    use crate::kernels::response::contribution_totals;
+    let ak = adstock_kind(adstock)?;
+    let sk = saturation_kind(saturation)?;
+    let m = Media {
+        adstock: Adstock::new(ak, l_max_of(ak, l_max)?, normalize)?,
+        saturation: sk,
+    };
+    let xs = x.shape();
+    let (t, c) = (xs[0], xs[1]);
+    let n_draws = a0.shape()[0];
+    let d = Dims::new(n_draws, 1, c);
+    let xv = slice2("x", &x)?;
+    validate::nonnegative("x", xv)?;
+    if !mult.iter().all(|v| v.is_finite() && *v >= 0.0) {
+        return Err(value_error("mult", "multipliers must be finite and >= 0"));
+    }
+    let [an0, an1] = adstock_param_names(ak);
+    let [sn0, sn1] = saturation_param_names(sk);
+    let (pa0, pa1) = params([an0, an1], m.adstock.n_params(), d, &a0, &a1)?;
+    let (ps0, ps1) = params([sn0, sn1], sk.n_params(), d, &s0, &s1)?;
+    check_param_shape("beta", &beta, d)?;
+    let bv = slice2("beta", &beta)?;
+    let k = mult.len();
+    let out = py.detach(|| -> crate::error::KResult<Vec<f64>> {
+        let mut out = vec![0.0; n_draws * k * c];
+        let threads = rayon::current_num_threads().max(1);
+        let per = n_draws.div_ceil(threads).max(1);
+        let n = n_draws.div_ceil(per).max(1);
+        let outs = pieces_mut(&mut out, per * k * c, n).into_par_iter();
+        let ins = pieces(pa0, per * c, n)
+            .into_par_iter()
+            .zip(pieces(pa1, per * c, n))
+            .zip(pieces(ps0, per * c, n))
+            .zip(pieces(ps1, per * c, n))
+            .zip(pieces(bv, per * c, n));
+        outs.zip(ins)
+            .try_for_each(|(oc, ((((q0, q1), r0), r1), bc))| {
+                contribution_totals(&m, t, c, xv, &mult, q0, q1, r0, r1, bc, oc)
+            })?;
+        Ok(out)
+    })?;
+    out.into_pyarray(py).reshape([n_draws, k, c])
+}
+
 /// Addresses of the C-ABI kernels, by symbol name.
 #[pyfunction]
 fn ffi_addresses(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -736,6 +801,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(media_fwd_py, m)?)?;
     m.add_function(wrap_pyfunction!(media_vjp_py, m)?)?;
     m.add_function(wrap_pyfunction!(response_draws_py, m)?)?;
+    m.add_function(wrap_pyfunction!(contribution_totals_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fastmmm.convergence import ess_bulk, ess_tail, mcse_mean, ndtri, rhat
+from fastmmm.convergence import ess_bulk, ess_tail, mcse_mean, ndtri, rhat, summary
 from fastmmm.diagnostics import sampler_checks
 from fastmmm.posterior import Group, Posterior
 
@@ -70,6 +70,10 @@ def test_rhat_and_ess_equal_arviz(chains, draws):
             "mcse": np.asarray(az.mcse(ds, method="mean")["a"].values),
         }
         got = {"rhat": rhat(x), "bulk": ess_bulk(x), "tail": ess_tail(x), "mcse": mcse_mean(x)}
+        one = summary(x)
+        np.testing.assert_array_equal(one["ess_bulk"], got["bulk"])
+        np.testing.assert_array_equal(one["ess_tail"], got["tail"])
+        np.testing.assert_array_equal(one["rhat"], got["rhat"])
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-10, equal_nan=True, err_msg=k)
 

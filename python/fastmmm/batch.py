@@ -57,6 +57,7 @@ identical results.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,6 +66,7 @@ import secrets
 import shutil
 import socket
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -171,13 +173,57 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _run_task(task: dict) -> dict:
-    """Fit one brand and write its outputs; never raises for a bad brand."""
+class _WarningRouter:
+    """Warnings of fits running on several threads of this process, each to its thread's list.
+
+    ``warnings.catch_warnings`` swaps process-wide state and is not thread-safe; while a
+    router is installed (by the thread executor, around all its fits), every thread's
+    warnings are recorded into ``_WarningRouter.local.caught`` of that thread.
+    """
+
+    local = threading.local()
+    active = False
+
+    def __enter__(self):
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("always")
+        warnings.showwarning = self._show
+        _WarningRouter.active = True
+        return self
+
+    def __exit__(self, *exc):
+        _WarningRouter.active = False
+        self._cm.__exit__(*exc)
+
+    @staticmethod
+    def _show(message, category, filename, lineno, file=None, line=None):
+        caught = getattr(_WarningRouter.local, "caught", None)
+        if caught is not None:
+            caught.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+
+
+@contextlib.contextmanager
+def _recorded_warnings():
+    """This thread's warnings as a list (a thread of the thread executor, or a whole process)."""
+    if _WarningRouter.active:
+        _WarningRouter.local.caught = caught = []
+        try:
+            yield caught
+        finally:
+            _WarningRouter.local.caught = None
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
+
+
+def _fit_brand(task: dict) -> tuple[dict, object, float]:
+    """Fit one brand: (record, result or None, start time); never raises for a bad brand."""
     from fastmmm.fit import MMM
     from fastmmm.spec import ModelSpec
 
     t0 = time.perf_counter()
-    channels = task["spec"]["channels"]
     rec = {
         "brand": task["brand"],
         "status": "failed",
@@ -186,14 +232,12 @@ def _run_task(task: dict) -> dict:
         "resumed": False,
         "dir": task["dirname"],
     }
-    tmp = None
+    result = None
     caught: list = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            # Keep a batch run's output readable: fastmmm's own warnings go to the index
-            # (failed diagnostics are already in passed / failures), the rest are dropped.
-            warnings.simplefilter("always")
-            kwargs = dict(task["fit_kwargs"])
+        # Keep a batch run's output readable: fastmmm's own warnings go to the index
+        # (failed diagnostics are already in passed / failures), the rest are dropped.
+        with _recorded_warnings() as caught:
             result = MMM(ModelSpec.from_dict(task["spec"])).fit(
                 task["df"],
                 draws=task["draws"],
@@ -201,45 +245,63 @@ def _run_task(task: dict) -> dict:
                 chains=task["chains"],
                 seed=task["seed"],
                 progress=False,
-                **kwargs,
+                check=False,  # diagnostics go to the index (computed once, by the summary)
+                **dict(task["fit_kwargs"]),
             )
-            t_fit = time.perf_counter()
-            if task["out"] is None:
-                summary = result.summary()
-            else:
-                from fastmmm.outputs import write_outputs
-
-                tmp = Path(task["out"]) / f".{task['dirname']}.tmp-{secrets.token_hex(6)}"
-                tmp.mkdir()
-                summary = write_outputs(result, tmp, report=task["report"])
-                run = {
-                    "brand": task["brand"],
-                    "seed": task["seed"],
-                    "fingerprint": task["fingerprint"],
-                    "draws": task["draws"],
-                    "tune": task["tune"],
-                    "chains": task["chains"],
-                }
-                (tmp / "run.json").write_text(json.dumps(run, indent=1))
-                _replace_dir(tmp, Path(task["out"]) / task["dirname"])
-                tmp = None
-        rec.update(_record_from_summary(summary, channels))
-        rec["write_s"] = time.perf_counter() - t_fit
-        rec["status"] = "ok"
     except Exception as e:  # noqa: BLE001 - one brand's failure must not stop the batch
         rec["error"] = _error_text(e)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     msgs = dict.fromkeys(
         " ".join(str(w.message).split())
         for w in caught
         if str(w.message).startswith("fastmmm") and "sampling diagnostics failed" not in str(w.message)
     )
     rec["warnings"] = " | ".join(msgs)
-    if rec["status"] == "failed":
+    return rec, result, t0
+
+
+def _write_brand(task: dict, rec: dict, result, t0: float) -> dict:
+    """Write a fitted brand's outputs (summary.json, contributions.csv, model/, run.json) and
+    complete its record; never raises for a bad brand."""
+    if result is None:
         rec["total_s"] = time.perf_counter() - t0
+        return rec
+    t_write = time.perf_counter()
+    tmp = None
+    try:
+        if task["out"] is None:
+            summary = result.summary()
+        else:
+            from fastmmm.outputs import write_outputs
+
+            tmp = Path(task["out"]) / f".{task['dirname']}.tmp-{secrets.token_hex(6)}"
+            tmp.mkdir()
+            summary = write_outputs(result, tmp, report=task["report"])
+            run = {
+                "brand": task["brand"],
+                "seed": task["seed"],
+                "fingerprint": task["fingerprint"],
+                "draws": task["draws"],
+                "tune": task["tune"],
+                "chains": task["chains"],
+            }
+            (tmp / "run.json").write_text(json.dumps(run, indent=1))
+            _replace_dir(tmp, Path(task["out"]) / task["dirname"])
+            tmp = None
+        rec.update(_record_from_summary(summary, task["spec"]["channels"]))
+        rec["write_s"] = time.perf_counter() - t_write
+        rec["status"] = "ok"
+    except Exception as e:  # noqa: BLE001
+        rec["error"] = _error_text(e)
+        rec["total_s"] = time.perf_counter() - t0
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return rec
+
+
+def _run_task(task: dict) -> dict:
+    """Fit one brand and write its outputs; never raises for a bad brand."""
+    return _write_brand(task, *_fit_brand(task))
 
 
 def _error_text(e: BaseException) -> str:
@@ -401,8 +463,37 @@ class _Progress:
 
 
 def _run_serial(tasks, on_done) -> None:
-    for t in tasks:
-        on_done(_run_task(t))
+    """Brands back to back in this process: while one brand samples (in Rust, the GIL
+    released) the previous one's outputs are written on a second thread, so the cores the
+    chains leave idle (a chain that finishes early, the gap between fits) do the writing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="fastmmm-writer") as writer:
+        pending = None
+        for t in tasks:
+            fitted = _fit_brand(t)
+            if pending is not None:
+                on_done(pending.result())
+            pending = writer.submit(_write_brand, t, *fitted)
+        if pending is not None:
+            on_done(pending.result())
+
+
+def _run_threads(tasks, on_done, threads: int) -> None:
+    """Several brands at once in this process, one per thread: the fast path samples in Rust
+    with the GIL released, so brands sample side by side on every core while another
+    thread's Python work (data checks, outputs) goes on, and no process has to start."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    with _WarningRouter(), ThreadPoolExecutor(threads, thread_name_prefix="fastmmm-brand") as pool:
+        futures = [pool.submit(_run_task, t) for t in tasks]
+        try:
+            for fut in as_completed(futures):
+                on_done(fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def _run_local(tasks, on_done, workers: int) -> None:
@@ -581,9 +672,13 @@ def fit_many(
 
     cpus = os.cpu_count() or 1
     n_workers = int(workers) if workers is not None else max(1, cpus // max(int(chains), 1))
-    if executor == "local" and workers is None and n_workers == 1:
-        executor = None  # the chains already use every core: skip the pool's start-up cost
     kw = dict(fit_kwargs)
+    threads = 0
+    if executor == "local" and workers is None and kw.get("backend", "auto") != "pytensor":
+        # Brands on threads of this process, one core each (their chains one after the other):
+        # no worker start-up, and the cores stay busy across brand boundaries.
+        threads = cpus
+        kw.setdefault("cores", 1)
     own_workers = executor == "local" or (executor == "dask" and dask_address is None)
     if own_workers and "cores" not in kw and n_workers > 1:
         kw["cores"] = max(1, cpus // n_workers)  # chains of concurrent fits share the cores
@@ -665,6 +760,8 @@ def fit_many(
                 w = max(1, min(n_workers, len(tasks)))
                 if executor is None:
                     _run_serial(tasks, on_done)
+                elif threads:
+                    _run_threads(tasks, on_done, max(1, min(threads, len(tasks))))
                 elif executor == "local":
                     _run_local(tasks, on_done, w)
                 else:

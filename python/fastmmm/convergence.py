@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ess_bulk", "ess_mean", "ess_tail", "mcse_mean", "ndtri", "rhat"]
+__all__ = ["ess_bulk", "ess_mean", "ess_tail", "mcse_mean", "ndtri", "rhat", "summary"]
 
 
 # ---------------------------------------------------------------------- the normal quantile
@@ -298,3 +298,25 @@ def mcse_mean(x: np.ndarray) -> np.ndarray:
     sd = x.reshape(-1, x.shape[2]).std(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return sd / np.sqrt(ess_mean(x))
+
+
+def summary(x: np.ndarray) -> dict[str, np.ndarray]:
+    """``rhat``, ``ess_bulk`` and ``ess_tail`` of (chain, draw, n) draws in one pass: the
+    rank-normalised split chains are computed once for R-hat's bulk part and the bulk ESS."""
+    x = _as3(x)
+    n = x.shape[2]
+    out = {k: np.full(n, np.nan) for k in ("rhat", "ess_bulk", "ess_tail")}
+    if x.shape[1] < 4:
+        return out
+    ok = np.all(np.isfinite(x), axis=(0, 1))
+    if not ok.any():
+        return out
+    xs = x[:, :, ok]
+    s = _split(xs)
+    z = _z_scale(s)
+    out["ess_bulk"][ok] = _ess_basic(z)
+    if x.shape[0] >= 2:
+        med = np.median(s.reshape(-1, s.shape[2]), axis=0)
+        out["rhat"][ok] = np.fmax(_rhat_basic(z), _rhat_basic(_z_scale(np.abs(s - med))))
+    out["ess_tail"][ok] = ess_tail(xs)
+    return out

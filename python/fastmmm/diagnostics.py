@@ -70,7 +70,7 @@ def convergence_summary(posterior) -> dict:
     """Max R-hat, min bulk and tail ESS over every element of the posterior's parameters
     (deterministics ``mu`` and ``channel_contribution`` left out). Computed once per
     posterior object and kept on it: report_diagnostics, validate and summary reuse it."""
-    from fastmmm.convergence import ess_bulk, ess_tail, rhat
+    from fastmmm.convergence import summary
 
     cached = getattr(posterior, "_convergence", None)
     if cached is not None:
@@ -79,11 +79,12 @@ def convergence_summary(posterior) -> dict:
     names = [n for n in post if n not in _SKIP and np.issubdtype(np.asarray(post[n]).dtype, np.number)]
     c, d = posterior.n_chains, posterior.n_draws
     x = np.concatenate([np.asarray(post[n], dtype=np.float64).reshape(c, d, -1) for n in names], axis=2)
-    r = rhat(x) if c > 1 else None
+    stats = summary(x)
+    r = stats["rhat"]
     out = {
-        "ess_bulk_min": float(np.nanmin(ess_bulk(x))),
-        "ess_tail_min": float(np.nanmin(ess_tail(x))),
-        "rhat_max": None if r is None or np.all(np.isnan(r)) else float(np.nanmax(r)),
+        "ess_bulk_min": float(np.nanmin(stats["ess_bulk"])),
+        "ess_tail_min": float(np.nanmin(stats["ess_tail"])),
+        "rhat_max": None if c < 2 or np.all(np.isnan(r)) else float(np.nanmax(r)),
     }
     posterior._convergence = out
     return out

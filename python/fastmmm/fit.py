@@ -349,6 +349,7 @@ class MMM:
         progress: bool = True,
         backend: str = "auto",
         lift_tests=None,
+        check: bool = True,
         **sampler_kwargs,
     ):
         """Validate ``df``, build the model and sample its posterior with NUTS.
@@ -382,6 +383,10 @@ class MMM:
             adds ``lift ~ Normal(lift_model, lift_se)`` with ``lift_model =
             periods * beta_c * (f_c(x1) - f_c(x0))`` on the steady-state
             media curve (see :mod:`fastmmm.lift`).
+        check : bool
+            Warn when the sampling diagnostics (R-hat, ESS, divergences) fail
+            their thresholds (:meth:`~fastmmm.results.MMMResult.validate` has
+            them either way; ``fit_many`` records them in its index instead).
         **sampler_kwargs
             ``target_accept`` (default 0.95; 0.99 with time-varying parts) and
             ``maxdepth`` on either backend; anything else is passed to
@@ -442,6 +447,7 @@ class MMM:
             lift_tests=lift,
             backend_note=out.note,
         )
-        result.report_diagnostics()
+        if check:
+            result.report_diagnostics()
         result.timing["total_s"] = time.perf_counter() - t_start
         return result

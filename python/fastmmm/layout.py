@@ -23,6 +23,7 @@ media parameter of a hierarchical model, ``<target>_sd`` / ``<target>_z``
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -71,15 +72,9 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 # ---------------------------------------------------------------------- priors and designs
-def default_prior(name: str, *, l_max: int = 8, n_channels: int = 1) -> Prior:
-    """The default prior of a model parameter (on the scaled space)."""
-    if name == "channel_share":
-        return Prior("HalfNormal", sigma=0.5 / max(n_channels, 1))
-    if name.startswith("tvp_"):
-        from fastmmm.tvp import default_tvp_prior
-
-        return default_tvp_prior(name)
-    table = {
+@functools.lru_cache(maxsize=32)
+def _default_table(l_max: int) -> dict[str, Prior]:
+    return {
         "intercept": Prior("Normal", mu=0.5, sigma=1.0),
         "trend": Prior("Normal", mu=0.0, sigma=0.5),
         "gamma_control": Prior("Normal", mu=0.0, sigma=0.5),
@@ -96,6 +91,17 @@ def default_prior(name: str, *, l_max: int = 8, n_channels: int = 1) -> Prior:
         "saturation_lam": Prior("Gamma", alpha=3.0, beta=1.0),
         "saturation_c": Prior("Gamma", alpha=3.0, beta=3.0),
     }
+
+
+def default_prior(name: str, *, l_max: int = 8, n_channels: int = 1) -> Prior:
+    """The default prior of a model parameter (on the scaled space)."""
+    if name == "channel_share":
+        return Prior("HalfNormal", sigma=0.5 / max(n_channels, 1))
+    if name.startswith("tvp_"):
+        from fastmmm.tvp import default_tvp_prior
+
+        return default_tvp_prior(name)
+    table = _default_table(int(l_max))
     if name not in table:
         raise KeyError(f"no default prior for {name!r}")
     return table[name]

@@ -8,10 +8,10 @@ object is built only when asked for (:meth:`Posterior.to_arviz`, i.e.
 ``result.idata``), so a fit imports neither ArviZ nor xarray.
 
 The file format is ArviZ's netCDF layout (one HDF5 group per InferenceData
-group, CF-encoded dates, booleans as int8 with ``dtype="bool"``), written and
-read with h5netcdf: files from earlier fastmmm versions (written by ArviZ)
-load, and ``arviz.from_netcdf`` / ``xarray.open_dataset(..., group=...)`` read
-ours.
+group, CF-encoded dates, booleans as int8 with ``dtype="bool"``), written with
+h5py and read with h5netcdf: files from earlier fastmmm versions (written by
+ArviZ) load, and ``arviz.from_netcdf`` / ``xarray.open_dataset(...,
+group=...)`` read ours.
 """
 
 from __future__ import annotations
@@ -223,37 +223,49 @@ def _decode(values: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
 
 
 def write_netcdf(path, groups: Mapping[str, Group], attrs: Mapping[str, Any] | None = None) -> None:
-    """Write groups to one netCDF-4 file in ArviZ's layout."""
-    import h5netcdf
+    """Write groups to one netCDF-4 file in ArviZ's layout.
+
+    Written with h5py directly, following the netCDF-4 conventions (a
+    coordinate variable per dimension, marked as an HDF5 dimension scale and
+    attached to the variables that use it): about ten times faster than going
+    through h5netcdf's bookkeeping, which matters when a batch writes one model
+    per brand. h5netcdf, xarray and ArviZ read the result.
+    """
     import h5py
 
-    with h5netcdf.File(str(path), "w") as f:
+    with h5py.File(str(path), "w", libver="earliest", track_order=True) as f:
         for key, v in (attrs or {}).items():
             f.attrs[key] = v
         for gname, g in groups.items():
             if not g.values:
                 continue
-            h = f.create_group(gname)
-            sizes = g.dim_sizes()
-            h.dimensions = sizes
-            for dim, n in sizes.items():
+            h = f.create_group(gname, track_order=True)
+            scales = {}
+            for i, (dim, n) in enumerate(g.dim_sizes().items()):
                 data, extra = _encode(g.coord(dim, n))
                 if data.dtype == object:
-                    var = h.create_variable(dim, (dim,), dtype=h5py.string_dtype())
-                    var[:] = data
+                    ds = h.create_dataset(
+                        dim, data=data.astype(str).astype(object), dtype=h5py.string_dtype()
+                    )
                 else:
-                    var = h.create_variable(dim, (dim,), data=data)
+                    ds = h.create_dataset(dim, data=data)
                 for k, a in extra.items():
-                    var.attrs[k] = a
+                    ds.attrs[k] = a
+                ds.make_scale(dim)
+                ds.attrs["_Netcdf4Dimid"] = np.int32(i)
+                scales[dim] = ds
             for name, value in g.values.items():
                 data, extra = _encode(value)
                 if data.dtype == object:
-                    var = h.create_variable(name, g.dims[name], dtype=h5py.string_dtype())
-                    var[...] = data
+                    ds = h.create_dataset(
+                        name, data=data.astype(str).astype(object), dtype=h5py.string_dtype()
+                    )
                 else:
-                    var = h.create_variable(name, g.dims[name], data=data)
+                    ds = h.create_dataset(name, data=data)
                 for k, a in extra.items():
-                    var.attrs[k] = a
+                    ds.attrs[k] = a
+                for j, dim in enumerate(g.dims[name]):
+                    ds.dims[j].attach_scale(scales[dim])
 
 
 def read_netcdf(path) -> tuple[dict[str, Group], dict[str, Any]]:

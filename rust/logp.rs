@@ -277,6 +277,8 @@ pub enum Role {
     /// Saturation kernel parameter index.
     Saturation(usize),
     ChannelShare,
+    /// The channel's ROAS over the fitted period: `beta = roas * roas_scale / mean_t(sat)`.
+    Roas,
     Beta,
     Sigma,
     Nu,
@@ -290,7 +292,7 @@ pub enum Role {
 }
 
 /// Number of distinct roles (the size of `MmmProblem`'s role -> block table).
-const N_SLOTS: usize = 28;
+const N_SLOTS: usize = 29;
 
 impl Role {
     /// A dense index of the role, for O(1) block lookup in the hot path.
@@ -311,6 +313,7 @@ impl Role {
             Role::TvpLs(p) => 22 + (*p).min(1),
             Role::TvpEta(p) => 24 + (*p).min(1),
             Role::TvpZ(p) => 26 + (*p).min(1),
+            Role::Roas => 28,
         }
     }
 
@@ -325,6 +328,7 @@ impl Role {
             "saturation_0" => Role::Saturation(0),
             "saturation_1" => Role::Saturation(1),
             "channel_share" => Role::ChannelShare,
+            "roas" => Role::Roas,
             "beta" => Role::Beta,
             "sigma" => Role::Sigma,
             "nu" => Role::Nu,
@@ -401,6 +405,10 @@ pub struct MmmData {
     pub controls: Vec<f64>,
     /// (G, C)
     pub kappa_scale: Vec<f64>,
+    /// (G, C) per channel: its mean scaled spend x channel scale / target scale, so that
+    /// `roas * roas_scale` is the channel's mean contribution per period (scaled target)
+    /// at that ROAS. Given with a `Roas` block only; empty otherwise.
+    pub roas_scale: Vec<f64>,
     /// Lift tests (ungrouped models only), one entry each: the channel, the
     /// scaled per-period spends before / after, the length in periods, the
     /// scaled measured lift and its standard error. Empty: none.
@@ -501,8 +509,9 @@ pub struct MmmProblem {
     /// Role slot -> index into `blocks` (the first block of that role).
     slots: [Option<usize>; N_SLOTS],
     n_dim: usize,
-    /// Per group: mean target and mean trend index.
-    ybar: Vec<f64>,
+    /// Per (group, channel): what the amplitude is relative to (see `MmmProblem::new`).
+    amp_k: Vec<f64>,
+    /// Per group: mean trend index.
     tbar: Vec<f64>,
     /// Lift-test spends as (2N, pad + steady) channel-major columns: x0 of every test, then x1.
     lift_cols: Vec<f64>,
@@ -661,12 +670,18 @@ impl MmmProblem {
                 "likelihood blocks (sigma, nu) do not match the structure",
             ));
         }
-        if s.direct_beta != (has(Role::Beta) == 1)
-            || s.direct_beta == (has(Role::ChannelShare) == 1)
-        {
+        let amplitudes = has(Role::ChannelShare) + has(Role::Roas);
+        if s.direct_beta != (has(Role::Beta) == 1) || s.direct_beta == (amplitudes == 1) || amplitudes > 1 {
             return Err(bad(
-                "exactly one of beta (direct) or channel_share is needed",
+                "exactly one of beta (direct), channel_share or roas is needed",
             ));
+        }
+        if (has(Role::Roas) == 1) != !data.roas_scale.is_empty() {
+            return Err(bad("roas_scale is given with a roas block, and only then"));
+        }
+        check("roas_scale", &data.roas_scale, if has(Role::Roas) == 1 { g * c } else { 0 })?;
+        if !data.roas_scale.iter().all(|v| v.is_finite() && *v > 0.0) {
+            return Err(bad("roas_scale must be finite and > 0 (a channel with spend)"));
         }
         for j in 0..s.media.adstock.n_params() {
             if has(Role::Adstock(j)) != 1 {
@@ -710,6 +725,13 @@ impl MmmProblem {
             ybar[gi] = data.y[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
             tbar[gi] = data.trend_t[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
         }
+        // beta = amp * amp_k / mean_t(sat): amp a contribution share (amp_k = mean target) or a
+        // ROAS (amp_k = roas_scale).
+        let amp_k: Vec<f64> = if data.roas_scale.is_empty() {
+            (0..g * c).map(|i| ybar[i / c]).collect()
+        } else {
+            data.roas_scale.clone()
+        };
         for (p, name) in ["intercept", "media"].iter().enumerate() {
             let on = data.tvp[p].is_some();
             for r in [Role::TvpLs(p), Role::TvpEta(p), Role::TvpZ(p)] {
@@ -822,7 +844,7 @@ impl MmmProblem {
             offsets,
             slots,
             n_dim: n,
-            ybar,
+            amp_k,
             tbar,
             lift_cols,
         })
@@ -952,6 +974,7 @@ impl MmmProblem {
             Target::Saturation(j) => self.block_of(Role::Saturation(j)),
             Target::Amplitude => self
                 .block_of(Role::ChannelShare)
+                .or_else(|| self.block_of(Role::Roas))
                 .or_else(|| self.block_of(Role::Beta)),
         }
     }
@@ -1234,12 +1257,8 @@ impl MmmProblem {
         if s.direct_beta {
             beta.copy_from_slice(amp);
         } else {
-            for gi in 0..g {
-                let yb = self.ybar[gi];
-                for ch in 0..c {
-                    let i = gi * c + ch;
-                    beta[i] = amp[i] * yb / msat[i];
-                }
+            for i in 0..g * c {
+                beta[i] = amp[i] * self.amp_k[i] / msat[i];
             }
         }
 
@@ -1534,13 +1553,13 @@ impl MmmProblem {
                 let i = gi * c + ch;
                 let col = &sat[i * t..(i + 1) * t];
                 gb[i] = dot_f::<F>(gm, col) + if nl > 0 { lgb[i] } else { 0.0 };
-                // beta = amp * ybar / msat: d/damp = ybar / msat; d/dmsat = -beta / msat, and msat
+                // beta = amp * k / msat: d/damp = k / msat; d/dmsat = -beta / msat, and msat
                 // is a mean over time, so every sat[g, c, t] gets the same extra term `per`.
                 let per = if s.direct_beta {
                     gamp[i] = gb[i];
                     0.0
                 } else {
-                    gamp[i] = gb[i] * self.ybar[gi] / msat[i];
+                    gamp[i] = gb[i] * self.amp_k[i] / msat[i];
                     -gb[i] * beta[i] / msat[i] / t as f64
                 };
                 let b = beta[i];
@@ -1847,6 +1866,7 @@ mod tests {
             fourier: (0..n * f).map(|_| u() - 0.5).collect(),
             controls: (0..n * k).map(|_| u() - 0.5).collect(),
             kappa_scale: (0..g * c).map(|_| 0.5 + u()).collect(),
+            roas_scale: vec![],
             lift: if lift {
                 LiftData {
                     channel: vec![0, 1, 1],
@@ -1982,6 +2002,58 @@ mod tests {
         let mut out = vec![0.0; p.n_expanded()];
         p.expand(&x, &mut out).unwrap();
         assert!(out.iter().all(|v| v.is_finite()));
+    }
+
+    /// The same problem with each channel's amplitude a ROAS (LogNormal) relative to `roas_scale`.
+    fn as_roas(p: &MmmProblem) -> MmmProblem {
+        let (g, c) = (p.s.g, p.s.c);
+        let mut data = p.data.clone();
+        data.roas_scale = (0..g * c).map(|i| 0.05 + 0.01 * i as f64).collect();
+        let blocks: Vec<_> = p
+            .blocks
+            .iter()
+            .map(|b| {
+                if b.role == Role::ChannelShare {
+                    Block {
+                        role: Role::Roas,
+                        dist: Dist::LogNormal,
+                        params: vec![vec![0.0; c], vec![0.8; c]],
+                        ..b.clone()
+                    }
+                } else {
+                    b.clone()
+                }
+            })
+            .collect();
+        MmmProblem::new(p.s.clone(), data, blocks).unwrap()
+    }
+
+    #[test]
+    fn roas_amplitude_gradient_matches_finite_differences() {
+        let base = problem(1, false, false, true);
+        let roas = as_roas(&base);
+        check_fd(&roas);
+        check_fd(&as_roas(&problem(3, true, true, false)));
+        // the channel's mean contribution over the period is roas * roas_scale, whatever the curve
+        let n = roas.n_dim();
+        let x: Vec<f64> = (0..n).map(|i| 0.2 * ((i as f64 * 1.3).cos())).collect();
+        let mut out = vec![0.0; roas.n_expanded()];
+        roas.expand(&x, &mut out).unwrap();
+        let (t, c) = (roas.s.t, roas.s.c);
+        let (off, _) = roas.block_of(Role::Roas).unwrap();
+        let contrib_at = roas.n_dim + c; // after the blocks: beta (C), then channel_contribution (T, C)
+        for ch in 0..c {
+            let mean: f64 = (0..t).map(|ti| out[contrib_at + ti * c + ch]).sum::<f64>() / t as f64;
+            let want = out[off + ch] * roas.data.roas_scale[ch];
+            assert!((mean - want).abs() <= 1e-12 * want.abs(), "{mean} vs {want}");
+        }
+        // a roas block needs its roas_scale, and roas_scale needs a roas block
+        let mut data = roas.data.clone();
+        data.roas_scale.clear();
+        assert!(MmmProblem::new(roas.s.clone(), data, roas.blocks.clone()).is_err());
+        let mut data = base.data.clone();
+        data.roas_scale = vec![1.0; c];
+        assert!(MmmProblem::new(base.s.clone(), data, base.blocks.clone()).is_err());
     }
 
     #[test]

@@ -573,6 +573,7 @@ mod tests {
             fourier: vec![],
             controls: vec![],
             kappa_scale: vec![1.0],
+            roas_scale: vec![],
             lift: LiftData::default(),
             tvp: [None, None],
         };

@@ -112,7 +112,13 @@ class RefProblem:
         relative_param,
         fixed_saturation,
         blocks,
+        roas_scale=None,
     ):
+        # The amplitude block: channel_share (relative to the mean target), roas (relative to
+        # roas_scale) or beta (direct).
+        roles = {b["role"] for b in blocks}
+        self._amp = "beta" if direct_beta else ("roas" if "roas" in roles else "channel_share")
+        self.roas_scale = None if roas_scale is None else np.asarray(roas_scale, float)
         self._structure = {
             "adstock": adstock,
             "l_max": l_max,
@@ -163,7 +169,8 @@ class RefProblem:
         self._make_c()
 
     # ------------------------------------------------------------------ contract
-    def with_data(self, *, y=None, spend=None, trend_t=None, fourier=None, controls=None, kappa_scale=None):
+    def with_data(self, *, y=None, spend=None, trend_t=None, fourier=None, controls=None, kappa_scale=None,
+                  roas_scale=None):
         cur = {
             "y": self.y,
             "spend": self.spend,
@@ -181,7 +188,8 @@ class RefProblem:
             "kappa_scale": kappa_scale,
         }
         args = {k: (cur[k] if v is None else v) for k, v in new.items()}
-        return RefProblem(**args, **self._structure)
+        rs = self.roas_scale if roas_scale is None else roas_scale
+        return RefProblem(**args, **self._structure, roas_scale=rs)
 
     def _unpack(self, x):
         x = np.asarray(x, float)
@@ -228,12 +236,12 @@ class RefProblem:
         vals = self._unpack(x)
         T, _C = self.spend.shape
         a_params, s_params, sat, cache = self._media(vals)
-        ybar = self.y.mean()
+        ybar = self.y.mean() if self._amp == "channel_share" else self.roas_scale
         msat = sat.mean(axis=0)
         if self._direct_beta:
             beta = vals["beta"]["v"]
         else:
-            beta = vals["channel_share"]["v"] * ybar / msat
+            beta = vals[self._amp]["v"] * ybar / msat
         contrib = sat * beta
         media = contrib.sum(axis=1)
         centre = self._intercept
@@ -314,7 +322,7 @@ class RefProblem:
         if self._direct_beta:
             g_v["beta"] += g_beta
         else:
-            g_v["channel_share"] += g_beta * f["ybar"] / f["msat"]
+            g_v[self._amp] += g_beta * f["ybar"] / f["msat"]
             g_msat = -g_beta * f["beta"] / f["msat"]
             g_sat = g_sat + g_msat[None, :] / T
         lm = None if self._l_max == 0 else self._l_max

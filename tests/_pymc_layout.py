@@ -80,13 +80,14 @@ def _role(name: str, model) -> str:
     for suffix in ("_sd", "_z"):
         if name.endswith(suffix) and not name.startswith("tvp_"):
             base = name[: -len(suffix)]
-            target = "amplitude" if base in ("channel_share", "beta") else _role(base, model)
+            target = "amplitude" if base in ("channel_share", "roas", "beta") else _role(base, model)
             return target + suffix
     if name == "level" or name in (
         "trend",
         "gamma_fourier",
         "gamma_control",
         "channel_share",
+        "roas",
         "beta",
         "sigma",
         "nu",

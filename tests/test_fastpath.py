@@ -141,7 +141,7 @@ def test_layout_follows_free_rvs_and_value_vars(synth):
         "adstock_0",
         "adstock_1",
         "saturation_1",
-        "channel_share",
+        "roas",
         "sigma",
         "nu",
     ]
@@ -179,7 +179,9 @@ def test_layout_blocks_equal_what_the_pymc_graph_says(synth):
         {"likelihood": "studentt", "adstock": "weibull_cdf", "saturation": "tanh"},
         {"priors": CUSTOM_PRIORS[0], "saturation": "logistic"},
         {"priors": CUSTOM_PRIORS[1], "saturation": "logistic"},
-        {"priors": CUSTOM_PRIORS[2], "saturation": "logistic", "likelihood": "studentt"},
+        {"priors": CUSTOM_PRIORS[2], "saturation": "logistic", "likelihood": "studentt", "media_prior": "share"},
+        {"media_prior": "share"},
+        {"priors": CUSTOM_PRIORS[3], "saturation": "logistic"},
     ):
         spec = _spec(truth, **extra)
         data = prepare(df, spec)
@@ -276,6 +278,10 @@ CUSTOM_PRIORS = [
         "channel_share": Prior("Gamma", alpha=2.0, beta=10.0),
         "nu": Prior("Exponential", lam=0.1),
     },
+    {  # ROAS priors: global and per channel
+        "roas": Prior("LogNormal", mu=0.5, sigma=0.4),
+        "roas.search": Prior("LogNormal", mu=-0.2, sigma=0.3),
+    },
 ]
 
 
@@ -284,7 +290,11 @@ CUSTOM_PRIORS = [
 def test_logp_matches_pymc_custom_priors(synth, which):
     df, truth = synth
     likelihood = "studentt" if which == 2 else "normal"
-    spec = _spec(truth, saturation="logistic", likelihood=likelihood, priors=CUSTOM_PRIORS[which])
+    # The third set puts a prior on channel_share: the share parameterisation.
+    media_prior = "share" if "channel_share" in CUSTOM_PRIORS[which] else "roas"
+    spec = _spec(
+        truth, saturation="logistic", likelihood=likelihood, priors=CUSTOM_PRIORS[which], media_prior=media_prior
+    )
     check_against_pymc(df, spec, seed=which)
 
 
@@ -310,17 +320,39 @@ def test_logp_matches_pymc_full_grid(synth, adstock, saturation, likelihood, ext
 
 def test_with_data_equals_a_fresh_problem(synth):
     df, truth = synth
-    spec = _spec(truth)
+    # A spec whose priors do not depend on the data (the default ROAS prior's mean does: the
+    # reference ROAS of the data; with_data keeps a problem's priors).
+    spec = _spec(truth, media_prior="share")
     data = prepare(df, spec)
     p1 = fp.build_problem(national_layout(spec, data), fp.problem_data(spec, data))
     other = prepare(df.assign(sales=df["sales"] * 1.3, tv=df["tv"][::-1].to_numpy()), spec)
-    p2 = p1.with_data(**fp.problem_arrays(other, spec))
+    p2 = p1.with_data(**fp.problem_data(spec, other))
     p3 = fp.build_problem(national_layout(spec, other), fp.problem_data(spec, other))
     x = np.linspace(-0.5, 0.5, p1.n_dim)
     a, ga = p2.logp_dlogp(x)
     b, gb = p3.logp_dlogp(x)
     assert a == b and np.array_equal(ga, gb)
     assert p1.logp_dlogp(x)[0] != a
+
+
+def test_default_roas_prior_follows_the_data(synth):
+    """The default ROAS prior's mean is the data's reference ROAS (20% of the target over the
+    total spend), the same for every channel: it scales with the target's units."""
+    from fastmmm.layout import REFERENCE_MEDIA_SHARE, amplitude_prior
+
+    df, truth = synth
+    spec = _spec(truth)
+    data = prepare(df, spec)
+    ref = REFERENCE_MEDIA_SHARE * df["sales"].sum() / df[list(truth.channels)].to_numpy().sum()
+    p = amplitude_prior(spec, data)
+    assert p.dist == "LogNormal"
+    mean = np.exp(np.asarray(p["mu"]) + np.asarray(p["sigma"]) ** 2 / 2)
+    np.testing.assert_allclose(mean, ref, rtol=1e-12)
+    big = prepare(df.assign(sales=df["sales"] * 1000.0), spec)
+    np.testing.assert_allclose(np.exp(np.asarray(amplitude_prior(spec, big)["mu"]) - np.asarray(p["mu"])), 1000.0)
+    # a user's ROAS prior is used as given
+    user = _spec(truth, priors={"roas": "LogNormal(mu=0.5, sigma=0.4)"})
+    assert amplitude_prior(user, data) == Prior("LogNormal", mu=[0.5] * 3, sigma=[0.4] * 3)
 
 
 # ---------------------------------------------------------------------- support

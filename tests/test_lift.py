@@ -502,7 +502,7 @@ def test_mmm_problem_rejects_fortran_order_and_bad_lift_arguments(confounded):
     data = prepare(df, spec)
     layout = national_layout(spec, data)
     st = {**layout.structure, "blocks": layout.blocks()}
-    arr = fp.problem_arrays(data, spec)
+    arr = fp.problem_data(spec, data)
     with pytest.raises(ValueError, match="C-contiguous"):
         MmmProblem(**{**arr, "spend": np.asfortranarray(arr["spend"])}, **st)
     la = dict(

@@ -111,7 +111,7 @@ class TestPrior:
         "text, match",
         [
             ("HalfNormal", "expected the form"),
-            ("HalfNormal(2)", "expected the form"),
+            ("HalfNormal(2, 3)", "at most 1 positional"),
             ("HalfNormal(sigma=2", "expected the form"),
             ("pm.HalfNormal(sigma=2)", "expected the form"),
             ("HalfNormal(**{'sigma': 2})", "expected the form"),
@@ -300,7 +300,7 @@ class TestModelSpecValidation:
                 {"betta": "HalfNormal(sigma=1)"},
                 (
                     r"unknown prior name 'betta'; valid names for this spec: "
-                    r"intercept, trend, gamma_control, gamma_fourier, channel_share, beta, adstock_alpha, saturation_lam, sigma"
+                    r"intercept, trend, gamma_control, gamma_fourier, roas, beta, adstock_alpha, saturation_lam, sigma"
                 ),
             ),
             (
@@ -368,7 +368,7 @@ class TestModelSpecValidation:
             likelihood="studentt",
         )
         assert s.prior_names() == (
-            "intercept", "trend", "gamma_control", "gamma_fourier", "channel_share", "beta",
+            "intercept", "trend", "gamma_control", "gamma_fourier", "roas", "beta",
             "adstock_alpha", "adstock_theta", "adstock_lam", "adstock_k",
             "saturation_kappa", "saturation_slope", "sigma", "nu",
         )  # fmt: skip
@@ -445,7 +445,7 @@ class TestSerialisation:
     def test_dict_and_json_round_trip(self):
         s = _rich_spec()
         d = s.to_dict()
-        assert d["spec_version"] == 1
+        assert d["spec_version"] == 2 and d["media_prior"] == "roas"
         assert d["adstock"] == {"tv": "weibull_cdf", "radio": "geometric", "search": "delayed"}
         assert d["saturation"] == "michaelis_menten"
         assert d["priors"]["beta"] == {"dist": "HalfNormal", "sigma": [0.5, 1.25, 2.0]}

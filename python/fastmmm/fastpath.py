@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from fastmmm.layout import ModelLayout, media_designs, resolve_prior
+from fastmmm.layout import ModelLayout, amplitude_name, media_designs, resolve_prior
 
 __all__ = [
     "FAST_DISTRIBUTIONS",
@@ -63,7 +63,7 @@ def _core_class():
 
 def _free_prior_names(spec) -> list[tuple[str, object]]:
     """(prior name, design or None) of every free parameter a spec has."""
-    from fastmmm.layout import FIXED_SATURATION_PARAMS, uses_direct_beta
+    from fastmmm.layout import FIXED_SATURATION_PARAMS
     from fastmmm.tvp import parts
 
     out: list[tuple[str, object]] = []
@@ -79,7 +79,7 @@ def _free_prior_names(spec) -> list[tuple[str, object]]:
         out += [(f"adstock_{p}", d) for p in d.adstock_params]
         fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
         out += [(f"saturation_{p}", d) for p in d.saturation_params if p not in fixed]
-    out.append(("beta" if uses_direct_beta(spec) else "channel_share", None))
+    out.append((amplitude_name(spec), None))
     for part in parts(spec):
         out += [(f"tvp_{part}_ls", None), (f"tvp_{part}_eta", None)]
     out.append(("sigma", None))
@@ -99,14 +99,25 @@ def supported(spec) -> tuple[bool, str]:
         return False, "fastmmm._core has no MmmProblem (extension built without the fast path)"
     if getattr(spec, "log_target", False):
         return False, "log_target=True (multiplicative model)"
+    from fastmmm.layout import amplitude_kind
+
+    if amplitude_kind(spec) == "mroas":
+        return False, "media_prior='mroas' (a prior on marginal ROAS) is on the PyMC model only"
     designs = media_designs(spec)
     if len(designs) != 1:
         kinds = ", ".join(f"{d.adstock}+{d.saturation}" for d in designs)
         return False, f"several channel groups with different adstock/saturation kinds ({kinds})"
     channels = list(spec.channels)
     for name, design in _free_prior_names(spec):
-        per_channel = name.startswith(("adstock_", "saturation_")) or name in ("beta", "channel_share")
+        per_channel = name.startswith(("adstock_", "saturation_")) or name in (
+            "beta",
+            "channel_share",
+            "roas",
+            "mroas",
+        )
         try:
+            if name in ("roas", "mroas") and spec.prior(name) is None:
+                continue  # the data-based default: a LogNormal
             prior = resolve_prior(spec, name, design, channels if per_channel else None)
         except ValueError as e:
             return False, f"prior {name}: {e}"
@@ -220,10 +231,19 @@ def panel_arrays(datas) -> dict[str, np.ndarray]:
 
 def problem_data(spec, datas, lift=None, lift_groups=None) -> dict:
     """Every data keyword argument of ``MmmProblem``: one PreparedData (national) or a list
-    of them (a panel: grouped layout), with the lift tests' arrays."""
-    if isinstance(datas, (list, tuple)):
-        return {**panel_arrays(datas), **lift_arrays(lift, list(datas), spec, lift_groups)}
-    return {**problem_arrays(datas, spec), **lift_arrays(lift, datas, spec)}
+    of them (a panel: grouped layout), with the lift tests' arrays and, for a ROAS
+    amplitude, ``roas_scale`` (G * C)."""
+    from fastmmm.layout import amplitude_kind, roas_scale
+
+    grouped = isinstance(datas, (list, tuple))
+    if grouped:
+        out = {**panel_arrays(datas), **lift_arrays(lift, list(datas), spec, lift_groups)}
+    else:
+        out = {**problem_arrays(datas, spec), **lift_arrays(lift, datas, spec)}
+    if amplitude_kind(spec) == "roas":
+        per = [roas_scale(d) for d in (datas if grouped else [datas])]
+        out["roas_scale"] = np.ascontiguousarray(np.concatenate(per), dtype=np.float64)
+    return out
 
 
 def build_problem(layout: ModelLayout, data: dict, problem_cls=None):

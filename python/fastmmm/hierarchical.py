@@ -134,7 +134,7 @@ def read_group_lift_tests(obj, spec: ModelSpec, group: str, groups: list[str], f
 
 
 def _stack(datas: list[PreparedData]) -> dict[str, np.ndarray]:
-    from fastmmm.layout import kappa_scale
+    from fastmmm.layout import kappa_scale, roas_scale
 
     T = len(datas[0].dates)
     return {
@@ -144,6 +144,7 @@ def _stack(datas: list[PreparedData]) -> dict[str, np.ndarray]:
         "fourier": np.stack([np.asarray(d.fourier, dtype=float).reshape(T, -1) for d in datas]),
         "controls": np.stack([np.asarray(d.controls_scaled, dtype=float).reshape(T, -1) for d in datas]),
         "kappa_scale": np.stack([kappa_scale(np.asarray(d.spend_scaled, dtype=float)) for d in datas]),
+        "roas_scale": np.stack([roas_scale(d) for d in datas]),
     }
 
 
@@ -196,9 +197,12 @@ def build_hierarchical_model(
 
     from fastmmm.layout import (
         FIXED_SATURATION_PARAMS,
+        amplitude_kind,
+        amplitude_name,
         media_designs,
-        uses_direct_beta,
+        roas_scale,
     )
+    from fastmmm.model import amplitude_rv
     from fastmmm.layout import (
         resolve_prior as _prior,
     )
@@ -277,22 +281,27 @@ def build_hierarchical_model(
             l_max=d.l_max,
             normalize=d.normalize,
         )  # (G, T, C)
-        direct = uses_direct_beta(spec)
-        amp_name = "beta" if direct else "channel_share"
-        amp = _prior(spec, amp_name, None, channels).create(amp_name, dims="channel")
+        kind = amplitude_kind(spec)
+        if kind == "mroas":
+            raise ValueError(
+                "hierarchical model: media_prior='mroas' is not implemented; use 'roas' or 'share'"
+            )
+        amp_name = amplitude_name(spec)
+        amp = amplitude_rv(spec, datas, dims="channel")
+        # Pooled on the unconstrained scale of its prior: log-ROAS for a LogNormal ROAS prior.
         amp_g = (
             _pool(amp, amp_name, model, pool_sd)
             if _is_pooled(amp_name, "amplitude", pooled)
             else amp[None, :]
         )
-        if direct:
+        if kind == "beta":
             beta = amp_g
         else:
-            beta = pm.Deterministic(
-                "beta",
-                amp_g * pt.mean(y_obs, axis=1)[:, None] / pt.mean(sat, axis=1),
-                dims=("geo", "channel"),
-            )
+            if kind == "roas":
+                k = pm.Data("roas_scale", np.stack([roas_scale(d) for d in datas]), dims=("geo", "channel"))
+            else:
+                k = pt.mean(y_obs, axis=1)[:, None]
+            beta = pm.Deterministic("beta", amp_g * k / pt.mean(sat, axis=1), dims=("geo", "channel"))
         contrib = pm.Deterministic(
             "channel_contribution", sat * beta[:, None, :], dims=("geo", "date", "channel")
         )
@@ -491,7 +500,13 @@ class HierarchicalMMM:
         spec, pooled, pool_sd = self.spec, self.pooled, self.pool_sd
 
         def data_updates(model):
+            from fastmmm.layout import amplitude_name, amplitude_prior
+
             arr = _stack(datas)
+            name = amplitude_name(spec)
+            if name in ("roas", "mroas") and spec.prior(name) is None:  # the data-based default prior
+                mu = amplitude_prior(spec, datas)["mu"]
+                arr["roas_prior_mu"] = np.broadcast_to(np.asarray(mu, dtype=np.float64), (len(spec.channels),))
             names = {v.name for v in model.data_vars}
             return {k: v for k, v in arr.items() if k in names}
 
@@ -844,11 +859,14 @@ class HierarchicalResult:
                 for q in ("roas", "contribution")
             }
             out[str(g)][ch]["spend"] = float(row["spend"])
+        from fastmmm.layout import amplitude_kind
+
         v = self.validate()
         return {
             "interval": interval,
             "backend": self.backend,
             "backend_note": self.backend_note,
+            "media_prior": amplitude_kind(self.spec),
             "group": self.group,
             "pooled": list(self.pooled),
             "groups": out,

@@ -15,7 +15,8 @@ Parameter names and defaults
 A term's ``name`` is the PyMC model's variable name, its ``role`` the name of
 the matching block of the fused log-density (``rust/logp.rs``): ``level``,
 ``trend``, ``gamma_fourier``, ``gamma_control``, ``adstock_<i>``,
-``saturation_<j>`` (kernel parameter index), ``channel_share`` or ``beta``,
+``saturation_<j>`` (kernel parameter index), the amplitude ``roas``,
+``mroas``, ``channel_share`` or ``beta`` (:func:`amplitude_name`),
 ``sigma``, ``nu``, ``tvp_{intercept|media}_{ls|eta|z}`` and, for a pooled
 media parameter of a hierarchical model, ``<target>_sd`` / ``<target>_z``
 (target ``adstock_<i>``, ``saturation_<j>`` or ``amplitude``).
@@ -49,6 +50,12 @@ __all__ = [
     "panel_layout",
     "resolve_prior",
     "uses_direct_beta",
+    "amplitude_kind",
+    "amplitude_name",
+    "amplitude_prior",
+    "default_roas_prior",
+    "reference_roas",
+    "roas_scale",
 ]
 
 #: Saturation parameters fixed to 1 because beta already is the amplitude.
@@ -97,6 +104,8 @@ def default_prior(name: str, *, l_max: int = 8, n_channels: int = 1) -> Prior:
     """The default prior of a model parameter (on the scaled space)."""
     if name == "channel_share":
         return Prior("HalfNormal", sigma=0.5 / max(n_channels, 1))
+    if name in ("roas", "mroas"):
+        raise KeyError(f"the default {name} prior depends on the data: see default_roas_prior")
     if name.startswith("tvp_"):
         from fastmmm.tvp import default_tvp_prior
 
@@ -177,9 +186,12 @@ def media_designs(spec) -> list[MediaDesign]:
     ]
 
 
-def resolve_prior(spec, name: str, design: MediaDesign | None = None, channels=None) -> Prior:
-    """The user's prior for ``name`` (with per-channel overrides merged), else the default."""
+def resolve_prior(spec, name: str, design: MediaDesign | None = None, channels=None, default=None) -> Prior:
+    """The user's prior for ``name`` (with per-channel overrides merged), else ``default`` or the
+    table's default."""
     base = spec.prior(name) if spec is not None else None
+    if base is None and default is not None:
+        base = default
     if base is None:
         kind = None
         if design is not None:
@@ -204,6 +216,65 @@ def resolve_prior(spec, name: str, design: MediaDesign | None = None, channels=N
     for key, _ in base.params:
         params[key] = [float(np.broadcast_to(overrides.get(c, base)[key], (1,))[0]) for c in channels]
     return Prior(base.dist, **params)
+
+
+#: The default (marginal) ROAS prior is the same for every channel whatever its spend (a prior on
+#: the share of the target, the former default, implies a high ROAS for a small channel): a
+#: LogNormal whose mean is the data's reference ROAS, the ROAS every channel would have if media
+#: drove REFERENCE_MEDIA_SHARE of the target (units-free: a ROAS of 1 presumes the target is
+#: revenue in the spend's currency; on mmm_example.csv, sales in units, ROAS is ~1e3).
+#: The share and the spread were chosen by the prior predictive check and the recovery study
+#: of benches/bench_recovery.py (README).
+REFERENCE_MEDIA_SHARE = 0.2
+ROAS_PRIOR_SIGMA = 1.0
+
+#: The amplitude parameterisations: what each channel's amplitude prior is on.
+AMPLITUDES = ("roas", "mroas", "share", "beta")
+
+
+def amplitude_kind(spec) -> str:
+    """How the channel amplitude is parameterised: ``beta`` (a user prior on beta: direct),
+    else ``spec.media_prior`` (``roas``, ``mroas`` or ``share``)."""
+    return "beta" if uses_direct_beta(spec) else spec.media_prior
+
+
+def amplitude_name(spec) -> str:
+    """The model variable (and prior name) of the amplitude: beta, roas, mroas or channel_share."""
+    return {"beta": "beta", "roas": "roas", "mroas": "mroas", "share": "channel_share"}[amplitude_kind(spec)]
+
+
+def reference_roas(datas) -> float:
+    """The ROAS every channel would have if media drove REFERENCE_MEDIA_SHARE of the target:
+    that share of the total target over the total spend of all channels (original units; all
+    groups of a panel together)."""
+    datas = datas if isinstance(datas, (list, tuple)) else [datas]
+    y = sum(float(np.sum(np.asarray(d.y, dtype=np.float64))) for d in datas)
+    x = sum(float(np.sum(np.asarray(d.spend, dtype=np.float64))) for d in datas)
+    return REFERENCE_MEDIA_SHARE * abs(y) / max(x, 1e-300)
+
+
+def default_roas_prior(datas) -> Prior:
+    """The default prior of each channel's (marginal) ROAS: LogNormal with mean
+    :func:`reference_roas` and log-scale spread ROAS_PRIOR_SIGMA."""
+    ref = max(reference_roas(datas), 1e-300)
+    return Prior("LogNormal", mu=math.log(ref) - 0.5 * ROAS_PRIOR_SIGMA**2, sigma=ROAS_PRIOR_SIGMA)
+
+
+def amplitude_prior(spec, datas) -> Prior:
+    """The prior of the channel amplitude (:func:`amplitude_name`), per channel, with the
+    data-based default for a (marginal) ROAS."""
+    name = amplitude_name(spec)
+    default = default_roas_prior(datas) if name in ("roas", "mroas") else None
+    return resolve_prior(spec, name, None, list(spec.channels), default=default)
+
+
+def roas_scale(data) -> np.ndarray:
+    """(C,) per channel: mean scaled spend x channel scale / target scale, so that ``roas *
+    roas_scale`` is the channel's mean contribution per period (scaled target) at ``roas``
+    (contribution over the period / its spend, original units)."""
+    spend = np.asarray(data.spend_scaled, dtype=np.float64)
+    cs = np.asarray(data.scales.channel_scale, dtype=np.float64)
+    return spend.mean(axis=0) * cs / float(data.scales.target_scale)
 
 
 def uses_direct_beta(spec) -> bool:
@@ -560,7 +631,7 @@ POOLABLE = ("adstock", "saturation", "amplitude")
 
 
 def _poolable_names() -> set[str]:
-    names = set(POOLABLE) | {"channel_share", "beta"}
+    names = set(POOLABLE) | {"channel_share", "roas", "mroas", "beta"}
     for params in ADSTOCK_PARAMS.values():
         names |= {f"adstock_{p}" for p in params}
     for params in SATURATION_PARAMS.values():
@@ -669,7 +740,7 @@ def national_layout(spec, data, n_lift: int = 0) -> ModelLayout:
         )
     if "intercept" in tvp:
         terms += tvp_terms("intercept")
-    terms += _media_terms(spec, d, channels)
+    terms += _media_terms(spec, d, channels, data)
     if "media" in tvp:
         terms += tvp_terms("media")
     terms += _noise_terms(spec, dims=(), shape=())
@@ -690,7 +761,7 @@ def national_layout(spec, data, n_lift: int = 0) -> ModelLayout:
     return ModelLayout(terms, dets, coords, _structure(spec, d))
 
 
-def _media_terms(spec, d: MediaDesign, channels: list[str]) -> list[Term]:
+def _media_terms(spec, d: MediaDesign, channels: list[str], datas) -> list[Term]:
     """adstock, free saturation parameters and the amplitude, shared by all groups: (C,) each."""
     C = len(channels)
     terms = []
@@ -715,8 +786,8 @@ def _media_terms(spec, d: MediaDesign, channels: list[str]) -> list[Term]:
                 resolve_prior(spec, f"saturation_{p}", d, channels),
             )
         )
-    amp = "beta" if uses_direct_beta(spec) else "channel_share"
-    terms.append(Term(amp, amp, ("channel",), (C,), resolve_prior(spec, amp, None, channels)))
+    amp = amplitude_name(spec)
+    terms.append(Term(amp, amp, ("channel",), (C,), amplitude_prior(spec, datas)))
     return terms
 
 
@@ -770,9 +841,11 @@ def panel_layout(
             )
         )
     pooled_dets = []
-    for t in _media_terms(spec, d, channels):
+    for t in _media_terms(spec, d, channels, datas):
         terms.append(t)
-        kind = "amplitude" if t.name in ("channel_share", "beta") else t.name.split("_", 1)[0]
+        kind = (
+            "amplitude" if t.name in ("channel_share", "roas", "mroas", "beta") else t.name.split("_", 1)[0]
+        )
         if is_pooled(t.name, kind, pooled):
             target = "amplitude" if kind == "amplitude" else t.role
             terms.append(Term(f"{t.name}_sd", f"{target}_sd", (), (), pool_sd))

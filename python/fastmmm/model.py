@@ -57,13 +57,20 @@ from fastmmm.kernels import SATURATION_PARAMS
 from fastmmm.layout import (  # noqa: F401  (re-exported: the model's vocabulary)
     FIXED_SATURATION_PARAMS,
     MediaDesign,
+    amplitude_kind,
+    amplitude_name,
+    amplitude_prior,
     default_prior,
     kappa_scale,
     media_designs,
     resolve_prior,
+    roas_scale,
     uses_direct_beta,
 )
 from fastmmm.ops.media import media_transform
+
+#: The relative spend increase that defines marginal ROAS (as results report it).
+MROAS_BUMP = 0.01
 
 __all__ = [
     "build_model",
@@ -78,6 +85,21 @@ __all__ = [
 _prior = resolve_prior
 
 
+def amplitude_rv(spec, datas, dims):
+    """The channel amplitude's random variable (in the current model). The default (marginal)
+    ROAS prior depends on the data (its mean is the reference ROAS): its ``mu`` is then the data
+    container ``roas_prior_mu``, so that a compiled model refitted on other data (another brand)
+    gets the prior of those data."""
+    name = amplitude_name(spec)
+    prior = amplitude_prior(spec, datas)
+    if name in ("roas", "mroas") and spec.prior(name) is None:
+        c = len(spec.channels)
+        p = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (c,)) for k, v in prior.params}
+        mu = pm.Data("roas_prior_mu", p["mu"], dims=dims if isinstance(dims, str) else dims[-1])
+        return pm.LogNormal(name, mu=mu, sigma=p["sigma"], dims=dims)
+    return prior.create(name, dims=dims)
+
+
 def data_updates(data, model) -> dict[str, np.ndarray]:
     """Values of a built model's data containers for ``data`` (another brand, a refresh):
     what ``pm.set_data`` or a compiled nutpie model's ``with_data`` takes."""
@@ -87,7 +109,12 @@ def data_updates(data, model) -> dict[str, np.ndarray]:
         "trend_t": data.trend,
         "fourier": data.fourier,
         "controls": data.controls_scaled,
+        "roas_scale": roas_scale(data),
     }
+    name = amplitude_name(data.spec)
+    if name in ("roas", "mroas") and data.spec.prior(name) is None:
+        prior = amplitude_prior(data.spec, data)
+        values["roas_prior_mu"] = np.broadcast_to(np.asarray(prior["mu"], dtype=np.float64), (len(data.spec.channels),))
     for d in media_designs(data.spec):
         values[d.var("kappa_scale")] = kappa_scale(np.asarray(data.spend_scaled)[:, list(d.channels)])
     from fastmmm.tvp import hsgp_data  # the time-varying parts' basis (depends on T and frequency)
@@ -196,7 +223,8 @@ def build_model(data, spec) -> pm.Model:
             mu = mu + drift
 
         # Media: one fused Rust Op per group of channels sharing kernel kinds.
-        sats, order = [], []
+        sats, bumped, order = [], [], []
+        amp_kind = amplitude_kind(spec)
         for d in designs:
             names = [channels[i] for i in d.channels]
             x = spend if not d.label else spend[:, list(d.channels)]
@@ -218,27 +246,41 @@ def build_model(data, spec) -> pm.Model:
                     continue
                 v = _prior(spec, f"saturation_{p}", d, names).create(d.var(f"saturation_{p}"), dims=d.dim)
                 s_params.append(v * scale if p == rel else v)
-            sats.append(
-                media_transform(
-                    x,
-                    d.adstock,
-                    d.saturation,
-                    tuple(a_params),
-                    tuple(s_params),
-                    l_max=d.l_max,
-                    normalize=d.normalize,
+            for factor, out in ((1.0, sats), (1.0 + MROAS_BUMP, bumped)):
+                if out is bumped and amp_kind != "mroas":
+                    continue
+                out.append(
+                    media_transform(
+                        x if factor == 1.0 else x * factor,
+                        d.adstock,
+                        d.saturation,
+                        tuple(a_params),
+                        tuple(s_params),
+                        l_max=d.l_max,
+                        normalize=d.normalize,
+                    )
                 )
-            )
             order += list(d.channels)
-        if len(sats) == 1:
-            sat = sats[0]
+
+        def by_channel(parts):
+            return parts[0] if len(parts) == 1 else pt.concatenate(parts, axis=1)[:, np.argsort(order)]
+
+        sat = by_channel(sats)
+        amp_name = amplitude_name(spec)
+        amp = amplitude_rv(spec, data, dims="channel")
+        if amp_kind == "beta":
+            beta = amp
+        elif amp_kind == "share":
+            beta = pm.Deterministic("beta", amp * pt.mean(y_obs) / pt.mean(sat, axis=0), dims="channel")
         else:
-            sat = pt.concatenate(sats, axis=1)[:, np.argsort(order)]
-        if uses_direct_beta(spec):
-            beta = _prior(spec, "beta", None, channels).create("beta", dims="channel")
-        else:
-            share = _prior(spec, "channel_share", None, channels).create("channel_share", dims="channel")
-            beta = pm.Deterministic("beta", share * pt.mean(y_obs) / pt.mean(sat, axis=0), dims="channel")
+            # roas * roas_scale is the channel's mean contribution per period at that ROAS; for an
+            # mROAS it is the mean extra contribution of 1% more spend, per 1% of the spend.
+            rs = pm.Data("roas_scale", roas_scale(data), dims="channel")
+            if amp_kind == "roas":
+                per_unit = pt.mean(sat, axis=0)
+            else:
+                per_unit = pt.mean(by_channel(bumped) - sat, axis=0) / MROAS_BUMP
+            beta = pm.Deterministic("beta", amp * rs / per_unit, dims="channel")
         if spec.time_varying_media:
             mult = pm.Deterministic("media_multiplier", pt.exp(_hsgp(spec, data, "media")), dims="date")
             contrib = pm.Deterministic(

@@ -335,9 +335,26 @@ class Prior:
             node = ast.parse(text.strip(), mode="eval").body
         except SyntaxError:
             raise ValueError(bad) from None
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
             raise ValueError(bad)
         params: dict[str, Any] = {}
+        # Positional values in the distribution's canonical order: LogNormal(0.5, 0.4) is
+        # LogNormal(mu=0.5, sigma=0.4).
+        info = DISTRIBUTIONS.get(node.func.id)
+        if node.args and info is None:
+            raise ValueError(bad)
+        if node.args and len(node.args) > len(info.params):
+            raise ValueError(
+                f"cannot parse prior {text!r}: {node.func.id} takes at most "
+                f"{len(info.params)} positional values ({', '.join(info.params)})"
+            )
+        for name, arg in zip(info.params if info else (), node.args):
+            try:
+                params[name] = ast.literal_eval(arg)
+            except (ValueError, SyntaxError, TypeError):
+                raise ValueError(
+                    f"cannot parse prior {text!r}: {name} must be a number or a list of numbers"
+                ) from None
         for kw in node.keywords:
             if kw.arg is None:
                 raise ValueError(bad)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from fastmmm import kernels as K
 from fastmmm.data import PreparedData
+from fastmmm.layout import amplitude_kind
 from fastmmm.spec import ModelSpec
 
 __all__ = ["MMMResult", "load"]
@@ -612,6 +613,8 @@ class MMMResult:
             "interval": interval,
             "backend": self.backend,
             "backend_note": self.backend_note,
+            # What each channel's amplitude prior was on: roas, mroas, share or beta (direct).
+            "media_prior": amplitude_kind(self.spec),
             "channels": channels,
             "diagnostics": v.to_dict(),
             "timing": {

@@ -91,13 +91,17 @@ SATURATION_KINDS: tuple[str, ...] = tuple(SATURATION_PARAMS)
 LIKELIHOODS: tuple[str, ...] = ("normal", "studentt")
 SCALINGS: tuple[str, ...] = ("max", "mean")
 #: Version number written by :meth:`ModelSpec.to_dict`.
-SPEC_VERSION = 1
+SPEC_VERSION = 2
+#: What each channel's amplitude prior is on (Meridian's roi / mroi / contribution prior types):
+#: ``roas`` its ROAS over the fitted period, ``mroas`` its marginal ROAS there (1% more spend),
+#: ``share`` its average contribution as a share of the average target (fastmmm <= 0.1's default).
+MEDIA_PRIORS: tuple[str, ...] = ("roas", "mroas", "share")
 
 _ALL_ADSTOCK_PRIORS = tuple(sorted({f"adstock_{p}" for ps in ADSTOCK_PARAMS.values() for p in ps}))
 _ALL_SATURATION_PRIORS = tuple(sorted({f"saturation_{p}" for ps in SATURATION_PARAMS.values() for p in ps}))
 #: Every prior name any spec can use.
 ALL_PRIOR_NAMES: tuple[str, ...] = (
-    ("intercept", "trend", "gamma_control", "gamma_fourier", "channel_share", "beta")
+    ("intercept", "trend", "gamma_control", "gamma_fourier", "roas", "mroas", "channel_share", "beta")
     + _ALL_ADSTOCK_PRIORS
     + _ALL_SATURATION_PRIORS
     + ("sigma", "nu")
@@ -306,6 +310,7 @@ class ModelSpec:
     time_varying_media: bool = False
     hsgp_m: int = 20
     hsgp_c: float = 1.5
+    media_prior: str = "roas"
     priors: PriorMap | Mapping[str, Any] = field(default_factory=PriorMap)
 
     def __post_init__(self) -> None:
@@ -347,6 +352,7 @@ class ModelSpec:
         setf("likelihood", _choice("likelihood", self.likelihood, LIKELIHOODS))
         setf("target_scaling", _choice("target_scaling", self.target_scaling, SCALINGS))
         setf("channel_scaling", _choice("channel_scaling", self.channel_scaling, SCALINGS))
+        setf("media_prior", _choice("media_prior", self.media_prior, MEDIA_PRIORS))
         setf("priors", self._validate_priors(self.priors))
 
     # ------------------------------------------------------------------ validation
@@ -376,7 +382,7 @@ class ModelSpec:
             names.append("gamma_control")
         if self.yearly_seasonality:
             names.append("gamma_fourier")
-        names += ["channel_share", "beta"]
+        names += [self.amplitude_prior_name, "beta"]
         names += self._adstock_prior_names()
         names += self._saturation_prior_names()
         names.append("sigma")
@@ -400,10 +406,15 @@ class ModelSpec:
             out += [f"saturation_{p}" for p in SATURATION_PARAMS[kind] if f"saturation_{p}" not in out]
         return out
 
+    @property
+    def amplitude_prior_name(self) -> str:
+        """The prior name of the channel amplitude under ``media_prior``: roas, mroas or channel_share."""
+        return {"roas": "roas", "mroas": "mroas", "share": "channel_share"}[self.media_prior]
+
     def _channel_prior_names(self, channel: str) -> tuple[str, ...]:
         i = self.channels.index(channel)
         return (
-            ("channel_share", "beta")
+            (self.amplitude_prior_name, "beta")
             + tuple(f"adstock_{p}" for p in ADSTOCK_PARAMS[self.adstock_by_channel[i]])
             + tuple(f"saturation_{p}" for p in SATURATION_PARAMS[self.saturation_by_channel[i]])
         )
@@ -424,7 +435,14 @@ class ModelSpec:
             else:
                 flat[key] = value
         valid = self.prior_names()
-        channel_level = {"channel_share", "beta", *_ALL_ADSTOCK_PRIORS, *_ALL_SATURATION_PRIORS}
+        channel_level = {
+            "roas",
+            "mroas",
+            "channel_share",
+            "beta",
+            *_ALL_ADSTOCK_PRIORS,
+            *_ALL_SATURATION_PRIORS,
+        }
         out: dict[str, Prior] = {}
         for key, value in flat.items():
             base, _, channel = key.partition(".")
@@ -472,14 +490,19 @@ class ModelSpec:
                         f"prior {key!r}: list values have length {prior.size}, expected {expected[0]} "
                         f"(one per {expected[1][:-1]}; {expected[1]}: {expected[0]})"
                     )
-            if base.startswith("tvp_"):
+            if base.startswith("tvp_") or base in ("roas", "mroas", "channel_share"):
                 kw = prior.kwargs
                 ok = prior.dist in _POSITIVE_DISTS or (
                     prior.dist in ("TruncatedNormal", "Uniform") and kw.get("lower", -1.0) >= 0
                 )
                 if not ok:
+                    what = (
+                        "a GP lengthscale / amplitude"
+                        if base.startswith("tvp_")
+                        else "a channel's (marginal) ROAS or share"
+                    )
                     raise ValueError(
-                        f"prior {key!r}: a GP lengthscale / amplitude must be positive; use a distribution "
+                        f"prior {key!r}: {what} must be positive; use a distribution "
                         f"with positive support ({', '.join(_POSITIVE_DISTS)}, or TruncatedNormal / "
                         f"Uniform with lower >= 0), got {prior}"
                     )
@@ -501,6 +524,10 @@ class ModelSpec:
             return "time_varying_intercept=False"
         if base.startswith("tvp_media_"):
             return "time_varying_media=False"
+        if base in ("roas", "mroas", "channel_share"):
+            return (
+                f"media_prior={self.media_prior!r} puts the amplitude prior on {self.amplitude_prior_name!r}"
+            )
         if base.startswith("adstock_"):
             return f"adstock kinds used: {', '.join(sorted(set(self.adstock_by_channel)))}"
         return f"saturation kinds used: {', '.join(sorted(set(self.saturation_by_channel)))}"
@@ -594,7 +621,8 @@ class ModelSpec:
             idx = self.channels.index(channel) if channel else -1
             priors.append((base, idx, p.dist, p.params))
         return (
-            "fastmmm-structure-v1",
+            "fastmmm-structure-v2",
+            self.media_prior,
             self.adstock_by_channel,
             self.saturation_by_channel,
             self.l_max,
@@ -646,6 +674,7 @@ class ModelSpec:
             "target_scaling": self.target_scaling,
             "channel_scaling": self.channel_scaling,
             **self._tvp_dict(),
+            "media_prior": self.media_prior,
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
         }
 
@@ -662,15 +691,20 @@ class ModelSpec:
 
         Unknown keys raise ValueError listing the valid ones. ``spec_version``
         is optional; a newer version than this fastmmm understands is refused.
+        A version 1 spec (saved by fastmmm 0.1) had no ``media_prior``: its
+        models put the amplitude prior on the contribution share, so it reads
+        as ``media_prior="share"``.
         """
         if not isinstance(d, Mapping):
             raise ValueError(f"a model spec must be a mapping, got {type(d).__name__}")  # noqa: TRY004
         d = dict(d)
         version = d.pop("spec_version", SPEC_VERSION)
-        if version != SPEC_VERSION:
+        if version not in (1, SPEC_VERSION):
             raise ValueError(
-                f"unsupported spec_version {version!r}; this fastmmm reads version {SPEC_VERSION}"
+                f"unsupported spec_version {version!r}; this fastmmm reads versions 1 and {SPEC_VERSION}"
             )
+        if version == 1:
+            d.setdefault("media_prior", "share")
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in d if k not in valid]
         if unknown:

@@ -140,6 +140,7 @@ fn data_from(
         fourier: four_v,
         controls: ctrl_v,
         kappa_scale: vec1("kappa_scale", &kappa_scale)?,
+        roas_scale: Vec::new(),
         lift: LiftData::default(),
         tvp: [None, None],
     };
@@ -212,7 +213,7 @@ impl PyMmmProblem {
                         groups=1, grouped=false, lift_channel=None, lift_x0=None, lift_x1=None,
                         lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1, lift_group=None,
                         tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
-                        tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None))]
+                        tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None, roas_scale=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         y: PyReadonlyArray1<'_, f64>,
@@ -248,9 +249,13 @@ impl PyMmmProblem {
         tvp_media_phi: Option<PyReadonlyArray2<'_, f64>>,
         tvp_media_omega: Option<PyReadonlyArray1<'_, f64>>,
         tvp_media_col_ms: Option<PyReadonlyArray1<'_, f64>>,
+        roas_scale: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
         let (mut data, [t, c, f, k]) =
             data_from(y, spend, trend_t, fourier, controls, kappa_scale, groups)?;
+        if let Some(r) = roas_scale {
+            data.roas_scale = vec1("roas_scale", &r)?;
+        }
         if let Some(l) = lift_from(
             lift_channel,
             lift_group,
@@ -340,7 +345,7 @@ impl PyMmmProblem {
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, lift_channel=None, lift_x0=None,
                         lift_x1=None, lift_periods=None, lift_delta=None, lift_se=None, lift_group=None,
                         tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
-                        tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None))]
+                        tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None, roas_scale=None))]
     #[allow(clippy::too_many_arguments)]
     fn with_data(
         &self,
@@ -363,6 +368,7 @@ impl PyMmmProblem {
         tvp_media_phi: Option<PyReadonlyArray2<'_, f64>>,
         tvp_media_omega: Option<PyReadonlyArray1<'_, f64>>,
         tvp_media_col_ms: Option<PyReadonlyArray1<'_, f64>>,
+        roas_scale: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
         let tvp = [
             tvp_from(
@@ -406,6 +412,17 @@ impl PyMmmProblem {
             self.inner.s.g,
         )?;
         data.lift = lift;
+        // A ROAS-parameterised problem needs the new data's roas_scale (it depends on the spend).
+        data.roas_scale = match roas_scale {
+            Some(r) => vec1("roas_scale", &r)?,
+            None if self.inner.data.roas_scale.is_empty() => Vec::new(),
+            None => {
+                return Err(value_error(
+                    "roas_scale",
+                    "a ROAS-parameterised problem needs roas_scale with its new data",
+                ))
+            }
+        };
         for (p, new) in tvp.into_iter().enumerate() {
             data.tvp[p] = new.or_else(|| self.inner.data.tvp[p].clone());
         }

@@ -214,7 +214,9 @@ def pmm(tmp: Path, csv: str, by: str, channels, limit: int, cold: bool) -> dict:
     cache = tmp / ("cache_cold_" + os.urandom(4).hex() if cold else "cache_warm")
     env["PYTENSOR_FLAGS"] = f"base_compiledir={cache / 'pytensor'}"
     env["NUMBA_CACHE_DIR"] = str(cache / "numba")
-    r = _run([sys.executable, str(script), str(tmp / csv), by, str(out), ",".join(channels), str(limit)], env=env)
+    r = _run(
+        [sys.executable, str(script), str(tmp / csv), by, str(out), ",".join(channels), str(limit)], env=env
+    )
     info = json.loads(r["stdout"].strip().splitlines()[-1])
     cpus = os.cpu_count() or 1
     res = {**r, "sample_s": info["sample_s"], "brands": info["brands"], "per_brand_s": info["per_brand_s"]}

@@ -27,7 +27,8 @@ Cases (--cases picks a subset; fit.json / fit.md keep the stored results of the 
 
 Contenders
   fastmmm rust       MMM(spec).fit(df, backend="rust"): the fused Rust
-                     log-density handed to nutpie by address, nothing compiled.
+                     log-density sampled by nuts-rs inside fastmmm's Rust core,
+                     nothing compiled.
   fastmmm pytensor   MMM(spec).fit(df, backend="pytensor") (synthetic case only):
                      the PyMC model on fastmmm's Rust Ops, compiled by nutpie (numba).
   pymc-marketing     pymc_marketing.mmm.multidimensional.MMM (the classic
@@ -195,65 +196,89 @@ def case_example():
 
 
 # ---------------------------------------------------------------------- diagnostics
-def sampler_stats(idata, chains):
-    """Gradient evaluations, divergences, min bulk ESS and max R-hat (unconstrained draws)."""
-    import arviz as az
-    import xarray as xr
+def sampler_stats(post, chains):
+    """Gradient evaluations, divergences, min bulk ESS and max R-hat (unconstrained draws) of a
+    :class:`fastmmm.posterior.Posterior` (either backend's: ``unconstrained_draw`` in sample_stats)."""
+    from fastmmm.convergence import ess_bulk, rhat
 
-    ss = idata.sample_stats
+    ss = post.sample_stats
     out = {
-        "grad_evals_draws": int(ss["n_steps"].values.sum()),
-        "divergences": int(ss["diverging"].values.sum()),
+        "grad_evals_draws": int(np.asarray(ss["n_steps"]).sum()),
+        "divergences": int(np.asarray(ss["diverging"]).sum()),
     }
-    warm = idata["warmup_sample_stats"] if "warmup_sample_stats" in idata.groups() else None
-    out["grad_evals_tune"] = int(warm["n_steps"].values.sum()) if warm is not None else None
+    warm = post.groups.get("warmup_sample_stats")
+    out["grad_evals_tune"] = (
+        int(np.asarray(warm["n_steps"]).sum()) if warm is not None and "n_steps" in warm else None
+    )
     out["grad_evals_total"] = out["grad_evals_draws"] + (out["grad_evals_tune"] or 0)
-    out["step_size"] = float(np.median(ss["step_size"].values)) if "step_size" in ss else None
-    u = np.asarray(ss["unconstrained_draw"].values, dtype=float)  # (chain, draw, n_dim)
-    ds = xr.Dataset({"u": (("chain", "draw", "k"), u)})
-    ess = az.ess(ds, method="bulk")["u"].values
-    out["ess_bulk_min"] = float(np.min(ess))
-    out["rhat_max"] = float(np.max(az.rhat(ds)["u"].values)) if chains > 1 else None
+    out["step_size"] = float(np.median(ss["step_size"])) if "step_size" in ss else None
+    u = np.asarray(ss["unconstrained_draw"], dtype=float)  # (chain, draw, n_dim)
+    out["ess_bulk_min"] = float(np.nanmin(ess_bulk(u)))
+    out["rhat_max"] = float(np.nanmax(rhat(u))) if chains > 1 else None
     out["n_dim"] = int(u.shape[2])
     # A typical posterior point for the per-evaluation benchmark.
     out["_point"] = np.median(u.reshape(-1, u.shape[2]), axis=0)
     return out
 
 
+class RustTarget:
+    """The fused problem's C entry point and user data, as EvalTarget reads a nutpie model."""
+
+    class _Addr:
+        def __init__(self, v):
+            self.address = v
+            self.ctypes = self
+            self.data = v
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.n_dim = int(problem.n_dim)
+        self.compiled_logp_func = self._Addr(int(problem.logp_address))
+        self.user_data = self._Addr(int(problem.user_data_address))
+
+
 # ---------------------------------------------------------------------- fits
 def fit_fastmmm(case, backend, kw, target_accept):
+    """One fastmmm fit; returns its row and the compiled log-density (for the per-evaluation
+    loop): the fused problem on backend "rust" (sampled in the Rust core), nutpie's compiled
+    model on "pytensor"."""
     import nutpie
 
-    from fastmmm import MMM
-    from fastmmm.fit import clear_compile_cache, compile_model
+    from fastmmm import MMM, _core
+    from fastmmm.fit import clear_compile_cache
 
     clear_compile_cache()  # a cold model cache: build and compile are paid
     notes: list = []
     extra = {} if target_accept is None else {"target_accept": target_accept}
-    cpu = {}
-    sample = nutpie.sample
+    cpu, seen = {}, {}
+    real_rust, real_nutpie = _core.sample_nuts, nutpie.sample
 
-    def timed_sample(*a, **k):  # MMM.fit calls nutpie.sample: record its CPU time (all threads)
-        c0 = time.process_time()
-        try:
-            return sample(*a, **k)
-        finally:
-            cpu["sample"] = time.process_time() - c0
+    def timed(real, key):
+        def call(model, *a, **k):  # record the sampler's CPU time (all threads) and the model
+            seen[key] = model
+            c0 = time.process_time()
+            try:
+                return real(model, *a, **k)
+            finally:
+                cpu["sample"] = time.process_time() - c0
 
-    nutpie.sample = timed_sample
-    with quiet(notes):
-        c0, t0 = time.process_time(), time.perf_counter()
-        result = MMM(case["spec"]).fit(
-            case["df"],
-            **kw,
-            progress=False,
-            backend=backend,
-            save_warmup=True,
-            store_unconstrained=True,
-            **extra,
-        )
-        wall, cpu_total = time.perf_counter() - t0, time.process_time() - c0
-    nutpie.sample = sample
+        return call
+
+    _core.sample_nuts, nutpie.sample = timed(real_rust, "rust"), timed(real_nutpie, "nutpie")
+    # Warm-up draws' statistics (for the gradient count) are always kept on the rust path;
+    # nutpie keeps them with save_warmup.
+    opts = (
+        {"store_unconstrained": True}
+        if backend == "rust"
+        else {"save_warmup": True, "store_unconstrained": True}
+    )
+    try:
+        with quiet(notes):
+            c0, t0 = time.process_time(), time.perf_counter()
+            result = MMM(case["spec"]).fit(case["df"], **kw, progress=False, backend=backend, **opts, **extra)
+            wall, cpu_total = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        _core.sample_nuts, nutpie.sample = real_rust, real_nutpie
     tm = result.timing
     row = {
         "backend_used": result.backend,
@@ -268,10 +293,9 @@ def fit_fastmmm(case, backend, kw, target_accept):
         "target_accept": 0.95 if target_accept is None else target_accept,
         "warnings": notes,
     }
-    row.update(sampler_stats(result.idata, kw["chains"]))
-    entry, cached = compile_model(result.spec, result.data, result.backend)  # the cached model: no rebuild
-    assert cached, "fastmmm's compile cache missed right after a fit"
-    return row, entry.compiled
+    row.update(sampler_stats(result.posterior, kw["chains"]))
+    compiled = RustTarget(seen["rust"]) if result.backend == "rust" else seen["nutpie"]
+    return row, compiled
 
 
 def fit_pmm(case, kw, target_accept):
@@ -321,7 +345,9 @@ def fit_pmm(case, kw, target_accept):
         "target_accept": ta,
         "warnings": notes,
     }
-    row.update(sampler_stats(idata, kw["chains"]))
+    from fastmmm.posterior import Posterior
+
+    row.update(sampler_stats(Posterior.from_arviz(idata), kw["chains"]))
     return row, compiled
 
 
@@ -687,7 +713,9 @@ def batch_worker(cfg: dict) -> dict:
                     store_unconstrained=True,
                 )
                 t4 = time.perf_counter()
-            st = sampler_stats(idata, BATCH_CHAINS)
+            from fastmmm.posterior import Posterior
+
+            st = sampler_stats(Posterior.from_arviz(idata), BATCH_CHAINS)
             per.append(
                 {
                     "brand": b,
@@ -1035,7 +1063,7 @@ def worker_main(cfg: dict) -> None:
             return
         target = EvalTarget(compiled, point, ctypes.c_int if contender == RUST else ctypes.c_int64)
         if contender == RUST:  # the C entry point and the Python method agree
-            lp_py, g_py = compiled.problem.logp_dlogp(target.x)
+            lp_py, g_py = compiled.problem.logp_dlogp(target.x)  # RustTarget.problem: the MmmProblem
             np.testing.assert_allclose(target.lp[0], lp_py, rtol=1e-12)
             np.testing.assert_allclose(target.g, g_py, rtol=1e-12, atol=1e-12)
         reply({"row": row, "dims": dims, "versions": _versions()})

@@ -671,7 +671,10 @@ impl MmmProblem {
             ));
         }
         let amplitudes = has(Role::ChannelShare) + has(Role::Roas);
-        if s.direct_beta != (has(Role::Beta) == 1) || s.direct_beta == (amplitudes == 1) || amplitudes > 1 {
+        if s.direct_beta != (has(Role::Beta) == 1)
+            || s.direct_beta == (amplitudes == 1)
+            || amplitudes > 1
+        {
             return Err(bad(
                 "exactly one of beta (direct), channel_share or roas is needed",
             ));
@@ -679,9 +682,15 @@ impl MmmProblem {
         if (has(Role::Roas) == 1) != !data.roas_scale.is_empty() {
             return Err(bad("roas_scale is given with a roas block, and only then"));
         }
-        check("roas_scale", &data.roas_scale, if has(Role::Roas) == 1 { g * c } else { 0 })?;
+        check(
+            "roas_scale",
+            &data.roas_scale,
+            if has(Role::Roas) == 1 { g * c } else { 0 },
+        )?;
         if !data.roas_scale.iter().all(|v| v.is_finite() && *v > 0.0) {
-            return Err(bad("roas_scale must be finite and > 0 (a channel with spend)"));
+            return Err(bad(
+                "roas_scale must be finite and > 0 (a channel with spend)",
+            ));
         }
         for j in 0..s.media.adstock.n_params() {
             if has(Role::Adstock(j)) != 1 {
@@ -2045,7 +2054,10 @@ mod tests {
         for ch in 0..c {
             let mean: f64 = (0..t).map(|ti| out[contrib_at + ti * c + ch]).sum::<f64>() / t as f64;
             let want = out[off + ch] * roas.data.roas_scale[ch];
-            assert!((mean - want).abs() <= 1e-12 * want.abs(), "{mean} vs {want}");
+            assert!(
+                (mean - want).abs() <= 1e-12 * want.abs(),
+                "{mean} vs {want}"
+            );
         }
         // a roas block needs its roas_scale, and roas_scale needs a roas block
         let mut data = roas.data.clone();

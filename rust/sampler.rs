@@ -14,8 +14,8 @@
 use crate::error::KernelError;
 use crate::logp::MmmProblem;
 use nuts_rs::{
-    Chain, CpuLogpFunc, CpuMath, CpuMathError, DiagNutsSettings, HasDims, LogpError, Settings,
-    Storable, Value,
+    Chain, CpuLogpFunc, CpuMath, CpuMathError, DiagNutsSettings, HasDims, LogpError,
+    LowRankNutsSettings, Settings, Storable, Value,
 };
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -48,10 +48,14 @@ pub struct RunSettings {
     pub jitter: f64,
     /// Also keep the unconstrained position of every posterior draw.
     pub store_unconstrained: bool,
+    /// Adapt a low-rank mass matrix (nutpie's `low_rank_modified_mass_matrix`): the diagonal
+    /// plus the leading eigenvectors of the draws' and gradients' covariance, for posteriors
+    /// with strong correlations (collinear channels). Default: diagonal.
+    pub low_rank: bool,
 }
 
 impl RunSettings {
-    fn nuts(&self) -> DiagNutsSettings {
+    fn diag(&self) -> DiagNutsSettings {
         let mut s = DiagNutsSettings {
             num_tune: self.tune,
             num_draws: self.draws,
@@ -62,6 +66,19 @@ impl RunSettings {
         };
         s.adapt_options.step_size_settings.target_accept = self.target_accept;
         s.adapt_options.mass_matrix_options.store_mass_matrix = true;
+        s
+    }
+
+    fn low_rank(&self) -> LowRankNutsSettings {
+        let mut s = LowRankNutsSettings {
+            num_tune: self.tune,
+            num_draws: self.draws,
+            num_chains: self.chains,
+            seed: self.seed,
+            maxdepth: self.maxdepth,
+            ..Default::default()
+        };
+        s.adapt_options.step_size_settings.target_accept = self.target_accept;
         s
     }
 
@@ -295,6 +312,20 @@ fn run_chain(
     chain_id: usize,
     shared: &Shared,
 ) -> Result<ChainOutput, SampleError> {
+    if s.low_rank {
+        run_chain_with(problem, s, s.low_rank(), chain_id, shared)
+    } else {
+        run_chain_with(problem, s, s.diag(), chain_id, shared)
+    }
+}
+
+fn run_chain_with<S: Settings>(
+    problem: &Arc<MmmProblem>,
+    s: &RunSettings,
+    settings: S,
+    chain_id: usize,
+    shared: &Shared,
+) -> Result<ChainOutput, SampleError> {
     let fail = |msg: String| SampleError::Chain {
         chain: chain_id,
         msg,
@@ -307,7 +338,6 @@ fn run_chain(
     let math = CpuMath::new(Density {
         problem: Arc::clone(problem),
     });
-    let settings = s.nuts();
     let mut chain = settings
         .new_chain(chain_id as u64, math, &mut rng)
         .map_err(|e| fail(format!("{e:#}")))?;
@@ -636,6 +666,7 @@ mod tests {
             init: vec![0.5, 0.0, 1.0, -1.0, -1.0],
             jitter: 1.0,
             store_unconstrained: true,
+            low_rank: false,
         }
     }
 
@@ -677,6 +708,29 @@ mod tests {
             lock.contains(&want),
             "Cargo.lock does not lock nuts-rs {NUTS_RS_VERSION}"
         );
+    }
+
+    #[test]
+    fn low_rank_mass_matrix_samples_the_same_posterior() {
+        let p = tiny_problem();
+        let mut s = settings(3);
+        s.draws = 1000;
+        s.tune = 1000;
+        let diag = sample(Arc::clone(&p), &s, &Shared::new(2)).unwrap();
+        s.low_rank = true;
+        let lr = sample(p, &s, &Shared::new(2)).unwrap();
+        assert_ne!(diag[0].draws, lr[0].draws);
+        // the level's posterior mean (first expanded value) agrees within Monte Carlo error
+        let mean = |out: &[ChainOutput], n: usize| -> f64 {
+            let tot: f64 = out
+                .iter()
+                .map(|c| (0..c.n_draws).map(|d| c.draws[d * n]).sum::<f64>())
+                .sum();
+            tot / out.iter().map(|c| c.n_draws).sum::<usize>() as f64
+        };
+        let n = diag[0].draws.len() / diag[0].n_draws;
+        let (a, b) = (mean(&diag, n), mean(&lr, n));
+        assert!((a - b).abs() < 0.05, "{a} vs {b}");
     }
 
     #[test]

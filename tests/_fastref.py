@@ -169,8 +169,17 @@ class RefProblem:
         self._make_c()
 
     # ------------------------------------------------------------------ contract
-    def with_data(self, *, y=None, spend=None, trend_t=None, fourier=None, controls=None, kappa_scale=None,
-                  roas_scale=None):
+    def with_data(
+        self,
+        *,
+        y=None,
+        spend=None,
+        trend_t=None,
+        fourier=None,
+        controls=None,
+        kappa_scale=None,
+        roas_scale=None,
+    ):
         cur = {
             "y": self.y,
             "spend": self.spend,

@@ -17,7 +17,9 @@ HEAVY = ("pymc", "pytensor", "arviz", "matplotlib", "xarray", "nutpie", "numba")
 def _modules_after(code: str) -> set[str]:
     proc = subprocess.run(
         [sys.executable, "-c", code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return set(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -51,9 +53,26 @@ def test_fit_prints_the_commands_wall_time_and_a_clean_summary(tmp_path, capsys)
     df, truth = make_dataset(60, 2, adstock="geometric", saturation="hill", seed=6)
     data = tmp_path / "d.csv"
     df.to_csv(data, index=False)
-    code = main(["fit", str(data), "--date-column", "date", "--target", "sales", "--channels",
-                 ",".join(truth.channels), "--draws", "100", "--tune", "100", "--quiet", "--no-report",
-                 "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "fit",
+            str(data),
+            "--date-column",
+            "date",
+            "--target",
+            "sales",
+            "--channels",
+            ",".join(truth.channels),
+            "--draws",
+            "100",
+            "--tune",
+            "100",
+            "--quiet",
+            "--no-report",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr()
     assert "fastmmm fit: done in" in out.out
@@ -66,8 +85,21 @@ def test_bad_data_is_one_line_and_status_2(tmp_path, capsys):
     df.loc[5, truth.channels[0]] = -1.0
     data = tmp_path / "d.csv"
     df.to_csv(data, index=False)
-    code = main(["fit", str(data), "--date-column", "date", "--target", "sales", "--channels",
-                 ",".join(truth.channels), "--quiet", "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "fit",
+            str(data),
+            "--date-column",
+            "date",
+            "--target",
+            "sales",
+            "--channels",
+            ",".join(truth.channels),
+            "--quiet",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "fastmmm fit: error: negative spend" in err and "Traceback" not in err
@@ -91,8 +123,22 @@ def test_an_internal_error_is_reported_without_a_traceback(tmp_path, capsys, mon
 
 
 def test_demo_runs_and_compares_with_the_truth(tmp_path, capsys):
-    code = main(["demo", "--quiet", "--weeks", "80", "--channels", "3", "--draws", "200", "--tune", "200",
-                 "--out", str(tmp_path / "demo")])
+    code = main(
+        [
+            "demo",
+            "--quiet",
+            "--weeks",
+            "80",
+            "--channels",
+            "3",
+            "--draws",
+            "200",
+            "--tune",
+            "200",
+            "--out",
+            str(tmp_path / "demo"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "true ROAS inside the 95% interval" in out and "fastmmm demo: done in" in out

@@ -179,7 +179,12 @@ def test_layout_blocks_equal_what_the_pymc_graph_says(synth):
         {"likelihood": "studentt", "adstock": "weibull_cdf", "saturation": "tanh"},
         {"priors": CUSTOM_PRIORS[0], "saturation": "logistic"},
         {"priors": CUSTOM_PRIORS[1], "saturation": "logistic"},
-        {"priors": CUSTOM_PRIORS[2], "saturation": "logistic", "likelihood": "studentt", "media_prior": "share"},
+        {
+            "priors": CUSTOM_PRIORS[2],
+            "saturation": "logistic",
+            "likelihood": "studentt",
+            "media_prior": "share",
+        },
         {"media_prior": "share"},
         {"priors": CUSTOM_PRIORS[3], "saturation": "logistic"},
     ):
@@ -293,7 +298,11 @@ def test_logp_matches_pymc_custom_priors(synth, which):
     # The third set puts a prior on channel_share: the share parameterisation.
     media_prior = "share" if "channel_share" in CUSTOM_PRIORS[which] else "roas"
     spec = _spec(
-        truth, saturation="logistic", likelihood=likelihood, priors=CUSTOM_PRIORS[which], media_prior=media_prior
+        truth,
+        saturation="logistic",
+        likelihood=likelihood,
+        priors=CUSTOM_PRIORS[which],
+        media_prior=media_prior,
     )
     check_against_pymc(df, spec, seed=which)
 
@@ -349,7 +358,9 @@ def test_default_roas_prior_follows_the_data(synth):
     mean = np.exp(np.asarray(p["mu"]) + np.asarray(p["sigma"]) ** 2 / 2)
     np.testing.assert_allclose(mean, ref, rtol=1e-12)
     big = prepare(df.assign(sales=df["sales"] * 1000.0), spec)
-    np.testing.assert_allclose(np.exp(np.asarray(amplitude_prior(spec, big)["mu"]) - np.asarray(p["mu"])), 1000.0)
+    np.testing.assert_allclose(
+        np.exp(np.asarray(amplitude_prior(spec, big)["mu"]) - np.asarray(p["mu"])), 1000.0
+    )
     # a user's ROAS prior is used as given
     user = _spec(truth, priors={"roas": "LogNormal(mu=0.5, sigma=0.4)"})
     assert amplitude_prior(user, data) == Prior("LogNormal", mu=[0.5] * 3, sigma=[0.4] * 3)

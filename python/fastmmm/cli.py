@@ -66,8 +66,20 @@ def _spec_from_args(args: argparse.Namespace):
         "trend": False if args.no_trend else None,
         "time_varying_intercept": True if getattr(args, "time_varying_intercept", False) else None,
         "time_varying_media": True if getattr(args, "time_varying_media", False) else None,
+        "media_prior": getattr(args, "media_prior", None),
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
+    roas = getattr(args, "roas_prior", None) or []
+    if roas:
+        name = {"mroas": "mroas", "share": "channel_share"}.get(base.get("media_prior", "roas"), "roas")
+        priors = dict(base.get("priors") or {})
+        for item in roas:
+            channel, sep, text = item.partition("=")
+            if not sep or "(" in channel:  # no channel: the prior of every channel
+                channel, text = "", item
+            key = f"{name}.{channel.strip()}" if channel.strip() else name
+            priors[key] = text.strip()
+        base["priors"] = priors
     if "channels" not in base:
         raise SystemExit(
             f"fastmmm {getattr(args, 'command', 'fit')}: --channels (or a --config with channels) is required"
@@ -160,6 +172,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-varying-intercept", action="store_true", help="smooth baseline drift (HSGP)")
     p.add_argument(
         "--time-varying-media", action="store_true", help="smooth multiplier on media contributions (HSGP)"
+    )
+    p.add_argument(
+        "--media-prior",
+        choices=["roas", "mroas", "share"],
+        help="what each channel's amplitude prior is on: its ROAS (default), its marginal ROAS, "
+        "or its share of the target (the former default)",
+    )
+    p.add_argument(
+        "--roas-prior",
+        action="append",
+        metavar="[CHANNEL=]PRIOR",
+        help="prior of a channel's ROAS (or of every channel's, without CHANNEL=), e.g. "
+        "tv=LogNormal(0.5,0.4); repeatable",
     )
     p.add_argument("--holdout-weeks", type=int, default=0)
     p.add_argument("--chains", type=int, default=2)

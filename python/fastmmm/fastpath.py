@@ -52,7 +52,7 @@ FAST_DISTRIBUTIONS = (
 )
 
 #: Options of ``fit(**sampler_kwargs)`` the Rust sampler takes; others need backend "pytensor".
-RUST_SAMPLER_OPTIONS = ("target_accept", "maxdepth")
+RUST_SAMPLER_OPTIONS = ("target_accept", "maxdepth", "low_rank_modified_mass_matrix", "store_unconstrained")
 
 
 def _core_class():
@@ -278,6 +278,8 @@ def sample(
     target_accept: float = 0.8,
     maxdepth: int = 10,
     progress: bool = True,
+    low_rank_modified_mass_matrix: bool = False,
+    store_unconstrained: bool = False,
 ):
     """Sample ``problem`` with NUTS in the Rust core; returns a :class:`fastmmm.posterior.Posterior`.
 
@@ -311,6 +313,8 @@ def sample(
             target_accept=float(target_accept),
             maxdepth=int(maxdepth),
             progress=bar.update if bar else None,
+            low_rank=bool(low_rank_modified_mass_matrix),
+            store_unconstrained=bool(store_unconstrained),
         )
     finally:
         if bar is not None:
@@ -341,10 +345,13 @@ def sample(
         "chains": int(chains),
         "target_accept": float(target_accept),
         "maxdepth": int(maxdepth),
+        "mass_matrix": "low rank" if low_rank_modified_mass_matrix else "diagonal",
         "n_dim": int(layout.n_dim),
         "gradient_evaluations": int(np.sum(out["gradients"])),
         "sampling_time": float(sample_s),
     }
+    if "unconstrained" in out:  # the sampler's own coordinates, as nutpie's store_unconstrained keeps them
+        stats.add("unconstrained_draw", out["unconstrained"], ("chain", "draw", "unconstrained_parameter"))
     groups = {"posterior": post, "sample_stats": stats, "warmup_sample_stats": warm}
     if adapt.values:
         groups["adaptation"] = adapt

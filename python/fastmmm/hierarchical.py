@@ -202,10 +202,10 @@ def build_hierarchical_model(
         media_designs,
         roas_scale,
     )
-    from fastmmm.model import amplitude_rv
     from fastmmm.layout import (
         resolve_prior as _prior,
     )
+    from fastmmm.model import amplitude_rv
     from fastmmm.ops.media import media_transform
     from fastmmm.priors import Prior
 
@@ -506,7 +506,9 @@ class HierarchicalMMM:
             name = amplitude_name(spec)
             if name in ("roas", "mroas") and spec.prior(name) is None:  # the data-based default prior
                 mu = amplitude_prior(spec, datas)["mu"]
-                arr["roas_prior_mu"] = np.broadcast_to(np.asarray(mu, dtype=np.float64), (len(spec.channels),))
+                arr["roas_prior_mu"] = np.broadcast_to(
+                    np.asarray(mu, dtype=np.float64), (len(spec.channels),)
+                )
             names = {v.name for v in model.data_vars}
             return {k: v for k, v in arr.items() if k in names}
 

@@ -114,7 +114,9 @@ def data_updates(data, model) -> dict[str, np.ndarray]:
     name = amplitude_name(data.spec)
     if name in ("roas", "mroas") and data.spec.prior(name) is None:
         prior = amplitude_prior(data.spec, data)
-        values["roas_prior_mu"] = np.broadcast_to(np.asarray(prior["mu"], dtype=np.float64), (len(data.spec.channels),))
+        values["roas_prior_mu"] = np.broadcast_to(
+            np.asarray(prior["mu"], dtype=np.float64), (len(data.spec.channels),)
+        )
     for d in media_designs(data.spec):
         values[d.var("kappa_scale")] = kappa_scale(np.asarray(data.spend_scaled)[:, list(d.channels)])
     from fastmmm.tvp import hsgp_data  # the time-varying parts' basis (depends on T and frequency)
@@ -266,7 +268,6 @@ def build_model(data, spec) -> pm.Model:
             return parts[0] if len(parts) == 1 else pt.concatenate(parts, axis=1)[:, np.argsort(order)]
 
         sat = by_channel(sats)
-        amp_name = amplitude_name(spec)
         amp = amplitude_rv(spec, data, dims="channel")
         if amp_kind == "beta":
             beta = amp

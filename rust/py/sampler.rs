@@ -198,7 +198,7 @@ fn progress_list<'py>(
 #[pyfunction]
 #[pyo3(signature = (problem, *, init, draws=1000, tune=1000, chains=2, cores=2, seed=0,
                     target_accept=0.8, maxdepth=10, jitter=1.0, store_unconstrained=false,
-                    progress=None, progress_interval=0.1))]
+                    progress=None, progress_interval=0.1, low_rank=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn sample_nuts<'py>(
     py: Python<'py>,
@@ -215,6 +215,7 @@ pub fn sample_nuts<'py>(
     store_unconstrained: bool,
     progress: Option<Bound<'py, PyAny>>,
     progress_interval: f64,
+    low_rank: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     if !(progress_interval.is_finite() && progress_interval > 0.0) {
         return Err(value_error(
@@ -233,6 +234,7 @@ pub fn sample_nuts<'py>(
         init,
         jitter,
         store_unconstrained,
+        low_rank,
     };
     let p = problem.shared();
     let (n_exp, n_dim) = (p.n_expanded(), p.n_dim());

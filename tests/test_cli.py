@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+
 from fastmmm.cli import main
 from fastmmm.synthetic import make_dataset
 

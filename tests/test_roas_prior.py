@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from fastmmm.cli import main
 from fastmmm.fit import MMM
 from fastmmm.priors import Prior

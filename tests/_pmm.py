@@ -15,6 +15,7 @@ rewrites) and differentiated with ``pytensor.grad`` of ``sum(g * y)``.  pytensor
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import warnings
 
 import numpy as np
@@ -38,6 +39,10 @@ _MODE = "FAST_COMPILE"
 
 def _xdims(ndim):
     return ("date", "channel") if ndim == 2 else ("batch", "date", "channel")
+
+
+#: pymc-marketing >= 1.0 gives its Weibull CDF adstock l_max taps; 0.x gave it l_max + 1.
+WEIBULL_CDF_TAPS_ARE_L_MAX = int(importlib.metadata.version("pymc-marketing").split(".")[0]) >= 1
 
 
 def _pdims(ndim):
@@ -105,6 +110,10 @@ def _run(name, x, params, static, g):
     if name in ("geometric_adstock", "delayed_adstock", "weibull_adstock"):
         static.setdefault("normalize", False)
         static["mode"] = tr.ConvMode.After
+    if name == "weibull_adstock" and static.get("kind") == "cdf" and WEIBULL_CDF_TAPS_ARE_L_MAX:
+        # pymc-marketing 1.x's Weibull CDF kernel has l_max taps (0.x: l_max + 1, as fastmmm's):
+        # fastmmm's l_max is its l_max + 1.
+        static = dict(static, l_max=static["l_max"] + 1)
     key = tuple(sorted(static.items()))
     f = _compiled(name, x.ndim, tuple(p.ndim for p in params), key, g is not None)
     if g is None:

@@ -81,9 +81,17 @@ def test_fit_prints_the_commands_wall_time_and_a_clean_summary(tmp_path, capsys)
     assert not (tmp_path / "o" / "report.html").exists()
 
 
-def test_bad_data_is_one_line_and_status_2(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda df, c: df.__setitem__(c, df[c].where(df.index != 5, -1.0)), "negative spend"),
+        (lambda df, c: df.__setitem__(c, df[c] * 1e300), "absurd magnitudes in 'tv'"),
+    ],
+    ids=["negative", "times_1e300"],
+)
+def test_bad_data_is_one_line_and_status_2(tmp_path, capsys, corrupt, message):
     df, truth = make_dataset(60, 2, adstock="geometric", saturation="hill", seed=6)
-    df.loc[5, truth.channels[0]] = -1.0
+    corrupt(df, truth.channels[0])
     data = tmp_path / "d.csv"
     df.to_csv(data, index=False)
     code = main(
@@ -103,7 +111,7 @@ def test_bad_data_is_one_line_and_status_2(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2
-    assert "fastmmm fit: error: negative spend" in err and "Traceback" not in err
+    assert f"fastmmm fit: error: {message}" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -231,6 +231,24 @@ class TestErrors:
         ):
             prepare(df, SPEC)
 
+    @pytest.mark.parametrize("col", ["tv", "y", "price"])
+    def test_absurd_magnitudes_name_the_column(self, col):
+        # Spend x 1e300 used to reach numpy's LinAlgError deep in the model build.
+        df = make_df()
+        df[col] = df[col] * 1e300
+        with pytest.raises(DataError, match=rf"absurd magnitudes in '{col}' reaches .* \(> 1e\+30\)"):
+            prepare(df, SPEC)
+        df = make_df()
+        df[col] = df[col] * 1e-40
+        with pytest.raises(DataError, match=rf"'{col}' has no value above 1e-30 in magnitude"):
+            prepare(df, SPEC)
+
+    def test_large_but_sane_magnitudes_are_fine(self):
+        df = make_df()
+        df["tv"] = df["tv"] * 1e12  # spend in a small currency unit
+        df["y"] = df["y"] * 1e-6  # sales in millions
+        assert prepare(df, SPEC).n_obs == 40
+
     def test_numeric_date_column(self):
         df = make_df().assign(date=np.arange(40))
         with pytest.raises(DataError, match="date column 'date' is numeric"):

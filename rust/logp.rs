@@ -679,7 +679,8 @@ impl MmmProblem {
                 "exactly one of beta (direct), channel_share or roas is needed",
             ));
         }
-        if (has(Role::Roas) == 1) != !data.roas_scale.is_empty() {
+        let roas_block = has(Role::Roas) == 1;
+        if roas_block == data.roas_scale.is_empty() {
             return Err(bad("roas_scale is given with a roas block, and only then"));
         }
         check(

@@ -21,6 +21,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt, SeedableRng};
 use std::collections::HashMap;
 use std::ops::Deref;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +29,21 @@ use std::time::{Duration, Instant};
 /// The nuts-rs release this build samples with (Cargo.toml pins it exactly;
 /// a test checks Cargo.lock agrees).
 pub const NUTS_RS_VERSION: &str = "0.19.1";
+
+/// Upper bounds on a run's size, checked before anything is allocated.
+pub const MAX_CHAINS: usize = 4096;
+pub const MAX_DRAWS: u64 = 1 << 40;
+
+/// Vector statistics that nuts-rs records only when the mass matrix changes
+/// (a `transformation_update` event): kept at their last (adapted) value.
+/// Note nuts-rs's `mass_matrix_inv` holds the adapted per-parameter standard
+/// deviations (the inverse mass matrix is their square), as nutpie reports it.
+const FINAL_ONLY: [&str; 4] = [
+    "mass_matrix_inv",
+    "transformation_mu",
+    "mass_matrix_stds",
+    "mass_matrix_eigvals",
+];
 
 /// What a run asks of the sampler. Everything not here is nuts-rs's default
 /// diagonal-mass-matrix NUTS, the same settings `nutpie.sample` starts from.
@@ -79,6 +95,7 @@ impl RunSettings {
             ..Default::default()
         };
         s.adapt_options.step_size_settings.target_accept = self.target_accept;
+        s.adapt_options.mass_matrix_options.store_mass_matrix = true;
         s
     }
 
@@ -91,6 +108,22 @@ impl RunSettings {
         }
         if self.chains == 0 || self.draws == 0 {
             return Err("need at least one chain and one draw".into());
+        }
+        if self.chains > MAX_CHAINS {
+            return Err(format!("chains: at most {MAX_CHAINS}, got {}", self.chains));
+        }
+        if self
+            .tune
+            .checked_add(self.draws)
+            .is_none_or(|n| n > MAX_DRAWS)
+        {
+            return Err(format!(
+                "tune + draws: at most {MAX_DRAWS}, got {} + {}",
+                self.tune, self.draws
+            ));
+        }
+        if self.jitter < 0.0 {
+            return Err(format!("jitter: must be >= 0, got {}", self.jitter));
         }
         if !(self.target_accept > 0.0 && self.target_accept < 1.0) {
             return Err(format!(
@@ -113,10 +146,14 @@ impl RunSettings {
 
 /// A log-density evaluation that did not give finite numbers: nuts-rs treats
 /// it as a divergent (rejected) step, as nutpie does for the same status.
+/// `Stopped` (the run was cancelled) ends the current trajectory at once, so
+/// a long tree on a large model does not delay a Ctrl-C.
 #[derive(Debug, thiserror::Error)]
 pub enum DensityError {
     #[error("the log-density or its gradient is not finite")]
     NotFinite,
+    #[error("sampling was stopped")]
+    Stopped,
     #[error("{0}")]
     Problem(#[from] KernelError),
 }
@@ -131,6 +168,7 @@ impl LogpError for DensityError {
 #[derive(Clone)]
 pub struct Density {
     problem: Arc<MmmProblem>,
+    stop: Arc<AtomicBool>,
 }
 
 impl HasDims for Density {
@@ -155,6 +193,9 @@ impl CpuLogpFunc for Density {
     }
 
     fn logp(&mut self, position: &[f64], gradient: &mut [f64]) -> Result<f64, DensityError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(DensityError::Stopped);
+        }
         let lp = self.problem.logp_grad(position, gradient)?;
         if lp.is_finite() && gradient.iter().all(|g| g.is_finite()) {
             Ok(lp)
@@ -195,16 +236,25 @@ impl ChainProgress {
 /// Shared between the chains and whoever watches them.
 pub struct Shared {
     pub chains: Vec<ChainProgress>,
-    /// Set to stop every chain after its current draw.
-    pub stop: AtomicBool,
+    /// Set to stop every chain: its current trajectory ends at the next
+    /// log-density evaluation.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Shared {
     pub fn new(chains: usize) -> Self {
         Shared {
             chains: (0..chains).map(|_| ChainProgress::default()).collect(),
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -330,6 +380,17 @@ fn run_chain_with<S: Settings>(
         chain: chain_id,
         msg,
     };
+    // A draw that failed because the run was being stopped is a stop, not the chain's error.
+    let draw_error = |e: anyhow::Error| {
+        if shared.stopped() {
+            SampleError::Stopped
+        } else {
+            fail(format!("{e:#}"))
+        }
+    };
+    if shared.stopped() {
+        return Err(SampleError::Stopped);
+    }
     let progress = &shared.chains[chain_id];
     progress.started.store(true, Ordering::Relaxed);
     let start = Instant::now();
@@ -337,6 +398,7 @@ fn run_chain_with<S: Settings>(
     rng.set_stream(chain_id as u64 + 1);
     let math = CpuMath::new(Density {
         problem: Arc::clone(problem),
+        stop: Arc::clone(&shared.stop),
     });
     let mut chain = settings
         .new_chain(chain_id as u64, math, &mut rng)
@@ -348,6 +410,9 @@ fn run_chain_with<S: Settings>(
     let mut position = vec![0.0; n_dim];
     let mut last_err = None;
     for _ in 0..500 {
+        if shared.stopped() {
+            return Err(SampleError::Stopped);
+        }
         for (p, &x0) in position.iter_mut().zip(&s.init) {
             *p = if s.jitter > 0.0 {
                 x0 + rng.random_range(-s.jitter..s.jitter)
@@ -391,19 +456,18 @@ fn run_chain_with<S: Settings>(
     let mut dropped: Vec<String> = Vec::new();
     let total = s.tune as usize + draws;
     for i in 0..total {
-        if shared.stop.load(Ordering::Relaxed) {
+        if shared.stopped() {
             break;
         }
         let warm = i < s.tune as usize;
         let info = if warm {
-            let (_, info) = chain.draw().map_err(|e| fail(format!("{e:#}")))?;
+            let (_, info) = chain.draw().map_err(draw_error)?;
             out.warmup_n_steps.push(info.num_steps);
             out.warmup_diverging.push(info.diverging);
             out.warmup_step_size.push(info.step_size);
             info
         } else {
-            let (pos, _, mut stats, info) =
-                chain.expanded_draw().map_err(|e| fail(format!("{e:#}")))?;
+            let (pos, _, mut stats, info) = chain.expanded_draw().map_err(draw_error)?;
             let d = i - s.tune as usize;
             problem
                 .expand(&pos, &mut out.draws[d * n_exp..(d + 1) * n_exp])
@@ -443,6 +507,15 @@ fn run_chain_with<S: Settings>(
     out.seconds = start.elapsed().as_secs_f64();
     progress.finished.store(true, Ordering::Relaxed);
     Ok(out)
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a sampler thread panicked".into())
 }
 
 /// An empty vector with room for `n` values, or an error (never an abort) when
@@ -488,6 +561,9 @@ fn record_stats(
                 None => last.push((name.to_string(), v.clone())),
             }
         }
+        if FINAL_ONLY.contains(&name) && !dropped.iter().any(|n| n == name) {
+            dropped.push(name.to_string());
+        }
         if dropped.iter().any(|n| n == name) {
             continue;
         }
@@ -525,36 +601,67 @@ pub fn sample(
     let results: Mutex<Vec<Option<Result<ChainOutput, SampleError>>>> =
         Mutex::new((0..s.chains).map(|_| None).collect());
     let workers = s.cores.clamp(1, s.chains);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let c = next.fetch_add(1, Ordering::Relaxed);
-                if c >= s.chains {
-                    break;
-                }
-                let r = run_chain(&problem, s, c, shared);
-                if r.is_err() {
-                    // One failed chain ends the run: the others stop after their current draw.
-                    shared.stop.store(true, Ordering::Relaxed);
-                }
-                results.lock().unwrap_or_else(|p| p.into_inner())[c] = Some(r);
-            });
+    let started = std::thread::scope(|scope| {
+        let mut started = 0;
+        for w in 0..workers {
+            let spawned = std::thread::Builder::new()
+                .name(format!("fastmmm-chain-{w}"))
+                .spawn_scoped(scope, || loop {
+                    if shared.stopped() {
+                        break;
+                    }
+                    let c = next.fetch_add(1, Ordering::Relaxed);
+                    if c >= s.chains {
+                        break;
+                    }
+                    // A panic in a chain is that chain's error, not an abort of the run.
+                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        run_chain(&problem, s, c, shared)
+                    }))
+                    .unwrap_or_else(|payload| {
+                        Err(SampleError::Chain {
+                            chain: c,
+                            msg: format!("internal error: {}", panic_message(&*payload)),
+                        })
+                    });
+                    if r.is_err() {
+                        // One failed chain ends the run: the others stop at once.
+                        shared.request_stop();
+                    }
+                    results.lock().unwrap_or_else(|p| p.into_inner())[c] = Some(r);
+                });
+            if spawned.is_ok() {
+                started += 1;
+            }
         }
+        started
     });
+    if started == 0 {
+        return Err(SampleError::Settings(
+            "could not start any sampler thread".into(),
+        ));
+    }
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut out = Vec::with_capacity(s.chains);
     let mut stopped = false;
+    let mut first_error = None;
     for r in results {
         match r {
             Some(Ok(c)) => {
                 stopped |= c.n_draws < s.draws as usize;
                 out.push(c);
             }
-            Some(Err(e)) => return Err(e),
-            None => stopped = true,
+            // A chain's own failure outranks the stops it caused in the others.
+            Some(Err(SampleError::Stopped)) | None => stopped = true,
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    if stopped || shared.stop.load(Ordering::Relaxed) {
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if stopped || shared.stopped() {
         return Err(SampleError::Stopped);
     }
     Ok(out)
@@ -720,6 +827,8 @@ mod tests {
         s.low_rank = true;
         let lr = sample(p, &s, &Shared::new(2)).unwrap();
         assert_ne!(diag[0].draws, lr[0].draws);
+        let fin: Vec<&str> = lr[0].final_stats.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(fin.contains(&"mass_matrix_stds"), "{fin:?}");
         // the level's posterior mean (first expanded value) agrees within Monte Carlo error
         let mean = |out: &[ChainOutput], n: usize| -> f64 {
             let tot: f64 = out
@@ -745,7 +854,75 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_mid_run_ends_every_chain_promptly() {
+        let p = tiny_problem();
+        let mut s = settings(2);
+        s.draws = 300_000; // many seconds of sampling if not stopped
+        s.store_unconstrained = false;
+        let shared = Shared::new(2);
+        let (r, latency) = std::thread::scope(|scope| {
+            let run = scope.spawn(|| sample(p, &s, &shared));
+            // Stop once both chains are drawing.
+            let t0 = Instant::now();
+            while shared
+                .chains
+                .iter()
+                .any(|c| c.draws.load(Ordering::Relaxed) == 0)
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(30),
+                    "chains did not start"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let t_stop = Instant::now();
+            shared.request_stop();
+            let r = run.join().unwrap();
+            (r, t_stop.elapsed())
+        });
+        assert!(matches!(r, Err(SampleError::Stopped)), "{:?}", r.err());
+        assert!(latency < Duration::from_secs(1), "{latency:?}");
+    }
+
+    #[test]
+    fn one_draw_keeps_the_mass_matrix_out_of_the_per_draw_stats() {
+        let mut s = settings(4);
+        s.draws = 1;
+        let out = sample(tiny_problem(), &s, &Shared::new(2)).unwrap();
+        assert_eq!(out[0].n_draws, 1);
+        assert!(out[0].stats.iter().all(|(n, _)| n != "mass_matrix_inv"));
+        assert!(out[0]
+            .final_stats
+            .iter()
+            .any(|(n, v)| n == "mass_matrix_inv" && v.len() == 5));
+    }
+
+    #[test]
     fn bad_settings_are_errors_not_panics() {
+        let p = tiny_problem();
+        for bad in [
+            RunSettings {
+                jitter: -1.0,
+                ..settings(1)
+            },
+            RunSettings {
+                chains: MAX_CHAINS + 1,
+                ..settings(1)
+            },
+            RunSettings {
+                draws: u64::MAX,
+                ..settings(1)
+            },
+        ] {
+            let shared = Shared::new(bad.chains);
+            assert!(
+                matches!(
+                    sample(Arc::clone(&p), &bad, &shared),
+                    Err(SampleError::Settings(_))
+                ),
+                "{bad:?}"
+            );
+        }
         let p = tiny_problem();
         let mut s = settings(1);
         s.init.pop();

@@ -7,14 +7,16 @@
 
 use super::errors::value_error;
 use super::problem::PyMmmProblem;
-use crate::sampler::{sample, ChainOutput, RunSettings, SampleError, Shared, Stat, StatValues};
+use crate::sampler::{
+    sample, ChainOutput, RunSettings, SampleError, Shared, Stat, StatValues, MAX_CHAINS, MAX_DRAWS,
+};
 use numpy::{IntoPyArray, PyArrayMethods};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 impl From<SampleError> for PyErr {
     fn from(e: SampleError) -> PyErr {
@@ -35,6 +37,37 @@ fn stacked<'py, T: numpy::Element + Copy>(
     let flat: Vec<T> = parts.concat();
     let mut shape = vec![chains];
     shape.extend_from_slice(inner);
+    Ok(flat.into_pyarray(py).reshape(shape)?.into_any())
+}
+
+/// Like [`stacked`] for the big arrays (the draws): takes the chains' vectors and frees
+/// each once copied, so the peak is one copy plus one chain, and a shortage of memory
+/// is a MemoryError, not an abort.
+fn stacked_owned<'py>(
+    py: Python<'py>,
+    parts: Vec<Vec<f64>>,
+    inner: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    let chains = parts.len();
+    let mut shape = vec![chains];
+    shape.extend_from_slice(inner);
+    let mut parts = parts.into_iter();
+    let flat = if chains == 1 {
+        parts.next().unwrap_or_default()
+    } else {
+        let total: usize = shape.iter().product();
+        let mut flat: Vec<f64> = Vec::new();
+        flat.try_reserve_exact(total).map_err(|_| {
+            PyMemoryError::new_err(format!(
+                "cannot allocate {:.1} GB for the draws; use fewer draws or chains",
+                total as f64 * 8.0 / 1e9
+            ))
+        })?;
+        for part in parts {
+            flat.extend_from_slice(&part);
+        }
+        flat
+    };
     Ok(flat.into_pyarray(py).reshape(shape)?.into_any())
 }
 
@@ -69,29 +102,23 @@ fn stat_array<'py>(py: Python<'py>, cols: Vec<&Stat>, draws: usize) -> PyResult<
 
 fn to_python<'py>(
     py: Python<'py>,
-    out: Vec<ChainOutput>,
+    mut out: Vec<ChainOutput>,
     n_exp: usize,
     n_dim: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let draws = out[0].n_draws;
-    d.set_item(
-        "draws",
-        stacked(
-            py,
-            out.iter().map(|c| c.draws.as_slice()).collect(),
-            &[draws, n_exp],
-        )?,
-    )?;
+    let taken = out
+        .iter_mut()
+        .map(|c| std::mem::take(&mut c.draws))
+        .collect();
+    d.set_item("draws", stacked_owned(py, taken, &[draws, n_exp])?)?;
     if !out[0].unconstrained.is_empty() {
-        d.set_item(
-            "unconstrained",
-            stacked(
-                py,
-                out.iter().map(|c| c.unconstrained.as_slice()).collect(),
-                &[draws, n_dim],
-            )?,
-        )?;
+        let taken = out
+            .iter_mut()
+            .map(|c| std::mem::take(&mut c.unconstrained))
+            .collect();
+        d.set_item("unconstrained", stacked_owned(py, taken, &[draws, n_dim])?)?;
     }
     let stats = PyDict::new(py);
     for (name, _) in &out[0].stats {
@@ -223,6 +250,22 @@ pub fn sample_nuts<'py>(
             "must be a positive number of seconds",
         ));
     }
+    // Checked here, before anything is sized by them (the rest in `RunSettings::check`).
+    if chains == 0 || chains > MAX_CHAINS {
+        return Err(value_error(
+            "chains",
+            format!("must be in 1..={MAX_CHAINS}, got {chains}"),
+        ));
+    }
+    let total = match tune.checked_add(draws) {
+        Some(n) if n <= MAX_DRAWS => n as usize,
+        _ => {
+            return Err(value_error(
+                "draws",
+                format!("tune + draws must be at most {MAX_DRAWS}"),
+            ))
+        }
+    };
     let settings = RunSettings {
         draws,
         tune,
@@ -239,35 +282,44 @@ pub fn sample_nuts<'py>(
     let p = problem.shared();
     let (n_exp, n_dim) = (p.n_expanded(), p.n_dim());
     let shared = Arc::new(Shared::new(chains));
-    // Set by the sampler thread when it ends; the waiting thread sleeps on the condvar.
+    // Set when the sampler thread ends, however it ends (a guard, so that a panic
+    // cannot leave the waiting thread asleep); the waiting thread sleeps on the condvar.
     let finished = Arc::new((Mutex::new(false), Condvar::new()));
+    struct NotifyOnDrop(Arc<(Mutex<bool>, Condvar)>);
+    impl Drop for NotifyOnDrop {
+        fn drop(&mut self) {
+            let (lock, cv) = &*self.0;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+        }
+    }
     let worker = {
         let shared = Arc::clone(&shared);
-        let finished = Arc::clone(&finished);
+        let notify = NotifyOnDrop(Arc::clone(&finished));
         std::thread::Builder::new()
             .name("fastmmm-sampler".into())
             .spawn(move || {
-                let r = sample(p, &settings, &shared);
-                let (lock, cv) = &*finished;
-                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                cv.notify_all();
-                r
+                let _notify = notify;
+                sample(p, &settings, &shared)
             })
             .map_err(|e| {
                 PyRuntimeError::new_err(format!("could not start the sampler thread: {e}"))
             })?
     };
-    let interval = Duration::from_secs_f64(progress_interval.min(1.0));
-    let total = (tune + draws) as usize;
+    // Signals are looked for at least every 0.1 s; the callback runs every `progress_interval`.
+    let report_every = Duration::from_secs_f64(progress_interval.max(0.01));
+    let slice = report_every.min(Duration::from_millis(100));
+    let mut last_report = Instant::now();
     // Wait in slices; between them look for Ctrl-C and report progress. Any Python error
-    // there stops the chains (they end within one draw) before it is raised.
+    // there stops the chains (they end at their next log-density evaluation) before it
+    // is raised.
     let mut failure: Option<PyErr> = None;
     loop {
         let done = py.detach(|| {
             let (lock, cv) = &*finished;
             let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
             let (guard, _) = cv
-                .wait_timeout_while(guard, interval, |done| !*done)
+                .wait_timeout_while(guard, slice, |done| !*done)
                 .unwrap_or_else(|e| e.into_inner());
             *guard
         });
@@ -276,13 +328,17 @@ pub fn sample_nuts<'py>(
         }
         if let Err(e) = py.check_signals() {
             failure = Some(e);
-        } else if let Some(cb) = &progress {
+        } else if let Some(cb) = progress
+            .as_ref()
+            .filter(|_| last_report.elapsed() >= report_every)
+        {
+            last_report = Instant::now();
             if let Err(e) = progress_list(py, &shared, total).and_then(|rows| cb.call1((rows,))) {
                 failure = Some(e);
             }
         }
         if failure.is_some() {
-            shared.stop.store(true, Ordering::Relaxed);
+            shared.request_stop();
             break;
         }
     }

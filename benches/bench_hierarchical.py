@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _meta import cpu_name, quiet, versions  # noqa: E402
-from bench_fit import EvalTarget  # noqa: E402
+from bench_fit import EvalTarget, RustTarget  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,7 +50,7 @@ def build(args):
     from fastmmm import fastpath
     from fastmmm import hierarchical as hm
     from fastmmm.data import prepare
-    from fastmmm.model import build_model
+    from fastmmm.layout import national_layout
     from fastmmm.spec import ModelSpec
     from fastmmm.synthetic import make_panel
 
@@ -67,11 +67,12 @@ def build(args):
     )
     groups, datas, model = hm.HierarchicalMMM(spec, group="geo").build(df)
     out = {"df": df, "truth": truth, "spec": spec, "groups": groups, "datas": datas, "hmodel": model}
-    out["grouped_rust"] = hm.compile_fast(model, datas, spec)
+    out["grouped_rust"] = RustTarget(hm.grouped_problem(datas, spec, groups)[0])
     singles = []
     for g in groups:
         data = prepare(df[df["geo"] == g].drop(columns=["geo"]), spec)
-        singles.append((data, fastpath.compile_fast(spec, data, model=build_model(data, spec))))
+        problem = fastpath.build_problem(national_layout(spec, data), fastpath.problem_data(spec, data))
+        singles.append((data, RustTarget(problem)))
     out["singles"] = singles
     return out
 

@@ -115,6 +115,55 @@ def test_bad_data_is_one_line_and_status_2(tmp_path, capsys, corrupt, message):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "--channels (or a --config with channels) is required"),
+        (["--channels", ""], "at least one channel column is required"),
+        (
+            ["--media-prior", "share", "--roas-prior", "tv=LogNormal(0.5,0.4)"],
+            "--roas-prior sets ROAS priors",
+        ),
+        (["--roas-prior", "radio=LogNormal(0.5,0.4)"], "radio"),
+        (["--roas-prior", "tv=LogNormal(0.5,-1)"], "sigma"),
+    ],
+    ids=["no_channels", "empty_channels", "roas_prior_with_share", "unknown_channel", "negative_sigma"],
+)
+def test_bad_options_are_one_line_and_status_2(tmp_path, capsys, extra, message):
+    df, truth = make_dataset(60, 2, adstock="geometric", saturation="hill", seed=6)
+    data = tmp_path / "d.csv"
+    df.to_csv(data, index=False)
+    args = ["fit", str(data), "--date-column", "date", "--target", "sales", "--quiet"]
+    if extra and extra[0] != "--channels":
+        args += ["--channels", ",".join(truth.channels)]
+    code = main(args + extra + ["--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_an_unwritable_output_is_a_user_error(tmp_path, capsys):
+    df, truth = make_dataset(60, 2, adstock="geometric", saturation="hill", seed=6)
+    data = tmp_path / "d.csv"
+    df.to_csv(data, index=False)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    args = [
+        "fit",
+        str(data),
+        "--date-column",
+        "date",
+        "--target",
+        "sales",
+        "--channels",
+        ",".join(truth.channels),
+    ]
+    code = main(args + ["--quiet", "--draws", "50", "--tune", "50", "--out", str(blocker / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "fastmmm fit: error:" in err and "internal error" not in err, err
+
+
 def test_an_internal_error_is_reported_without_a_traceback(tmp_path, capsys, monkeypatch):
     import fastmmm.fit
 

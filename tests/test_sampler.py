@@ -232,6 +232,41 @@ def test_ctrl_c_stops_every_chain_within_a_second(tmp_path):
     assert after == before, out
 
 
+def test_ctrl_c_stops_a_batch_sampling_on_threads(tmp_path):
+    """fit_many runs brands on threads, which never see SIGINT: Ctrl-C in the main thread
+    must still stop every brand's chains promptly (not after they finish)."""
+    code = textwrap.dedent("""
+        import os, threading
+        import pandas as pd
+        from fastmmm.batch import fit_many
+        from fastmmm.spec import ModelSpec
+        from fastmmm.synthetic import make_dataset
+        dfs = []
+        for i in range(2):
+            df, truth = make_dataset(104, 3, adstock="geometric", saturation="hill", seed=10 + i)
+            dfs.append(df.assign(brand=f"b{i}"))
+        spec = ModelSpec(date_column="date", target="sales", channels=truth.channels, controls=("event",))
+        print("READY", flush=True)
+        try:
+            fit_many(pd.concat(dfs), by="brand", spec=spec, draws=100, tune=10_000_000, seed=1,
+                     progress=False)
+            print("FINISHED")
+        except KeyboardInterrupt:
+            print("INTERRUPTED", threading.active_count(), flush=True)
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "READY"
+    time.sleep(3.0)  # both brands sampling
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    elapsed = time.perf_counter() - sent
+    assert "INTERRUPTED 1" in out, (out, err[-2000:])
+    assert elapsed < 3.0, elapsed
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="no SIGINT")
 def test_cli_ctrl_c_exits_130(tmp_path):
     data, channels = _write_data(tmp_path)

@@ -1,5 +1,7 @@
 """Type stubs for fastmmm's private Rust extension module."""
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -38,6 +40,57 @@ def media_vjp(
     normalize: bool,
     want_gx: bool = False,
 ) -> tuple[F64 | None, F64, F64 | None, F64, F64 | None]: ...
+def response_draws(
+    adstock: str,
+    saturation: str,
+    l_max: int,
+    normalize: bool,
+    hist: F64,
+    plan: F64,
+    tail: int,
+    a0: F64,
+    a1: F64,
+    s0: F64,
+    s1: F64,
+    beta: F64,
+) -> tuple[F64, F64]: ...
+def contribution_totals(
+    adstock: str,
+    saturation: str,
+    l_max: int,
+    normalize: bool,
+    x: F64,
+    mult: F64,
+    a0: F64,
+    a1: F64,
+    s0: F64,
+    s1: F64,
+    beta: F64,
+) -> F64:
+    """(S, K, C) total contribution per draw, spend multiplier and channel (scaled target)."""
+
+def sample_nuts(
+    problem: MmmProblem,
+    *,
+    init: list[float] | F64,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    cores: int = 2,
+    seed: int = 0,
+    target_accept: float = 0.8,
+    maxdepth: int = 10,
+    jitter: float = 1.0,
+    store_unconstrained: bool = False,
+    progress: Callable[[list[tuple]], object] | None = None,
+    progress_interval: float = 0.1,
+    low_rank: bool = False,
+    cancelled: Callable[[], bool] | None = None,
+) -> dict:
+    """NUTS (nuts-rs) on the fused log-density, GIL released; see fastmmm.fastpath.sample."""
+
+NUTS_RS_VERSION: str
+
 def ffi_addresses() -> dict[str, int]: ...
 def simd_level() -> int:
     """0 baseline, 1 AVX2+FMA, 2 AVX-512; capped by the environment variable FASTMMM_SIMD."""
@@ -80,6 +133,7 @@ class MmmProblem:
         tvp_media_phi: F64 | None = None,
         tvp_media_omega: F64 | None = None,
         tvp_media_col_ms: F64 | None = None,
+        roas_scale: F64 | None = None,
     ) -> None: ...
     def with_data(
         self,
@@ -102,6 +156,7 @@ class MmmProblem:
         tvp_media_phi: F64 | None = None,
         tvp_media_omega: F64 | None = None,
         tvp_media_col_ms: F64 | None = None,
+        roas_scale: F64 | None = None,
     ) -> MmmProblem: ...
     @property
     def groups(self) -> int: ...
@@ -113,6 +168,8 @@ class MmmProblem:
     def deterministics(self) -> list[tuple[str, list[int]]]: ...
     def logp_dlogp(self, x: F64) -> tuple[float, F64]: ...
     def expand(self, x: F64) -> F64: ...
+    def logp_repeat(self, x: F64, n: int) -> float:
+        """The log-density and gradient evaluated n times (GIL released); the last log-density."""
     @property
     def logp_address(self) -> int: ...
     @property

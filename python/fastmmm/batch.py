@@ -250,13 +250,21 @@ def _fit_brand(task: dict) -> tuple[dict, object, float]:
             )
     except Exception as e:  # noqa: BLE001 - one brand's failure must not stop the batch
         rec["error"] = _error_text(e)
-    msgs = dict.fromkeys(
-        " ".join(str(w.message).split())
-        for w in caught
-        if str(w.message).startswith("fastmmm") and "sampling diagnostics failed" not in str(w.message)
-    )
-    rec["warnings"] = " | ".join(msgs)
+    rec["warnings"] = _warning_text(caught)
     return rec, result, t0
+
+
+def _warning_text(caught, before: str = "") -> str:
+    """fastmmm's own warnings, one line each, joined (after ``before``'s), duplicates dropped."""
+    msgs = dict.fromkeys(m for m in before.split(" | ") if m)
+    msgs.update(
+        dict.fromkeys(
+            " ".join(str(w.message).split())
+            for w in caught
+            if str(w.message).startswith("fastmmm") and "sampling diagnostics failed" not in str(w.message)
+        )
+    )
+    return " | ".join(msgs)
 
 
 def _write_brand(task: dict, rec: dict, result, t0: float) -> dict:
@@ -266,6 +274,22 @@ def _write_brand(task: dict, rec: dict, result, t0: float) -> dict:
         rec["total_s"] = time.perf_counter() - t0
         return rec
     t_write = time.perf_counter()
+    caught: list = []
+    try:
+        with _recorded_warnings() as caught:
+            summary = _write_outputs_of(task, result)
+        rec.update(_record_from_summary(summary, task["spec"]["channels"]))
+        rec["write_s"] = time.perf_counter() - t_write
+        rec["status"] = "ok"
+    except Exception as e:  # noqa: BLE001
+        rec["error"] = _error_text(e)
+        rec["total_s"] = time.perf_counter() - t0
+    rec["warnings"] = _warning_text(caught, rec.get("warnings", ""))
+    return rec
+
+
+def _write_outputs_of(task: dict, result) -> dict:
+    """The brand's files, under a temporary name renamed into place; its summary."""
     tmp = None
     try:
         if task["out"] is None:
@@ -287,16 +311,10 @@ def _write_brand(task: dict, rec: dict, result, t0: float) -> dict:
             (tmp / "run.json").write_text(json.dumps(run, indent=1))
             _replace_dir(tmp, Path(task["out"]) / task["dirname"])
             tmp = None
-        rec.update(_record_from_summary(summary, task["spec"]["channels"]))
-        rec["write_s"] = time.perf_counter() - t_write
-        rec["status"] = "ok"
-    except Exception as e:  # noqa: BLE001
-        rec["error"] = _error_text(e)
-        rec["total_s"] = time.perf_counter() - t0
+        return summary
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    return rec
 
 
 def _run_task(task: dict) -> dict:
@@ -317,6 +335,19 @@ def _data_hash(df: pd.DataFrame) -> str:
     h.update(json.dumps([str(c) for c in df.columns]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def _setting_digest(v) -> str:
+    """A fit option as it enters the resume fingerprint: by content for tables, arrays and
+    files (a lift-test CSV edited in place, or a DataFrame whose repr is truncated, must not
+    match the old run), by ``repr`` otherwise."""
+    if isinstance(v, pd.DataFrame):
+        return "frame:" + _data_hash(v)
+    if isinstance(v, np.ndarray):
+        return "array:" + hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() + str(v.shape)
+    if isinstance(v, (str, os.PathLike)) and Path(v).is_file():
+        return "file:" + hashlib.sha256(Path(v).read_bytes()).hexdigest()
+    return repr(v)
 
 
 def _fingerprint(settings: dict, df: pd.DataFrame) -> str:
@@ -468,7 +499,8 @@ def _run_serial(tasks, on_done) -> None:
     chains leave idle (a chain that finishes early, the gap between fits) do the writing."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(1, thread_name_prefix="fastmmm-writer") as writer:
+    # The router: warnings of the writer thread go to its brand, not to the one being fitted.
+    with _WarningRouter(), ThreadPoolExecutor(1, thread_name_prefix="fastmmm-writer") as writer:
         pending = None
         for t in tasks:
             fitted = _fit_brand(t)
@@ -477,6 +509,12 @@ def _run_serial(tasks, on_done) -> None:
             pending = writer.submit(_write_brand, t, *fitted)
         if pending is not None:
             on_done(pending.result())
+
+
+def _fast_path_covers(spec) -> bool:
+    from fastmmm.fastpath import supported
+
+    return supported(spec)[0]
 
 
 def _run_threads(tasks, on_done, threads: int) -> None:
@@ -491,8 +529,12 @@ def _run_threads(tasks, on_done, threads: int) -> None:
             for fut in as_completed(futures):
                 on_done(fut.result())
         except BaseException:
+            from fastmmm.fastpath import cancel_running
+
             for f in futures:
                 f.cancel()
+            # The brands sampling now stop too (their threads never see the Ctrl-C).
+            cancel_running()
             raise
 
 
@@ -674,7 +716,8 @@ def fit_many(
     n_workers = int(workers) if workers is not None else max(1, cpus // max(int(chains), 1))
     kw = dict(fit_kwargs)
     threads = 0
-    if executor == "local" and workers is None and kw.get("backend", "auto") != "pytensor":
+    on_fast_path = kw.get("backend", "auto") != "pytensor" and _fast_path_covers(spec)
+    if executor == "local" and workers is None and on_fast_path:
         # Brands on threads of this process, one core each (their chains one after the other):
         # no worker start-up, and the cores stay busy across brand boundaries.
         threads = cpus
@@ -688,8 +731,9 @@ def fit_many(
         "tune": int(tune),
         "chains": int(chains),
         "seed": None if seed is None else int(seed),
+        "report": bool(report),
         "fit_kwargs": {
-            k: repr(v)
+            k: _setting_digest(v)
             for k, v in sorted(fit_kwargs.items())
             if k != "cores" and not (k in _NEUTRAL and v == _NEUTRAL[k])
         },

@@ -71,7 +71,13 @@ def _spec_from_args(args: argparse.Namespace):
     base.update({k: v for k, v in overrides.items() if v is not None})
     roas = getattr(args, "roas_prior", None) or []
     if roas:
-        name = {"mroas": "mroas", "share": "channel_share"}.get(base.get("media_prior", "roas"), "roas")
+        if base.get("media_prior", "roas") == "share":
+            raise ValueError(
+                "--roas-prior sets ROAS priors, but --media-prior share puts the prior on each "
+                "channel's share of the target; use --media-prior roas (the default) or set "
+                "channel_share priors in a --config file"
+            )
+        name = "mroas" if base.get("media_prior") == "mroas" else "roas"
         priors = dict(base.get("priors") or {})
         for item in roas:
             channel, sep, text = item.partition("=")
@@ -81,9 +87,7 @@ def _spec_from_args(args: argparse.Namespace):
             priors[key] = text.strip()
         base["priors"] = priors
     if "channels" not in base:
-        raise SystemExit(
-            f"fastmmm {getattr(args, 'command', 'fit')}: --channels (or a --config with channels) is required"
-        )
+        raise ValueError("--channels (or a --config with channels) is required")
     return ModelSpec.from_dict(base)
 
 
@@ -288,7 +292,7 @@ def _parse_bounds(text):
         name, sep, rng = part.partition("=")
         lo, sep2, hi = rng.partition(":")
         if not sep or not sep2:
-            raise SystemExit(f"fastmmm optimize: bad --bounds entry {part!r} (expected NAME=LO:HI)")
+            raise ValueError(f"bad --bounds entry {part!r} (expected NAME=LO:HI)")
         out[name.strip()] = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
     return out
 
@@ -456,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from fastmmm.data import DataError
 
-    return (DataError, ValueError, FileNotFoundError, NotImplementedError, ImportError)
+    # OSError: a path that cannot be read or written (missing, a directory, no permission).
+    return (DataError, ValueError, OSError, NotImplementedError, ImportError)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -489,7 +494,7 @@ def _run(args: argparse.Namespace) -> int:
     except _user_errors() as e:
         if debug:
             raise
-        print(f"{name}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001  nothing a user runs ends in a traceback from our internals
         if debug:

@@ -40,7 +40,6 @@ two roles.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -528,6 +527,19 @@ def _numeric(df: pd.DataFrame, cols: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def _date_format(s: pd.Series) -> str | None:
+    """The format of string dates, guessed from the first one as pandas itself would, or
+    "mixed" (each parsed on its own) where no guess works. Passing it explicitly keeps
+    pandas from warning, so no warning filter has to be swapped (that is process-wide
+    state, and batches parse dates on several threads at once)."""
+    from pandas.tseries.api import guess_datetime_format
+
+    first = s.dropna()
+    if first.empty or not isinstance(first.iloc[0], str):
+        return None
+    return guess_datetime_format(first.iloc[0]) or "mixed"
+
+
 def _parse_dates(df: pd.DataFrame, col: str) -> pd.DatetimeIndex:
     s = df[col]
     if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
@@ -537,12 +549,10 @@ def _parse_dates(df: pd.DataFrame, col: str) -> pd.DatetimeIndex:
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         parsed = s
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                parsed = pd.to_datetime(s, errors="coerce")
-            except (TypeError, ValueError, OverflowError):
-                parsed = pd.Series([pd.NaT] * len(s))
+        try:
+            parsed = pd.to_datetime(s, errors="coerce", format=_date_format(s))
+        except (TypeError, ValueError, OverflowError):
+            parsed = pd.Series([pd.NaT] * len(s))
     bad = np.asarray(parsed.isna())
     if bad.any():
         idx = np.flatnonzero(bad)

@@ -28,6 +28,7 @@ from fastmmm.layout import ModelLayout, amplitude_name, media_designs, resolve_p
 __all__ = [
     "FAST_DISTRIBUTIONS",
     "build_problem",
+    "cancel_running",
     "lift_arrays",
     "problem_arrays",
     "problem_data",
@@ -258,6 +259,23 @@ def build_problem(layout: ModelLayout, data: dict, problem_cls=None):
 
 
 # ---------------------------------------------------------------------- sampling
+# Ctrl-C reaches only the main thread; runs on other threads (a batch's brands) are stopped
+# through this counter: every run started before the latest `cancel_running()` stops.
+_cancel_generation = 0
+
+
+def cancel_running() -> None:
+    """Stop every fast-path sampling run in progress in this process (each raises
+    KeyboardInterrupt once its chains have ended); runs started later are unaffected."""
+    global _cancel_generation
+    _cancel_generation += 1
+
+
+def _cancel_check():
+    started = _cancel_generation
+    return lambda: _cancel_generation != started
+
+
 def _seed(seed) -> int:
     if seed is None:
         return int(np.random.SeedSequence().entropy % (2**63))
@@ -315,6 +333,7 @@ def sample(
             progress=bar.update if bar else None,
             low_rank=bool(low_rank_modified_mass_matrix),
             store_unconstrained=bool(store_unconstrained),
+            cancelled=_cancel_check(),
         )
     finally:
         if bar is not None:

@@ -15,11 +15,18 @@ __all__ = ["atomic_write", "write_outputs"]
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place."""
+    """Write ``text`` to ``path`` through a temporary file renamed into place: an
+    interrupted write leaves the previous file (a unique temporary name, so two writers
+    of one path do not share it)."""
+    import secrets
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_outputs(result, out, *, report: bool = True) -> dict:
@@ -29,7 +36,7 @@ def write_outputs(result, out, *, report: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
-    result.contributions_over_time().to_csv(out / "contributions.csv")
+    atomic_write(out / "contributions.csv", result.contributions_over_time().to_csv())
     result.save(out / "model")
     if report:
         from fastmmm.report import write_report

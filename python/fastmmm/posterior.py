@@ -236,12 +236,13 @@ def write_netcdf(path, groups: Mapping[str, Group], attrs: Mapping[str, Any] | N
     with h5py.File(str(path), "w", libver="earliest", track_order=True) as f:
         for key, v in (attrs or {}).items():
             f.attrs[key] = v
+        dim_id = 0  # netCDF-C numbers dimensions across the whole file, not per group
         for gname, g in groups.items():
             if not g.values:
                 continue
             h = f.create_group(gname, track_order=True)
             scales = {}
-            for i, (dim, n) in enumerate(g.dim_sizes().items()):
+            for dim, n in g.dim_sizes().items():
                 data, extra = _encode(g.coord(dim, n))
                 if data.dtype == object:
                     ds = h.create_dataset(
@@ -252,7 +253,8 @@ def write_netcdf(path, groups: Mapping[str, Group], attrs: Mapping[str, Any] | N
                 for k, a in extra.items():
                     ds.attrs[k] = a
                 ds.make_scale(dim)
-                ds.attrs["_Netcdf4Dimid"] = np.int32(i)
+                ds.attrs["_Netcdf4Dimid"] = np.int32(dim_id)
+                dim_id += 1
                 scales[dim] = ds
             for name, value in g.values.items():
                 data, extra = _encode(value)

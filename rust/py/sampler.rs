@@ -11,7 +11,7 @@ use crate::sampler::{
     sample, ChainOutput, RunSettings, SampleError, Shared, Stat, StatValues, MAX_CHAINS, MAX_DRAWS,
 };
 use numpy::{IntoPyArray, PyArrayMethods};
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::atomic::Ordering;
@@ -216,7 +216,8 @@ fn progress_list<'py>(
 /// given, is called about every `progress_interval` seconds with one tuple per
 /// chain (draws done incl. warmup, total, divergences, tuning, step size,
 /// gradient evaluations, started, finished). Ctrl-C stops every chain and
-/// raises KeyboardInterrupt once their threads have ended.
+/// raises KeyboardInterrupt once their threads have ended; so does
+/// `cancelled()`, if given, returning true (checked as often as signals).
 ///
 /// Returns a dict: `draws` (chains, draws, n_expanded), optionally
 /// `unconstrained` (chains, draws, n_dim), `stats` {name: (chains, draws)},
@@ -225,7 +226,7 @@ fn progress_list<'py>(
 #[pyfunction]
 #[pyo3(signature = (problem, *, init, draws=1000, tune=1000, chains=2, cores=2, seed=0,
                     target_accept=0.8, maxdepth=10, jitter=1.0, store_unconstrained=false,
-                    progress=None, progress_interval=0.1, low_rank=false))]
+                    progress=None, progress_interval=0.1, low_rank=false, cancelled=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn sample_nuts<'py>(
     py: Python<'py>,
@@ -243,6 +244,7 @@ pub fn sample_nuts<'py>(
     progress: Option<Bound<'py, PyAny>>,
     progress_interval: f64,
     low_rank: bool,
+    cancelled: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     if !(progress_interval.is_finite() && progress_interval > 0.0) {
         return Err(value_error(
@@ -326,8 +328,19 @@ pub fn sample_nuts<'py>(
         if done {
             break;
         }
+        // Signals reach only the main thread; `cancelled` lets a run on another thread
+        // (a batch of brands) be stopped by whoever caught the Ctrl-C.
+        let cancel = match &cancelled {
+            Some(f) => f.call0().and_then(|v| v.is_truthy()),
+            None => Ok(false),
+        };
         if let Err(e) = py.check_signals() {
             failure = Some(e);
+        } else if !matches!(cancel, Ok(false)) {
+            failure = Some(match cancel {
+                Err(e) => e,
+                _ => PyKeyboardInterrupt::new_err("sampling was cancelled"),
+            });
         } else if let Some(cb) = progress
             .as_ref()
             .filter(|_| last_report.elapsed() >= report_every)

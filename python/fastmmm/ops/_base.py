@@ -124,11 +124,17 @@ class TransformOp(Op):
         _check_rc(rc, sym)
         output_storage[0][0] = y
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, *args):
+        # (fgraph, node, input_shapes) on PyTensor 2, (node, input_shapes) on PyTensor >= 3.
+        node, input_shapes = args[-2:]
         return [input_shapes[0]]
 
     def vjp_op(self) -> TransformVJPOp:
         return self.vjp_cls(**self._props_dict())
+
+    def pullback(self, inputs, outputs, cotangents):
+        # PyTensor >= 3 calls pullback (L_op is deprecated there); PyTensor 2 calls L_op.
+        return self.L_op(inputs, outputs, cotangents)
 
     def L_op(self, inputs, outputs, output_grads):
         (g,) = output_grads
@@ -192,8 +198,14 @@ class TransformVJPOp(Op):
         for i, (r, p) in enumerate(zip(gbufs, params), start=1):
             output_storage[i][0] = _reduce_grad(r, np.shape(p), B, C)
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, *args):
+        # (fgraph, node, input_shapes) on PyTensor 2, (node, input_shapes) on PyTensor >= 3.
+        node, input_shapes = args[-2:]
         return list(input_shapes[:-1])
+
+    def pullback(self, inputs, outputs, cotangents):
+        # PyTensor >= 3 calls pullback (L_op is deprecated there); PyTensor 2 calls L_op.
+        return self.L_op(inputs, outputs, cotangents)
 
     def L_op(self, inputs, outputs, output_grads):
         return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]

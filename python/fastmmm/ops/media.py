@@ -191,7 +191,9 @@ class MediaTransformOp(_MediaBase):
         output_storage[0][0] = y
         output_storage[1][0] = cache
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, *args):
+        # (fgraph, node, input_shapes) on PyTensor 2, (node, input_shapes) on PyTensor >= 3.
+        node, input_shapes = args[-2:]
         xs = input_shapes[0]
         n = xs[0]
         for s in xs[1:]:
@@ -200,6 +202,10 @@ class MediaTransformOp(_MediaBase):
 
     def vjp_op(self, want_gx: bool = True) -> MediaTransformVJPOp:
         return MediaTransformVJPOp(**self._props_dict(), want_gx=want_gx)
+
+    def pullback(self, inputs, outputs, cotangents):
+        # PyTensor >= 3 calls pullback (L_op is deprecated there); PyTensor 2 calls L_op.
+        return self.L_op(inputs, outputs, cotangents)
 
     def L_op(self, inputs, outputs, output_grads):
         gy, gcache = output_grads
@@ -297,9 +303,15 @@ class MediaTransformVJPOp(_MediaBase):
         for storage, v in zip(output_storage, outs, strict=True):
             storage[0] = v
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, *args):
+        # (fgraph, node, input_shapes) on PyTensor 2, (node, input_shapes) on PyTensor >= 3.
+        node, input_shapes = args[-2:]
         xs, *ps = input_shapes[:-2]
         return ([xs] if self.want_gx else []) + list(ps)
+
+    def pullback(self, inputs, outputs, cotangents):
+        # PyTensor >= 3 calls pullback (L_op is deprecated there); PyTensor 2 calls L_op.
+        return self.L_op(inputs, outputs, cotangents)
 
     def L_op(self, inputs, outputs, output_grads):
         return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]

@@ -206,6 +206,9 @@ def main(argv=None):
     ss = mmm.idata.sample_stats
     divergences = int(ss["diverging"].values.sum()) if "diverging" in ss else None
     print(f"  fit {fit_s:.1f} s, divergences {divergences}", flush=True)
+    # pymc-marketing 1.x: its sample_response_distribution reads this deterministic.
+    if hasattr(mmm, "add_original_scale_contribution_variable"):
+        mmm.add_original_scale_contribution_variable(var=["channel_contribution"])
 
     alpha, lam, beta, cs, ts = posterior_params(mmm, channels)
     n_draws = alpha.shape[0]

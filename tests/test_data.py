@@ -125,8 +125,8 @@ class TestPrepare:
     def test_log_target(self):
         df = make_df()
         p = prepare(df, spec(log_target=True))
-        assert p.scales.target_scale == 1.0 and p.scales.log_target
-        np.testing.assert_allclose(p.y_scaled, np.log(df["y"]))
+        assert p.scales.target_scale == pytest.approx(df["y"].mean(), rel=1e-14) and p.scales.log_target
+        np.testing.assert_allclose(p.y_scaled, np.log(df["y"] / df["y"].mean()), rtol=1e-13)
         np.testing.assert_allclose(p.scales.unscale_target(p.y_scaled), df["y"], rtol=1e-14)
 
     def test_fourier_shape_order_and_values(self):

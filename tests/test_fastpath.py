@@ -261,6 +261,15 @@ def test_logp_matches_pymc(synth, adstock, saturation, likelihood, extra):
     check_against_pymc(df, spec)
 
 
+@pytest.mark.parametrize("adstock, saturation, likelihood, extra", FAST_CASES, ids=lambda v: str(v))
+def test_log_target_logp_matches_pymc(synth, adstock, saturation, likelihood, extra):
+    """The multiplicative model: the same terms on log(y / mean y), Rust == PyMC."""
+    df, truth = synth
+    spec = _spec(truth, adstock=adstock, saturation=saturation, likelihood=likelihood, log_target=True, **extra)
+    assert fp.supported(spec) == (True, "")
+    check_against_pymc(df, spec)
+
+
 #: One custom prior per supported distribution (and each transform), several per spec.
 CUSTOM_PRIORS = [
     {  # Normal, StudentT, Beta per channel, Gamma(mu, sigma), HalfStudentT on direct beta
@@ -313,6 +322,8 @@ def _grid():
         {"controls": (), "yearly_seasonality": 0, "trend": False},
         {"intercept": False},
         {"priors": {"beta": "HalfNormal(sigma=2)"}},
+        {"log_target": True},
+        {"log_target": True, "controls": (), "yearly_seasonality": 0, "trend": False},
     ]
     for a, s, lik in itertools.product(ADSTOCKS, SATURATIONS, ("normal", "studentt")):
         for i, v in enumerate(variants):

@@ -64,6 +64,7 @@ def _spec_from_args(args: argparse.Namespace):
         "l_max": args.l_max,
         "yearly_seasonality": args.yearly_seasonality,
         "trend": False if args.no_trend else None,
+        "log_target": True if getattr(args, "log_target", False) else None,
         "time_varying_intercept": True if getattr(args, "time_varying_intercept", False) else None,
         "time_varying_media": True if getattr(args, "time_varying_media", False) else None,
         "media_prior": getattr(args, "media_prior", None),
@@ -173,6 +174,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l-max", type=int)
     p.add_argument("--yearly-seasonality", type=int)
     p.add_argument("--no-trend", action="store_true", help="no built-in linear trend")
+    p.add_argument(
+        "--log-target",
+        action="store_true",
+        help="multiplicative model: log(target) is the sum of the terms (target > 0)",
+    )
     p.add_argument("--time-varying-intercept", action="store_true", help="smooth baseline drift (HSGP)")
     p.add_argument(
         "--time-varying-media", action="store_true", help="smooth multiplier on media contributions (HSGP)"

@@ -15,7 +15,9 @@ Scaling
 -------
 * target: ``y_scaled = y / target_scale`` with ``target_scale = max|y|``
   (``target_scaling="max"``) or ``mean|y|`` (``"mean"``). With
-  ``spec.log_target``: ``y_scaled = log(y)`` and ``target_scale = 1``.
+  ``spec.log_target``: ``y_scaled = log(y / target_scale)`` with ``target_scale =
+  mean(y)`` (so the level is near 0 and the amplitude's ROAS scale keeps its meaning:
+  a log-scale effect ``m`` at the mean level is ``m * target_scale`` in sales).
 * channels: ``spend_scaled[:, c] = spend[:, c] / channel_scale[c]``, the
   column's max or mean (``channel_scaling``).
 * controls: standardised, ``(x - mean) / sd`` (population sd, ``ddof=0``).
@@ -118,8 +120,8 @@ class Scales:
     Attributes
     ----------
     target_scale : float
-        ``y_scaled = y / target_scale`` (1.0 with ``log_target``, where
-        ``y_scaled = log(y)``).
+        ``y_scaled = y / target_scale`` (with ``log_target``: ``y_scaled =
+        log(y / target_scale)``, ``target_scale = mean(y)``).
     channel_scale : np.ndarray, shape (C,)
         ``spend_scaled = spend / channel_scale``.
     control_mean, control_sd : np.ndarray, shape (K,)
@@ -162,7 +164,7 @@ class Scales:
     def scale_target(self, y: Any) -> np.ndarray:
         """Raw target -> model units; ``(T,)`` -> ``(T,)`` (any shape)."""
         y = np.asarray(y, dtype=np.float64)
-        return np.log(y) if self.log_target else y / self.target_scale
+        return np.log(y / self.target_scale) if self.log_target else y / self.target_scale
 
     def unscale_target(self, y_scaled: Any) -> np.ndarray:
         """Model units -> raw target (``exp`` with ``log_target``); any shape.
@@ -171,7 +173,7 @@ class Scales:
         multiplying by ``target_scale`` is the same thing.
         """
         y_scaled = np.asarray(y_scaled, dtype=np.float64)
-        return np.exp(y_scaled) if self.log_target else y_scaled * self.target_scale
+        return (np.exp(y_scaled) if self.log_target else y_scaled) * self.target_scale
 
     def scale_spend(self, spend: Any) -> np.ndarray:
         """Raw spend ``(..., C)`` -> scaled spend ``(..., C)``."""
@@ -254,7 +256,7 @@ class PreparedData:
     controls : np.ndarray, shape (T, K)
         Raw controls, in ``spec.controls`` order.
     y_scaled : np.ndarray, shape (T,), or None
-        ``y / target_scale``, or ``log(y)`` with ``spec.log_target``.
+        ``y / target_scale``, or ``log(y / target_scale)`` with ``spec.log_target``.
     spend_scaled : np.ndarray, shape (T, C)
     controls_scaled : np.ndarray, shape (T, K)
     fourier : np.ndarray, shape (T, 2 * spec.yearly_seasonality)
@@ -733,7 +735,7 @@ def _fit_scales(raw: _Raw, spec: ModelSpec, what: str = "data") -> Scales:
             f"they duplicate the intercept, drop them"
         )
     if spec.log_target:
-        target_scale = 1.0
+        target_scale = float(np.mean(y))  # y > 0 was checked
     elif spec.target_scaling == "max":
         target_scale = float(np.max(np.abs(y)))
     else:

@@ -98,8 +98,6 @@ def supported(spec) -> tuple[bool, str]:
     """
     if _core_class() is None:
         return False, "fastmmm._core has no MmmProblem (extension built without the fast path)"
-    if getattr(spec, "log_target", False):
-        return False, "log_target=True (multiplicative model)"
     from fastmmm.layout import amplitude_kind
 
     if amplitude_kind(spec) == "mroas":

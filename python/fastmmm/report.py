@@ -98,7 +98,8 @@ def _pct(interval: float) -> str:
 
 
 def _units_note(result) -> str:
-    return " (log target: model units)" if getattr(result.spec, "log_target", False) else ""
+    # Log-target results are in original units too (counterfactual contributions).
+    return " (multiplicative model)" if getattr(result.spec, "log_target", False) else ""
 
 
 def _legend_below(ax) -> None:
@@ -200,7 +201,7 @@ def _components(result) -> tuple[pd.DataFrame, pd.Series, list[str]]:
     t = len(cot)
     base = np.zeros(t)
     has_base = False
-    for k in ("intercept", "trend"):
+    for k in ("baseline", "intercept", "trend"):  # baseline: a log-target model's non-media level
         if k in cot:
             base = base + cot[k].to_numpy()
             has_base = True

@@ -198,17 +198,33 @@ class MMMResult:
         Returns
         -------
         (S, T, C) contributions in original target units.
+
+        With ``spec.log_target`` a channel's contribution depends on the baseline
+        it multiplies, so it is not a function of spend alone: use
+        :meth:`contribution_totals`, :meth:`channel_summary` or
+        :meth:`contributions_over_time` (this raises ValueError).
         """
+        if self.spec.log_target:
+            raise ValueError(
+                "media_contributions: on a log_target model a contribution depends on the baseline it "
+                "multiplies; use contribution_totals(), channel_summary() or contributions_over_time()"
+            )
+        return self._media_effects(spend, draws=draws, dates=dates) * float(self.data.scales.target_scale)
+
+    def _media_effects(self, spend: np.ndarray, *, draws: slice | None = None, dates=None) -> np.ndarray:
+        """(S, T, C) media terms of a raw spend matrix on the model scale (``beta * sat``, times
+        the media multiplier with ``time_varying_media``): scaled target units, or log-scale
+        effects with ``log_target``. See :meth:`media_contributions` for ``dates``."""
         spend = np.asarray(spend, dtype=float)
         if spend.ndim != 2 or spend.shape[1] != len(self.channels):
             raise ValueError(f"spend: expected shape (T, {len(self.channels)}), got {spend.shape}")
+        out = self._static_media_contributions(spend, draws=draws)
         if self.spec.time_varying_media:
-            out = self._static_media_contributions(spend, draws=draws)
-            return (
+            out = (
                 out
                 * self.media_multiplier_draws(self._row_trend(spend.shape[0], dates), draws=draws)[:, :, None]
             )
-        return self._static_media_contributions(spend, draws=draws)
+        return out
 
     def _row_trend(self, n_rows: int, dates=None) -> np.ndarray:
         """(n_rows,) trend feature of the rows of a spend matrix (see media_contributions)."""
@@ -257,6 +273,8 @@ class MMMResult:
             f = hsgp_effect(self, "intercept", trend)
             if "intercept" in self.posterior:
                 f = f + self._draws("intercept")[:, None]
+            # Log target: exp(intercept + f) * target_scale, the baseline's level factor.
+            f = np.exp(f) if self.spec.log_target else f
             for k, v in _interval(f * float(self.data.scales.target_scale), interval).items():
                 cols[f"intercept_tv_{k}"] = v
         if self.spec.time_varying_media:
@@ -265,7 +283,8 @@ class MMMResult:
         return pd.DataFrame(cols, index=pd.DatetimeIndex(dates, name="date"))
 
     def _static_media_contributions(self, spend: np.ndarray, *, draws: slice | None = None) -> np.ndarray:
-        """media_contributions without the time-varying multiplier: (S, T, C), original units."""
+        """``beta * sat`` of a raw spend matrix without the time-varying multiplier: (S, T, C),
+        model scale."""
         xs_all = spend / np.asarray(self.data.scales.channel_scale)
         sel = draws if draws is not None else slice(None)
         beta_all = self._draws("beta")[sel]
@@ -290,12 +309,35 @@ class MMMResult:
                     normalize=d.normalize,
                 )
                 out[i:j][:, :, cols] = y * beta_all[i:j, None, :][:, :, cols]
-        return out * float(self.data.scales.target_scale)
+        return out
 
     # ------------------------------------------------------------------ summaries
+    def _expected_level(self, mu: np.ndarray, sel: slice = slice(None)) -> np.ndarray:
+        """Expected target in original units of model-scale means ``mu`` (S, ...) of draws ``sel``.
+
+        Additive: ``mu * target_scale``. Log target: ``exp(mu + sigma^2 / 2) * target_scale``,
+        the LogNormal mean; used for every level, contribution and ROAS of that model (with
+        Student-t noise the same formula with its scale: the mean of exp(t noise) does not exist).
+        """
+        ts = float(self.data.scales.target_scale)
+        if not self.spec.log_target:
+            return mu * ts
+        half_var = 0.5 * np.square(self._draws("sigma")[sel])
+        return np.exp(mu + half_var.reshape((-1,) + (1,) * (np.ndim(mu) - 1))) * ts
+
     def _contrib_draws(self) -> np.ndarray:
-        """(S, T, C) channel contributions in original units, from the fitted deterministic."""
-        return self._draws("channel_contribution") * float(self.data.scales.target_scale)
+        """(S, T, C) channel contributions in original units over the training dates.
+
+        Additive: the fitted deterministic ``channel_contribution`` times the target scale.
+        Log target: by counterfactual, per draw and date, ``E[y_t] - E[y_t | channel c's
+        media term removed] = level_t * (1 - exp(-m_ct))`` with ``m`` the channel's log-scale
+        term (its carry-over inside the window included).
+        """
+        m = self._draws("channel_contribution")
+        if not self.spec.log_target:
+            return m * float(self.data.scales.target_scale)
+        level = self._expected_level(self._draws("mu"))
+        return level[:, :, None] * -np.expm1(-m)
 
     def channel_summary(self, interval: float = 0.95) -> pd.DataFrame:
         """Per channel: spend, contribution, share, ROAS and marginal ROAS with intervals.
@@ -356,7 +398,18 @@ class MMMResult:
         ``spec.time_varying_intercept`` the ``intercept`` column is the
         time-varying ``intercept_tv``; with ``time_varying_media`` the channel
         columns include the media multiplier.
+
+        Log target: columns ``baseline`` (the expected level with every media
+        term removed, ``level_t * exp(-M_t)``, ``M_t = sum_c m_ct``), one per
+        channel and ``fitted`` (the expected level ``level_t``, see
+        :meth:`_expected_level`). The joint media effect ``level_t * (1 -
+        exp(-M_t))`` is split between channels in proportion to their log-scale
+        terms ``m_ct``, so the columns sum to the fitted level on every date; a
+        channel's total here can differ slightly from its one-at-a-time
+        counterfactual in :meth:`channel_summary` (channels interact on this model).
         """
+        if self.spec.log_target:
+            return self._log_contributions_over_time()
         scale = float(self.data.scales.target_scale)
         t = len(self.data.dates)
         cols = {}
@@ -381,11 +434,27 @@ class MMMResult:
         df["fitted"] = df.sum(axis=1)
         return df
 
+    def _log_contributions_over_time(self) -> pd.DataFrame:
+        """contributions_over_time of a log-target model (proportional split of the media effect)."""
+        level = self._expected_level(self._draws("mu"))  # (S, T)
+        m = self._draws("channel_contribution")  # (S, T, C) log-scale media terms
+        total = m.sum(axis=2)
+        media = level * -np.expm1(-total)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(total[:, :, None] > 0, m / total[:, :, None], 0.0)
+        cols = {"baseline": (level * np.exp(-total)).mean(axis=0)}
+        per_channel = (media[:, :, None] * share).mean(axis=0)
+        for c, ch in enumerate(self.channels):
+            cols[ch] = per_channel[:, c]
+        df = pd.DataFrame(cols, index=pd.DatetimeIndex(self.data.dates, name="date"))
+        df["fitted"] = df.sum(axis=1)
+        return df
+
     def fitted(self, interval: float = 0.95) -> pd.DataFrame:
-        """In-sample posterior predictive: mean and interval per date, original units."""
-        scale = float(self.data.scales.target_scale)
-        mu = self._draws("mu") * scale
-        pp = self.posterior_predictive().reshape(-1, mu.shape[1]) * scale
+        """In-sample posterior predictive: mean and interval per date, original units (the
+        mean is the expected level, see :meth:`_expected_level`)."""
+        mu = self._expected_level(self._draws("mu"))
+        pp = self.data.scales.unscale_target(self.posterior_predictive().reshape(-1, mu.shape[1]))
         q = np.quantile(pp, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
         return pd.DataFrame(
             {"actual": np.asarray(self.data.y), "mean": mu.mean(axis=0), "low": q[0], "high": q[1]},
@@ -411,7 +480,6 @@ class MMMResult:
         when the target is present.
         """
         nd = new if isinstance(new, PreparedData) else self.data.transform_new(new)
-        scale = float(self.data.scales.target_scale)
         post = self.posterior
         s = self.n_draws
         t_new = len(nd.dates)
@@ -435,7 +503,7 @@ class MMMResult:
             if self.spec.time_varying_media
             else None
         )
-        media = self.media_contributions(full, dates=dates)[:, hist.shape[0] :, :].sum(axis=2) / scale
+        media = self._media_effects(full, dates=dates)[:, hist.shape[0] :, :].sum(axis=2)
         mu = base + media
         rng = np.random.default_rng(seed)
         sigma = self._draws("sigma")[:, None]
@@ -443,10 +511,10 @@ class MMMResult:
             noise = rng.standard_t(np.broadcast_to(self._draws("nu")[:, None], mu.shape))
         else:
             noise = rng.standard_normal(mu.shape)
-        pp = (mu + sigma * noise) * scale
+        pp = self.data.scales.unscale_target(mu + sigma * noise)
         q = np.quantile(pp, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
         out = pd.DataFrame(
-            {"mean": mu.mean(axis=0) * scale, "low": q[0], "high": q[1]},
+            {"mean": self._expected_level(mu).mean(axis=0), "low": q[0], "high": q[1]},
             index=pd.DatetimeIndex(nd.dates, name="date"),
         )
         y = getattr(nd, "y", None)
@@ -466,6 +534,8 @@ class MMMResult:
         mult = np.asarray(multipliers, dtype=float).reshape(-1)
         spend = np.asarray(self.data.spend, dtype=float)
         sel = _thin(self.n_draws, max_draws)
+        if self.spec.log_target:
+            return self._log_contribution_totals(mult, sel)
         if self.spec.time_varying_media:
             out = []
             for m in mult:
@@ -497,6 +567,30 @@ class MMMResult:
                 np.ascontiguousarray(beta[:, cols]),
             )
         return out * float(self.data.scales.target_scale)
+
+    def _log_contribution_totals(self, mult: np.ndarray, sel: slice) -> np.ndarray:
+        """contribution_totals of a log-target model: ``(S, K, C)``, original units.
+
+        Per draw, channel and multiplier ``k``, one channel at a time: ``sum_t level_t *
+        exp(-m_ct) * (exp(m_ct(k)) - 1)``, the expected target with the channel's spend scaled
+        by ``k`` minus that with no spend on it, ``level_t`` the fitted expected level and
+        ``m(k)`` the channel's log-scale term at the scaled spend. Over the training dates:
+        past their end the baseline the carry-over would multiply is not fitted.
+        """
+        spend = np.asarray(self.data.spend, dtype=float)
+        level = self._expected_level(self._draws("mu")[sel], sel)  # (S, T)
+        fitted = self._draws("channel_contribution")[sel]  # (S, T, C)
+        base = level[:, :, None] * np.exp(-fitted)
+        out = np.empty((base.shape[0], len(mult), len(self.channels)))
+        for k, m in enumerate(mult):
+            if m == 1.0:
+                effect = fitted
+            elif m == 0.0:
+                effect = np.zeros_like(fitted)
+            else:
+                effect = self._media_effects(spend * m, draws=sel)
+            out[:, k] = np.einsum("stc,stc->sc", base, np.expm1(effect))
+        return out
 
     def response_curves(
         self, multipliers=None, interval: float = 0.95, *, max_draws: int | None = 1000
@@ -560,6 +654,13 @@ class MMMResult:
         """
         from fastmmm.optimize import PosteriorResponse, optimize_budget
 
+        if self.spec.log_target:
+            # The response kernel adds channel contributions; on the log model channels
+            # multiply one another and the forecast baseline, which it does not evaluate yet.
+            raise NotImplementedError(
+                "budget optimisation of a log_target model is not supported yet (its channels "
+                "multiply the baseline and one another); optimise an additive fit"
+            )
         model = PosteriorResponse.from_result(self, max_draws=max_draws)
         return optimize_budget(
             model, total, weeks, bounds=bounds, objective=objective, pattern=pattern, interval=interval

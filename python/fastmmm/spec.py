@@ -262,7 +262,9 @@ class ModelSpec:
         Intercept.
     likelihood : {"normal", "studentt"}, default "normal"
     log_target : bool, default False
-        Model ``log(y)`` (the target must then be > 0).
+        The multiplicative model: ``log(y)`` is the sum of the terms (the target
+        must be > 0; noise on the log scale, LogNormal sales). Contributions and
+        ROAS are counterfactual, in original units (see :class:`fastmmm.results.MMMResult`).
     target_scaling, channel_scaling : {"max", "mean"}, default "max"
         How the target / each channel is scaled before modelling.
     time_varying_intercept : bool, default False
@@ -353,6 +355,13 @@ class ModelSpec:
         setf("target_scaling", _choice("target_scaling", self.target_scaling, SCALINGS))
         setf("channel_scaling", _choice("channel_scaling", self.channel_scaling, SCALINGS))
         setf("media_prior", _choice("media_prior", self.media_prior, MEDIA_PRIORS))
+        if self.log_target and self.media_prior == "share":
+            # The share parameterisation scales beta by the mean of the modelled target, which
+            # is log(y / mean y), about 0: it has no meaning on the log scale.
+            raise ValueError(
+                "log_target=True needs media_prior='roas' (the default) or 'mroas'; "
+                "media_prior='share' (a share of the target) has no meaning on the log scale"
+            )
         setf("priors", self._validate_priors(self.priors))
 
     # ------------------------------------------------------------------ validation

@@ -19,6 +19,7 @@ from fastmmm import kernels as K
 __all__ = [
     "SyntheticTruth",
     "make_dataset",
+    "make_multiplicative_dataset",
     "make_confounded_dataset",
     "true_lift",
     "make_lift_tests",
@@ -89,33 +90,10 @@ def _spend(rng: np.random.Generator, t: int, c: int) -> np.ndarray:
     return out
 
 
-def make_dataset(
-    weeks: int = 156,
-    n_channels: int = 6,
-    *,
-    adstock: str = "geometric",
-    saturation: str = "hill",
-    l_max: int = 8,
-    noise: float = 0.04,
-    media_share: float = 0.3,
-    seed: int = 0,
-    start: str = "2022-01-03",
-) -> tuple[pd.DataFrame, SyntheticTruth]:
-    """Generate a weekly dataset and its truth.
-
-    Parameters
-    ----------
-    weeks, n_channels : size of the data (T, C); at most 12 channels.
-    adstock : "geometric" or "weibull_pdf" / "weibull_cdf" / "delayed"
-    saturation : "hill" or "logistic" / "michaelis_menten" / "tanh"
-    noise : noise sd as a fraction of the mean target.
-    media_share : approximate share of sales driven by media.
-
-    Returns
-    -------
-    df : DataFrame with columns date, sales, one spend column per channel, event.
-    truth : SyntheticTruth
-    """
+def _media_and_baseline(weeks, n_channels, adstock, saturation, l_max, seed, start):
+    """The random parts every generator shares, in one fixed order of draws (a seed keeps its
+    dataset): dates, spend, the true media transform and its parameters, and the baseline's
+    trend / seasonality / event shapes."""
     if not 1 <= n_channels <= len(CHANNEL_NAMES):
         raise ValueError(f"n_channels: must be in 1..{len(CHANNEL_NAMES)}, got {n_channels}")
     rng = np.random.default_rng(seed)
@@ -160,6 +138,40 @@ def make_dataset(
     season = 0.06 * np.sin(2 * np.pi * doy / 365.25) + 0.03 * np.cos(4 * np.pi * doy / 365.25)
     event = np.zeros(t)
     event[rng.choice(t, size=max(1, t // 40), replace=False)] = 1.0
+    return rng, dates, channels, spend, a_params, s_params, sat, tt, season, event
+
+
+def make_dataset(
+    weeks: int = 156,
+    n_channels: int = 6,
+    *,
+    adstock: str = "geometric",
+    saturation: str = "hill",
+    l_max: int = 8,
+    noise: float = 0.04,
+    media_share: float = 0.3,
+    seed: int = 0,
+    start: str = "2022-01-03",
+) -> tuple[pd.DataFrame, SyntheticTruth]:
+    """Generate a weekly dataset and its truth.
+
+    Parameters
+    ----------
+    weeks, n_channels : size of the data (T, C); at most 12 channels.
+    adstock : "geometric" or "weibull_pdf" / "weibull_cdf" / "delayed"
+    saturation : "hill" or "logistic" / "michaelis_menten" / "tanh"
+    noise : noise sd as a fraction of the mean target.
+    media_share : approximate share of sales driven by media.
+
+    Returns
+    -------
+    df : DataFrame with columns date, sales, one spend column per channel, event.
+    truth : SyntheticTruth
+    """
+    rng, dates, channels, spend, a_params, s_params, sat, tt, season, event = _media_and_baseline(
+        weeks, n_channels, adstock, saturation, l_max, seed, start
+    )
+    t, c = spend.shape
     baseline = 1.0 + 0.15 * tt + season + 0.12 * event
     # Channel amplitudes: media drives about `media_share` of sales in total.
     w = rng.uniform(0.5, 1.5, c)
@@ -186,6 +198,63 @@ def make_dataset(
         target_scale=target_scale,
         contribution=contribution,
         roas=roas,
+    )
+    return df, truth
+
+
+def make_multiplicative_dataset(
+    weeks: int = 156,
+    n_channels: int = 5,
+    *,
+    adstock: str = "geometric",
+    saturation: str = "hill",
+    l_max: int = 8,
+    noise: float = 0.04,
+    media_share: float = 0.3,
+    seed: int = 0,
+    start: str = "2022-01-03",
+) -> tuple[pd.DataFrame, SyntheticTruth]:
+    """A weekly dataset from the multiplicative (log-target) model, and its truth.
+
+    ``log(sales_t) = log(1e5) + b_t + sum_c beta_c * sat_c(adstock_c(x_c))_t + noise * e_t``,
+    ``e_t ~ N(0, 1)``, with the same spend, media transforms and baseline shapes as
+    :func:`make_dataset` (``b_t`` its trend, seasonality and event on the log scale). Media
+    drive about ``media_share`` of expected sales: ``sum_c beta_c mean_t(sat_c) = -log(1 -
+    media_share)``.
+
+    The truth's contributions and ROAS are counterfactual, as fastmmm reports them for this
+    model: ``E[y_t] - E[y_t | channel c's term removed] = E[y_t] * (1 - exp(-m_ct))`` with
+    ``E[y_t] = 1e5 * exp(mu_t + noise^2 / 2)``, over the dates of the data.
+    """
+    rng, dates, channels, spend, a_params, s_params, sat, tt, season, event = _media_and_baseline(
+        weeks, n_channels, adstock, saturation, l_max, seed, start
+    )
+    t, c = spend.shape
+    baseline = 0.15 * tt + season + 0.12 * event
+    w = rng.uniform(0.5, 1.5, c)
+    beta = w / w.sum() * -np.log1p(-media_share) / np.maximum(sat.mean(axis=0), 1e-9)
+    media = sat * beta  # (T, C) log-scale terms
+    target_scale = 1e5
+    mu = baseline + media.sum(axis=1)
+    y = target_scale * np.exp(mu + noise * rng.standard_normal(t))
+    level = target_scale * np.exp(mu + 0.5 * noise**2)
+    contribution = level[:, None] * -np.expm1(-media)
+    df = pd.DataFrame({"date": dates, "sales": y})
+    for j, ch in enumerate(channels):
+        df[ch] = spend[:, j]
+    df["event"] = event
+    truth = SyntheticTruth(
+        channels=tuple(channels),
+        adstock=adstock,
+        saturation=saturation,
+        l_max=l_max,
+        adstock_params=a_params,
+        saturation_params=s_params,
+        beta=beta,
+        target_scale=target_scale,
+        contribution=contribution,
+        roas=contribution.sum(axis=0) / spend.sum(axis=0),
+        extra={"log_target": True, "noise_sd_log": noise},
     )
     return df, truth
 

@@ -1,0 +1,167 @@
+"""The multiplicative (log-target) model: fit, counterfactual contributions and ROAS,
+the per-date decomposition, forecasts, save / load and what it refuses clearly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastmmm import MMM, ModelSpec
+from fastmmm.results import MMMResult
+from fastmmm.synthetic import make_multiplicative_dataset
+
+
+def _spec(truth, **kw) -> ModelSpec:
+    base = dict(
+        date_column="date",
+        target="sales",
+        channels=list(truth.channels),
+        controls=["event"],
+        saturation="hill",
+        log_target=True,
+    )
+    return ModelSpec(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_multiplicative_dataset(130, 4, seed=5)
+
+
+@pytest.fixture(scope="module")
+def fit(data):
+    df, truth = data
+    return MMM(_spec(truth)).fit(df, draws=500, tune=500, chains=2, seed=3, holdout_weeks=8, progress=False)
+
+
+def test_fits_on_the_fast_path_cleanly(fit):
+    assert fit.backend == "rust"
+    v = fit.validate()
+    assert v.divergences == 0 and v.rhat_max < 1.02
+    assert v.mape_in_sample < 0.06 and v.mape_holdout < 0.10
+
+
+def test_contributions_are_counterfactual_in_original_units(fit):
+    """channel_summary's contribution = sum_t E[y_t] - E[y_t | the channel's term removed],
+    E = exp(mu + sigma^2 / 2) * target_scale, computed here from the draws directly."""
+    ts = fit.data.scales.target_scale
+    mu = fit.posterior.flat("mu")
+    sigma = fit.posterior.flat("sigma")[:, None]
+    m = fit.posterior.flat("channel_contribution")
+    level = np.exp(mu + sigma**2 / 2) * ts
+    want = np.stack(
+        [(level - np.exp(mu - m[:, :, c] + sigma**2 / 2) * ts).sum(axis=1) for c in range(m.shape[2])], axis=1
+    )
+    cs = fit.channel_summary()
+    np.testing.assert_allclose(cs["contribution_mean"].to_numpy(), want.mean(axis=0), rtol=1e-10)
+    spend = np.asarray(fit.data.spend).sum(axis=0)
+    np.testing.assert_allclose(cs["roas_mean"].to_numpy(), (want / spend).mean(axis=0), rtol=1e-10)
+    # the same quantity from the response machinery: multiplier 1 is the fitted spend, 0 none
+    tot = fit.contribution_totals([0.0, 1.0, 1.5])
+    np.testing.assert_allclose(tot[:, 1], want, rtol=1e-10)
+    assert np.all(tot[:, 0] == 0.0)
+    assert np.all(tot[:, 2] > tot[:, 1])  # more spend, more sales
+    assert np.all(cs["mroas_mean"] > 0)
+
+
+def test_contributions_over_time_sum_to_the_fitted_sales_on_every_date(fit):
+    cot = fit.contributions_over_time()
+    assert list(cot.columns) == ["baseline", *fit.channels, "fitted"]
+    parts = cot.drop(columns="fitted").sum(axis=1).to_numpy()
+    np.testing.assert_allclose(parts, cot["fitted"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(cot["fitted"].to_numpy(), fit.fitted()["mean"].to_numpy(), rtol=1e-12)
+    assert (cot[fit.channels].to_numpy() >= 0).all() and (cot["baseline"] > 0).all()
+
+
+def test_forecast_carries_over_and_is_in_original_units(fit, data):
+    df, _ = data
+    hold = df.tail(8)
+    pred = fit.predict(hold, seed=1)
+    assert list(pred.index) == list(pd.DatetimeIndex(hold["date"]))
+    rel = np.abs(pred["mean"] / hold["sales"].to_numpy() - 1)
+    assert rel.mean() < 0.10
+    assert ((pred["low"] < pred["mean"]) & (pred["mean"] < pred["high"])).all()
+    # the forecast weeks' own spend raises the forecast (no channel has a negative effect)
+    dark = fit.predict(hold.assign(**dict.fromkeys(fit.channels, 0.0)), seed=1)
+    assert (pred["mean"] > dark["mean"]).all()
+
+
+def test_recovers_the_counterfactual_truth(fit, data):
+    _, truth = data
+    cs = fit.channel_summary()
+    covered = (cs["roas_low"] <= truth.roas) & (truth.roas <= cs["roas_high"])
+    assert covered.sum() >= 3
+    assert np.median(np.abs(cs["roas_mean"] / truth.roas - 1)) < 0.25
+
+
+def test_save_load_keeps_the_summary(fit, tmp_path):
+    fit.save(tmp_path / "m")
+    back = MMMResult.load(tmp_path / "m")
+    assert back.spec.log_target
+    a, b = fit.summary(), back.summary()
+    for ch in fit.channels:
+        for q in ("roas", "mroas", "contribution"):
+            assert b["channels"][ch][q]["mean"] == pytest.approx(a["channels"][ch][q]["mean"], rel=1e-9)
+    json.dumps(b)
+
+
+def test_budget_optimisation_is_refused_clearly(fit):
+    with pytest.raises(NotImplementedError, match="log_target"):
+        fit.optimize_budget(1e6, weeks=8)
+    with pytest.raises(ValueError, match="log_target"):
+        fit.media_contributions(np.asarray(fit.data.spend))
+
+
+def test_share_prior_has_no_meaning_on_the_log_scale(data):
+    _, truth = data
+    with pytest.raises(ValueError, match="media_prior='share'"):
+        _spec(truth, media_prior="share")
+
+
+def test_cli_fit_log_target(data, tmp_path):
+    from fastmmm.cli import main
+
+    df, truth = data
+    csv = tmp_path / "d.csv"
+    df.to_csv(csv, index=False)
+    args = ["fit", str(csv), "--date-column", "date", "--target", "sales", "--controls", "event"]
+    args += ["--channels", ",".join(truth.channels), "--saturation", "hill", "--log-target"]
+    args += [
+        "--draws",
+        "200",
+        "--tune",
+        "200",
+        "--seed",
+        "1",
+        "--no-report",
+        "--quiet",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert set(summary["channels"]) == set(truth.channels)
+    cot = pd.read_csv(tmp_path / "o" / "contributions.csv")
+    assert "baseline" in cot.columns
+    meta = json.loads((tmp_path / "o" / "model" / "meta.json").read_text())
+    assert meta["spec"]["log_target"] is True
+
+
+@pytest.mark.slow
+def test_recovery_over_datasets():
+    """Five multiplicative datasets: 95% ROAS intervals cover >= 90% of channels, median
+    absolute ROAS error <= 15%, no divergences, R-hat < 1.01 (as bench_log_target)."""
+    covered, errors = [], []
+    for seed in range(5):
+        df, truth = make_multiplicative_dataset(156, 5, seed=100 + seed)
+        r = MMM(_spec(truth)).fit(df, draws=1000, tune=1000, chains=2, seed=seed, progress=False)
+        v = r.validate()
+        assert v.divergences == 0 and v.rhat_max < 1.01
+        cs = r.channel_summary()
+        covered += list((cs["roas_low"] <= truth.roas) & (truth.roas <= cs["roas_high"]))
+        errors += list(np.abs(cs["roas_mean"] / truth.roas - 1))
+    assert np.mean(covered) >= 0.9
+    assert np.median(errors) <= 0.15

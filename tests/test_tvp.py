@@ -409,7 +409,7 @@ class TestResultsOnPriorDraws:
         spend = np.asarray(data.spend, dtype=float)
         contrib = r._draws("channel_contribution") * scale
         np.testing.assert_allclose(r.media_contributions(spend), contrib, rtol=1e-8)
-        static = r._static_media_contributions(spend)
+        static = r._static_media_contributions(spend) * scale  # model scale -> original units
         np.testing.assert_allclose(static * mult[:, :, None], contrib, rtol=1e-8)
         assert np.ptp(mult) > 0.01  # the check is not vacuous
         cot = r.contributions_over_time()
@@ -428,7 +428,7 @@ class TestResultsOnPriorDraws:
         mu = mu + r._draws("gamma_control") @ np.asarray(hold.controls_scaled).T
         mu = mu + tvp.hsgp_effect(r, "intercept", hold.trend)
         full = np.vstack([np.asarray(r.data.spend), np.asarray(hold.spend)])
-        media = r._static_media_contributions(full)[:, -6:].sum(axis=2) / scale
+        media = r._static_media_contributions(full)[:, -6:].sum(axis=2)  # model scale
         mu = mu + media * r.media_multiplier_draws(hold.trend)
         np.testing.assert_allclose(pred["mean"], mu.mean(axis=0) * scale, rtol=1e-9)
         # From a DataFrame without the target.

@@ -59,12 +59,40 @@ def test_contributions_are_counterfactual_in_original_units(fit):
     np.testing.assert_allclose(cs["contribution_mean"].to_numpy(), want.mean(axis=0), rtol=1e-10)
     spend = np.asarray(fit.data.spend).sum(axis=0)
     np.testing.assert_allclose(cs["roas_mean"].to_numpy(), (want / spend).mean(axis=0), rtol=1e-10)
-    # the same quantity from the response machinery: multiplier 1 is the fitted spend, 0 none
-    tot = fit.contribution_totals([0.0, 1.0, 1.5])
+    # the same quantity from the response machinery: multiplier 1 is the fitted spend, 0 none;
+    # 1 + 1e-9 takes the general path (media terms recomputed from the kernels)
+    tot = fit.contribution_totals([0.0, 1.0, 1.0 + 1e-9, 1.5])
     np.testing.assert_allclose(tot[:, 1], want, rtol=1e-10)
+    np.testing.assert_allclose(tot[:, 2], want, rtol=1e-7)
     assert np.all(tot[:, 0] == 0.0)
-    assert np.all(tot[:, 2] > tot[:, 1])  # more spend, more sales
-    assert np.all(cs["mroas_mean"] > 0)
+    # at 1.5x spend: sum_t level * exp(-m) * (exp(m(1.5)) - 1), m(1.5) from the numpy kernels
+    from fastmmm import kernels as K
+
+    xs = np.asarray(fit.data.spend) * 1.5 / np.asarray(fit.data.scales.channel_scale)
+    (d,) = fit._designs()
+    a, sp = fit._kernel_params(d)
+    sat, _ = K.media_transform(
+        np.broadcast_to(xs, (len(mu),) + xs.shape),
+        d.adstock,
+        d.saturation,
+        a,
+        sp,
+        l_max=d.l_max,
+        normalize=d.normalize,
+    )
+    m15 = sat * fit.posterior.flat("beta")[:, None, :]
+    want15 = np.einsum("st,stc->sc", level, np.exp(-m) * np.expm1(m15))
+    np.testing.assert_allclose(tot[:, 3], want15, rtol=1e-9)
+    assert np.all(tot[:, 3] > tot[:, 1])  # more spend, more sales
+    # marginal ROAS: 1% more spend, per unit of that spend
+    t101 = fit.contribution_totals([1.0, 1.01])
+    np.testing.assert_allclose(
+        cs["mroas_mean"].to_numpy(), ((t101[:, 1] - t101[:, 0]) / (0.01 * spend)).mean(axis=0), rtol=1e-10
+    )
+    # thinned draws keep each draw's own sigma
+    thin = fit.contribution_totals([1.0], max_draws=100)[:, 0]
+    step = len(mu) // 100
+    np.testing.assert_allclose(thin, want[::step][: len(thin)], rtol=1e-10)
 
 
 def test_contributions_over_time_sum_to_the_fitted_sales_on_every_date(fit):
@@ -97,6 +125,28 @@ def test_recovers_the_counterfactual_truth(fit, data):
     assert np.median(np.abs(cs["roas_mean"] / truth.roas - 1)) < 0.25
 
 
+def test_decomposition_sums_also_with_negative_media_terms(data):
+    """A sign-free beta prior lets a channel's log-scale term be negative: the split of the
+    joint media effect still sums to the fitted level and keeps each term's sign."""
+    df, truth = data
+    # a channel that does nothing, with a prior that allows a negative effect
+    noise = np.random.default_rng(0).gamma(2.0, 5e3, len(df))
+    spec = _spec(
+        truth,
+        channels=[*truth.channels, "noise"],
+        priors={"beta": "Normal(mu=0, sigma=1)"},
+    )
+    r = MMM(spec).fit(df.assign(noise=noise), draws=300, tune=300, chains=1, seed=2, progress=False)
+    m = r.posterior.flat("channel_contribution")
+    assert (m[:, :, -1] < 0).mean() > 0.05  # the check is not vacuous
+    cot = r.contributions_over_time()
+    np.testing.assert_allclose(cot.drop(columns="fitted").sum(axis=1), r.fitted()["mean"], rtol=1e-10)
+    level = r._expected_level(r.posterior.flat("mu"))
+    total = m.sum(axis=2)
+    want = (level[:, :, None] * m * (-np.expm1(-total) / total)[:, :, None]).mean(axis=0)
+    np.testing.assert_allclose(cot[r.channels].to_numpy(), want, rtol=1e-8)
+
+
 def test_save_load_keeps_the_summary(fit, tmp_path):
     fit.save(tmp_path / "m")
     back = MMMResult.load(tmp_path / "m")
@@ -108,11 +158,32 @@ def test_save_load_keeps_the_summary(fit, tmp_path):
     json.dumps(b)
 
 
-def test_budget_optimisation_is_refused_clearly(fit):
+def test_budget_optimisation_and_lift_are_refused_clearly(fit, tmp_path, capsys):
+    from fastmmm.cli import main
+    from fastmmm.lift import modelled_lift
+
     with pytest.raises(NotImplementedError, match="log_target"):
         fit.optimize_budget(1e6, weeks=8)
     with pytest.raises(ValueError, match="log_target"):
         fit.media_contributions(np.asarray(fit.data.spend))
+    with pytest.raises(NotImplementedError, match="log_target"):
+        modelled_lift(fit)
+    fit.save(tmp_path / "m")
+    code = main(
+        [
+            "optimize",
+            str(tmp_path / "m"),
+            "--budget",
+            "100000",
+            "--weeks",
+            "8",
+            "--out",
+            str(tmp_path / "a.json"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "log_target" in err and "Traceback" not in err
+    assert not (tmp_path / "a.json").exists()
 
 
 def test_share_prior_has_no_meaning_on_the_log_scale(data):

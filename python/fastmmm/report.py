@@ -671,6 +671,12 @@ def _channel_table(result) -> str:
         "the training period (contribution includes carry-over); ROAS = contribution / spend; "
         "mROAS = extra contribution per extra unit of spend at the current level (1% more spend)."
     )
+    if getattr(result.spec, "log_target", False):
+        note += (
+            " Multiplicative model: a contribution is the expected sales minus those without the "
+            "channel (counterfactual); mROAS and response curves count the fitted dates only (no "
+            "carry-over past the last one)."
+        )
     return f'<table class="grid">\n{head}\n' + "\n".join(rows) + f'\n</table>\n<p class="note">{_e(note)}</p>'
 
 

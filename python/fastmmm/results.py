@@ -260,7 +260,9 @@ class MMMResult:
         time-varying intercept ``intercept + f(t)``, original target units;
         with ``time_varying_intercept``; ``f`` has no linear part in-sample, which
         the trend carries) and ``media_multiplier_{mean,low,high}``
-        (``exp(g(t))``; with ``time_varying_media``).
+        (``exp(g(t))``; with ``time_varying_media``). With ``log_target`` the
+        intercept columns are the level factor ``exp(intercept + f(t)) *
+        target_scale`` (without trend, seasonality, controls or the noise term).
         """
         from fastmmm.tvp import hsgp_effect, parts
 
@@ -439,11 +441,13 @@ class MMMResult:
         level = self._expected_level(self._draws("mu"))  # (S, T)
         m = self._draws("channel_contribution")  # (S, T, C) log-scale media terms
         total = m.sum(axis=2)
-        media = level * -np.expm1(-total)
+        # Channel c's part of the joint effect level * (1 - exp(-M)) is level * m_c * g(M) with
+        # g(M) = (1 - exp(-M)) / M (g(0) = 1): exact for terms of any sign, also where M ~ 0.
+        small = np.abs(total) < 1e-8
         with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(total[:, :, None] > 0, m / total[:, :, None], 0.0)
+            g = np.where(small, 1.0 - 0.5 * total, -np.expm1(-total) / np.where(small, 1.0, total))
         cols = {"baseline": (level * np.exp(-total)).mean(axis=0)}
-        per_channel = (media[:, :, None] * share).mean(axis=0)
+        per_channel = ((level * g)[:, :, None] * m).mean(axis=0)
         for c, ch in enumerate(self.channels):
             cols[ch] = per_channel[:, c]
         df = pd.DataFrame(cols, index=pd.DatetimeIndex(self.data.dates, name="date"))
@@ -529,7 +533,10 @@ class MMMResult:
         One batched Rust evaluation over the draws (``fastmmm._core.contribution_totals``):
         channels do not interact, so one scaled copy of the spend serves every channel.
         ``max_draws`` evenly thins the draws. With a time-varying media multiplier the
-        multiplier of each date applies (a per-period evaluation).
+        multiplier of each date applies (a per-period evaluation). With ``log_target``
+        the totals are counterfactual over the training dates only (no carry-over past
+        their end: the baseline it would multiply is not fitted there), see
+        :meth:`_log_contribution_totals`.
         """
         mult = np.asarray(multipliers, dtype=float).reshape(-1)
         spend = np.asarray(self.data.spend, dtype=float)
@@ -599,7 +606,8 @@ class MMMResult:
 
         Columns channel, multiplier, spend (total over the training period,
         original units), mean, low, high (the channel's contribution over the
-        period plus its carry-over, with the ``interval`` of the draws; up to
+        period plus its carry-over (log target: over the period only), with the ``interval``
+        of the draws; up to
         ``max_draws`` draws, evenly thinned).
         """
         mult = np.linspace(0.0, 2.0, 21) if multipliers is None else np.asarray(multipliers, dtype=float)
@@ -654,14 +662,7 @@ class MMMResult:
         """
         from fastmmm.optimize import PosteriorResponse, optimize_budget
 
-        if self.spec.log_target:
-            # The response kernel adds channel contributions; on the log model channels
-            # multiply one another and the forecast baseline, which it does not evaluate yet.
-            raise NotImplementedError(
-                "budget optimisation of a log_target model is not supported yet (its channels "
-                "multiply the baseline and one another); optimise an additive fit"
-            )
-        model = PosteriorResponse.from_result(self, max_draws=max_draws)
+        model = PosteriorResponse.from_result(self, max_draws=max_draws)  # refuses log_target
         return optimize_budget(
             model, total, weeks, bounds=bounds, objective=objective, pattern=pattern, interval=interval
         )

@@ -269,6 +269,8 @@ def true_lift(
     definition of :mod:`fastmmm.lift`): ``periods * beta_c * (f_c(x1) -
     f_c(x0)) * target_scale`` with ``f_c`` the true media transform.
     """
+    if truth.extra.get("log_target"):
+        raise ValueError("true_lift: the truth of make_multiplicative_dataset has no additive lift")
     c = list(truth.channels).index(channel)
     spend_scale = np.asarray(truth.extra["spend_scale"], dtype=float)
     steady = truth.l_max + 1

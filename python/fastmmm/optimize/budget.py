@@ -149,6 +149,13 @@ class PosteriorResponse:
         """
         from fastmmm.layout import media_designs
 
+        if getattr(result.spec, "log_target", False):
+            # The response kernel adds channel contributions; on the log model channels
+            # multiply one another and the forecast baseline, which it does not evaluate yet.
+            raise NotImplementedError(
+                "budget optimisation of a log_target model is not supported yet (its channels "
+                "multiply the baseline and one another); optimise an additive fit"
+            )
         n = result.n_draws
         sel = slice(None) if max_draws is None or max_draws >= n else slice(0, n, max(1, n // max_draws))
         beta = result._draws("beta")[sel]

@@ -265,7 +265,9 @@ def test_logp_matches_pymc(synth, adstock, saturation, likelihood, extra):
 def test_log_target_logp_matches_pymc(synth, adstock, saturation, likelihood, extra):
     """The multiplicative model: the same terms on log(y / mean y), Rust == PyMC."""
     df, truth = synth
-    spec = _spec(truth, adstock=adstock, saturation=saturation, likelihood=likelihood, log_target=True, **extra)
+    spec = _spec(
+        truth, adstock=adstock, saturation=saturation, likelihood=likelihood, log_target=True, **extra
+    )
     assert fp.supported(spec) == (True, "")
     check_against_pymc(df, spec)
 

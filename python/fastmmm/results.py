@@ -484,22 +484,8 @@ class MMMResult:
         when the target is present.
         """
         nd = new if isinstance(new, PreparedData) else self.data.transform_new(new)
-        post = self.posterior
-        s = self.n_draws
         t_new = len(nd.dates)
-        base = np.zeros((s, t_new))
-        if "intercept" in post:
-            base += self._draws("intercept")[:, None]
-        if "trend" in post:
-            base += self._draws("trend")[:, None] * np.asarray(nd.trend)[None, :]
-        if "gamma_fourier" in post:
-            base += self._draws("gamma_fourier") @ np.asarray(nd.fourier).T
-        if "gamma_control" in post:
-            base += self._draws("gamma_control") @ np.asarray(nd.controls_scaled).T
-        if self.spec.time_varying_intercept:
-            from fastmmm.tvp import hsgp_effect
-
-            base += hsgp_effect(self, "intercept", np.asarray(nd.trend))
+        base = self.baseline_draws(nd)
         hist = np.asarray(self.data.spend, dtype=float)
         full = np.vstack([hist, np.asarray(nd.spend, dtype=float)])
         dates = (
@@ -525,6 +511,40 @@ class MMMResult:
         if y is not None and len(y) == t_new and np.all(np.isfinite(y)):
             out["actual"] = np.asarray(y)
         return out
+
+    def baseline_draws(self, new: PreparedData, *, draws: slice | None = None) -> np.ndarray:
+        """(S, T_new) everything but media on the model scale at the rows of ``new`` (prepared
+        with the training scales, ``self.data.transform_new``): intercept, trend,
+        seasonality, controls and the time-varying intercept's GP at those dates."""
+        sel = draws if draws is not None else slice(None)
+        post = self.posterior
+        base = np.zeros((self._draws("sigma")[sel].shape[0], len(new.dates)))
+        if "intercept" in post:
+            base += self._draws("intercept")[sel, None]
+        if "trend" in post:
+            base += self._draws("trend")[sel, None] * np.asarray(new.trend)[None, :]
+        if "gamma_fourier" in post:
+            base += self._draws("gamma_fourier")[sel] @ np.asarray(new.fourier).T
+        if "gamma_control" in post:
+            base += self._draws("gamma_control")[sel] @ np.asarray(new.controls_scaled).T
+        if self.spec.time_varying_intercept:
+            from fastmmm.tvp import hsgp_effect
+
+            base += hsgp_effect(self, "intercept", np.asarray(new.trend), draws=draws)
+        return base
+
+    def future_rows(self, periods: int) -> PreparedData:
+        """The ``periods`` dates after the training data, prepared with the training scales:
+        no spend, controls at their training means (what a plan's baseline is valued at)."""
+        period = self.data.scales.period
+        last = pd.DatetimeIndex(self.data.dates)[-1]
+        dates = pd.DatetimeIndex([last + period * (i + 1) for i in range(int(periods))])
+        df = pd.DataFrame({self.spec.date_column: dates})
+        for ch in self.channels:
+            df[ch] = 0.0
+        for k, name in enumerate(self.spec.controls):
+            df[name] = float(np.asarray(self.data.scales.control_mean)[k])
+        return self.data.transform_new(df)
 
     def contribution_totals(self, multipliers, *, max_draws: int | None = None) -> np.ndarray:
         """Total contribution of every channel, training window plus carry-over, when its

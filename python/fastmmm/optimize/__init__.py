@@ -1,5 +1,11 @@
 """Budget optimisation over the posterior (Rust response kernels + scipy)."""
 
-from fastmmm.optimize.budget import BudgetResult, PosteriorResponse, ResponseModel, optimize_budget
+from fastmmm.optimize.budget import (
+    BudgetResult,
+    LogTargetResponse,
+    PosteriorResponse,
+    ResponseModel,
+    optimize_budget,
+)
 
-__all__ = ["BudgetResult", "PosteriorResponse", "ResponseModel", "optimize_budget"]
+__all__ = ["BudgetResult", "LogTargetResponse", "PosteriorResponse", "ResponseModel", "optimize_budget"]

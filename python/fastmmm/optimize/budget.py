@@ -27,6 +27,7 @@ from fastmmm import _core
 __all__ = [
     "ResponseModel",
     "PosteriorResponse",
+    "LogTargetResponse",
     "BudgetResult",
     "optimize_budget",
     "parse_objective",
@@ -147,57 +148,19 @@ class PosteriorResponse:
         per draw and channel). ``result.time_varying(future_dates)`` shows how
         the GP itself extrapolates.
         """
-        from fastmmm.layout import media_designs
-
         if getattr(result.spec, "log_target", False):
-            # The response kernel adds channel contributions; on the log model channels
-            # multiply one another and the forecast baseline, which it does not evaluate yet.
-            raise NotImplementedError(
-                "budget optimisation of a log_target model is not supported yet (its channels "
-                "multiply the baseline and one another); optimise an additive fit"
+            return LogTargetResponse.from_result(
+                result, max_draws=max_draws, multiplier_weeks=multiplier_weeks
             )
-        n = result.n_draws
-        sel = slice(None) if max_draws is None or max_draws >= n else slice(0, n, max(1, n // max_draws))
-        beta = result._draws("beta")[sel]
-        if getattr(result.spec, "time_varying_media", False):
-            from fastmmm.tvp import periods_per_week
-
-            if (
-                isinstance(multiplier_weeks, bool)
-                or not isinstance(multiplier_weeks, (int, np.integer))
-                or multiplier_weeks < 1
-            ):
-                raise ValueError(f"multiplier_weeks: must be an integer >= 1, got {multiplier_weeks!r}")
-            t = len(result.data.dates)
-            k = min(t, round(multiplier_weeks * periods_per_week(result.data.frequency)))
-            trend = np.arange(t - k, t, dtype=float) / float(result.data.scales.trend_span)
-            beta = beta * result.media_multiplier_draws(trend, draws=sel).mean(axis=1)[:, None]
-        groups = []
-        for d in media_designs(result.spec):
-            a, s = result._kernel_params(d)
-            cols = list(d.channels)
-            groups.append(
-                _Group(
-                    d.adstock,
-                    d.saturation,
-                    int(d.l_max),
-                    d.normalize,
-                    cols,
-                    tuple(np.ascontiguousarray(p[sel]) for p in a),
-                    tuple(np.ascontiguousarray(p[sel]) for p in s),
-                    np.ascontiguousarray(beta[:, cols]),
-                )
-            )
-        spend = np.asarray(result.data.spend, dtype=float)
-        lh = int(result.spec.l_max)
+        _, groups, history, tail, avg = _result_parts(result, max_draws, multiplier_weeks)
         return cls(
             result.channels,
             groups,
             np.asarray(result.data.scales.channel_scale, dtype=float),
             float(result.data.scales.target_scale),
-            spend[-lh:],
-            lh,
-            spend.mean(axis=0),
+            history,
+            tail,
+            avg,
         )
 
     def average_weekly_spend(self) -> np.ndarray:
@@ -230,6 +193,129 @@ class PosteriorResponse:
             resp += r
             grad[:, :, g.cols] += gr
         return resp * self.target_scale, grad * (self.target_scale / self.channel_scale)
+
+
+class LogTargetResponse(PosteriorResponse):
+    """Response over posterior draws for the multiplicative (log-target) model.
+
+    For draw ``s`` the expected target at a period ``t`` after the training data is
+    ``L[s, t] * exp(M[s, t])``: ``L`` the baseline level there (intercept, trend,
+    seasonality, controls at their means and the time-varying intercept, times
+    ``exp(sigma^2 / 2)`` and the target scale) and ``M`` the sum of the channels' log-scale
+    media terms of ``[history; plan; zeros]``. The response of a plan is what it adds over
+    the plan and ``tail`` periods after it: ``sum_t L (exp(M) - exp(M0))``, ``M0`` the media
+    terms of the history alone (its carry-over). Channels multiply one another here, so the
+    media terms and their spend gradient come from the fused Rust kernels batched over all
+    draws (:func:`fastmmm.kernels.media_transform` / ``_vjp``), combined in numpy.
+    """
+
+    def __init__(self, channels, groups, channel_scale, target_scale, history, tail, avg_spend, level_at):
+        super().__init__(channels, groups, channel_scale, target_scale, history, tail, avg_spend)
+        # level_at(n) -> (S, n) baseline level at the n periods after the training data.
+        self._level_at = level_at
+        self._levels = np.zeros((self.n_draws, 0))
+
+    @classmethod
+    def from_result(cls, result, max_draws: int | None = None, multiplier_weeks: int = 13):
+        if not getattr(result.spec, "log_target", False):
+            raise ValueError("LogTargetResponse: the result is not a log_target model")
+        sel, groups, history, tail, avg = _result_parts(result, max_draws, multiplier_weeks)
+        half_var = 0.5 * np.square(result._draws("sigma")[sel])[:, None]
+        ts = float(result.data.scales.target_scale)
+
+        def level_at(periods: int) -> np.ndarray:
+            base = result.baseline_draws(result.future_rows(periods), draws=sel)
+            return np.exp(base + half_var)
+
+        # The kernels' outputs are log-scale terms: the target scale enters through the level.
+        cs = np.asarray(result.data.scales.channel_scale, dtype=float)
+        return cls(result.channels, groups, cs, ts, history, tail, avg, level_at)
+
+    def _level(self, n: int) -> np.ndarray:
+        if self._levels.shape[1] < n:
+            self._levels = self._level_at(n)
+        return self._levels[:, :n]
+
+    def response(self, plan: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from fastmmm import kernels as K
+
+        plan = np.asarray(plan, dtype=float)
+        h, c = plan.shape
+        if c != len(self.channels):
+            raise ValueError(f"plan: expected {len(self.channels)} channels, got {c}")
+        lh, s = self.history.shape[0], self.n_draws
+        series = np.vstack([self.history, plan, np.zeros((self.tail, c))]) / self.channel_scale
+        base_series = series.copy()
+        base_series[lh : lh + h] = 0.0
+        n = h + self.tail
+        level = self._level(n)  # (S, n)
+        m = np.zeros((s, lh + n))
+        m0 = np.zeros((s, lh + n))
+        parts = []
+        for g in self.groups:
+            x = np.broadcast_to(series[:, g.cols], (s, lh + n, len(g.cols)))
+            x0 = np.broadcast_to(base_series[:, g.cols], x.shape)
+            kw = dict(l_max=g.l_max, normalize=g.normalize)
+            y, cache = K.media_transform(x, g.adstock, g.saturation, g.a, g.s, **kw)
+            y0, _ = K.media_transform(x0, g.adstock, g.saturation, g.a, g.s, **kw)
+            m += np.einsum("stc,sc->st", y, g.beta)
+            m0 += np.einsum("stc,sc->st", y0, g.beta)
+            parts.append((g, x, cache, kw))
+        with_plan = level * np.exp(m[:, lh:])
+        resp = (with_plan - level * np.exp(m0[:, lh:])).sum(axis=1) * self.target_scale
+        grad = np.zeros((s, h, c))
+        for g, x, cache, kw in parts:
+            cot = np.zeros(x.shape)
+            cot[:, lh:, :] = with_plan[:, :, None] * g.beta[:, None, :]
+            gx, _, _ = K.media_transform_vjp(
+                x, cot, cache, g.adstock, g.saturation, g.a, g.s, want_gx=True, **kw
+            )
+            grad[:, :, g.cols] = gx[:, lh : lh + h, :]
+        return resp, grad * (self.target_scale / self.channel_scale)
+
+
+def _result_parts(result, max_draws, multiplier_weeks):
+    """What a response model takes from a fitted result: the draws used (a slice), the
+    channel groups with their (S, Cg) kernel parameters and beta (times the recent media
+    multiplier with ``time_varying_media``), the last ``l_max`` periods of spend, the tail
+    length and the average spend per period."""
+    from fastmmm.layout import media_designs
+
+    n = result.n_draws
+    sel = slice(None) if max_draws is None or max_draws >= n else slice(0, n, max(1, n // max_draws))
+    beta = result._draws("beta")[sel]
+    if getattr(result.spec, "time_varying_media", False):
+        from fastmmm.tvp import periods_per_week
+
+        if (
+            isinstance(multiplier_weeks, bool)
+            or not isinstance(multiplier_weeks, (int, np.integer))
+            or multiplier_weeks < 1
+        ):
+            raise ValueError(f"multiplier_weeks: must be an integer >= 1, got {multiplier_weeks!r}")
+        t = len(result.data.dates)
+        k = min(t, round(multiplier_weeks * periods_per_week(result.data.frequency)))
+        trend = np.arange(t - k, t, dtype=float) / float(result.data.scales.trend_span)
+        beta = beta * result.media_multiplier_draws(trend, draws=sel).mean(axis=1)[:, None]
+    groups = []
+    for d in media_designs(result.spec):
+        a, s = result._kernel_params(d)
+        cols = list(d.channels)
+        groups.append(
+            _Group(
+                d.adstock,
+                d.saturation,
+                int(d.l_max),
+                d.normalize,
+                cols,
+                tuple(np.ascontiguousarray(p[sel]) for p in a),
+                tuple(np.ascontiguousarray(p[sel]) for p in s),
+                np.ascontiguousarray(beta[:, cols]),
+            )
+        )
+    spend = np.asarray(result.data.spend, dtype=float)
+    lh = int(result.spec.l_max)
+    return sel, groups, spend[-lh:], lh, spend.mean(axis=0)
 
 
 @dataclass

@@ -122,7 +122,6 @@ def main(argv=None) -> int:
     ap.add_argument("--no-save", action="store_true", help="do not write benches/results/batch.*")
     args = ap.parse_args(argv)
 
-    from fastmmm import __version__
     from fastmmm.spec import ModelSpec
     from fastmmm.synthetic import CHANNEL_NAMES
 
@@ -181,29 +180,42 @@ def main(argv=None) -> int:
             f"{r['fit_many_in_process_per_min']:>17.1f}{r['ratio_in_process']:>6.2f}x{r['max_abs_roas_diff']:>11.1e}"
         )
     if not args.no_save:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _meta import cpu_name, versions
+
         RESULTS.mkdir(exist_ok=True)
         meta = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "fastmmm": __version__,
-            "python": sys.version.split()[0],
+            "cpu": cpu_name(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
+            "versions": versions(),
             "args": vars(args),
         }
+        for r in rows:
+            r["run"] = {k: meta[k] for k in ("date", "cpu", "versions")}
+        # Keep the stored rows of the backends not run now (each row carries its own run).
+        ran = {r["backend"] for r in rows}
+        old = RESULTS / "batch.json"
+        if old.exists():
+            kept = [r for r in json.loads(old.read_text()).get("rows", []) if r.get("backend") not in ran]
+            rows = [r for r in kept if "run" in r] + rows
         (RESULTS / "batch.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
         title = (
-            f"# fit_many vs one-by-one fits ({n} brands x {args.weeks} weeks x {args.channels} channels, "
+            f"# fit_many vs one-by-one fits ({args.weeks} weeks x {args.channels} channels, "
             f"draws {args.draws}, tune {args.tune}, chains {args.chains}; {os.cpu_count()} CPUs)"
         )
         header = (
-            "| backend | one by one (s) | of which fitting (s) | fit_many local pool (s) | ratio "
-            "| fit_many executor=None (s) | ratio | compiles in the pool |"
+            "| backend | brands | one by one (s) | of which fitting (s) | fit_many local pool (s) | ratio "
+            "| fit_many executor=None (s) | ratio | compiles in the pool | run |"
         )
-        md = [title, "", header, "|---|---|---|---|---|---|---|---|"]
+        md = [title, "", header, "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
+            v = r["run"]["versions"]
+            run = f"{r['run']['date']}, {r['run']['cpu']}, python {v['python']}, pytensor {v['pytensor']}, nutpie {v['nutpie']}"
             md.append(
-                f"| {r['backend']} | {r['one_by_one_s']} | {r['one_by_one_fit_only_s']} | {r['fit_many_s']} | "
-                f"{r['ratio']}x | {r['fit_many_in_process_s']} | {r['ratio_in_process']}x | {r['fit_many_compiles']} |"
+                f"| {r['backend']} | {r['brands']} | {r['one_by_one_s']} | {r['one_by_one_fit_only_s']} | {r['fit_many_s']} | "
+                f"{r['ratio']}x | {r['fit_many_in_process_s']} | {r['ratio_in_process']}x | {r['fit_many_compiles']} | {run} |"
             )
         (RESULTS / "batch.md").write_text("\n".join(md) + "\n")
     return 0

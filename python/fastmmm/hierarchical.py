@@ -426,8 +426,6 @@ class HierarchicalMMM:
             raise ValueError(f"group: must be a column name, got {group!r}")
         if group in (self.spec.date_column, self.spec.target, *self.spec.channels, *self.spec.controls):
             raise ValueError(f"group: column {group!r} already has a role in the spec")
-        if self.spec.log_target:
-            raise NotImplementedError("log_target=True is not implemented for the hierarchical model")
         if getattr(self.spec, "time_varying_intercept", False) or getattr(
             self.spec, "time_varying_media", False
         ):
@@ -497,6 +495,11 @@ class HierarchicalMMM:
                     raise DataError(f"group {name!r}: {e}") from None
             datas, holdouts = [p[0] for p in pairs], [p[1] for p in pairs]
         lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
+        if lift is not None and self.spec.log_target:
+            raise NotImplementedError(
+                "lift tests with log_target=True are not supported yet; calibrate the additive model "
+                "or fit the log-target model without lift tests"
+            )
         spec, pooled, pool_sd = self.spec, self.pooled, self.pool_sd
 
         def data_updates(model):
@@ -641,8 +644,20 @@ class HierarchicalResult:
         """(S, T, C) channel contributions of group ``g`` for a raw spend matrix (T, C), original units.
 
         Uses the group's posterior draws of its (pooled) adstock, saturation and
-        amplitude parameters; include history rows in ``spend`` for carry-over.
+        amplitude parameters; include history rows in ``spend`` for carry-over. On a
+        ``log_target`` model a contribution depends on the baseline it multiplies
+        (ValueError: use :meth:`contribution_draws`).
         """
+        if self.spec.log_target:
+            raise ValueError(
+                "media_contributions: on a log_target model a contribution depends on the baseline it "
+                "multiplies; use contribution_draws() or channel_summary()"
+            )
+        return self._media_effects(g, spend) * float(self.datas[g].scales.target_scale)
+
+    def _media_effects(self, g: int, spend: np.ndarray) -> np.ndarray:
+        """(S, T, C) media terms ``beta * sat`` of group ``g`` on the model scale (log-scale
+        effects with ``log_target``); see :meth:`media_contributions`."""
         from fastmmm.layout import FIXED_SATURATION_PARAMS, kappa_scale, media_designs
 
         d = media_designs(self.spec)[0]
@@ -675,7 +690,16 @@ class HierarchicalResult:
             l_max=d.l_max,
             normalize=d.normalize,
         )
-        return y * beta[:, None, :] * float(data.scales.target_scale)
+        return y * beta[:, None, :]
+
+    def _expected_level(self, mu: np.ndarray, g: int) -> np.ndarray:
+        """Expected target of group ``g`` in original units for model-scale means ``mu`` (S, T):
+        ``mu * scale``, or with ``log_target`` ``exp(mu + sigma_g^2 / 2) * scale`` (as
+        :meth:`fastmmm.results.MMMResult._expected_level`)."""
+        scale = float(self.datas[g].scales.target_scale)
+        if not self.spec.log_target:
+            return mu * scale
+        return np.exp(mu + 0.5 * np.square(self._draws("sigma")[:, g])[:, None]) * scale
 
     def predict(self, interval: float = 0.95, *, seed: int | None = None) -> pd.DataFrame:
         """Posterior predictive of the held-out periods of every group, original units.
@@ -690,7 +714,6 @@ class HierarchicalResult:
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
         frames = []
         for g, (name, tr, ho) in enumerate(zip(self.groups, self.datas, self.holdouts)):
-            scale = float(tr.scales.target_scale)
             t_new = len(ho.dates)
             base = 0.0
             if "intercept" in post:
@@ -709,20 +732,20 @@ class HierarchicalResult:
                 )
             hist = np.asarray(tr.spend, dtype=float)
             full = np.vstack([hist, np.asarray(ho.spend, dtype=float)])
-            media = self.media_contributions(g, full)[:, hist.shape[0] :, :].sum(axis=2) / scale
+            media = self._media_effects(g, full)[:, hist.shape[0] :, :].sum(axis=2)
             mu = base + media
             sigma = self._draws("sigma")[:, g, None]
             if self.spec.likelihood == "studentt":
                 noise = rng.standard_t(np.broadcast_to(self._draws("nu")[:, None], mu.shape))
             else:
                 noise = rng.standard_normal(mu.shape)
-            pp = (mu + sigma * noise) * scale
+            pp = tr.scales.unscale_target(mu + sigma * noise)
             frames.append(
                 pd.DataFrame(
                     {
                         self.group: name,
                         "date": pd.DatetimeIndex(ho.dates),
-                        "mean": mu.mean(axis=0) * scale,
+                        "mean": self._expected_level(mu, g).mean(axis=0),
                         "low": np.quantile(pp, lo, axis=0),
                         "high": np.quantile(pp, hi, axis=0),
                         "actual": np.asarray(ho.y, dtype=float),
@@ -735,9 +758,16 @@ class HierarchicalResult:
         return self.posterior.flat(name)
 
     def contribution_draws(self) -> np.ndarray:
-        """(S, G, T, C) channel contributions in each group's original target units."""
+        """(S, G, T, C) channel contributions in each group's original target units; with
+        ``log_target`` by counterfactual, ``E[y_gt] - E[y_gt | the channel's term removed]``
+        (as :meth:`fastmmm.results.MMMResult.channel_summary`)."""
+        m = self._draws("channel_contribution")
         scale = np.array([float(d.scales.target_scale) for d in self.datas])
-        return self._draws("channel_contribution") * scale[None, :, None, None]
+        if not self.spec.log_target:
+            return m * scale[None, :, None, None]
+        mu = self._draws("mu")
+        level = np.stack([self._expected_level(mu[:, g], g) for g in range(len(self.datas))], axis=1)
+        return level[..., None] * -np.expm1(-m)
 
     def roas_draws(self) -> np.ndarray:
         """(S, G, C) ROAS: contribution over the data window per unit of spend."""
@@ -799,7 +829,7 @@ class HierarchicalResult:
 
     def fitted(self) -> pd.DataFrame:
         """Posterior-mean fit per group and date, original units (columns group, date, actual, mean)."""
-        mu = self._draws("mu").mean(axis=0)
+        mu = self._draws("mu")
         frames = []
         for g, (name, d) in enumerate(zip(self.groups, self.datas)):
             frames.append(
@@ -808,7 +838,7 @@ class HierarchicalResult:
                         self.group: name,
                         "date": pd.DatetimeIndex(d.dates),
                         "actual": np.asarray(d.y, dtype=float),
-                        "mean": mu[g] * float(d.scales.target_scale),
+                        "mean": self._expected_level(mu[:, g], g).mean(axis=0),
                     }
                 )
             )

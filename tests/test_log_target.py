@@ -11,7 +11,7 @@ import pytest
 
 from fastmmm import MMM, ModelSpec
 from fastmmm.results import MMMResult
-from fastmmm.synthetic import make_multiplicative_dataset
+from fastmmm.synthetic import make_multiplicative_dataset, true_lift
 
 
 def _spec(truth, **kw) -> ModelSpec:
@@ -211,13 +211,77 @@ def test_cli_optimize_writes_the_allocation(fit, tmp_path):
     assert doc["expected_response"]["mean"] >= doc["current_response"]["mean"]
 
 
-def test_lift_and_direct_contributions_are_refused_clearly(fit):
+def _lift_table(df, truth, tests):
+    """Lift tests measured on the truth: (channel, first row, periods) at 1.5x mean spend."""
+    rows = []
+    for ch, start, n in tests:
+        x0 = float(df[ch].mean())
+        lift = true_lift(truth, ch, x0, 1.5 * x0, n, start=start)
+        end = df["date"].iloc[start + n - 1] + pd.Timedelta(days=6)
+        rows.append(
+            {"channel": ch, "spend_before": x0, "spend_after": 1.5 * x0, "lift": lift}
+            | {"lift_se": 0.1 * abs(lift), "start": df["date"].iloc[start], "end": end}
+        )
+    return pd.DataFrame(rows)
+
+
+def test_modelled_lift_is_the_sales_difference_at_the_tests_dates(fit, data):
+    """lift = periods * mean over the test's dates of E[y_t | without c] * (exp(b1) - exp(b0))."""
+    from fastmmm import kernels as K
+    from fastmmm.lift import modelled_lift, read_lift_tests
+
+    df, truth = data
+    table = _lift_table(df, truth, [("search", 40, 6), ("display", 90, 4)])
+    lift = read_lift_tests(table, fit.spec, frequency="W")
+    got = modelled_lift(fit, lift)
+    mu, sigma = fit.posterior.flat("mu"), fit.posterior.flat("sigma")
+    m, beta = fit.posterior.flat("channel_contribution"), fit.posterior.flat("beta")
+    (d,) = fit._designs()
+    a, sp = fit._kernel_params(d)
+    scale = np.asarray(fit.data.scales.channel_scale)
+    dates = pd.DatetimeIndex(fit.data.dates)
+    for i, (ch, start, n) in enumerate([("search", 40, 6), ("display", 90, 4)]):
+        assert dates[start] == table["start"][i]
+        c = fit.channels.index(ch)
+        f = []
+        for x in (table["spend_before"][i], table["spend_after"][i]):
+            xs = np.zeros((len(mu), d.l_max + 1, len(fit.channels)))
+            xs[:, :, c] = x / scale[c]
+            y, _ = K.media_transform(xs, d.adstock, d.saturation, a, sp, l_max=d.l_max, normalize=d.normalize)
+            f.append(y[:, -1, c])
+        rows = (dates >= table["start"][i]) & (dates <= table["end"][i])
+        assert rows.sum() == n
+        level = np.exp(mu[:, rows] - m[:, rows, c] + sigma[:, None] ** 2 / 2)
+        gain = np.exp(beta[:, c] * f[1]) - np.exp(beta[:, c] * f[0])
+        want = n * (level * gain[:, None]).mean(axis=1) * fit.data.scales.target_scale
+        np.testing.assert_allclose(got[:, i], want, rtol=1e-10)
+
+
+def test_lift_tests_run_on_the_pymc_model(data):
+    df, truth = data
+    table = _lift_table(df, truth, [("search", 40, 6)])
+    with pytest.raises(ValueError, match="PyMC model only"):
+        MMM(_spec(truth)).fit(df, lift_tests=table, draws=10, tune=10, backend="rust", progress=False)
+
+
+@pytest.mark.slow
+def test_lift_calibration_on_the_pymc_model(data):
+    """backend='auto' falls back to the PyMC model, whose lift term equals the numpy one."""
     from fastmmm.lift import modelled_lift
 
+    df, truth = data
+    table = _lift_table(df, truth, [("search", 40, 6), ("display", 90, 4)])
+    r = MMM(_spec(truth)).fit(df, lift_tests=table, draws=500, tune=500, chains=2, seed=1, progress=False)
+    assert r.backend == "pytensor" and "PyMC model only" in r.backend_note
+    pm_draws = r.posterior.flat("lift_model") * r.data.scales.target_scale
+    np.testing.assert_allclose(modelled_lift(r), pm_draws, rtol=1e-10)
+    for row in r.lift_test_summary():
+        assert row["lift_model"]["low"] <= row["lift"] <= row["lift_model"]["high"]
+
+
+def test_direct_contributions_are_refused_clearly(fit):
     with pytest.raises(ValueError, match="log_target"):
         fit.media_contributions(np.asarray(fit.data.spend))
-    with pytest.raises(NotImplementedError, match="log_target"):
-        modelled_lift(fit)
 
 
 def test_share_prior_has_no_meaning_on_the_log_scale(data):

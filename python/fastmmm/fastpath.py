@@ -235,6 +235,11 @@ def problem_data(spec, datas, lift=None, lift_groups=None) -> dict:
     from fastmmm.layout import amplitude_kind, roas_scale
 
     grouped = isinstance(datas, (list, tuple))
+    if lift is not None and len(lift) and getattr(spec, "log_target", False):
+        raise ValueError(
+            "lift tests on a log_target model are on the PyMC model only (backend='pytensor'; "
+            "'auto' falls back to it)"
+        )
     if grouped:
         out = {**panel_arrays(datas), **lift_arrays(lift, list(datas), spec, lift_groups)}
     else:

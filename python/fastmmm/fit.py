@@ -412,13 +412,6 @@ class MMM:
         from fastmmm.lift import read_lift_tests
 
         lift = read_lift_tests(lift_tests, spec, frequency=train.frequency)
-        if lift is not None and spec.log_target:
-            # A lift test observes a sales difference; on the log model that difference depends
-            # on the baseline at the test's dates, which the calibration term does not model yet.
-            raise NotImplementedError(
-                "lift tests with log_target=True are not supported yet; calibrate the additive model "
-                "or fit the log-target model without lift tests"
-            )
         out = sample_model(
             _national_build(spec, train, lift),
             backend=backend,

@@ -56,6 +56,18 @@ dates). The observation is::
 (written on the scaled space, which only shifts the log-density by a
 constant). The modelled lift is the deterministic ``lift_model`` (dim
 ``lift_test``, scaled) of the posterior.
+
+On the multiplicative model (``spec.log_target``) the lift is in sales units
+at the test's own dates: with ``w[i, t]`` the same time weights (uniform over
+the test's dates inside the training data, else over all dates)::
+
+    lift_model[i] = periods[i] * sum_t w[i, t] * L[t, c] * (exp(b1[i, t]) - exp(b0[i, t]))
+
+``L[t, c] = exp(mu[t] - m[t, c] + sigma^2 / 2)`` the expected (scaled) level at
+date ``t`` without channel ``c``'s own term ``m[t, c]``, and ``b{0,1}[i, t] =
+beta[c] * f_c(x{0,1}[i] / s_c) * multiplier[t]`` the channel's term at the
+test's steady spends. This term is on the PyMC model only (the fast path
+refuses it and ``backend="auto"`` falls back).
 """
 
 from __future__ import annotations
@@ -109,7 +121,8 @@ class LiftTests:
     periods : np.ndarray, (n,)
         Test length in model periods (may be fractional).
     start, end : tuple of (str or None), (n,)
-        ISO dates of the test when given (labels only).
+        ISO dates of the test when given: labels, and the dates over which a time-varying
+        media multiplier, or a log-target model's level, is averaged.
     """
 
     channel: tuple[str, ...]
@@ -451,6 +464,11 @@ def add_lift_likelihood(model, spec, data, lift: LiftTests) -> None:
             order += cols
         sat = sats[0] if len(sats) == 1 else pt.concatenate(sats, axis=1)[:, np.argsort(order)]
         n_sym = x0.shape[0]
+        if spec.log_target:
+            lift_model = _log_target_lift(model, sat[:n_sym], sat[n_sym:], periods, arrays)
+            lift_model = pm.Deterministic("lift_model", lift_model, dims="lift_test")
+            pm.Normal("lift_obs", mu=lift_model, sigma=se, observed=delta, dims="lift_test")
+            return
         diff = sat[n_sym:] - sat[:n_sym]  # (n, C); zero outside each test's channel
         lift_model = periods * (diff * model["beta"]).sum(axis=1)
         if "media_multiplier" in model.named_vars:
@@ -459,6 +477,29 @@ def add_lift_likelihood(model, spec, data, lift: LiftTests) -> None:
             lift_model = lift_model * pt.dot(tw, model["media_multiplier"])
         lift_model = pm.Deterministic("lift_model", lift_model, dims="lift_test")
         pm.Normal("lift_obs", mu=lift_model, sigma=se, observed=delta, dims="lift_test")
+
+
+def _channel_mask(arrays) -> np.ndarray:
+    """(n, C) one-hot of each test's channel (its x0 / x1 columns are the only non-zero ones;
+    a test from 0 to 0 spend has no column: it is then all zeros and its lift 0)."""
+    x = arrays["lift_x0"] + arrays["lift_x1"]
+    return (x > 0).astype(np.float64)
+
+
+def _log_target_lift(model, sat0, sat1, periods, arrays):
+    """The scaled modelled lift of a log-target model (module docstring), PyMC graph."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    mask = pm.Data("lift_channel_mask", _channel_mask(arrays), dims=("lift_test", "channel"))
+    tw = pm.Data("lift_time_weights", arrays["lift_time_weights"], dims=("lift_test", "date"))
+    beta = (mask * model["beta"]).sum(axis=1)  # (n,)
+    f0, f1 = (sat0 * mask).sum(axis=1), (sat1 * mask).sum(axis=1)
+    own = pt.dot(mask, model["channel_contribution"].T)  # (n, T): the test channel's term
+    level = pt.exp(model["mu"][None, :] - own + 0.5 * model["sigma"] ** 2)
+    mult = model["media_multiplier"][None, :] if "media_multiplier" in model.named_vars else 1.0
+    b0, b1 = (beta * f0)[:, None] * mult, (beta * f1)[:, None] * mult
+    return periods * (tw * level * (pt.exp(b1) - pt.exp(b0))).sum(axis=1)
 
 
 def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
@@ -473,8 +514,6 @@ def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
     """
     from fastmmm import kernels as K
 
-    if getattr(result.spec, "log_target", False):
-        raise NotImplementedError("modelled lift: lift tests are not supported on a log_target model yet")
     lift = lift if lift is not None else result.lift_tests
     if lift is None:
         raise ValueError("this result has no lift tests")
@@ -483,6 +522,7 @@ def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
     beta = result._draws("beta")  # (S, C)
     s = beta.shape[0]
     out = np.zeros((s, len(lift)))
+    f0, f1 = np.zeros_like(out), np.zeros_like(out)  # steady-state curves (log target)
     for d in result._designs():
         cols = list(d.channels)
         a, sp = result._kernel_params(d)
@@ -501,9 +541,28 @@ def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
                     x3, d.adstock, d.saturation, a, sp, l_max=d.l_max, normalize=d.normalize
                 )
                 ys.append(y[:, -1, k])
+            if result.spec.log_target:
+                f0[:, i], f1[:, i] = ys
             out[:, i] = lift.periods[i] * beta[:, j] * (ys[1] - ys[0])
+    if result.spec.log_target:
+        return _log_target_lift_draws(result, lift, f0, f1)
     if "media_multiplier" in result.posterior:
         out *= result._draws("media_multiplier") @ lift_data(lift, result.data)["lift_time_weights"].T
+    return out * float(result.data.scales.target_scale)
+
+
+def _log_target_lift_draws(result, lift, f0, f1) -> np.ndarray:
+    """(S, n) modelled lift of a log-target result in target units (module docstring), numpy."""
+    arrays = lift_data(lift, result.data)
+    mask = _channel_mask(arrays)
+    beta = result._draws("beta") @ mask.T  # (S, n)
+    mu, sigma = result._draws("mu"), result._draws("sigma")
+    own = np.einsum("stc,nc->snt", result._draws("channel_contribution"), mask)
+    level = np.exp(mu[:, None, :] - own + 0.5 * sigma[:, None, None] ** 2)
+    mult = result._draws("media_multiplier")[:, None, :] if "media_multiplier" in result.posterior else 1.0
+    gain = np.exp((beta * f1)[:, :, None] * mult) - np.exp((beta * f0)[:, :, None] * mult)
+    tw = arrays["lift_time_weights"][None]
+    out = np.asarray(lift.periods, dtype=float)[None] * (tw * level * gain).sum(axis=2)
     return out * float(result.data.scales.target_scale)
 
 

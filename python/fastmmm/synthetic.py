@@ -254,24 +254,39 @@ def make_multiplicative_dataset(
         target_scale=target_scale,
         contribution=contribution,
         roas=contribution.sum(axis=0) / spend.sum(axis=0),
-        extra={"log_target": True, "noise_sd_log": noise},
+        extra={
+            "log_target": True,
+            "noise_sd_log": noise,
+            "spend_scale": spend.max(axis=0),  # the kernel parameters' spend unit
+            "mu": mu,  # (T,) log-scale mean relative to target_scale
+            "media": media,  # (T, C) log-scale media terms
+        },
     )
     return df, truth
 
 
 def true_lift(
-    truth: SyntheticTruth, channel: str, spend_before: float, spend_after: float, periods: float
+    truth: SyntheticTruth,
+    channel: str,
+    spend_before: float,
+    spend_after: float,
+    periods: float,
+    start: int | None = None,
 ) -> float:
     """The true incremental target of a lift test on ``truth``'s process.
 
     Spend held at ``spend_before`` vs ``spend_after`` per period (original
     units) for ``periods`` periods, at the steady state of the adstock (the
     definition of :mod:`fastmmm.lift`): ``periods * beta_c * (f_c(x1) -
-    f_c(x0)) * target_scale`` with ``f_c`` the true media transform.
+    f_c(x0)) * target_scale`` with ``f_c`` the true media transform. On a
+    :func:`make_multiplicative_dataset` truth the test runs over rows ``start ..
+    start + periods - 1`` (required): ``sum_t E[y_t | without c] * (exp(beta_c
+    f_c(x1)) - exp(beta_c f_c(x0)))``.
     """
-    if truth.extra.get("log_target"):
-        raise ValueError("true_lift: the truth of make_multiplicative_dataset has no additive lift")
     c = list(truth.channels).index(channel)
+    log_truth = bool(truth.extra.get("log_target"))
+    if log_truth and start is None:
+        raise ValueError("true_lift: a multiplicative truth needs the test's first row (start=)")
     spend_scale = np.asarray(truth.extra["spend_scale"], dtype=float)
     steady = truth.l_max + 1
     ys = []
@@ -287,6 +302,12 @@ def true_lift(
             normalize=True,
         )
         ys.append(y[-1, 0])
+    if log_truth:
+        rows = slice(int(start), int(start) + int(periods))
+        mu, media, sd = truth.extra["mu"][rows], truth.extra["media"][rows, c], truth.extra["noise_sd_log"]
+        level = truth.target_scale * np.exp(mu - media + 0.5 * sd**2)
+        gain = np.exp(truth.beta[c] * ys[1]) - np.exp(truth.beta[c] * ys[0])
+        return float(np.sum(level * gain))
     return float(periods * truth.beta[c] * (ys[1] - ys[0]) * truth.target_scale)
 
 

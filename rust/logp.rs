@@ -440,6 +440,11 @@ impl TvpData {
 /// Lift-test observations: `lift[i] ~ Normal(periods[i] * beta[c] * (f_c(x1) - f_c(x0)), se[i])`,
 /// with `f_c` the channel's media transform at the steady state of a constant
 /// spend (the last of `steady` constant periods).
+///
+/// With `weights` (the multiplicative, log-target model) the modelled lift is in
+/// sales at the test's own dates: `periods[i] * sum_t w[i, t] * L[i, t] * (exp(beta f_c(x1)) -
+/// exp(beta f_c(x0)))`, `L[i, t] = exp(mu[t] - beta[c] * sat[c, t] + sigma^2 / 2)` the
+/// expected level without the channel's own term (see `fastmmm.lift`).
 #[derive(Clone, Debug, Default)]
 pub struct LiftData {
     pub channel: Vec<usize>,
@@ -452,6 +457,8 @@ pub struct LiftData {
     pub se: Vec<f64>,
     /// Constant periods that reach the steady state (`l_max + 1`).
     pub steady: usize,
+    /// (N, T) each test's weights over its group's dates (log target); empty: the additive lift.
+    pub weights: Vec<f64>,
 }
 
 impl LiftData {
@@ -808,6 +815,12 @@ impl MmmProblem {
                     "lift tests: standard errors must be > 0 and spends >= 0",
                 ));
             }
+            if !lf.weights.is_empty()
+                && (lf.weights.len() != nl * t
+                    || lf.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)))
+            {
+                return Err(bad("lift_weights: (tests x dates) finite weights >= 0"));
+            }
             let taps = s.media.adstock.n_taps();
             if lf.steady == 0 || lf.steady > taps + 1 || lf.steady < taps {
                 return Err(bad(&format!(
@@ -941,7 +954,12 @@ impl MmmProblem {
     fn scratch_len(&self) -> usize {
         let (g, t, c) = (self.s.g, self.s.t, self.s.c);
         let nl2 = 2 * self.data.lift.len();
-        let lift = nl2 * (8 + 6 * self.data.lift.steady) + g * c;
+        let level_lift = if self.data.lift.weights.is_empty() {
+            0
+        } else {
+            g * c * t
+        };
+        let lift = nl2 * (8 + 6 * self.data.lift.steady) + g * c + 2 * nl2 + level_lift;
         let m: usize = self.data.tvp.iter().flatten().map(TvpData::m).sum();
         let tvp = 5 * t + 4 * m;
         3 * self.n_dim + 8 * g * t * c + 2 * g * t + 19 * g * c + g + lift + tvp
@@ -1141,6 +1159,13 @@ impl MmmProblem {
         let (lcache, rest) = rest.split_at_mut(4 * nl2 * st);
         let (lg, rest) = rest.split_at_mut(nl2 * st);
         let (lgb, rest) = rest.split_at_mut(gc);
+        // The modelled lifts; with level lifts (log target) sum_t w L per test and the direct
+        // gradient w.r.t. sat of the channel's own term in L.
+        let level_lift = !lf.weights.is_empty();
+        let (lm, rest) = rest.split_at_mut(nl);
+        let (lwl, rest) = rest.split_at_mut(nl);
+        let (lsat, rest) = rest.split_at_mut(if level_lift { gc * t } else { 0 });
+        let (_, rest) = rest.split_at_mut(2 * nl);
         // Time-varying parts (g == 1): the drift, the multiplier, raw media, their gradients.
         let (drift, rest) = rest.split_at_mut(if self.data.tvp[0].is_some() { t } else { 0 });
         let (mult, rest) = rest.split_at_mut(if self.data.tvp[1].is_some() { t } else { 0 });
@@ -1300,9 +1325,6 @@ impl MmmProblem {
                 lcache,
             )?;
         }
-        let lift_model = |i: usize| -> f64 {
-            lf.periods[i] * beta[lf.cell(i, c)] * (ly[(nl + i) * st + st - 1] - ly[i * st + st - 1])
-        };
 
         // 4. Mean function, per group.
         let centre = s.intercept;
@@ -1359,6 +1381,29 @@ impl MmmProblem {
             }
             if !drift.is_empty() {
                 axpy::<F>(mu_g, 1.0, drift);
+            }
+        }
+
+        // 4b. The modelled lift of every test (after mu: a level lift reads the level).
+        let (soff, _) = get(Role::Sigma).ok_or_else(|| bad("sigma block"))?;
+        for i in 0..nl {
+            let k = lf.cell(i, c);
+            let (f0, f1) = (ly[i * st + st - 1], ly[(nl + i) * st + st - 1]);
+            if level_lift {
+                let gi = k / c;
+                let half_var = 0.5 * vals[soff + gi] * vals[soff + gi];
+                let (mu_g, sat_k) = (&mu[gi * t..(gi + 1) * t], &sat[k * t..(k + 1) * t]);
+                let w = &lf.weights[i * t..(i + 1) * t];
+                let mut acc = 0.0;
+                for ti in 0..t {
+                    if w[ti] != 0.0 {
+                        acc += w[ti] * (mu_g[ti] - beta[k] * sat_k[ti] + half_var).exp();
+                    }
+                }
+                lwl[i] = acc;
+                lm[i] = lf.periods[i] * acc * ((beta[k] * f1).exp() - (beta[k] * f0).exp());
+            } else {
+                lm[i] = lf.periods[i] * beta[k] * (f1 - f0);
             }
         }
 
@@ -1424,14 +1469,11 @@ impl MmmProblem {
             }
             out[o..o + g * t].copy_from_slice(mu);
             o += g * t;
-            for i in 0..nl {
-                out[o + i] = lift_model(i);
-            }
+            out[o..o + nl].copy_from_slice(lm);
             return Ok(0.0);
         }
 
         // 5. Likelihood, per group (sigma per group, nu shared).
-        let (soff, _) = get(Role::Sigma).ok_or_else(|| bad("sigma block"))?;
         if s.student_t {
             let (noff, _) = get(Role::Nu).ok_or_else(|| bad("nu block"))?;
             let nu = vals[noff];
@@ -1489,21 +1531,51 @@ impl MmmProblem {
             }
         }
         lgb.fill(0.0);
+        lsat.fill(0.0);
         for i in 0..nl {
-            let m = lift_model(i);
+            let m = lm[i];
             let se = lf.se[i];
             let z = (lf.delta[i] - m) / se;
             lp += -0.5 * z * z - se.ln() - 0.5 * LN_2PI;
             // d lp / d m, then to beta[c] and to the two steady-state values.
             let q = z / se;
             let k = lf.cell(i, c);
-            let d = ly[(nl + i) * st + st - 1] - ly[i * st + st - 1];
-            lgb[k] += q * lf.periods[i] * d;
-            let gy = q * lf.periods[i] * beta[k];
+            let (f0, f1) = (ly[i * st + st - 1], ly[(nl + i) * st + st - 1]);
             lg[i * st..(i + 1) * st].fill(0.0);
             lg[(nl + i) * st..(nl + i + 1) * st].fill(0.0);
-            lg[i * st + st - 1] = -gy;
-            lg[(nl + i) * st + st - 1] = gy;
+            if level_lift {
+                // m = P * S * G, S = sum_t w L, L = exp(mu - beta sat + sigma^2 / 2),
+                // G = exp(beta f1) - exp(beta f0). dm/dmu_t = P G w L (into r, which flows
+                // back through the mean function), dm/dsat_t = -beta P G w L (direct),
+                // dm/dsigma = sigma m, dm/dbeta = P G sum_t w L (-sat_t) + P S (f1 e1 - f0 e0).
+                let gi = k / c;
+                let (p, sum_wl) = (lf.periods[i], lwl[i]);
+                let (e0, e1) = ((beta[k] * f0).exp(), (beta[k] * f1).exp());
+                let gain = e1 - e0;
+                let half_var = 0.5 * vals[soff + gi] * vals[soff + gi];
+                let w = &lf.weights[i * t..(i + 1) * t];
+                let mut d_beta_level = 0.0;
+                for ti in 0..t {
+                    if w[ti] == 0.0 {
+                        continue;
+                    }
+                    let s_kt = sat[k * t + ti];
+                    let dl =
+                        q * p * gain * w[ti] * (mu[gi * t + ti] - beta[k] * s_kt + half_var).exp();
+                    r[gi * t + ti] += dl;
+                    lsat[k * t + ti] -= dl * beta[k];
+                    d_beta_level -= dl * s_kt;
+                }
+                gv[soff + gi] += q * m * vals[soff + gi];
+                lgb[k] += d_beta_level + q * p * sum_wl * (f1 * e1 - f0 * e0);
+                lg[i * st + st - 1] = -q * p * sum_wl * beta[k] * e0;
+                lg[(nl + i) * st + st - 1] = q * p * sum_wl * beta[k] * e1;
+            } else {
+                lgb[k] += q * lf.periods[i] * (f1 - f0);
+                let gy = q * lf.periods[i] * beta[k];
+                lg[i * st + st - 1] = -gy;
+                lg[(nl + i) * st + st - 1] = gy;
+            }
         }
         let Some(graw) = gbuf else {
             return Ok(lp);
@@ -1575,6 +1647,14 @@ impl MmmProblem {
                 let b = beta[i];
                 for (gs, gg) in gsat[i * t..(i + 1) * t].iter_mut().zip(gm.iter()) {
                     *gs = gg * b + per;
+                }
+                if level_lift {
+                    for (gs, ls) in gsat[i * t..(i + 1) * t]
+                        .iter_mut()
+                        .zip(&lsat[i * t..(i + 1) * t])
+                    {
+                        *gs += ls;
+                    }
                 }
             }
         }
@@ -1887,6 +1967,7 @@ mod tests {
                     delta: vec![0.8, 0.3, -0.2],
                     se: vec![0.2, 0.1, 0.15],
                     steady: 5,
+                    weights: vec![],
                 }
             } else {
                 LiftData::default()
@@ -2081,6 +2162,24 @@ mod tests {
         check_fd(&problem(1, false, true, true));
         // geo experiments in a hierarchical model: each test reads its own group's parameters
         check_fd(&problem(3, true, false, true));
+        // level lifts (log target): each test reads the level at its dates through mu, sigma
+        // and its channel's own term; one test dated, the others spread over every date
+        for (g, grouped, student_t) in [(1, false, false), (1, false, true), (3, true, false)] {
+            let mut p = problem(g, grouped, student_t, true);
+            let mut data = p.data.clone();
+            let (n, t) = (data.lift.len(), p.s.t);
+            let mut w = vec![1.0 / t as f64; n * t];
+            w[..t].fill(0.0);
+            w[3..7].fill(0.25);
+            data.lift.weights = w;
+            p = MmmProblem::new(p.s.clone(), data, p.blocks.clone()).unwrap();
+            check_fd(&p);
+        }
+        // weights of the wrong length are an error
+        let p = problem(1, false, false, true);
+        let mut data = p.data.clone();
+        data.lift.weights = vec![0.5; 3];
+        assert!(MmmProblem::new(p.s.clone(), data, p.blocks.clone()).is_err());
     }
 
     #[test]

@@ -335,10 +335,12 @@ def test_lift_tests_keep_the_fast_path(confounded):
         ("weibull_pdf", "tanh", False),
     ],
 )
-def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, normalize):
+@pytest.mark.parametrize("log_target", [False, True], ids=["additive", "log_target"])
+def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, normalize, log_target):
     """The fused Rust log-density with lift tests equals the PyMC model with
     add_lift_likelihood: gradients to 1e-9, log-density differences to 1e-9, and
-    the expanded lift_model deterministic equals PyMC's."""
+    the expanded lift_model deterministic equals PyMC's. On the log-target model the
+    lift reads the level at each test's dates (one test dated, the others over all)."""
     from _fastref import check_problem_against_pymc
 
     from fastmmm import fastpath as fp
@@ -354,6 +356,9 @@ def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, norm
         se_frac=0.1,
         seed=0,
     )
+    lifts["start"] = [df["date"].iloc[30], None, None]
+    lifts["end"] = [df["date"].iloc[37] + pd.Timedelta(days=6), None, None]
+    lifts.loc[0, "weeks"] = np.nan  # the dated test's length comes from its dates
     spec = ModelSpec(
         date_column="date",
         target="sales",
@@ -362,6 +367,7 @@ def test_rust_lift_likelihood_matches_pymc(confounded, adstock, saturation, norm
         saturation=saturation,
         adstock_normalize=normalize,
         l_max=6,
+        log_target=log_target,
     )
     data = prepare(df, spec)
     lift = read_lift_tests(lifts, spec, frequency=data.frequency)

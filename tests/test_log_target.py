@@ -257,22 +257,37 @@ def test_modelled_lift_is_the_sales_difference_at_the_tests_dates(fit, data):
         np.testing.assert_allclose(got[:, i], want, rtol=1e-10)
 
 
-def test_lift_tests_run_on_the_pymc_model(data):
-    df, truth = data
-    table = _lift_table(df, truth, [("search", 40, 6)])
-    with pytest.raises(ValueError, match="PyMC model only"):
-        MMM(_spec(truth)).fit(df, lift_tests=table, draws=10, tune=10, backend="rust", progress=False)
-
-
-@pytest.mark.slow
-def test_lift_calibration_on_the_pymc_model(data):
-    """backend='auto' falls back to the PyMC model, whose lift term equals the numpy one."""
+def test_lift_calibration_on_the_fast_path(data):
+    """Lift tests on the fused Rust log-density: the posterior's lift_model equals the numpy
+    modelled lift, the calibrated lifts cover the measured ones, and the calibrated ROAS of the
+    tested channels covers the truth."""
     from fastmmm.lift import modelled_lift
 
     df, truth = data
     table = _lift_table(df, truth, [("search", 40, 6), ("display", 90, 4)])
     r = MMM(_spec(truth)).fit(df, lift_tests=table, draws=500, tune=500, chains=2, seed=1, progress=False)
-    assert r.backend == "pytensor" and "PyMC model only" in r.backend_note
+    assert r.backend == "rust", r.backend_note
+    assert r.validate().divergences == 0
+    draws = r.posterior.flat("lift_model") * r.data.scales.target_scale
+    np.testing.assert_allclose(modelled_lift(r), draws, rtol=1e-9)
+    for row in r.lift_test_summary():
+        assert row["lift_model"]["low"] <= row["lift"] <= row["lift_model"]["high"]
+    cs = r.channel_summary()
+    for ch in ("search", "display"):
+        c = truth.channels.index(ch)
+        assert cs.loc[ch, "roas_low"] <= truth.roas[c] <= cs.loc[ch, "roas_high"]
+
+
+@pytest.mark.slow
+def test_lift_calibration_on_the_pymc_model(data):
+    """The PyMC model's lift term (nutpie) equals the numpy one too."""
+    from fastmmm.lift import modelled_lift
+
+    df, truth = data
+    table = _lift_table(df, truth, [("search", 40, 6), ("display", 90, 4)])
+    r = MMM(_spec(truth)).fit(
+        df, lift_tests=table, draws=500, tune=500, chains=2, seed=1, backend="pytensor", progress=False
+    )
     pm_draws = r.posterior.flat("lift_model") * r.data.scales.target_scale
     np.testing.assert_allclose(modelled_lift(r), pm_draws, rtol=1e-10)
     for row in r.lift_test_summary():

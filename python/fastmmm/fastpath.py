@@ -195,6 +195,14 @@ def lift_arrays(lift, datas, spec, groups=None) -> dict:
     }
     if groups is not None:
         out["lift_group"] = [int(g) for g in gidx]
+    if getattr(spec, "log_target", False):
+        # Level lifts: each test's weights over its group's dates (fastmmm.lift.lift_data).
+        from fastmmm.lift import lift_data
+
+        w = lift_data(lift, datas[0])["lift_time_weights"] if groups is None else None
+        if w is None:
+            raise ValueError("lift tests on a log_target panel are not supported yet")
+        out["lift_weights"] = np.ascontiguousarray(w, dtype=np.float64).ravel()
     return out
 
 
@@ -235,11 +243,6 @@ def problem_data(spec, datas, lift=None, lift_groups=None) -> dict:
     from fastmmm.layout import amplitude_kind, roas_scale
 
     grouped = isinstance(datas, (list, tuple))
-    if lift is not None and len(lift) and getattr(spec, "log_target", False):
-        raise ValueError(
-            "lift tests on a log_target model are on the PyMC model only (backend='pytensor'; "
-            "'auto' falls back to it)"
-        )
     if grouped:
         out = {**panel_arrays(datas), **lift_arrays(lift, list(datas), spec, lift_groups)}
     else:

@@ -183,6 +183,7 @@ fn lift_from(
     delta: Option<PyReadonlyArray1<'_, f64>>,
     se: Option<PyReadonlyArray1<'_, f64>>,
     steady: usize,
+    weights: Option<PyReadonlyArray1<'_, f64>>,
 ) -> PyResult<Option<LiftData>> {
     match (channel, x0, x1, periods, delta, se) {
         (None, None, None, None, None, None) => Ok(None),
@@ -196,6 +197,10 @@ fn lift_from(
                 delta: vec1("lift_delta", &delta)?,
                 se: vec1("lift_se", &se)?,
                 steady,
+                weights: match weights {
+                    Some(w) => vec1("lift_weights", &w)?,
+                    None => Vec::new(),
+                },
             }))
         }
         _ => Err(value_error(
@@ -211,7 +216,7 @@ impl PyMmmProblem {
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, adstock, l_max, normalize, saturation,
                         intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks,
                         groups=1, grouped=false, lift_channel=None, lift_x0=None, lift_x1=None,
-                        lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1, lift_group=None,
+                        lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1, lift_group=None, lift_weights=None,
                         tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
                         tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None, roas_scale=None))]
     #[allow(clippy::too_many_arguments)]
@@ -243,6 +248,7 @@ impl PyMmmProblem {
         lift_se: Option<PyReadonlyArray1<'_, f64>>,
         lift_steady: usize,
         lift_group: Option<Vec<usize>>,
+        lift_weights: Option<PyReadonlyArray1<'_, f64>>,
         tvp_intercept_phi: Option<PyReadonlyArray2<'_, f64>>,
         tvp_intercept_omega: Option<PyReadonlyArray1<'_, f64>>,
         tvp_intercept_col_ms: Option<PyReadonlyArray1<'_, f64>>,
@@ -265,6 +271,7 @@ impl PyMmmProblem {
             lift_delta,
             lift_se,
             lift_steady,
+            lift_weights,
         )? {
             data.lift = l;
         }
@@ -344,7 +351,7 @@ impl PyMmmProblem {
     /// lift tests are kept unless new ones are given (all six arrays).
     #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, lift_channel=None, lift_x0=None,
                         lift_x1=None, lift_periods=None, lift_delta=None, lift_se=None, lift_group=None,
-                        tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
+                        lift_weights=None, tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
                         tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None, roas_scale=None))]
     #[allow(clippy::too_many_arguments)]
     fn with_data(
@@ -362,6 +369,7 @@ impl PyMmmProblem {
         lift_delta: Option<PyReadonlyArray1<'_, f64>>,
         lift_se: Option<PyReadonlyArray1<'_, f64>>,
         lift_group: Option<Vec<usize>>,
+        lift_weights: Option<PyReadonlyArray1<'_, f64>>,
         tvp_intercept_phi: Option<PyReadonlyArray2<'_, f64>>,
         tvp_intercept_omega: Option<PyReadonlyArray1<'_, f64>>,
         tvp_intercept_col_ms: Option<PyReadonlyArray1<'_, f64>>,
@@ -391,6 +399,15 @@ impl PyMmmProblem {
                 "this problem was built without lift tests; build a new one to add them",
             ));
         }
+        if !self.inner.data.lift.weights.is_empty()
+            && lift_channel.is_some()
+            && lift_weights.is_none()
+        {
+            return Err(value_error(
+                "lift_weights",
+                "this problem's lift tests read the level (log target): give their weights too",
+            ));
+        }
         let lift = lift_from(
             lift_channel,
             lift_group,
@@ -400,6 +417,7 @@ impl PyMmmProblem {
             lift_delta,
             lift_se,
             steady.max(1),
+            lift_weights,
         )?
         .unwrap_or_else(|| self.inner.data.lift.clone());
         let (mut data, _) = data_from(

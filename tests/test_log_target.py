@@ -349,3 +349,23 @@ def test_recovery_over_datasets():
         errors += list(np.abs(cs["roas_mean"] / truth.roas - 1))
     assert np.mean(covered) >= 0.9
     assert np.median(errors) <= 0.15
+
+
+def test_time_varying_parts_and_the_report(data, tmp_path):
+    """Time-varying intercept and media on the log scale, Student-t noise: the decomposition
+    still sums to the fitted level, the time-varying intercept is a level factor in sales
+    units, and the report renders."""
+    from fastmmm.report import write_report
+
+    df, truth = data
+    spec = _spec(truth, time_varying_intercept=True, time_varying_media=True, likelihood="studentt")
+    r = MMM(spec).fit(df, draws=300, tune=300, chains=2, seed=4, progress=False)
+    assert r.backend == "rust"
+    cot = r.contributions_over_time()
+    np.testing.assert_allclose(cot.drop(columns="fitted").sum(axis=1), r.fitted()["mean"], rtol=1e-10)
+    tv = r.time_varying()
+    assert (tv["intercept_tv_mean"] > 0).all() and (tv["media_multiplier_mean"] > 0).all()
+    assert np.all(r.contribution_totals([1.0, 1.2])[:, 1] > r.contribution_totals([1.0, 1.2])[:, 0])
+    path = write_report(r, tmp_path / "report.html")
+    html = path.read_text() if hasattr(path, "read_text") else (tmp_path / "report.html").read_text()
+    assert "multiplicative model" in html.lower() and "<svg" in html

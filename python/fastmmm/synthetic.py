@@ -182,11 +182,6 @@ def make_dataset(
     mu = baseline + media.sum(axis=1)
     y = (mu + noise * mu.mean() * rng.standard_normal(t)) * target_scale
     contribution = media * target_scale
-    roas = contribution.sum(axis=0) / spend.sum(axis=0)
-    df = pd.DataFrame({"date": dates, "sales": y})
-    for j, ch in enumerate(channels):
-        df[ch] = spend[:, j]
-    df["event"] = event
     truth = SyntheticTruth(
         channels=tuple(channels),
         adstock=adstock,
@@ -197,9 +192,18 @@ def make_dataset(
         beta=beta,
         target_scale=target_scale,
         contribution=contribution,
-        roas=roas,
+        roas=contribution.sum(axis=0) / spend.sum(axis=0),
     )
-    return df, truth
+    return _frame(dates, y, channels, spend, event), truth
+
+
+def _frame(dates, y, channels, spend, event) -> pd.DataFrame:
+    """The generators' DataFrame: date, sales, one spend column per channel, event."""
+    df = pd.DataFrame({"date": dates, "sales": y})
+    for j, ch in enumerate(channels):
+        df[ch] = spend[:, j]
+    df["event"] = event
+    return df
 
 
 def make_multiplicative_dataset(
@@ -239,10 +243,6 @@ def make_multiplicative_dataset(
     y = target_scale * np.exp(mu + noise * rng.standard_normal(t))
     level = target_scale * np.exp(mu + 0.5 * noise**2)
     contribution = level[:, None] * -np.expm1(-media)
-    df = pd.DataFrame({"date": dates, "sales": y})
-    for j, ch in enumerate(channels):
-        df[ch] = spend[:, j]
-    df["event"] = event
     truth = SyntheticTruth(
         channels=tuple(channels),
         adstock=adstock,
@@ -262,7 +262,7 @@ def make_multiplicative_dataset(
             "media": media,  # (T, C) log-scale media terms
         },
     )
-    return df, truth
+    return _frame(dates, y, channels, spend, event), truth
 
 
 def true_lift(

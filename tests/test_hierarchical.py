@@ -139,6 +139,34 @@ def test_log_target_hierarchical_fit():
         res.media_contributions(0, np.asarray(res.datas[0].spend))
 
 
+def test_log_target_hierarchical_fit_with_geo_experiments():
+    """Geo experiments on the multiplicative panel: measured in sales at the tests' dates,
+    fitted on the fused path; the calibrated lifts cover the measured ones."""
+    from fastmmm.synthetic import make_multiplicative_dataset, true_lift
+
+    frames, rows = [], []
+    for g in range(3):
+        df, truth = make_multiplicative_dataset(104, 3, seed=300 + g)
+        frames.append(df.assign(geo=f"g{g}"))
+        if g in (0, 2):
+            ch = truth.channels[1]
+            x0 = float(df[ch].mean())
+            lift = true_lift(truth, ch, x0, 1.5 * x0, 5, start=50)
+            end = df["date"].iloc[54] + pd.Timedelta(days=6)
+            rows.append(
+                {"geo": f"g{g}", "channel": ch, "spend_before": x0, "spend_after": 1.5 * x0}
+                | {"lift": lift, "lift_se": 0.1 * lift, "start": df["date"].iloc[50], "end": end}
+            )
+    panel = pd.concat(frames, ignore_index=True)
+    spec = _spec(channels=tuple(truth.channels), log_target=True)
+    res = hm.HierarchicalMMM(spec, group="geo").fit(
+        panel, lift_tests=pd.DataFrame(rows), draws=400, tune=400, chains=2, seed=1, progress=False
+    )
+    assert res.backend == "rust", res.backend_note
+    for row in res.lift_test_summary():
+        assert row["lift_model"]["low"] <= row["lift"] <= row["lift_model"]["high"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("adstock, saturation, likelihood, groups", GRID, ids=str)
 def test_grouped_logp_matches_pymc_full_grid(panel5, adstock, saturation, likelihood, groups):
@@ -397,11 +425,13 @@ def _geo_lifts(truth, rows, se_frac=0.1, seed=0):
 
 
 @pytest.mark.parametrize("pooled", [hm.POOLABLE, ()], ids=["pooled", "shared"])
-def test_grouped_lift_likelihood_matches_pymc(panel5, pooled):
-    """Geo experiments: each test reads its own group's curve and amplitude, in Rust as in PyMC."""
+@pytest.mark.parametrize("log_target", [False, True], ids=["additive", "log_target"])
+def test_grouped_lift_likelihood_matches_pymc(panel5, pooled, log_target):
+    """Geo experiments: each test reads its own group's curve and amplitude (and, on the
+    log-target model, its own group's level at the test's dates), in Rust as in PyMC."""
     from _fastref import check_problem_against_pymc
 
-    spec = _spec(l_max=6)
+    spec = _spec(l_max=6, log_target=log_target)
     df = _subset(panel5, 4)
     lifts = pd.DataFrame(
         {
@@ -414,6 +444,10 @@ def test_grouped_lift_likelihood_matches_pymc(panel5, pooled):
             "weeks": [6, 4, 3],
         }
     )
+    dates = sorted(df["date"].unique())
+    lifts["start"] = [dates[10], None, None]  # one dated test; the others over all dates
+    lifts["end"] = [dates[15] + pd.Timedelta(days=6), None, None]
+    lifts["weeks"] = [np.nan, 4, 3]
     groups, datas = hm.prepare_panel(df, spec, "geo")
     lift = hm.read_group_lift_tests(lifts, spec, "geo", groups)
     assert list(lift[1]) == [1, 3, 3]

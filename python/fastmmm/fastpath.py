@@ -196,12 +196,11 @@ def lift_arrays(lift, datas, spec, groups=None) -> dict:
     if groups is not None:
         out["lift_group"] = [int(g) for g in gidx]
     if getattr(spec, "log_target", False):
-        # Level lifts: each test's weights over its group's dates (fastmmm.lift.lift_data).
+        # Level lifts: each test's weights over the dates (fastmmm.lift.lift_data; a panel's
+        # groups share their dates).
         from fastmmm.lift import lift_data
 
-        w = lift_data(lift, datas[0])["lift_time_weights"] if groups is None else None
-        if w is None:
-            raise ValueError("lift tests on a log_target panel are not supported yet")
+        w = lift_data(lift, datas[0])["lift_time_weights"]
         out["lift_weights"] = np.ascontiguousarray(w, dtype=np.float64).ravel()
     return out
 

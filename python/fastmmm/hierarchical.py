@@ -310,14 +310,14 @@ def build_hierarchical_model(
             offset = offset + pt.mean(media, axis=1)
             pm.Deterministic("intercept", level - offset, dims="geo")
         mu = pm.Deterministic("mu", mu + media - offset[:, None], dims=("geo", "date"))
-        if lift is not None:
-            _add_group_lift(model, spec, datas, lift, d, a_params, s_params, beta)
         sigma = _prior(spec, "sigma").create("sigma", dims="geo")
         if spec.likelihood == "studentt":
             nu = _prior(spec, "nu").create("nu")
             pm.StudentT("y_obs", nu=nu, mu=mu, sigma=sigma[:, None], observed=y_obs, dims=("geo", "date"))
         else:
             pm.Normal("y_obs", mu=mu, sigma=sigma[:, None], observed=y_obs, dims=("geo", "date"))
+        if lift is not None:  # no free variables: after sigma, which a log-target lift reads
+            _add_group_lift(model, spec, datas, lift, d, a_params, s_params, beta)
     return model
 
 
@@ -355,9 +355,20 @@ def _add_group_lift(model, spec, datas, lift, design, a_params, s_params, beta):
         normalize=design.normalize,
     )
     sat = y[:, -1, :]
-    diff = sat[n:] - sat[:n]
     b = pt.broadcast_to(beta, (G, C))[gidx]
-    lift_model = pm.Deterministic("lift_model", periods * (diff * b).sum(axis=1), dims="lift_test")
+    if spec.log_target:
+        # Level lift at the test's dates in its own group (fastmmm.lift's module docstring).
+        w = pm.Data("lift_time_weights", arr["lift_weights"].reshape(n, -1), dims=("lift_test", "date"))
+        mask = pt.as_tensor_variable(onehot)
+        own = (model["channel_contribution"][gidx] * mask[:, None, :]).sum(axis=2)  # (n, T)
+        level = pt.exp(model["mu"][gidx] - own + 0.5 * model["sigma"][gidx][:, None] ** 2)
+        bc = (b * mask).sum(axis=1)
+        f0, f1 = (sat[:n] * mask).sum(axis=1), (sat[n:] * mask).sum(axis=1)
+        gain = pt.exp(bc * f1) - pt.exp(bc * f0)
+        lift_model = periods * gain * (w * level).sum(axis=1)
+    else:
+        lift_model = periods * ((sat[n:] - sat[:n]) * b).sum(axis=1)
+    lift_model = pm.Deterministic("lift_model", lift_model, dims="lift_test")
     pm.Normal("lift_obs", mu=lift_model, sigma=se, observed=delta, dims="lift_test")
 
 
@@ -495,11 +506,6 @@ class HierarchicalMMM:
                     raise DataError(f"group {name!r}: {e}") from None
             datas, holdouts = [p[0] for p in pairs], [p[1] for p in pairs]
         lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
-        if lift is not None and self.spec.log_target:
-            raise NotImplementedError(
-                "lift tests with log_target=True are not supported yet; calibrate the additive model "
-                "or fit the log-target model without lift tests"
-            )
         spec, pooled, pool_sd = self.spec, self.pooled, self.pool_sd
 
         def data_updates(model):

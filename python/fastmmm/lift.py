@@ -67,8 +67,8 @@ the test's dates inside the training data, else over all dates)::
 date ``t`` without channel ``c``'s own term ``m[t, c]``, and ``b{0,1}[i, t] =
 beta[c] * f_c(x{0,1}[i] / s_c) * multiplier[t]`` the channel's term at the
 test's steady spends. The fused Rust log-density has the same term (equal to
-the PyMC model to 1e-9, ``tests/test_lift.py``); a panel's lift tests on the
-log-target model are not supported yet.
+the PyMC model to 1e-9, ``tests/test_lift.py``), and so does the hierarchical model
+(each test reads its own group's level).
 """
 
 from __future__ import annotations

@@ -219,17 +219,6 @@ def test_log_target_with_nonpositive_values_fails_before_sampling(example_df):
         MMM(example_spec(log_target=True)).fit(bad, draws=10, tune=10, progress=False)
 
 
-def test_log_target_with_lift_tests_is_refused_clearly(example_df):
-    lifts = pd.DataFrame(
-        {"channel": ["x1"], "spend_before": [100.0], "spend_after": [200.0], "lift": [50.0]}
-        | {"lift_se": [10.0], "periods": [4]}
-    )
-    with _NoSampling(), pytest.raises(NotImplementedError, match="lift tests with log_target"):
-        MMM(example_spec(log_target=True)).fit(
-            example_df, lift_tests=lifts, draws=10, tune=10, progress=False
-        )
-
-
 def test_bad_sampler_arguments_are_rejected(example_df):
     with pytest.raises(ValueError, match="draws"):
         MMM(example_spec()).fit(example_df, draws=0)

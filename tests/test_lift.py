@@ -526,3 +526,60 @@ def test_mmm_problem_rejects_fortran_order_and_bad_lift_arguments(confounded):
         MmmProblem(**arr, **st).with_data(**arr, **la)
     with pytest.raises(ValueError, match="lift_se|standard errors"):
         MmmProblem(**arr, **st, **{**la, "lift_se": np.array([0.0])}, lift_steady=9)
+    # level lifts (log target): weights of the right length, never without tests, and a problem
+    # keeps its kind of lift on new data
+    t = len(data.dates)
+    w = np.full(t, 1.0 / t)
+    lvl = MmmProblem(**arr, **st, **la, lift_steady=9, lift_weights=w)
+    add = MmmProblem(**arr, **st, **la, lift_steady=9)
+    with pytest.raises(ValueError, match="lift_weights"):
+        MmmProblem(**arr, **st, **la, lift_steady=9, lift_weights=w[:-1])
+    with pytest.raises(ValueError, match="lift_weights.*without lift tests"):
+        MmmProblem(**arr, **st, lift_weights=w)
+    with pytest.raises(ValueError, match="read the level"):
+        lvl.with_data(**arr)
+    with pytest.raises(ValueError, match="additive"):
+        add.with_data(**arr, **la, lift_weights=w)
+    assert lvl.with_data(**arr, **la, lift_weights=w).n_dim == lvl.n_dim
+
+
+def test_log_target_lift_follows_a_refit_with_a_test_on_another_channel(confounded):
+    """A reused PyMC model (same structure and number of tests) computes the new test's lift:
+    its channel is read from the swapped spend containers, not fixed in the graph."""
+    from fastmmm.data import prepare
+    from fastmmm.model import build_model
+
+    df, _, _ = confounded
+    spec = _spec(log_target=True)
+    data = prepare(df, spec)
+
+    def tests(ch):
+        return read_lift_tests(
+            pd.DataFrame({"channel": [ch], "spend_before": [100.0], "spend_after": [900.0]}).assign(
+                lift=1e4, lift_se=1e3, weeks=4
+            ),
+            spec,
+        )
+
+    from fastmmm.lift import lift_data
+
+    reused = build_model(data, spec)
+    add_lift_likelihood(reused, spec, data, tests("tv"))
+    fresh = build_model(data, spec)
+    add_lift_likelihood(fresh, spec, data, tests("search"))
+    upd = {
+        k: v for k, v in lift_data(tests("search"), data).items() if k in {v.name for v in reused.data_vars}
+    }
+
+    def at_point(model, point):
+        (out,) = model.replace_rvs_by_values([model["lift_model"]])
+        return model.compile_fn(out, inputs=model.value_vars)(point)
+
+    point = reused.initial_point()
+    before = at_point(reused, point)
+    for k, v in upd.items():
+        reused.set_data(k, v)
+    after = at_point(reused, point)
+    want = at_point(fresh, point)
+    np.testing.assert_allclose(after, want, rtol=1e-12)
+    assert not np.allclose(before, want)

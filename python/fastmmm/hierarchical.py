@@ -30,6 +30,7 @@ compilation.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -542,6 +543,10 @@ class HierarchicalMMM:
                 datas[0].fourier.shape,
                 0 if lift is None else len(lift[0]),
                 tuple(groups),
+                # The tests are constants of the PyMC graph: a model is reused for the same tests only.
+                None
+                if lift is None
+                else (json.dumps(lift[0].to_dict(), default=str), tuple(lift[1].tolist())),
             ),
         )
         out = sample_model(

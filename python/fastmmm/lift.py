@@ -492,7 +492,8 @@ def _log_target_lift(model, sat0, sat1, periods, arrays):
     import pymc as pm
     import pytensor.tensor as pt
 
-    mask = pm.Data("lift_channel_mask", _channel_mask(arrays), dims=("lift_test", "channel"))
+    # The test's channel from its spend columns (the containers a refit swaps), as _channel_mask.
+    mask = pt.gt(model["lift_x0"] + model["lift_x1"], 0.0).astype("float64")
     tw = pm.Data("lift_time_weights", arrays["lift_time_weights"], dims=("lift_test", "date"))
     beta = (mask * model["beta"]).sum(axis=1)  # (n,)
     f0, f1 = (sat0 * mask).sum(axis=1), (sat1 * mask).sum(axis=1)

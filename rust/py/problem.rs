@@ -186,6 +186,10 @@ fn lift_from(
     weights: Option<PyReadonlyArray1<'_, f64>>,
 ) -> PyResult<Option<LiftData>> {
     match (channel, x0, x1, periods, delta, se) {
+        (None, None, None, None, None, None) if weights.is_some() => Err(value_error(
+            "lift_weights",
+            "given without lift tests (lift_channel, lift_x0, ...)",
+        )),
         (None, None, None, None, None, None) => Ok(None),
         (Some(channel), Some(x0), Some(x1), Some(periods), Some(delta), Some(se)) => {
             Ok(Some(LiftData {
@@ -399,13 +403,20 @@ impl PyMmmProblem {
                 "this problem was built without lift tests; build a new one to add them",
             ));
         }
-        if !self.inner.data.lift.weights.is_empty()
-            && lift_channel.is_some()
-            && lift_weights.is_none()
-        {
+        // Level lifts (log target) read the level at their dates: new data needs them anew, and
+        // a problem keeps its kind of lift.
+        let level = !self.inner.data.lift.weights.is_empty();
+        if level && lift_weights.is_none() {
             return Err(value_error(
                 "lift_weights",
-                "this problem's lift tests read the level (log target): give their weights too",
+                "this problem's lift tests read the level at their dates (log target): give the \
+                 tests again with their weights",
+            ));
+        }
+        if !level && lift_weights.is_some() {
+            return Err(value_error(
+                "lift_weights",
+                "this problem's lift tests are additive; build a new problem for level lifts",
             ));
         }
         let lift = lift_from(

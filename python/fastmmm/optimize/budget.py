@@ -214,6 +214,7 @@ class LogTargetResponse(PosteriorResponse):
         # level_at(n) -> (S, n) baseline level at the n periods after the training data.
         self._level_at = level_at
         self._levels = np.zeros((self.n_draws, 0))
+        self._no_plan: dict[int, np.ndarray] = {}  # horizon -> (S,) expected sales without a plan
 
     @classmethod
     def from_result(cls, result, max_draws: int | None = None, multiplier_weeks: int = 13):
@@ -236,6 +237,31 @@ class LogTargetResponse(PosteriorResponse):
             self._levels = self._level_at(n)
         return self._levels[:, :n]
 
+    def _media_terms(self, plan: np.ndarray):
+        """Summed log-scale media terms of ``[history; plan; zeros]`` (S, Lh + H + tail) and,
+        per channel group, what its spend VJP needs."""
+        from fastmmm import kernels as K
+
+        lh, s = self.history.shape[0], self.n_draws
+        series = np.vstack([self.history, plan, np.zeros((self.tail, plan.shape[1]))]) / self.channel_scale
+        m = np.zeros((s, series.shape[0]))
+        parts = []
+        for g in self.groups:
+            x = np.broadcast_to(series[:, g.cols], (s, series.shape[0], len(g.cols)))
+            kw = dict(l_max=g.l_max, normalize=g.normalize)
+            y, cache = K.media_transform(x, g.adstock, g.saturation, g.a, g.s, **kw)
+            m += np.einsum("stc,sc->st", y, g.beta)
+            parts.append((g, x, cache, kw))
+        return m[:, lh:], parts
+
+    def _without_plan(self, h: int) -> np.ndarray:
+        """(S,) expected sales over the horizon and tail with no plan (the history's carry-over
+        only): the same for every plan of length ``h``, so computed once."""
+        if h not in self._no_plan:
+            m0, _ = self._media_terms(np.zeros((h, len(self.channels))))
+            self._no_plan[h] = (self._level(h + self.tail) * np.exp(m0)).sum(axis=1)
+        return self._no_plan[h]
+
     def response(self, plan: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from fastmmm import kernels as K
 
@@ -244,25 +270,9 @@ class LogTargetResponse(PosteriorResponse):
         if c != len(self.channels):
             raise ValueError(f"plan: expected {len(self.channels)} channels, got {c}")
         lh, s = self.history.shape[0], self.n_draws
-        series = np.vstack([self.history, plan, np.zeros((self.tail, c))]) / self.channel_scale
-        base_series = series.copy()
-        base_series[lh : lh + h] = 0.0
-        n = h + self.tail
-        level = self._level(n)  # (S, n)
-        m = np.zeros((s, lh + n))
-        m0 = np.zeros((s, lh + n))
-        parts = []
-        for g in self.groups:
-            x = np.broadcast_to(series[:, g.cols], (s, lh + n, len(g.cols)))
-            x0 = np.broadcast_to(base_series[:, g.cols], x.shape)
-            kw = dict(l_max=g.l_max, normalize=g.normalize)
-            y, cache = K.media_transform(x, g.adstock, g.saturation, g.a, g.s, **kw)
-            y0, _ = K.media_transform(x0, g.adstock, g.saturation, g.a, g.s, **kw)
-            m += np.einsum("stc,sc->st", y, g.beta)
-            m0 += np.einsum("stc,sc->st", y0, g.beta)
-            parts.append((g, x, cache, kw))
-        with_plan = level * np.exp(m[:, lh:])
-        resp = (with_plan - level * np.exp(m0[:, lh:])).sum(axis=1) * self.target_scale
+        m, parts = self._media_terms(plan)
+        with_plan = self._level(h + self.tail) * np.exp(m)
+        resp = (with_plan.sum(axis=1) - self._without_plan(h)) * self.target_scale
         grad = np.zeros((s, h, c))
         for g, x, cache, kw in parts:
             cot = np.zeros(x.shape)

@@ -478,26 +478,14 @@ pub unsafe extern "C" fn fastmmm_v1_logistic_vjp(
     )
 }
 
-/// Adstock kind codes of the fused entry points.
+/// Adstock kind codes of the fused entry points (`kernels::kinds`).
 pub fn adstock_kind_code(code: i32) -> Option<AdstockKind> {
-    match code {
-        0 => Some(AdstockKind::Geometric),
-        1 => Some(AdstockKind::Delayed),
-        2 => Some(AdstockKind::WeibullPdf),
-        3 => Some(AdstockKind::WeibullCdf),
-        _ => None,
-    }
+    AdstockKind::from_code(code)
 }
 
-/// Saturation kind codes of the fused entry points.
+/// Saturation kind codes of the fused entry points (`kernels::kinds`).
 pub fn saturation_kind_code(code: i32) -> Option<SaturationKind> {
-    match code {
-        0 => Some(SaturationKind::Hill),
-        1 => Some(SaturationKind::Logistic),
-        2 => Some(SaturationKind::MichaelisMenten),
-        3 => Some(SaturationKind::Tanh),
-        _ => None,
-    }
+    SaturationKind::from_code(code)
 }
 
 fn media_spec(adstock: i32, l_max: i64, normalize: i32, saturation: i32) -> Option<Media> {

@@ -90,9 +90,12 @@ def _kernel(dist, v, p):
 
 
 class RefProblem:
-    """Same constructor and methods as ``fastmmm._core.MmmProblem``."""
+    """Same constructor and methods as ``fastmmm._core.MmmProblem`` (national, no lift tests)."""
 
-    def __init__(
+    def __init__(self, structure, data, blocks):
+        self._setup(**data, **structure, blocks=blocks)
+
+    def _setup(
         self,
         y,
         spend,
@@ -169,7 +172,10 @@ class RefProblem:
         self._make_c()
 
     # ------------------------------------------------------------------ contract
-    def with_data(
+    def with_data(self, data):
+        return self._with_data(**data)
+
+    def _with_data(
         self,
         *,
         y=None,
@@ -198,7 +204,8 @@ class RefProblem:
         }
         args = {k: (cur[k] if v is None else v) for k, v in new.items()}
         rs = self.roas_scale if roas_scale is None else roas_scale
-        return RefProblem(**args, **self._structure, roas_scale=rs)
+        structure = {k: v for k, v in self._structure.items() if k != "blocks"}
+        return RefProblem(structure, {**args, "roas_scale": rs}, self._structure["blocks"])
 
     def _unpack(self, x):
         x = np.asarray(x, float)

@@ -84,7 +84,7 @@ def check_against_pymc(df, spec, n_points=N_POINTS, seed=0):
     layout = national_layout(spec, data)
     assert [t.name for t in layout.terms] == [rv.name for rv in model.free_RVs]
     rust = fp.build_problem(layout, fp.problem_data(spec, data), problem_cls=_core())
-    ref = RefProblem(**fp.problem_data(spec, data), **layout.structure, blocks=layout.blocks())
+    ref = RefProblem(layout.structure, fp.problem_data(spec, data), layout.blocks())
     pymc, x0 = _pymc_logp_dlogp(model)
     assert rust.n_dim == x0.size == ref.n_dim
     # The sampler starts where nutpie would (before its jitter): PyMC's initial point.
@@ -348,7 +348,7 @@ def test_with_data_equals_a_fresh_problem(synth):
     data = prepare(df, spec)
     p1 = fp.build_problem(national_layout(spec, data), fp.problem_data(spec, data))
     other = prepare(df.assign(sales=df["sales"] * 1.3, tv=df["tv"][::-1].to_numpy()), spec)
-    p2 = p1.with_data(**fp.problem_data(spec, other))
+    p2 = p1.with_data(fp.problem_data(spec, other))
     p3 = fp.build_problem(national_layout(spec, other), fp.problem_data(spec, other))
     x = np.linspace(-0.5, 0.5, p1.n_dim)
     a, ga = p2.logp_dlogp(x)

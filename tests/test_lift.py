@@ -507,40 +507,43 @@ def test_mmm_problem_rejects_fortran_order_and_bad_lift_arguments(confounded):
     spec = _spec()
     data = prepare(df, spec)
     layout = national_layout(spec, data)
-    st = {**layout.structure, "blocks": layout.blocks()}
+    st, blocks = layout.structure, layout.blocks()
     arr = fp.problem_data(spec, data)
     with pytest.raises(ValueError, match="C-contiguous"):
-        MmmProblem(**{**arr, "spend": np.asfortranarray(arr["spend"])}, **st)
+        MmmProblem(st, {**arr, "spend": np.asfortranarray(arr["spend"])}, blocks)
     la = dict(
-        lift_channel=[0],
-        lift_x0=np.array([0.0]),
-        lift_x1=np.array([0.5]),
-        lift_periods=np.array([4.0]),
-        lift_delta=np.array([0.1]),
-        lift_se=np.array([0.05]),
+        channel=[0],
+        x0=np.array([0.0]),
+        x1=np.array([0.5]),
+        periods=np.array([4.0]),
+        delta=np.array([0.1]),
+        se=np.array([0.05]),
     )
     for steady in (0, 3, 2**45, 2**60):
         with pytest.raises(ValueError, match="steady"):
-            MmmProblem(**arr, **st, **la, lift_steady=steady)
+            MmmProblem(st, {**arr, "lift": {**la, "steady": steady}}, blocks)
     with pytest.raises(ValueError, match="built without lift tests"):
-        MmmProblem(**arr, **st).with_data(**arr, **la)
+        MmmProblem(st, arr, blocks).with_data({**arr, "lift": la})
     with pytest.raises(ValueError, match="lift_se|standard errors"):
-        MmmProblem(**arr, **st, **{**la, "lift_se": np.array([0.0])}, lift_steady=9)
-    # level lifts (log target): weights of the right length, never without tests, and a problem
-    # keeps its kind of lift on new data
+        MmmProblem(st, {**arr, "lift": {**la, "se": np.array([0.0]), "steady": 9}}, blocks)
+    # a typed boundary: a misspelt key is an error, not silently ignored
+    with pytest.raises(ValueError, match='unknown key "lift_channel"'):
+        MmmProblem(st, {**arr, "lift_channel": [0]}, blocks)
+    with pytest.raises(ValueError, match='unknown key "weight"'):
+        MmmProblem(st, {**arr, "lift": {**la, "weight": np.ones(3)}}, blocks)
+    # level lifts (log target): weights of the right length, and a problem keeps its kind of
+    # lift on new data
     t = len(data.dates)
     w = np.full(t, 1.0 / t)
-    lvl = MmmProblem(**arr, **st, **la, lift_steady=9, lift_weights=w)
-    add = MmmProblem(**arr, **st, **la, lift_steady=9)
+    lvl = MmmProblem(st, {**arr, "lift": {**la, "steady": 9, "weights": w}}, blocks)
+    add = MmmProblem(st, {**arr, "lift": {**la, "steady": 9}}, blocks)
     with pytest.raises(ValueError, match="lift_weights"):
-        MmmProblem(**arr, **st, **la, lift_steady=9, lift_weights=w[:-1])
-    with pytest.raises(ValueError, match="lift_weights.*without lift tests"):
-        MmmProblem(**arr, **st, lift_weights=w)
+        MmmProblem(st, {**arr, "lift": {**la, "steady": 9, "weights": w[:-1]}}, blocks)
     with pytest.raises(ValueError, match="read the level"):
-        lvl.with_data(**arr)
+        lvl.with_data(arr)
     with pytest.raises(ValueError, match="additive"):
-        add.with_data(**arr, **la, lift_weights=w)
-    assert lvl.with_data(**arr, **la, lift_weights=w).n_dim == lvl.n_dim
+        add.with_data({**arr, "lift": {**la, "steady": 9, "weights": w}})
+    assert lvl.with_data({**arr, "lift": {**la, "steady": 9, "weights": w}}).n_dim == lvl.n_dim
 
 
 def test_log_target_lift_follows_a_refit_with_a_test_on_another_channel(confounded):

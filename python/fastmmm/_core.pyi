@@ -1,6 +1,7 @@
 """Type stubs for fastmmm's private Rust extension module."""
 
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -92,74 +93,66 @@ def sample_nuts(
 NUTS_RS_VERSION: str
 
 def ffi_addresses() -> dict[str, int]: ...
+def kernel_kinds() -> dict[str, list[tuple[str, int, list[str]]]]:
+    """The registry of kernel kinds: {"adstock"|"saturation": [(name, code, params)]}."""
+
 def simd_level() -> int:
     """0 baseline, 1 AVX2+FMA, 2 AVX-512; capped by the environment variable FASTMMM_SIMD."""
 
-class MmmProblem:
-    """The fused MMM log-density (rust/logp.rs); see fastmmm.fastpath."""
+class ProblemStructure(TypedDict, total=False):
+    """The model's options (``ModelLayout.structure``); ``groups``/``grouped`` optional."""
 
-    def __init__(
-        self,
-        y: F64,
-        spend: F64,
-        trend_t: F64,
-        fourier: F64,
-        controls: F64,
-        kappa_scale: F64,
-        adstock: str,
-        l_max: int,
-        normalize: bool,
-        saturation: str,
-        intercept: bool,
-        trend: bool,
-        likelihood: str,
-        direct_beta: bool,
-        relative_param: int,
-        fixed_saturation: list[tuple[int, float]],
-        blocks: list[dict],
-        groups: int = 1,
-        grouped: bool = False,
-        lift_channel: list[int] | None = None,
-        lift_x0: F64 | None = None,
-        lift_x1: F64 | None = None,
-        lift_periods: F64 | None = None,
-        lift_delta: F64 | None = None,
-        lift_se: F64 | None = None,
-        lift_steady: int = 1,
-        lift_group: list[int] | None = None,
-        lift_weights: F64 | None = None,
-        tvp_intercept_phi: F64 | None = None,
-        tvp_intercept_omega: F64 | None = None,
-        tvp_intercept_col_ms: F64 | None = None,
-        tvp_media_phi: F64 | None = None,
-        tvp_media_omega: F64 | None = None,
-        tvp_media_col_ms: F64 | None = None,
-        roas_scale: F64 | None = None,
-    ) -> None: ...
-    def with_data(
-        self,
-        y: F64,
-        spend: F64,
-        trend_t: F64,
-        fourier: F64,
-        controls: F64,
-        kappa_scale: F64,
-        lift_channel: list[int] | None = None,
-        lift_x0: F64 | None = None,
-        lift_x1: F64 | None = None,
-        lift_periods: F64 | None = None,
-        lift_delta: F64 | None = None,
-        lift_se: F64 | None = None,
-        lift_group: list[int] | None = None,
-        lift_weights: F64 | None = None,
-        tvp_intercept_phi: F64 | None = None,
-        tvp_intercept_omega: F64 | None = None,
-        tvp_intercept_col_ms: F64 | None = None,
-        tvp_media_phi: F64 | None = None,
-        tvp_media_omega: F64 | None = None,
-        tvp_media_col_ms: F64 | None = None,
-        roas_scale: F64 | None = None,
-    ) -> MmmProblem: ...
+    adstock: str
+    l_max: int
+    normalize: bool
+    saturation: str
+    intercept: bool
+    trend: bool
+    likelihood: str
+    direct_beta: bool
+    relative_param: int
+    fixed_saturation: list[tuple[int, float]]
+    groups: int
+    grouped: bool
+
+class LiftArrays(TypedDict, total=False):
+    """Scaled lift tests (``fastpath.lift_arrays`` without the ``lift_`` prefix)."""
+
+    channel: list[int]
+    x0: F64
+    x1: F64
+    periods: F64
+    delta: F64
+    se: F64
+    steady: int
+    group: list[int]
+    weights: F64
+
+class TvpBasis(TypedDict):
+    phi: F64
+    omega: F64
+    col_ms: F64
+
+class ProblemData(TypedDict, total=False):
+    """One fit's data (``fastpath.problem_data``); a panel's arrays group-major."""
+
+    y: F64
+    spend: F64
+    trend_t: F64
+    fourier: F64
+    controls: F64
+    kappa_scale: F64
+    roas_scale: F64
+    lift: LiftArrays
+    tvp_intercept: TvpBasis
+    tvp_media: TvpBasis
+
+class MmmProblem:
+    """The fused MMM log-density (rust/logp); see fastmmm.fastpath. Unknown keys are errors."""
+
+    def __init__(self, structure: ProblemStructure, data: ProblemData, blocks: list[dict]) -> None: ...
+    def with_data(self, data: ProblemData) -> MmmProblem:
+        """Same structure and priors on new data; lift tests and bases kept unless given."""
     @property
     def groups(self) -> int: ...
     @property

@@ -137,7 +137,7 @@ def supported(spec) -> tuple[bool, str]:
 
 # ---------------------------------------------------------------------- problem data
 def problem_arrays(data, spec) -> dict[str, np.ndarray]:
-    """The data arrays of a national ``MmmProblem`` (the keyword arguments of ``with_data``)."""
+    """The data arrays of a national ``MmmProblem`` (see :func:`problem_data`)."""
     from fastmmm.layout import kappa_scale
     from fastmmm.tvp import hsgp_data, parts
 
@@ -236,16 +236,26 @@ def panel_arrays(datas) -> dict[str, np.ndarray]:
 
 
 def problem_data(spec, datas, lift=None, lift_groups=None) -> dict:
-    """Every data keyword argument of ``MmmProblem``: one PreparedData (national) or a list
-    of them (a panel: grouped layout), with the lift tests' arrays and, for a ROAS
-    amplitude, ``roas_scale`` (G * C)."""
+    """The ``data`` dict of ``MmmProblem(structure, data, blocks)``: one PreparedData
+    (national) or a list of them (a panel: grouped layout). The arrays of
+    :func:`problem_arrays` / :func:`panel_arrays`, with the lift tests under ``"lift"``,
+    each time-varying part's basis under ``"tvp_<part>"`` and, for a ROAS amplitude,
+    ``roas_scale`` (G * C)."""
     from fastmmm.layout import amplitude_kind, roas_scale
 
     grouped = isinstance(datas, (list, tuple))
     if grouped:
-        out = {**panel_arrays(datas), **lift_arrays(lift, list(datas), spec, lift_groups)}
+        flat = {**panel_arrays(datas), **lift_arrays(lift, list(datas), spec, lift_groups)}
     else:
-        out = {**problem_arrays(datas, spec), **lift_arrays(lift, datas, spec)}
+        flat = {**problem_arrays(datas, spec), **lift_arrays(lift, datas, spec)}
+    out = {}
+    for key, value in flat.items():
+        for sub in ("lift", "tvp_intercept", "tvp_media"):
+            if key.startswith(sub + "_"):
+                out.setdefault(sub, {})[key[len(sub) + 1 :]] = value
+                break
+        else:
+            out[key] = value
     if amplitude_kind(spec) == "roas":
         per = [roas_scale(d) for d in (datas if grouped else [datas])]
         out["roas_scale"] = np.ascontiguousarray(np.concatenate(per), dtype=np.float64)
@@ -258,7 +268,7 @@ def build_problem(layout: ModelLayout, data: dict, problem_cls=None):
     cls = problem_cls or _core_class()
     if cls is None:
         raise RuntimeError("fastmmm._core has no MmmProblem (extension built without the fast path)")
-    problem = cls(**data, **layout.structure, blocks=layout.blocks())
+    problem = cls(layout.structure, data, layout.blocks())
     layout.check_problem(problem)
     return problem
 

@@ -8,6 +8,7 @@ pub mod fastmath;
 pub mod fused;
 #[cfg(target_arch = "x86_64")]
 pub mod hill512;
+pub mod kinds;
 pub mod response;
 pub mod saturation;
 pub mod simd;

@@ -11,7 +11,7 @@ use crate::ffi::{ffi_table, KERNEL_VERSION};
 use crate::kernels::adstock::{adstock_fwd, adstock_vjp, adstock_weights, Adstock, AdstockKind};
 use crate::kernels::fused::{media_fwd, media_vjp, Media, MediaGrads};
 use crate::kernels::saturation::{saturation_fwd, saturation_vjp, SaturationKind};
-use crate::kernels::{validate, Dims};
+use crate::kernels::{kinds, validate, Dims};
 use errors::value_error;
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3,
@@ -57,53 +57,56 @@ fn check_param_shape(arg: &str, p: &PyReadonlyArray2<'_, f64>, d: Dims) -> PyRes
 }
 
 fn adstock_kind(kind: &str) -> PyResult<AdstockKind> {
-    Ok(match kind {
-        "geometric" => AdstockKind::Geometric,
-        "delayed" => AdstockKind::Delayed,
-        "weibull_pdf" => AdstockKind::WeibullPdf,
-        "weibull_cdf" => AdstockKind::WeibullCdf,
-        other => {
-            return Err(value_error(
-                "kind",
-                format!("unknown adstock '{other}'; expected geometric, delayed, weibull_pdf or weibull_cdf"),
-            ))
-        }
+    AdstockKind::from_name(kind).ok_or_else(|| {
+        value_error(
+            "kind",
+            format!(
+                "unknown adstock '{kind}'; expected one of {}",
+                kinds::names(&kinds::ADSTOCK_KINDS)
+            ),
+        )
     })
 }
 
 fn saturation_kind(kind: &str) -> PyResult<SaturationKind> {
-    Ok(match kind {
-        "hill" => SaturationKind::Hill,
-        "logistic" => SaturationKind::Logistic,
-        "michaelis_menten" => SaturationKind::MichaelisMenten,
-        "tanh" => SaturationKind::Tanh,
-        other => {
-            return Err(value_error(
-                "kind",
-                format!(
-                "unknown saturation '{other}'; expected hill, logistic, michaelis_menten or tanh"
+    SaturationKind::from_name(kind).ok_or_else(|| {
+        value_error(
+            "kind",
+            format!(
+                "unknown saturation '{kind}'; expected one of {}",
+                kinds::names(&kinds::SATURATION_KINDS)
             ),
-            ))
-        }
+        )
     })
 }
 
-/// Python-facing names of an adstock's parameters (for messages).
+/// Python-facing names of a kind's two parameter slots (for messages; "" for an unused slot).
+fn slot_names(params: &'static [&'static str]) -> [&'static str; 2] {
+    [params[0], params.get(1).copied().unwrap_or("")]
+}
+
 fn adstock_param_names(kind: AdstockKind) -> [&'static str; 2] {
-    match kind {
-        AdstockKind::Geometric => ["alpha", ""],
-        AdstockKind::Delayed => ["alpha", "theta"],
-        _ => ["lam", "k"],
-    }
+    slot_names(kind.param_names())
 }
 
 fn saturation_param_names(kind: SaturationKind) -> [&'static str; 2] {
-    match kind {
-        SaturationKind::Hill => ["kappa", "slope"],
-        SaturationKind::Logistic => ["lam", ""],
-        SaturationKind::MichaelisMenten => ["alpha", "lam"],
-        SaturationKind::Tanh => ["b", "c"],
+    slot_names(kind.param_names())
+}
+
+/// The registry of kernel kinds (`rust/kernels/kinds.rs`):
+/// `{"adstock": [(name, code, params)], "saturation": [...]}`.
+#[pyfunction]
+fn kernel_kinds(
+) -> std::collections::HashMap<&'static str, Vec<(&'static str, i32, Vec<&'static str>)>> {
+    fn rows<K>(t: &[kinds::KindRow<K>]) -> Vec<(&'static str, i32, Vec<&'static str>)> {
+        t.iter()
+            .map(|r| (r.name, r.code, r.params.to_vec()))
+            .collect()
     }
+    std::collections::HashMap::from([
+        ("adstock", rows(&kinds::ADSTOCK_KINDS)),
+        ("saturation", rows(&kinds::SATURATION_KINDS)),
+    ])
 }
 
 fn check_adstock_domain(kind: AdstockKind, p0: &[f64], p1: &[f64]) -> PyResult<()> {
@@ -804,6 +807,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(contribution_totals_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel_kinds, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;
     m.add_function(wrap_pyfunction!(sampler::sample_nuts, m)?)?;
     Ok(())

@@ -5,6 +5,7 @@
 use super::errors::value_error;
 use crate::kernels::adstock::{Adstock, AdstockKind};
 use crate::kernels::fused::Media;
+use crate::kernels::kinds;
 use crate::kernels::saturation::SaturationKind;
 use crate::logp::{
     Block, Dist, LiftData, MmmData, MmmProblem, MmmStructure, Role, Transform, TvpData,
@@ -108,16 +109,180 @@ impl PyMmmProblem {
     }
 }
 
-fn data_from(
-    y: PyReadonlyArray1<'_, f64>,
-    spend: PyReadonlyArray2<'_, f64>,
-    trend_t: PyReadonlyArray1<'_, f64>,
-    fourier: PyReadonlyArray2<'_, f64>,
-    controls: PyReadonlyArray2<'_, f64>,
-    kappa_scale: PyReadonlyArray1<'_, f64>,
+/// The model's options: the same for every dataset the problem is fitted to
+/// (`ModelLayout.structure` in Python).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct StructureArg {
+    adstock: String,
+    l_max: usize,
+    normalize: bool,
+    saturation: String,
+    intercept: bool,
+    trend: bool,
+    likelihood: String,
+    direct_beta: bool,
+    relative_param: i64,
+    fixed_saturation: Vec<(usize, f64)>,
+    #[pyo3(default = 1)]
     groups: usize,
-) -> PyResult<(MmmData, [usize; 4])> {
-    let (spend_v, rows, c) = vec2("spend", &spend)?;
+    #[pyo3(default)]
+    grouped: bool,
+}
+
+const STRUCTURE_KEYS: &[&str] = &[
+    "adstock",
+    "l_max",
+    "normalize",
+    "saturation",
+    "intercept",
+    "trend",
+    "likelihood",
+    "direct_beta",
+    "relative_param",
+    "fixed_saturation",
+    "groups",
+    "grouped",
+];
+
+/// One time-varying part's HSGP basis: phi (T, m), omega (m,), col_ms (m,).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct TvpArg<'py> {
+    phi: PyReadonlyArray2<'py, f64>,
+    omega: PyReadonlyArray1<'py, f64>,
+    col_ms: PyReadonlyArray1<'py, f64>,
+}
+
+/// The lift tests, scaled (`fastpath.lift_arrays`).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct LiftArg<'py> {
+    channel: Vec<usize>,
+    x0: PyReadonlyArray1<'py, f64>,
+    x1: PyReadonlyArray1<'py, f64>,
+    periods: PyReadonlyArray1<'py, f64>,
+    delta: PyReadonlyArray1<'py, f64>,
+    se: PyReadonlyArray1<'py, f64>,
+    #[pyo3(default = 1)]
+    steady: usize,
+    #[pyo3(default)]
+    group: Option<Vec<usize>>,
+    /// Level lifts (log target): each test's weights over the dates.
+    #[pyo3(default)]
+    weights: Option<PyReadonlyArray1<'py, f64>>,
+}
+
+const LIFT_KEYS: &[&str] = &[
+    "channel", "x0", "x1", "periods", "delta", "se", "steady", "group", "weights",
+];
+
+/// The data of one fit (`fastpath.problem_data`); a panel's arrays are group-major.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct DataArg<'py> {
+    y: PyReadonlyArray1<'py, f64>,
+    spend: PyReadonlyArray2<'py, f64>,
+    trend_t: PyReadonlyArray1<'py, f64>,
+    fourier: PyReadonlyArray2<'py, f64>,
+    controls: PyReadonlyArray2<'py, f64>,
+    kappa_scale: PyReadonlyArray1<'py, f64>,
+    #[pyo3(default)]
+    roas_scale: Option<PyReadonlyArray1<'py, f64>>,
+    #[pyo3(default)]
+    lift: Option<LiftArg<'py>>,
+    #[pyo3(default)]
+    tvp_intercept: Option<TvpArg<'py>>,
+    #[pyo3(default)]
+    tvp_media: Option<TvpArg<'py>>,
+}
+
+const DATA_KEYS: &[&str] = &[
+    "y",
+    "spend",
+    "trend_t",
+    "fourier",
+    "controls",
+    "kappa_scale",
+    "roas_scale",
+    "lift",
+    "tvp_intercept",
+    "tvp_media",
+];
+
+/// A dict of named fields: a key outside `known` is a typo the caller should hear about.
+fn dict_of<'a, 'py>(
+    arg: &str,
+    obj: &'a Bound<'py, PyAny>,
+    known: &[&str],
+) -> PyResult<&'a Bound<'py, PyDict>> {
+    let d = obj
+        .cast::<PyDict>()
+        .map_err(|_| value_error(arg, "must be a dict"))?;
+    for k in d.keys() {
+        let k: String = k.extract()?;
+        if !known.contains(&k.as_str()) {
+            return Err(value_error(
+                arg,
+                format!("unknown key {k:?}; known: {}", known.join(", ")),
+            ));
+        }
+    }
+    Ok(d)
+}
+
+fn extract_data<'py>(obj: &Bound<'py, PyAny>) -> PyResult<DataArg<'py>> {
+    let d = dict_of("data", obj, DATA_KEYS)?;
+    if let Some(l) = d.get_item("lift")? {
+        if !l.is_none() {
+            dict_of("data['lift']", &l, LIFT_KEYS)?;
+        }
+    }
+    for part in ["tvp_intercept", "tvp_media"] {
+        if let Some(t) = d.get_item(part)? {
+            if !t.is_none() {
+                dict_of(part, &t, &["phi", "omega", "col_ms"])?;
+            }
+        }
+    }
+    d.extract()
+}
+
+fn tvp_from(name: &str, t: Option<TvpArg<'_>>) -> PyResult<Option<TvpData>> {
+    let Some(t) = t else { return Ok(None) };
+    let (phi, _, m) = vec2(name, &t.phi)?;
+    let omega = vec1(name, &t.omega)?;
+    if omega.len() != m {
+        return Err(value_error(name, "phi has a column per omega"));
+    }
+    Ok(Some(TvpData {
+        phi,
+        omega,
+        col_ms: vec1(name, &t.col_ms)?,
+    }))
+}
+
+fn lift_from(l: LiftArg<'_>) -> PyResult<LiftData> {
+    Ok(LiftData {
+        channel: l.channel,
+        group: l.group.unwrap_or_default(),
+        x0: vec1("lift.x0", &l.x0)?,
+        x1: vec1("lift.x1", &l.x1)?,
+        periods: vec1("lift.periods", &l.periods)?,
+        delta: vec1("lift.delta", &l.delta)?,
+        se: vec1("lift.se", &l.se)?,
+        steady: l.steady,
+        weights: match l.weights {
+            Some(w) => vec1("lift.weights", &w)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+/// The Rust data of `d` (without its lift tests, which `with_data` may keep) and
+/// the dimensions (T, C, F, K) it implies for `groups` groups.
+fn data_from(d: &DataArg<'_>, groups: usize) -> PyResult<(MmmData, [usize; 4])> {
+    let (spend_v, rows, c) = vec2("spend", &d.spend)?;
     if groups == 0 || rows % groups != 0 {
         return Err(value_error(
             "spend",
@@ -125,8 +290,8 @@ fn data_from(
         ));
     }
     let t = rows / groups;
-    let (four_v, t2, f) = vec2("fourier", &fourier)?;
-    let (ctrl_v, t3, k) = vec2("controls", &controls)?;
+    let (four_v, t2, f) = vec2("fourier", &d.fourier)?;
+    let (ctrl_v, t3, k) = vec2("controls", &d.controls)?;
     if t2 != rows || t3 != rows {
         return Err(value_error(
             "fourier/controls",
@@ -134,329 +299,162 @@ fn data_from(
         ));
     }
     let data = MmmData {
-        y: vec1("y", &y)?,
+        y: vec1("y", &d.y)?,
         spend: spend_v,
-        trend_t: vec1("trend_t", &trend_t)?,
+        trend_t: vec1("trend_t", &d.trend_t)?,
         fourier: four_v,
         controls: ctrl_v,
-        kappa_scale: vec1("kappa_scale", &kappa_scale)?,
-        roas_scale: Vec::new(),
+        kappa_scale: vec1("kappa_scale", &d.kappa_scale)?,
+        roas_scale: match &d.roas_scale {
+            Some(r) => vec1("roas_scale", r)?,
+            None => Vec::new(),
+        },
         lift: LiftData::default(),
         tvp: [None, None],
     };
     Ok((data, [t, c, f, k]))
 }
 
-/// One time-varying part's basis: phi (T, m), omega (m,), col_ms (m,), all given or none.
-fn tvp_from(
-    name: &str,
-    phi: Option<PyReadonlyArray2<'_, f64>>,
-    omega: Option<PyReadonlyArray1<'_, f64>>,
-    col_ms: Option<PyReadonlyArray1<'_, f64>>,
-) -> PyResult<Option<TvpData>> {
-    match (phi, omega, col_ms) {
-        (None, None, None) => Ok(None),
-        (Some(phi), Some(omega), Some(col_ms)) => {
-            let (phi, _, m) = vec2(name, &phi)?;
-            let omega = vec1(name, &omega)?;
-            if omega.len() != m {
-                return Err(value_error(name, "phi has a column per omega"));
-            }
-            Ok(Some(TvpData {
-                phi,
-                omega,
-                col_ms: vec1(name, &col_ms)?,
-            }))
+fn structure_from(st: StructureArg, [t, c, f, k]: [usize; 4]) -> PyResult<MmmStructure> {
+    let akind = AdstockKind::from_name(&st.adstock).ok_or_else(|| {
+        value_error(
+            "adstock",
+            format!(
+                "unknown kind {:?}; expected one of {}",
+                st.adstock,
+                kinds::names(&kinds::ADSTOCK_KINDS)
+            ),
+        )
+    })?;
+    let skind = SaturationKind::from_name(&st.saturation).ok_or_else(|| {
+        value_error(
+            "saturation",
+            format!(
+                "unknown kind {:?}; expected one of {}",
+                st.saturation,
+                kinds::names(&kinds::SATURATION_KINDS)
+            ),
+        )
+    })?;
+    let student_t = match st.likelihood.as_str() {
+        "normal" => false,
+        "studentt" => true,
+        _ => return Err(value_error("likelihood", "must be 'normal' or 'studentt'")),
+    };
+    let mut fixed = [None, None];
+    for (i, v) in st.fixed_saturation {
+        if i >= 2 {
+            return Err(value_error("fixed_saturation", "index must be 0 or 1"));
         }
-        _ => Err(value_error(name, "give phi, omega and col_ms, or none")),
+        fixed[i] = Some(v);
     }
-}
-
-/// The lift-test arrays, all given or none.
-#[allow(clippy::too_many_arguments)]
-fn lift_from(
-    channel: Option<Vec<usize>>,
-    group: Option<Vec<usize>>,
-    x0: Option<PyReadonlyArray1<'_, f64>>,
-    x1: Option<PyReadonlyArray1<'_, f64>>,
-    periods: Option<PyReadonlyArray1<'_, f64>>,
-    delta: Option<PyReadonlyArray1<'_, f64>>,
-    se: Option<PyReadonlyArray1<'_, f64>>,
-    steady: usize,
-    weights: Option<PyReadonlyArray1<'_, f64>>,
-) -> PyResult<Option<LiftData>> {
-    match (channel, x0, x1, periods, delta, se) {
-        (None, None, None, None, None, None) if weights.is_some() => Err(value_error(
-            "lift_weights",
-            "given without lift tests (lift_channel, lift_x0, ...)",
-        )),
-        (None, None, None, None, None, None) => Ok(None),
-        (Some(channel), Some(x0), Some(x1), Some(periods), Some(delta), Some(se)) => {
-            Ok(Some(LiftData {
-                channel,
-                group: group.unwrap_or_default(),
-                x0: vec1("lift_x0", &x0)?,
-                x1: vec1("lift_x1", &x1)?,
-                periods: vec1("lift_periods", &periods)?,
-                delta: vec1("lift_delta", &delta)?,
-                se: vec1("lift_se", &se)?,
-                steady,
-                weights: match weights {
-                    Some(w) => vec1("lift_weights", &w)?,
-                    None => Vec::new(),
-                },
-            }))
-        }
-        _ => Err(value_error(
-            "lift",
-            "give all of lift_channel, lift_x0, lift_x1, lift_periods, lift_delta, lift_se or none",
-        )),
-    }
+    Ok(MmmStructure {
+        g: st.groups,
+        grouped: st.grouped,
+        t,
+        c,
+        f,
+        k,
+        media: Media {
+            adstock: Adstock::new(akind, st.l_max, st.normalize)?,
+            saturation: skind,
+        },
+        relative: usize::try_from(st.relative_param).ok(),
+        fixed_saturation: fixed,
+        intercept: st.intercept,
+        trend: st.trend,
+        student_t,
+        direct_beta: st.direct_beta,
+    })
 }
 
 #[pymethods]
 impl PyMmmProblem {
+    /// `MmmProblem(structure, data, blocks)`: the model's options (dict, see
+    /// `StructureArg`), one fit's data (dict, see `DataArg`; optional `lift`,
+    /// `tvp_intercept`, `tvp_media` sub-dicts) and the parameter blocks.
     #[new]
-    #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, adstock, l_max, normalize, saturation,
-                        intercept, trend, likelihood, direct_beta, relative_param, fixed_saturation, blocks,
-                        groups=1, grouped=false, lift_channel=None, lift_x0=None, lift_x1=None,
-                        lift_periods=None, lift_delta=None, lift_se=None, lift_steady=1, lift_group=None, lift_weights=None,
-                        tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
-                        tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None, roas_scale=None))]
-    #[allow(clippy::too_many_arguments)]
     fn new(
-        y: PyReadonlyArray1<'_, f64>,
-        spend: PyReadonlyArray2<'_, f64>,
-        trend_t: PyReadonlyArray1<'_, f64>,
-        fourier: PyReadonlyArray2<'_, f64>,
-        controls: PyReadonlyArray2<'_, f64>,
-        kappa_scale: PyReadonlyArray1<'_, f64>,
-        adstock: &str,
-        l_max: usize,
-        normalize: bool,
-        saturation: &str,
-        intercept: bool,
-        trend: bool,
-        likelihood: &str,
-        direct_beta: bool,
-        relative_param: i64,
-        fixed_saturation: Vec<(usize, f64)>,
+        structure: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
         blocks: &Bound<'_, PyList>,
-        groups: usize,
-        grouped: bool,
-        lift_channel: Option<Vec<usize>>,
-        lift_x0: Option<PyReadonlyArray1<'_, f64>>,
-        lift_x1: Option<PyReadonlyArray1<'_, f64>>,
-        lift_periods: Option<PyReadonlyArray1<'_, f64>>,
-        lift_delta: Option<PyReadonlyArray1<'_, f64>>,
-        lift_se: Option<PyReadonlyArray1<'_, f64>>,
-        lift_steady: usize,
-        lift_group: Option<Vec<usize>>,
-        lift_weights: Option<PyReadonlyArray1<'_, f64>>,
-        tvp_intercept_phi: Option<PyReadonlyArray2<'_, f64>>,
-        tvp_intercept_omega: Option<PyReadonlyArray1<'_, f64>>,
-        tvp_intercept_col_ms: Option<PyReadonlyArray1<'_, f64>>,
-        tvp_media_phi: Option<PyReadonlyArray2<'_, f64>>,
-        tvp_media_omega: Option<PyReadonlyArray1<'_, f64>>,
-        tvp_media_col_ms: Option<PyReadonlyArray1<'_, f64>>,
-        roas_scale: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
-        let (mut data, [t, c, f, k]) =
-            data_from(y, spend, trend_t, fourier, controls, kappa_scale, groups)?;
-        if let Some(r) = roas_scale {
-            data.roas_scale = vec1("roas_scale", &r)?;
+        let st: StructureArg = dict_of("structure", structure, STRUCTURE_KEYS)?.extract()?;
+        let mut d = extract_data(data)?;
+        let groups = st.groups;
+        let (mut md, dims) = data_from(&d, groups)?;
+        if let Some(l) = d.lift.take() {
+            md.lift = lift_from(l)?;
         }
-        if let Some(l) = lift_from(
-            lift_channel,
-            lift_group,
-            lift_x0,
-            lift_x1,
-            lift_periods,
-            lift_delta,
-            lift_se,
-            lift_steady,
-            lift_weights,
-        )? {
-            data.lift = l;
-        }
-        data.tvp = [
-            tvp_from(
-                "tvp_intercept",
-                tvp_intercept_phi,
-                tvp_intercept_omega,
-                tvp_intercept_col_ms,
-            )?,
-            tvp_from(
-                "tvp_media",
-                tvp_media_phi,
-                tvp_media_omega,
-                tvp_media_col_ms,
-            )?,
+        md.tvp = [
+            tvp_from("tvp_intercept", d.tvp_intercept.take())?,
+            tvp_from("tvp_media", d.tvp_media.take())?,
         ];
-        let akind = match adstock {
-            "geometric" => AdstockKind::Geometric,
-            "delayed" => AdstockKind::Delayed,
-            "weibull_pdf" => AdstockKind::WeibullPdf,
-            "weibull_cdf" => AdstockKind::WeibullCdf,
-            _ => return Err(value_error("adstock", format!("unknown kind {adstock:?}"))),
-        };
-        let skind = match saturation {
-            "hill" => SaturationKind::Hill,
-            "logistic" => SaturationKind::Logistic,
-            "michaelis_menten" => SaturationKind::MichaelisMenten,
-            "tanh" => SaturationKind::Tanh,
-            _ => {
-                return Err(value_error(
-                    "saturation",
-                    format!("unknown kind {saturation:?}"),
-                ))
-            }
-        };
-        let student_t = match likelihood {
-            "normal" => false,
-            "studentt" => true,
-            _ => return Err(value_error("likelihood", "must be 'normal' or 'studentt'")),
-        };
-        let mut fixed = [None, None];
-        for (i, v) in fixed_saturation {
-            if i >= 2 {
-                return Err(value_error("fixed_saturation", "index must be 0 or 1"));
-            }
-            fixed[i] = Some(v);
-        }
-        let s = MmmStructure {
-            g: groups,
-            grouped,
-            t,
-            c,
-            f,
-            k,
-            media: Media {
-                adstock: Adstock::new(akind, l_max, normalize)?,
-                saturation: skind,
-            },
-            relative: usize::try_from(relative_param).ok(),
-            fixed_saturation: fixed,
-            intercept,
-            trend,
-            student_t,
-            direct_beta,
-        };
+        let s = structure_from(st, dims)?;
         let mut bs = Vec::new();
         for item in blocks.iter() {
             bs.push(parse_block(item.cast::<PyDict>()?)?);
         }
         Ok(PyMmmProblem {
-            inner: Arc::new(MmmProblem::new(s, data, bs)?),
+            inner: Arc::new(MmmProblem::new(s, md, bs)?),
         })
     }
 
     /// Same structure and priors with new data (another brand, a refresh). The
-    /// lift tests are kept unless new ones are given (all six arrays).
-    #[pyo3(signature = (y, spend, trend_t, fourier, controls, kappa_scale, lift_channel=None, lift_x0=None,
-                        lift_x1=None, lift_periods=None, lift_delta=None, lift_se=None, lift_group=None,
-                        lift_weights=None, tvp_intercept_phi=None, tvp_intercept_omega=None, tvp_intercept_col_ms=None,
-                        tvp_media_phi=None, tvp_media_omega=None, tvp_media_col_ms=None, roas_scale=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn with_data(
-        &self,
-        y: PyReadonlyArray1<'_, f64>,
-        spend: PyReadonlyArray2<'_, f64>,
-        trend_t: PyReadonlyArray1<'_, f64>,
-        fourier: PyReadonlyArray2<'_, f64>,
-        controls: PyReadonlyArray2<'_, f64>,
-        kappa_scale: PyReadonlyArray1<'_, f64>,
-        lift_channel: Option<Vec<usize>>,
-        lift_x0: Option<PyReadonlyArray1<'_, f64>>,
-        lift_x1: Option<PyReadonlyArray1<'_, f64>>,
-        lift_periods: Option<PyReadonlyArray1<'_, f64>>,
-        lift_delta: Option<PyReadonlyArray1<'_, f64>>,
-        lift_se: Option<PyReadonlyArray1<'_, f64>>,
-        lift_group: Option<Vec<usize>>,
-        lift_weights: Option<PyReadonlyArray1<'_, f64>>,
-        tvp_intercept_phi: Option<PyReadonlyArray2<'_, f64>>,
-        tvp_intercept_omega: Option<PyReadonlyArray1<'_, f64>>,
-        tvp_intercept_col_ms: Option<PyReadonlyArray1<'_, f64>>,
-        tvp_media_phi: Option<PyReadonlyArray2<'_, f64>>,
-        tvp_media_omega: Option<PyReadonlyArray1<'_, f64>>,
-        tvp_media_col_ms: Option<PyReadonlyArray1<'_, f64>>,
-        roas_scale: Option<PyReadonlyArray1<'_, f64>>,
-    ) -> PyResult<Self> {
-        let tvp = [
-            tvp_from(
-                "tvp_intercept",
-                tvp_intercept_phi,
-                tvp_intercept_omega,
-                tvp_intercept_col_ms,
-            )?,
-            tvp_from(
-                "tvp_media",
-                tvp_media_phi,
-                tvp_media_omega,
-                tvp_media_col_ms,
-            )?,
-        ];
-        let steady = self.inner.data.lift.steady;
-        if self.inner.data.lift.is_empty() && lift_channel.is_some() {
+    /// lift tests and time-varying bases are kept unless new ones are given.
+    fn with_data(&self, data: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut d = extract_data(data)?;
+        let old = &self.inner.data;
+        let new_lift = d.lift.take();
+        if old.lift.is_empty() && new_lift.is_some() {
             return Err(value_error(
-                "lift_channel",
+                "lift",
                 "this problem was built without lift tests; build a new one to add them",
             ));
         }
         // Level lifts (log target) read the level at their dates: new data needs them anew, and
         // a problem keeps its kind of lift.
-        let level = !self.inner.data.lift.weights.is_empty();
-        if level && lift_weights.is_none() {
-            return Err(value_error(
-                "lift_weights",
+        let level = !old.lift.weights.is_empty();
+        match &new_lift {
+            None if level => return Err(value_error(
+                "lift.weights",
                 "this problem's lift tests read the level at their dates (log target): give the \
-                 tests again with their weights",
-            ));
-        }
-        if !level && lift_weights.is_some() {
-            return Err(value_error(
-                "lift_weights",
-                "this problem's lift tests are additive; build a new problem for level lifts",
-            ));
-        }
-        let lift = lift_from(
-            lift_channel,
-            lift_group,
-            lift_x0,
-            lift_x1,
-            lift_periods,
-            lift_delta,
-            lift_se,
-            steady.max(1),
-            lift_weights,
-        )?
-        .unwrap_or_else(|| self.inner.data.lift.clone());
-        let (mut data, _) = data_from(
-            y,
-            spend,
-            trend_t,
-            fourier,
-            controls,
-            kappa_scale,
-            self.inner.s.g,
-        )?;
-        data.lift = lift;
-        // A ROAS-parameterised problem needs the new data's roas_scale (it depends on the spend).
-        data.roas_scale = match roas_scale {
-            Some(r) => vec1("roas_scale", &r)?,
-            None if self.inner.data.roas_scale.is_empty() => Vec::new(),
-            None => {
+                     tests again with their weights",
+            )),
+            Some(l) if level && l.weights.is_none() => return Err(value_error(
+                "lift.weights",
+                "this problem's lift tests read the level at their dates (log target): give the \
+                     tests again with their weights",
+            )),
+            Some(l) if !level && l.weights.is_some() => {
                 return Err(value_error(
-                    "roas_scale",
-                    "a ROAS-parameterised problem needs roas_scale with its new data",
+                    "lift.weights",
+                    "this problem's lift tests are additive; build a new problem for level lifts",
                 ))
             }
+            _ => {}
+        }
+        let (mut md, _) = data_from(&d, self.inner.s.g)?;
+        md.lift = match new_lift {
+            Some(l) => lift_from(l)?,
+            None => old.lift.clone(),
         };
+        // A ROAS-parameterised problem needs the new data's roas_scale (it depends on the spend).
+        if md.roas_scale.is_empty() && !old.roas_scale.is_empty() {
+            return Err(value_error(
+                "roas_scale",
+                "a ROAS-parameterised problem needs roas_scale with its new data",
+            ));
+        }
+        let tvp = [
+            tvp_from("tvp_intercept", d.tvp_intercept.take())?,
+            tvp_from("tvp_media", d.tvp_media.take())?,
+        ];
         for (p, new) in tvp.into_iter().enumerate() {
-            data.tvp[p] = new.or_else(|| self.inner.data.tvp[p].clone());
+            md.tvp[p] = new.or_else(|| old.tvp[p].clone());
         }
         Ok(PyMmmProblem {
-            inner: Arc::new(self.inner.with_data(data)?),
+            inner: Arc::new(self.inner.with_data(md)?),
         })
     }
 

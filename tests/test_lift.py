@@ -204,7 +204,7 @@ def test_modelled_lift_matches_numpy_at_fixed_parameters(confounded, kw):
 
 def test_posterior_lift_model_matches_numpy(fit_after):
     """The deterministic lift_model of the fit equals the numpy recomputation on the same draws."""
-    graph = fit_after._draws("lift_model") * fit_after.data.scales.target_scale
+    graph = fit_after.draws("lift_model") * fit_after.data.scales.target_scale
     np.testing.assert_allclose(modelled_lift(fit_after), graph, rtol=1e-9, atol=1e-6)
 
 

@@ -396,9 +396,9 @@ class TestResultsOnPriorDraws:
         r = prior_result
         data = r.data
         f = tvp.hsgp_effect(r, "intercept", data.trend)
-        np.testing.assert_allclose(r._draws("intercept")[:, None] + f, r._draws("intercept_tv"), atol=1e-10)
+        np.testing.assert_allclose(r.draws("intercept")[:, None] + f, r.draws("intercept_tv"), atol=1e-10)
         g = tvp.hsgp_effect(r, "media", data.trend)
-        mult = r._draws("media_multiplier")
+        mult = r.draws("media_multiplier")
         np.testing.assert_allclose(np.exp(g), mult, rtol=1e-10)
         np.testing.assert_allclose(r.media_multiplier_draws(data.trend), mult, rtol=1e-10)
         # The multiplier has geometric mean 1 in-sample (g is centred).
@@ -407,14 +407,14 @@ class TestResultsOnPriorDraws:
         # numpy HSGP multiplier) reproduces it.
         scale = float(data.scales.target_scale)
         spend = np.asarray(data.spend, dtype=float)
-        contrib = r._draws("channel_contribution") * scale
+        contrib = r.draws("channel_contribution") * scale
         np.testing.assert_allclose(r.media_contributions(spend), contrib, rtol=1e-8)
         static = r._static_media_contributions(spend) * scale  # model scale -> original units
         np.testing.assert_allclose(static * mult[:, :, None], contrib, rtol=1e-8)
         assert np.ptp(mult) > 0.01  # the check is not vacuous
         cot = r.contributions_over_time()
-        np.testing.assert_allclose(cot["intercept"], r._draws("intercept_tv").mean(axis=0) * scale)
-        np.testing.assert_allclose(cot["fitted"], r._draws("mu").mean(axis=0) * scale, rtol=1e-9)
+        np.testing.assert_allclose(cot["intercept"], r.draws("intercept_tv").mean(axis=0) * scale)
+        np.testing.assert_allclose(cot["fitted"], r.draws("mu").mean(axis=0) * scale, rtol=1e-9)
 
     def test_predict_time_varying_and_boundary(self, prior_result):
         r = prior_result
@@ -423,9 +423,9 @@ class TestResultsOnPriorDraws:
         assert len(pred) == 6 and np.isfinite(pred[["mean", "low", "high"]].to_numpy()).all()
         # predict = fixed effects + drift at the new dates + media x multiplier at the new dates.
         scale = float(r.data.scales.target_scale)
-        mu = r._draws("intercept")[:, None] + r._draws("trend")[:, None] * np.asarray(hold.trend)[None]
-        mu = mu + r._draws("gamma_fourier") @ np.asarray(hold.fourier).T
-        mu = mu + r._draws("gamma_control") @ np.asarray(hold.controls_scaled).T
+        mu = r.draws("intercept")[:, None] + r.draws("trend")[:, None] * np.asarray(hold.trend)[None]
+        mu = mu + r.draws("gamma_fourier") @ np.asarray(hold.fourier).T
+        mu = mu + r.draws("gamma_control") @ np.asarray(hold.controls_scaled).T
         mu = mu + tvp.hsgp_effect(r, "intercept", hold.trend)
         full = np.vstack([np.asarray(r.data.spend), np.asarray(hold.spend)])
         media = r._static_media_contributions(full)[:, -6:].sum(axis=2)  # model scale
@@ -467,8 +467,8 @@ class TestResultsOnPriorDraws:
         r = prior_result
         pr = PosteriorResponse.from_result(r, max_draws=20, multiplier_weeks=4)
         step = max(1, r.n_draws // 20)
-        recent = r._draws("media_multiplier")[::step, -4:].mean(axis=1)
-        np.testing.assert_allclose(pr.groups[0].beta, r._draws("beta")[::step] * recent[:, None], rtol=1e-8)
+        recent = r.draws("media_multiplier")[::step, -4:].mean(axis=1)
+        np.testing.assert_allclose(pr.groups[0].beta, r.draws("beta")[::step] * recent[:, None], rtol=1e-8)
         with pytest.raises(ValueError, match="multiplier_weeks"):
             PosteriorResponse.from_result(r, multiplier_weeks=0)
 
@@ -523,8 +523,8 @@ def test_tv_intercept_results(tv_fit):
     post = r.idata.posterior
     scale = float(r.data.scales.target_scale)
     cot = r.contributions_over_time()
-    np.testing.assert_allclose(cot["intercept"], r._draws("intercept_tv").mean(axis=0) * scale)
-    np.testing.assert_allclose(cot["fitted"], r._draws("mu").mean(axis=0) * scale, rtol=1e-9)
+    np.testing.assert_allclose(cot["intercept"], r.draws("intercept_tv").mean(axis=0) * scale)
+    np.testing.assert_allclose(cot["fitted"], r.draws("mu").mean(axis=0) * scale, rtol=1e-9)
     # time_varying() in-sample equals the deterministic; forecasts continue it.
     tv = r.time_varying()
     np.testing.assert_allclose(tv["intercept_tv_mean"], cot["intercept"], rtol=1e-9)
@@ -554,10 +554,10 @@ def test_media_multiplier_fit(media_fit, media_data):
     assert r.backend == "rust"
     assert v.divergences <= 2 and v.rhat_max < 1.05
     scale = float(r.data.scales.target_scale)
-    mult = r._draws("media_multiplier")
+    mult = r.draws("media_multiplier")
     spend = np.asarray(r.data.spend, dtype=float)
     np.testing.assert_allclose(
-        r.media_contributions(spend), r._draws("channel_contribution") * scale, rtol=1e-8
+        r.media_contributions(spend), r.draws("channel_contribution") * scale, rtol=1e-8
     )
     # The multiplier follows the true one (weakly identified: a loose check).
     true_mult = media_data[2][: len(r.data.dates)]

@@ -74,6 +74,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastmmm import defaults
+
 __all__ = ["EXECUTORS", "INDEX_COLUMNS", "brand_seed", "fit_many"]
 
 #: Values of ``fit_many(executor=...)``.
@@ -621,9 +623,9 @@ def fit_many(
     executor: str | None = "local",
     out=None,
     *,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 2,
+    draws: int = defaults.DRAWS,
+    tune: int = defaults.TUNE,
+    chains: int = defaults.CHAINS,
     seed: int | None = None,
     workers: int | None = None,
     progress: bool = True,

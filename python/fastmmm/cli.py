@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastmmm import defaults
 from fastmmm.outputs import atomic_write, write_outputs
 
 
@@ -197,9 +198,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "tv=LogNormal(0.5,0.4); repeatable",
     )
     p.add_argument("--holdout-weeks", type=int, default=0)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=defaults.CHAINS)
+    p.add_argument("--draws", type=int, default=defaults.DRAWS)
+    p.add_argument("--tune", type=int, default=defaults.TUNE)
     p.add_argument("--seed", type=int)
     p.add_argument("--config", help="TOML spec file (command-line options override it)")
     p.add_argument(
@@ -376,7 +377,8 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fastmmm`` command's parser (every subcommand)."""
     parser = argparse.ArgumentParser(prog="fastmmm", description="Bayesian media mix modelling, fast.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -384,9 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="fastmmm-demo", help="output directory (default: fastmmm-demo)")
     p.add_argument("--weeks", type=int, default=156)
     p.add_argument("--channels", type=int, default=6)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--draws", type=int, default=defaults.DRAWS)
+    p.add_argument("--tune", type=int, default=defaults.TUNE)
+    p.add_argument("--chains", type=int, default=defaults.CHAINS)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -437,7 +439,6 @@ def main(argv: list[str] | None = None) -> int:
         help="CSV of geo experiments: the fit command's lift-test columns plus the group column",
     )
     _add_model_args(p)
-    p.set_defaults(chains=4)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_fit_hierarchical)
 
@@ -458,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_kernel_demo)
 
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     return _run(args)
 

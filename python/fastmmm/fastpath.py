@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from fastmmm import defaults
 from fastmmm.layout import ModelLayout, amplitude_name, media_designs, resolve_prior
 
 __all__ = [
@@ -303,9 +304,9 @@ def sample(
     problem,
     layout: ModelLayout,
     *,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 2,
+    draws: int = defaults.DRAWS,
+    tune: int = defaults.TUNE,
+    chains: int = defaults.CHAINS,
     cores: int | None = None,
     seed: int | None = None,
     target_accept: float = 0.8,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastmmm import defaults
 from fastmmm.data import PreparedData, prepare, split_holdout
 from fastmmm.spec import ModelSpec
 
@@ -140,9 +141,9 @@ def sample_model(
     build: ModelBuild,
     *,
     backend: str = "auto",
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 2,
+    draws: int = defaults.DRAWS,
+    tune: int = defaults.TUNE,
+    chains: int = defaults.CHAINS,
     cores: int | None = None,
     seed: int | None = None,
     progress: bool = True,
@@ -340,9 +341,9 @@ class MMM:
         self,
         df,
         *,
-        draws: int = 1000,
-        tune: int = 1000,
-        chains: int = 2,
+        draws: int = defaults.DRAWS,
+        tune: int = defaults.TUNE,
+        chains: int = defaults.CHAINS,
         seed: int | None = None,
         holdout_weeks: int = 0,
         cores: int | None = None,

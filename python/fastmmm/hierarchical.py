@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastmmm import defaults
 from fastmmm.data import DataError, PreparedData, prepare
 from fastmmm.kernels import SATURATION_PARAMS
 from fastmmm.layout import POOLABLE, check_pooled, is_pooled
@@ -463,9 +464,9 @@ class HierarchicalMMM:
         self,
         df,
         *,
-        draws: int = 1000,
-        tune: int = 1000,
-        chains: int = 4,
+        draws: int = defaults.DRAWS,
+        tune: int = defaults.TUNE,
+        chains: int = defaults.CHAINS,
         seed: int | None = None,
         progress: bool = True,
         backend: str = "auto",
@@ -617,7 +618,7 @@ class HierarchicalResult:
         if self.lift_tests is None:
             return []
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
-        lm = self._draws("lift_model")
+        lm = self.draws("lift_model")
         out = []
         for i, g in enumerate(self.lift_groups):
             v = lm[:, i] * float(self.datas[g].scales.target_scale)
@@ -648,8 +649,8 @@ class HierarchicalResult:
         """(S, C) draws of a media parameter for group g: its ``_geo`` values when pooled, else the global ones."""
         post = self.posterior
         if f"{name}_geo" in post:
-            return self._draws(f"{name}_geo")[:, g, :]
-        return self._draws(name)
+            return self.draws(f"{name}_geo")[:, g, :]
+        return self.draws(name)
 
     def media_contributions(self, g: int, spend: np.ndarray) -> np.ndarray:
         """(S, T, C) channel contributions of group ``g`` for a raw spend matrix (T, C), original units.
@@ -689,7 +690,7 @@ class HierarchicalResult:
             v = self._group_param(f"saturation_{p}", g)
             s_params.append(v * scale if p == d.relative_param else v)
         post = self.posterior
-        beta = self._draws("beta")[:, g, :] if post["beta"].ndim == 4 else self._group_param("beta", g)
+        beta = self.draws("beta")[:, g, :] if post["beta"].ndim == 4 else self._group_param("beta", g)
         from fastmmm import kernels as K
 
         y, _ = K.media_transform(
@@ -710,7 +711,7 @@ class HierarchicalResult:
         scale = float(self.datas[g].scales.target_scale)
         if not self.spec.log_target:
             return mu * scale
-        return np.exp(mu + 0.5 * np.square(self._draws("sigma")[:, g])[:, None]) * scale
+        return np.exp(mu + 0.5 * np.square(self.draws("sigma")[:, g])[:, None]) * scale
 
     def predict(self, interval: float = 0.95, *, seed: int | None = None) -> pd.DataFrame:
         """Posterior predictive of the held-out periods of every group, original units.
@@ -728,26 +729,26 @@ class HierarchicalResult:
             t_new = len(ho.dates)
             base = 0.0
             if "intercept" in post:
-                base = base + self._draws("intercept")[:, g, None]
+                base = base + self.draws("intercept")[:, g, None]
             if "trend" in post:
-                base = base + self._draws("trend")[:, g, None] * np.asarray(ho.trend)[None, :]
+                base = base + self.draws("trend")[:, g, None] * np.asarray(ho.trend)[None, :]
             if "gamma_fourier" in post:
                 base = (
-                    base + self._draws("gamma_fourier")[:, g, :] @ np.asarray(ho.fourier).reshape(t_new, -1).T
+                    base + self.draws("gamma_fourier")[:, g, :] @ np.asarray(ho.fourier).reshape(t_new, -1).T
                 )
             if "gamma_control" in post:
                 base = (
                     base
-                    + self._draws("gamma_control")[:, g, :]
+                    + self.draws("gamma_control")[:, g, :]
                     @ np.asarray(ho.controls_scaled).reshape(t_new, -1).T
                 )
             hist = np.asarray(tr.spend, dtype=float)
             full = np.vstack([hist, np.asarray(ho.spend, dtype=float)])
             media = self._media_effects(g, full)[:, hist.shape[0] :, :].sum(axis=2)
             mu = base + media
-            sigma = self._draws("sigma")[:, g, None]
+            sigma = self.draws("sigma")[:, g, None]
             if self.spec.likelihood == "studentt":
-                noise = rng.standard_t(np.broadcast_to(self._draws("nu")[:, None], mu.shape))
+                noise = rng.standard_t(np.broadcast_to(self.draws("nu")[:, None], mu.shape))
             else:
                 noise = rng.standard_normal(mu.shape)
             pp = tr.scales.unscale_target(mu + sigma * noise)
@@ -765,18 +766,18 @@ class HierarchicalResult:
             )
         return pd.concat(frames, ignore_index=True)
 
-    def _draws(self, name: str) -> np.ndarray:
+    def draws(self, name: str) -> np.ndarray:
         return self.posterior.flat(name)
 
     def contribution_draws(self) -> np.ndarray:
         """(S, G, T, C) channel contributions in each group's original target units; with
         ``log_target`` by counterfactual, ``E[y_gt] - E[y_gt | the channel's term removed]``
         (as :meth:`fastmmm.results.MMMResult.channel_summary`)."""
-        m = self._draws("channel_contribution")
+        m = self.draws("channel_contribution")
         scale = np.array([float(d.scales.target_scale) for d in self.datas])
         if not self.spec.log_target:
             return m * scale[None, :, None, None]
-        mu = self._draws("mu")
+        mu = self.draws("mu")
         level = np.stack([self._expected_level(mu[:, g], g) for g in range(len(self.datas))], axis=1)
         return level[..., None] * -np.expm1(-m)
 
@@ -840,7 +841,7 @@ class HierarchicalResult:
 
     def fitted(self) -> pd.DataFrame:
         """Posterior-mean fit per group and date, original units (columns group, date, actual, mean)."""
-        mu = self._draws("mu")
+        mu = self.draws("mu")
         frames = []
         for g, (name, d) in enumerate(zip(self.groups, self.datas)):
             frames.append(

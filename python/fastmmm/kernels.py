@@ -28,6 +28,7 @@ import numbers
 import numpy as np
 
 from fastmmm import _core
+from fastmmm.kinds import ADSTOCK_KINDS, SATURATION_KINDS
 
 __all__ = [
     "geometric_adstock",
@@ -51,20 +52,9 @@ __all__ = [
     "SATURATION_PARAMS",
 ]
 
-#: Parameter names of each adstock kind, in kernel order.
-ADSTOCK_PARAMS = {
-    "geometric": ("alpha",),
-    "delayed": ("alpha", "theta"),
-    "weibull_pdf": ("lam", "k"),
-    "weibull_cdf": ("lam", "k"),
-}
-#: Parameter names of each saturation kind, in kernel order.
-SATURATION_PARAMS = {
-    "hill": ("kappa", "slope"),
-    "logistic": ("lam",),
-    "michaelis_menten": ("alpha", "lam"),
-    "tanh": ("b", "c"),
-}
+#: Parameter names of each adstock / saturation kind, in kernel order (fastmmm.kinds).
+ADSTOCK_PARAMS = {k.name: k.params for k in ADSTOCK_KINDS.values()}
+SATURATION_PARAMS = {k.name: k.params for k in SATURATION_KINDS.values()}
 
 
 def _as_float(name: str, v) -> np.ndarray:

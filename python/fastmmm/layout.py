@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastmmm.kernels import ADSTOCK_PARAMS, SATURATION_PARAMS
+from fastmmm.kinds import ADSTOCK_KINDS, SATURATION_KINDS
 from fastmmm.priors import Prior
 
 __all__ = [
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 #: Saturation parameters fixed to 1 because beta already is the amplitude.
-FIXED_SATURATION_PARAMS = {"michaelis_menten": {"alpha": 1.0}, "tanh": {"b": 1.0}}
+FIXED_SATURATION_PARAMS = {k.name: dict(k.fixed) for k in SATURATION_KINDS.values() if k.fixed}
 
 #: PyMC's default transform to the unconstrained space, by distribution
 #: (TruncatedNormal: by which bounds are finite; Uniform: its interval).
@@ -89,14 +90,6 @@ def _default_table(l_max: int) -> dict[str, Prior]:
         "beta": Prior("HalfNormal", sigma=1.0),
         "sigma": Prior("HalfNormal", sigma=0.5),
         "nu": Prior("Gamma", alpha=2.0, beta=0.1),
-        "adstock_alpha": Prior("Beta", alpha=2.0, beta=2.0),
-        "adstock_theta": Prior("Uniform", lower=0.0, upper=float(max(l_max - 1, 1))),
-        "adstock_lam": Prior("Gamma", alpha=4.0, beta=2.0),
-        "adstock_k": Prior("Gamma", alpha=9.0, beta=3.0),
-        "saturation_kappa": Prior("LogNormal", mu=0.0, sigma=0.7),
-        "saturation_slope": Prior("TruncatedNormal", mu=1.5, sigma=1.0, lower=0.5, upper=4.0),
-        "saturation_lam": Prior("Gamma", alpha=3.0, beta=1.0),
-        "saturation_c": Prior("Gamma", alpha=3.0, beta=3.0),
     }
 
 
@@ -110,19 +103,17 @@ def default_prior(name: str, *, l_max: int = 8, n_channels: int = 1) -> Prior:
         from fastmmm.tvp import default_tvp_prior
 
         return default_tvp_prior(name)
+    family, _, param = name.partition("_")
+    if family in ("adstock", "saturation"):
+        # Without a kind: the first kind with this parameter (fastmmm.kinds)
+        rows = ADSTOCK_KINDS if family == "adstock" else SATURATION_KINDS
+        for row in rows.values():
+            if param in row.priors:
+                return row.default_prior(param, int(l_max))
     table = _default_table(int(l_max))
     if name not in table:
         raise KeyError(f"no default prior for {name!r}")
     return table[name]
-
-
-# Per-kind overrides of the table above (same parameter name, different meaning).
-_KIND_DEFAULTS = {
-    ("weibull_cdf", "adstock_lam"): Prior("Gamma", alpha=2.0, beta=1.0),
-    ("weibull_cdf", "adstock_k"): Prior("Gamma", alpha=2.0, beta=1.0),
-    # Michaelis-Menten half-saturation point, relative like Hill's kappa.
-    ("michaelis_menten", "saturation_lam"): Prior("LogNormal", mu=0.0, sigma=0.7),
-}
 
 
 @dataclass(frozen=True)
@@ -155,7 +146,7 @@ class MediaDesign:
     @property
     def relative_param(self) -> str | None:
         """The saturation parameter expressed relative to each channel's spend scale."""
-        return {"hill": "kappa", "michaelis_menten": "lam"}.get(self.saturation)
+        return SATURATION_KINDS[self.saturation].relative
 
     def var(self, name: str) -> str:
         """Model variable name of ``name`` for this group."""
@@ -193,12 +184,15 @@ def resolve_prior(spec, name: str, design: MediaDesign | None = None, channels=N
     if base is None and default is not None:
         base = default
     if base is None:
-        kind = None
-        if design is not None:
-            kind = design.adstock if name.startswith("adstock_") else design.saturation
-        base = _KIND_DEFAULTS.get((kind, name)) or default_prior(
-            name, l_max=spec.l_max if spec else 8, n_channels=len(spec.channels) if spec else 1
-        )
+        l_max = spec.l_max if spec else 8
+        family, _, param = name.partition("_")
+        row = None
+        if design is not None and family in ("adstock", "saturation"):
+            row = (ADSTOCK_KINDS if family == "adstock" else SATURATION_KINDS)[getattr(design, family)]
+        if row is not None and param in row.priors:
+            base = row.default_prior(param, int(l_max))
+        else:
+            base = default_prior(name, l_max=l_max, n_channels=len(spec.channels) if spec else 1)
     if channels is None:
         return base
     overrides = {c: spec.prior(name, channel=c) for c in channels}

@@ -521,7 +521,7 @@ def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
         raise ValueError("this result has no lift tests")
     channels = list(result.channels)
     scale = np.asarray(result.data.scales.channel_scale, dtype=np.float64)
-    beta = result._draws("beta")  # (S, C)
+    beta = result.draws("beta")  # (S, C)
     s = beta.shape[0]
     out = np.zeros((s, len(lift)))
     f0, f1 = np.zeros_like(out), np.zeros_like(out)  # steady-state curves (log target)
@@ -549,7 +549,7 @@ def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
     if result.spec.log_target:
         return _log_target_lift_draws(result, lift, f0, f1)
     if "media_multiplier" in result.posterior:
-        out *= result._draws("media_multiplier") @ lift_data(lift, result.data)["lift_time_weights"].T
+        out *= result.draws("media_multiplier") @ lift_data(lift, result.data)["lift_time_weights"].T
     return out * float(result.data.scales.target_scale)
 
 
@@ -557,11 +557,11 @@ def _log_target_lift_draws(result, lift, f0, f1) -> np.ndarray:
     """(S, n) modelled lift of a log-target result in target units (module docstring), numpy."""
     arrays = lift_data(lift, result.data)
     mask = _channel_mask(arrays)
-    beta = result._draws("beta") @ mask.T  # (S, n)
-    mu, sigma = result._draws("mu"), result._draws("sigma")
-    own = np.einsum("stc,nc->snt", result._draws("channel_contribution"), mask)
+    beta = result.draws("beta") @ mask.T  # (S, n)
+    mu, sigma = result.draws("mu"), result.draws("sigma")
+    own = np.einsum("stc,nc->snt", result.draws("channel_contribution"), mask)
     level = np.exp(mu[:, None, :] - own + 0.5 * sigma[:, None, None] ** 2)
-    mult = result._draws("media_multiplier")[:, None, :] if "media_multiplier" in result.posterior else 1.0
+    mult = result.draws("media_multiplier")[:, None, :] if "media_multiplier" in result.posterior else 1.0
     gain = np.exp((beta * f1)[:, :, None] * mult) - np.exp((beta * f0)[:, :, None] * mult)
     tw = arrays["lift_time_weights"][None]
     out = np.asarray(lift.periods, dtype=float)[None] * (tw * level * gain).sum(axis=2)
@@ -575,7 +575,7 @@ def lift_summary(result, interval: float = 0.95) -> list[dict]:
         return []
     post = result.posterior
     if "lift_model" in post and post["lift_model"].shape[-1] == len(lift):
-        draws = result._draws("lift_model") * float(result.data.scales.target_scale)
+        draws = result.draws("lift_model") * float(result.data.scales.target_scale)
     else:
         draws = modelled_lift(result, lift)
     lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2

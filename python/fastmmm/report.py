@@ -285,7 +285,7 @@ def plot_roas(result, ax=None):
     Collections: one violin body per channel and quantity with finite draws.
     """
     fig, ax = _axes(ax, figsize=(11.0, 3.8))
-    draws = result._channel_draws()
+    draws = result.channel_draws()
     lo_q, hi_q = (1 - INTERVAL) / 2, 1 - (1 - INTERVAL) / 2
     width = 0.36
     kinds = (("roas", "ROAS", -0.2), ("mroas", "mROAS", 0.2))
@@ -491,7 +491,7 @@ def svg_roas(result) -> str:
     """:func:`plot_roas` as an SVG element: violins of ROAS and mROAS, mean dot, interval bar."""
     from fastmmm.svgplot import Panel
 
-    draws = result._channel_draws()
+    draws = result.channel_draws()
     lo_q, hi_q = (1 - INTERVAL) / 2, 1 - (1 - INTERVAL) / 2
     p = Panel(
         title="Return on ad spend: ROAS and marginal ROAS posteriors" + _units_note(result),

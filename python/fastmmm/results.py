@@ -151,7 +151,7 @@ class MMMResult:
     def channels(self) -> list[str]:
         return list(self.spec.channels)
 
-    def _draws(self, name: str) -> np.ndarray:
+    def draws(self, name: str) -> np.ndarray:
         """Posterior draws of ``name`` with chain and draw flattened: (S, ...)."""
         return self.posterior.flat(name)
 
@@ -170,7 +170,7 @@ class MMMResult:
 
         d = design
         cols = list(d.channels)
-        a = tuple(self._draws(d.var(f"adstock_{p}")) for p in d.adstock_params)
+        a = tuple(self.draws(d.var(f"adstock_{p}")) for p in d.adstock_params)
         scale = kappa_scale(np.asarray(self.data.spend_scaled)[:, cols])
         fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
         s = []
@@ -178,9 +178,49 @@ class MMMResult:
             if p in fixed:
                 s.append(np.full((self.n_draws, len(cols)), fixed[p]))
             else:
-                v = self._draws(d.var(f"saturation_{p}"))
+                v = self.draws(d.var(f"saturation_{p}"))
                 s.append(v * scale if p == d.relative_param else v)
         return a, tuple(s)
+
+    def channel_groups(self, *, draws: slice | None = None, multiplier_weeks: int = 13) -> list:
+        """The channel groups with their posterior draws (``draws`` selects them), for the
+        response kernel: list of :class:`fastmmm.optimize.budget.ChannelGroup`. With
+        ``time_varying_media``, beta is scaled by the mean media multiplier of the last
+        ``multiplier_weeks`` weeks (the plan is assumed to meet today's effectiveness)."""
+        from fastmmm.optimize.budget import ChannelGroup
+
+        sel = slice(None) if draws is None else draws
+        beta = self.draws("beta")[sel]
+        if getattr(self.spec, "time_varying_media", False):
+            from fastmmm.tvp import periods_per_week
+
+            if (
+                isinstance(multiplier_weeks, bool)
+                or not isinstance(multiplier_weeks, (int, np.integer))
+                or multiplier_weeks < 1
+            ):
+                raise ValueError(f"multiplier_weeks: must be an integer >= 1, got {multiplier_weeks!r}")
+            t = len(self.data.dates)
+            k = min(t, round(multiplier_weeks * periods_per_week(self.data.frequency)))
+            trend = np.arange(t - k, t, dtype=float) / float(self.data.scales.trend_span)
+            beta = beta * self.media_multiplier_draws(trend, draws=sel).mean(axis=1)[:, None]
+        groups = []
+        for d in self._designs():
+            a, s = self._kernel_params(d)
+            cols = list(d.channels)
+            groups.append(
+                ChannelGroup(
+                    d.adstock,
+                    d.saturation,
+                    int(d.l_max),
+                    d.normalize,
+                    cols,
+                    tuple(np.ascontiguousarray(p[sel]) for p in a),
+                    tuple(np.ascontiguousarray(p[sel]) for p in s),
+                    np.ascontiguousarray(beta[:, cols]),
+                )
+            )
+        return groups
 
     def media_contributions(self, spend: np.ndarray, *, draws: slice | None = None, dates=None) -> np.ndarray:
         """Channel contributions of a raw spend matrix, per posterior draw.
@@ -242,7 +282,7 @@ class MMMResult:
 
         trend = np.asarray(trend, dtype=float).reshape(-1)
         if not self.spec.time_varying_media:
-            n = self._draws("beta")[draws if draws is not None else slice(None)].shape[0]
+            n = self.draws("beta")[draws if draws is not None else slice(None)].shape[0]
             return np.ones((n, len(trend)))
         return np.exp(hsgp_effect(self, "media", trend, draws=draws))
 
@@ -274,7 +314,7 @@ class MMMResult:
         if self.spec.time_varying_intercept:
             f = hsgp_effect(self, "intercept", trend)
             if "intercept" in self.posterior:
-                f = f + self._draws("intercept")[:, None]
+                f = f + self.draws("intercept")[:, None]
             # Log target: exp(intercept + f) * target_scale, the baseline's level factor.
             f = np.exp(f) if self.spec.log_target else f
             for k, v in _interval(f * float(self.data.scales.target_scale), interval).items():
@@ -289,7 +329,7 @@ class MMMResult:
         model scale."""
         xs_all = spend / np.asarray(self.data.scales.channel_scale)
         sel = draws if draws is not None else slice(None)
-        beta_all = self._draws("beta")[sel]
+        beta_all = self.draws("beta")[sel]
         n = beta_all.shape[0]
         out = np.empty((n, xs_all.shape[0], xs_all.shape[1]))
         for d in self._designs():
@@ -324,7 +364,7 @@ class MMMResult:
         ts = float(self.data.scales.target_scale)
         if not self.spec.log_target:
             return mu * ts
-        half_var = 0.5 * np.square(self._draws("sigma")[sel])
+        half_var = 0.5 * np.square(self.draws("sigma")[sel])
         return np.exp(mu + half_var.reshape((-1,) + (1,) * (np.ndim(mu) - 1))) * ts
 
     def _contrib_draws(self) -> np.ndarray:
@@ -335,10 +375,10 @@ class MMMResult:
         media term removed] = level_t * (1 - exp(-m_ct))`` with ``m`` the channel's log-scale
         term (its carry-over inside the window included).
         """
-        m = self._draws("channel_contribution")
+        m = self.draws("channel_contribution")
         if not self.spec.log_target:
             return m * float(self.data.scales.target_scale)
-        level = self._expected_level(self._draws("mu"))
+        level = self._expected_level(self.draws("mu"))
         return level[:, :, None] * -np.expm1(-m)
 
     def channel_summary(self, interval: float = 0.95) -> pd.DataFrame:
@@ -349,7 +389,7 @@ class MMMResult:
         and mroas, plus ``spend`` (total training spend, original units).
         """
         rows = {}
-        for name, vals in self._channel_draws().items():
+        for name, vals in self.channel_draws().items():
             for c, ch in enumerate(self.channels):
                 rows.setdefault(ch, {})
                 if name == "spend":
@@ -360,7 +400,7 @@ class MMMResult:
                     rows[ch][f"{name}_{k}"] = float(v)
         return pd.DataFrame.from_dict(rows, orient="index")
 
-    def _channel_draws(self) -> dict[str, np.ndarray]:
+    def channel_draws(self) -> dict[str, np.ndarray]:
         if getattr(self, "_cd_cache", None) is not None:
             return self._cd_cache
         contrib = self._contrib_draws().sum(axis=1)  # (S, C)
@@ -417,16 +457,16 @@ class MMMResult:
         cols = {}
         post = self.posterior
         if "intercept_tv" in post:
-            cols["intercept"] = self._draws("intercept_tv").mean(axis=0) * scale
+            cols["intercept"] = self.draws("intercept_tv").mean(axis=0) * scale
         elif "intercept" in post:
             cols["intercept"] = np.full(t, float(post["intercept"].mean()) * scale)
         if "trend" in post:
             cols["trend"] = float(post["trend"].mean()) * np.asarray(self.data.trend) * scale
         if "gamma_fourier" in post:
-            g = self._draws("gamma_fourier").mean(axis=0)
+            g = self.draws("gamma_fourier").mean(axis=0)
             cols["seasonality"] = np.asarray(self.data.fourier) @ g * scale
         if "gamma_control" in post:
-            g = self._draws("gamma_control").mean(axis=0)
+            g = self.draws("gamma_control").mean(axis=0)
             for k, name in enumerate(self.spec.controls):
                 cols[name] = np.asarray(self.data.controls_scaled)[:, k] * g[k] * scale
         contrib = self._contrib_draws().mean(axis=0)
@@ -438,8 +478,8 @@ class MMMResult:
 
     def _log_contributions_over_time(self) -> pd.DataFrame:
         """contributions_over_time of a log-target model (proportional split of the media effect)."""
-        level = self._expected_level(self._draws("mu"))  # (S, T)
-        m = self._draws("channel_contribution")  # (S, T, C) log-scale media terms
+        level = self._expected_level(self.draws("mu"))  # (S, T)
+        m = self.draws("channel_contribution")  # (S, T, C) log-scale media terms
         total = m.sum(axis=2)
         # Channel c's part of the joint effect level * (1 - exp(-M)) is level * m_c * g(M) with
         # g(M) = (1 - exp(-M)) / M (g(0) = 1): exact for terms of any sign, also where M ~ 0.
@@ -457,7 +497,7 @@ class MMMResult:
     def fitted(self, interval: float = 0.95) -> pd.DataFrame:
         """In-sample posterior predictive: mean and interval per date, original units (the
         mean is the expected level, see :meth:`_expected_level`)."""
-        mu = self._expected_level(self._draws("mu"))
+        mu = self._expected_level(self.draws("mu"))
         pp = self.data.scales.unscale_target(self.posterior_predictive().reshape(-1, mu.shape[1]))
         q = np.quantile(pp, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
         return pd.DataFrame(
@@ -496,9 +536,9 @@ class MMMResult:
         media = self._media_effects(full, dates=dates)[:, hist.shape[0] :, :].sum(axis=2)
         mu = base + media
         rng = np.random.default_rng(seed)
-        sigma = self._draws("sigma")[:, None]
+        sigma = self.draws("sigma")[:, None]
         if self.spec.likelihood == "studentt":
-            noise = rng.standard_t(np.broadcast_to(self._draws("nu")[:, None], mu.shape))
+            noise = rng.standard_t(np.broadcast_to(self.draws("nu")[:, None], mu.shape))
         else:
             noise = rng.standard_normal(mu.shape)
         pp = self.data.scales.unscale_target(mu + sigma * noise)
@@ -518,15 +558,15 @@ class MMMResult:
         seasonality, controls and the time-varying intercept's GP at those dates."""
         sel = draws if draws is not None else slice(None)
         post = self.posterior
-        base = np.zeros((self._draws("sigma")[sel].shape[0], len(new.dates)))
+        base = np.zeros((self.draws("sigma")[sel].shape[0], len(new.dates)))
         if "intercept" in post:
-            base += self._draws("intercept")[sel, None]
+            base += self.draws("intercept")[sel, None]
         if "trend" in post:
-            base += self._draws("trend")[sel, None] * np.asarray(new.trend)[None, :]
+            base += self.draws("trend")[sel, None] * np.asarray(new.trend)[None, :]
         if "gamma_fourier" in post:
-            base += self._draws("gamma_fourier")[sel] @ np.asarray(new.fourier).T
+            base += self.draws("gamma_fourier")[sel] @ np.asarray(new.fourier).T
         if "gamma_control" in post:
-            base += self._draws("gamma_control")[sel] @ np.asarray(new.controls_scaled).T
+            base += self.draws("gamma_control")[sel] @ np.asarray(new.controls_scaled).T
         if self.spec.time_varying_intercept:
             from fastmmm.tvp import hsgp_effect
 
@@ -573,7 +613,7 @@ class MMMResult:
         from fastmmm import _core
 
         x = self._with_tail(spend) / np.asarray(self.data.scales.channel_scale)
-        beta = self._draws("beta")[sel]
+        beta = self.draws("beta")[sel]
         out = np.empty((beta.shape[0], len(mult), len(self.channels)))
         for d in self._designs():
             cols = list(d.channels)
@@ -605,8 +645,8 @@ class MMMResult:
         past their end the baseline the carry-over would multiply is not fitted.
         """
         spend = np.asarray(self.data.spend, dtype=float)
-        level = self._expected_level(self._draws("mu")[sel], sel)  # (S, T)
-        fitted = self._draws("channel_contribution")[sel]  # (S, T, C)
+        level = self._expected_level(self.draws("mu")[sel], sel)  # (S, T)
+        fitted = self.draws("channel_contribution")[sel]  # (S, T, C)
         base = level[:, :, None] * np.exp(-fitted)
         out = np.empty((base.shape[0], len(mult), len(self.channels)))
         for k, m in enumerate(mult):

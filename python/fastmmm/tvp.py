@@ -330,8 +330,8 @@ def hsgp_effect(result, part: str, trend: Any, *, draws: Any = None, warn: bool 
             f"the HSGP boundary (hsgp_c={b.c:g}); the time-varying {part} is at its prior mean there",
             stacklevel=3,
         )
-    ls = result._draws(f"tvp_{part}_ls")[sel]
-    eta = result._draws(f"tvp_{part}_eta")[sel]
-    z = result._draws(f"tvp_{part}_z")[sel]
+    ls = result.draws(f"tvp_{part}_ls")[sel]
+    eta = result.draws(f"tvp_{part}_eta")[sel]
+    z = result.draws(f"tvp_{part}_z")[sel]
     w = gp_weights(b.omega, ls[:, None], eta[:, None], b.col_ms, z)  # (S, m)
     return w @ b.basis(trend).T

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import llvmlite.binding as llvm
 from numba import types
 
+from fastmmm.kinds import ADSTOCK_KINDS, SATURATION_KINDS
+
 KERNEL_VERSION = 1
 SYMBOL_PREFIX = f"fastmmm_v{KERNEL_VERSION}_"
 
@@ -106,8 +108,8 @@ FUSED_SYMBOLS: dict[str, tuple[str, ...]] = {
 }
 
 #: kind codes of the fused entry points (names as in ``fastmmm.kernels``)
-ADSTOCK_CODES = {"geometric": 0, "delayed": 1, "weibull_pdf": 2, "weibull_cdf": 3}
-SATURATION_CODES = {"hill": 0, "logistic": 1, "michaelis_menten": 2, "tanh": 3}
+ADSTOCK_CODES = {k.name: k.code for k in ADSTOCK_KINDS.values()}
+SATURATION_CODES = {k.name: k.code for k in SATURATION_KINDS.values()}
 
 
 def _symbols() -> dict[str, tuple[str, ...]]:

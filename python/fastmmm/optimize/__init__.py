@@ -2,10 +2,18 @@
 
 from fastmmm.optimize.budget import (
     BudgetResult,
+    ChannelGroup,
     LogTargetResponse,
     PosteriorResponse,
     ResponseModel,
     optimize_budget,
 )
 
-__all__ = ["BudgetResult", "LogTargetResponse", "PosteriorResponse", "ResponseModel", "optimize_budget"]
+__all__ = [
+    "BudgetResult",
+    "ChannelGroup",
+    "LogTargetResponse",
+    "PosteriorResponse",
+    "ResponseModel",
+    "optimize_budget",
+]

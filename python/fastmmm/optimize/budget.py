@@ -52,7 +52,10 @@ class ResponseModel(Protocol):
 
 
 @dataclass
-class _Group:
+class ChannelGroup:
+    """Channels sharing an adstock and a saturation kind, with their posterior draws: what a
+    response model needs of a fitted result (``MMMResult.channel_groups``)."""
+
     adstock: str
     saturation: str
     l_max: int
@@ -112,7 +115,7 @@ class PosteriorResponse:
         def prep(p):
             return np.ascontiguousarray(np.broadcast_to(np.asarray(p, dtype=float), (s, c)))
 
-        g = _Group(
+        g = ChannelGroup(
             adstock,
             saturation,
             int(l_max),
@@ -221,7 +224,7 @@ class LogTargetResponse(PosteriorResponse):
         if not getattr(result.spec, "log_target", False):
             raise ValueError("LogTargetResponse: the result is not a log_target model")
         sel, groups, history, tail, avg = _result_parts(result, max_draws, multiplier_weeks)
-        half_var = 0.5 * np.square(result._draws("sigma")[sel])[:, None]
+        half_var = 0.5 * np.square(result.draws("sigma")[sel])[:, None]
         ts = float(result.data.scales.target_scale)
 
         def level_at(periods: int) -> np.ndarray:
@@ -285,44 +288,13 @@ class LogTargetResponse(PosteriorResponse):
 
 
 def _result_parts(result, max_draws, multiplier_weeks):
-    """What a response model takes from a fitted result: the draws used (a slice), the
-    channel groups with their (S, Cg) kernel parameters and beta (times the recent media
-    multiplier with ``time_varying_media``), the last ``l_max`` periods of spend, the tail
-    length and the average spend per period."""
-    from fastmmm.layout import media_designs
-
+    """What a response model takes from a fitted result: the draws used (a slice), its channel
+    groups (:class:`ChannelGroup`, beta times the recent media multiplier with
+    ``time_varying_media``), the last ``l_max`` periods of spend, the tail length and the
+    average spend per period."""
     n = result.n_draws
     sel = slice(None) if max_draws is None or max_draws >= n else slice(0, n, max(1, n // max_draws))
-    beta = result._draws("beta")[sel]
-    if getattr(result.spec, "time_varying_media", False):
-        from fastmmm.tvp import periods_per_week
-
-        if (
-            isinstance(multiplier_weeks, bool)
-            or not isinstance(multiplier_weeks, (int, np.integer))
-            or multiplier_weeks < 1
-        ):
-            raise ValueError(f"multiplier_weeks: must be an integer >= 1, got {multiplier_weeks!r}")
-        t = len(result.data.dates)
-        k = min(t, round(multiplier_weeks * periods_per_week(result.data.frequency)))
-        trend = np.arange(t - k, t, dtype=float) / float(result.data.scales.trend_span)
-        beta = beta * result.media_multiplier_draws(trend, draws=sel).mean(axis=1)[:, None]
-    groups = []
-    for d in media_designs(result.spec):
-        a, s = result._kernel_params(d)
-        cols = list(d.channels)
-        groups.append(
-            _Group(
-                d.adstock,
-                d.saturation,
-                int(d.l_max),
-                d.normalize,
-                cols,
-                tuple(np.ascontiguousarray(p[sel]) for p in a),
-                tuple(np.ascontiguousarray(p[sel]) for p in s),
-                np.ascontiguousarray(beta[:, cols]),
-            )
-        )
+    groups = result.channel_groups(draws=sel, multiplier_weeks=multiplier_weeks)
     spend = np.asarray(result.data.spend, dtype=float)
     lh = int(result.spec.l_max)
     return sel, groups, spend[-lh:], lh, spend.mean(axis=0)

@@ -95,10 +95,11 @@ fn saturation_param_names(kind: SaturationKind) -> [&'static str; 2] {
 
 /// The registry of kernel kinds (`rust/kernels/kinds.rs`):
 /// `{"adstock": [(name, code, params)], "saturation": [...]}`.
+type KindRows = Vec<(&'static str, i32, Vec<&'static str>)>;
+
 #[pyfunction]
-fn kernel_kinds(
-) -> std::collections::HashMap<&'static str, Vec<(&'static str, i32, Vec<&'static str>)>> {
-    fn rows<K>(t: &[kinds::KindRow<K>]) -> Vec<(&'static str, i32, Vec<&'static str>)> {
+fn kernel_kinds() -> std::collections::HashMap<&'static str, KindRows> {
+    fn rows<K>(t: &[kinds::KindRow<K>]) -> KindRows {
         t.iter()
             .map(|r| (r.name, r.code, r.params.to_vec()))
             .collect()

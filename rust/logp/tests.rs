@@ -1,0 +1,412 @@
+use super::*;
+use crate::kernels::adstock::{Adstock, AdstockKind};
+use crate::kernels::fused::Media;
+use crate::kernels::saturation::SaturationKind;
+
+fn block(role: Role, size: usize, dist: Dist, p: &[f64], transform: Transform) -> Block {
+    Block {
+        role,
+        size,
+        dist,
+        params: p.iter().map(|&v| vec![v; size]).collect(),
+        konst: vec![0.0; size],
+        transform,
+        lower: vec![],
+        upper: vec![],
+    }
+}
+
+#[test]
+fn beta_prior_on_log_odds_is_exact_in_the_tails() {
+    // Beta(a, b) on v = sigmoid(u), log-Jacobian included:
+    // f(u) = (a-1) ln s + (b-1) ln(1-s) + ln s + ln(1-s), f'(u) = a (1-s) - b s.
+    for (a, bb) in [(1.0, 3.0), (3.0, 1.0), (2.0, 2.0), (0.5, 0.7)] {
+        let blk = block(
+            Role::Adstock(0),
+            1,
+            Dist::Beta,
+            &[a, bb],
+            Transform::LogOdds,
+        );
+        for u in [
+            -800.0, -750.0, -40.0, -5.0, 0.0, 0.3, 5.0, 37.0, 40.0, 800.0,
+        ] {
+            let (term, _, _, gu) = blk.prior_term(0, u);
+            // Reference with exact tails: ln s = -softplus(-u), ln(1-s) = -softplus(u).
+            let sp = |z: f64| z.max(0.0) + (-z.abs()).exp().ln_1p();
+            let (ls, l1s) = (-sp(-u), -sp(u));
+            let f = a * ls + bb * l1s;
+            let s = 1.0 / (1.0 + (-u).exp());
+            let df = a * (1.0 - s) - bb * s;
+            assert!(term.is_finite() && gu.is_finite(), "u {u}: {term} {gu}");
+            assert!(
+                (term - f).abs() <= 1e-12 * f.abs().max(1.0),
+                "u {u}: {term} vs {f}"
+            );
+            assert!(
+                (gu - df).abs() <= 1e-12 * df.abs().max(1.0),
+                "u {u}: {gu} vs {df}"
+            );
+        }
+    }
+}
+
+#[test]
+fn normalised_delayed_weights_with_a_subnormal_sum_stay_finite() {
+    // theta far beyond l_max: every weight is tiny and their sum subnormal,
+    // so 1/sum overflows; the weights must still normalise to a finite vector.
+    let spec = Adstock::new(AdstockKind::Delayed, 4, true).unwrap();
+    let (mut w, mut d0, mut d1) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 4]);
+    crate::kernels::adstock::batch_weights(
+        &spec,
+        &[0.5],
+        &[35.2],
+        &mut w,
+        Some((&mut d0, &mut d1)),
+    );
+    assert!(
+        w.iter().chain(&d0).chain(&d1).all(|v| v.is_finite()),
+        "{w:?} {d0:?} {d1:?}"
+    );
+    assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
+}
+
+fn problem(g: usize, grouped: bool, student_t: bool, lift: bool) -> MmmProblem {
+    problem_tvp(g, grouped, student_t, lift, [false, false])
+}
+
+fn problem_tvp(g: usize, grouped: bool, student_t: bool, lift: bool, tv: [bool; 2]) -> MmmProblem {
+    let (t, c, f, k) = (14, 2, 2, 1);
+    let s = MmmStructure {
+        g,
+        grouped,
+        t,
+        c,
+        f,
+        k,
+        media: Media {
+            adstock: Adstock::new(AdstockKind::Geometric, 4, !lift).unwrap(),
+            saturation: SaturationKind::Hill,
+        },
+        relative: Some(0),
+        fixed_saturation: [None, None],
+        intercept: true,
+        trend: true,
+        student_t,
+        direct_beta: false,
+    };
+    let mut rng = 12345u64;
+    let mut u = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((rng >> 11) as f64) / ((1u64 << 53) as f64)
+    };
+    let n = g * t;
+    let spend: Vec<f64> = (0..n * c)
+        .map(|i| if i % 5 == 0 { 0.0 } else { u() })
+        .collect();
+    let data = MmmData {
+        y: (0..n).map(|_| 0.5 + 0.5 * u()).collect(),
+        spend,
+        trend_t: (0..n).map(|i| (i % t) as f64 / (t - 1) as f64).collect(),
+        fourier: (0..n * f).map(|_| u() - 0.5).collect(),
+        controls: (0..n * k).map(|_| u() - 0.5).collect(),
+        kappa_scale: (0..g * c).map(|_| 0.5 + u()).collect(),
+        roas_scale: vec![],
+        lift: if lift {
+            LiftData {
+                channel: vec![0, 1, 1],
+                group: if g > 1 { vec![0, g - 1, 1] } else { vec![] },
+                x0: vec![0.0, 0.4, 0.7],
+                x1: vec![0.5, 0.9, 0.2],
+                periods: vec![6.0, 4.0, 3.0],
+                delta: vec![0.8, 0.3, -0.2],
+                se: vec![0.2, 0.1, 0.15],
+                steady: 5,
+                weights: vec![],
+            }
+        } else {
+            LiftData::default()
+        },
+        tvp: [None, None],
+    };
+    let mut data = data;
+    let m = 5;
+    for p in 0..2 {
+        if tv[p] {
+            let phi: Vec<f64> = (0..t * m)
+                .map(|i| ((i / m) as f64 * 0.3 * (1 + i % m) as f64).sin() * 0.4)
+                .collect();
+            let col_ms = (0..m)
+                .map(|j| (0..t).map(|ti| phi[ti * m + j].powi(2)).sum::<f64>() / t as f64)
+                .collect();
+            data.tvp[p] = Some(TvpData {
+                phi,
+                omega: (1..=m).map(|j| 0.1 * j as f64).collect(),
+                col_ms,
+            });
+        }
+    }
+    let id = Transform::Identity;
+    let mut blocks = vec![
+        block(Role::Level, g, Dist::Normal, &[0.5, 1.0], id),
+        block(Role::Trend, g, Dist::Normal, &[0.0, 0.5], id),
+        block(Role::GammaFourier, g * f, Dist::Normal, &[0.0, 0.5], id),
+        block(Role::GammaControl, g * k, Dist::Normal, &[0.0, 0.5], id),
+        block(
+            Role::Adstock(0),
+            c,
+            Dist::Beta,
+            &[2.0, 2.0],
+            Transform::LogOdds,
+        ),
+        block(
+            Role::Saturation(0),
+            c,
+            Dist::LogNormal,
+            &[0.0, 0.7],
+            Transform::Log,
+        ),
+        block(
+            Role::Saturation(1),
+            c,
+            Dist::Gamma,
+            &[3.0, 2.0],
+            Transform::Log,
+        ),
+        block(
+            Role::ChannelShare,
+            c,
+            Dist::HalfNormal,
+            &[0.25],
+            Transform::Log,
+        ),
+        block(Role::Sigma, g, Dist::HalfNormal, &[0.5], Transform::Log),
+    ];
+    if student_t {
+        blocks.push(block(Role::Nu, 1, Dist::Gamma, &[2.0, 0.1], Transform::Log));
+    }
+    for p in 0..2 {
+        if tv[p] {
+            blocks.push(block(
+                Role::TvpLs(p),
+                1,
+                Dist::LogNormal,
+                &[3.0, 0.6],
+                Transform::Log,
+            ));
+            blocks.push(block(
+                Role::TvpEta(p),
+                1,
+                Dist::HalfNormal,
+                &[0.2],
+                Transform::Log,
+            ));
+            blocks.push(block(Role::TvpZ(p), m, Dist::Normal, &[0.0, 1.0], id));
+        }
+    }
+    if grouped {
+        for tg in [
+            Target::Adstock(0),
+            Target::Saturation(0),
+            Target::Saturation(1),
+            Target::Amplitude,
+        ] {
+            blocks.push(block(
+                Role::PoolSd(tg),
+                1,
+                Dist::HalfNormal,
+                &[0.5],
+                Transform::Log,
+            ));
+            blocks.push(block(Role::PoolZ(tg), g * c, Dist::Normal, &[0.0, 1.0], id));
+        }
+    }
+    MmmProblem::new(s, data, blocks).unwrap()
+}
+
+fn check_fd(p: &MmmProblem) {
+    let n = p.n_dim();
+    let x: Vec<f64> = (0..n).map(|i| 0.3 * ((i as f64 * 0.7).sin())).collect();
+    let mut g = vec![0.0; n];
+    let lp = p.logp_grad(&x, &mut g).unwrap();
+    assert!(lp.is_finite());
+    let mut scratch = vec![0.0; n];
+    for i in 0..n {
+        let h = 1e-6;
+        let mut xp = x.clone();
+        xp[i] += h;
+        let fp = p.logp_grad(&xp, &mut scratch).unwrap();
+        xp[i] -= 2.0 * h;
+        let fm = p.logp_grad(&xp, &mut scratch).unwrap();
+        let fd = (fp - fm) / (2.0 * h);
+        assert!(
+            (fd - g[i]).abs() <= 1e-6 * (1.0 + g[i].abs()),
+            "coordinate {i}: analytic {} vs finite difference {fd}",
+            g[i]
+        );
+    }
+    let mut out = vec![0.0; p.n_expanded()];
+    p.expand(&x, &mut out).unwrap();
+    assert!(out.iter().all(|v| v.is_finite()));
+}
+
+/// The same problem with each channel's amplitude a ROAS (LogNormal) relative to `roas_scale`.
+fn as_roas(p: &MmmProblem) -> MmmProblem {
+    let (g, c) = (p.s.g, p.s.c);
+    let mut data = p.data.clone();
+    data.roas_scale = (0..g * c).map(|i| 0.05 + 0.01 * i as f64).collect();
+    let blocks: Vec<_> = p
+        .blocks
+        .iter()
+        .map(|b| {
+            if b.role == Role::ChannelShare {
+                Block {
+                    role: Role::Roas,
+                    dist: Dist::LogNormal,
+                    params: vec![vec![0.0; c], vec![0.8; c]],
+                    ..b.clone()
+                }
+            } else {
+                b.clone()
+            }
+        })
+        .collect();
+    MmmProblem::new(p.s.clone(), data, blocks).unwrap()
+}
+
+#[test]
+fn roas_amplitude_gradient_matches_finite_differences() {
+    let base = problem(1, false, false, true);
+    let roas = as_roas(&base);
+    check_fd(&roas);
+    check_fd(&as_roas(&problem(3, true, true, false)));
+    // the channel's mean contribution over the period is roas * roas_scale, whatever the curve
+    let n = roas.n_dim();
+    let x: Vec<f64> = (0..n).map(|i| 0.2 * ((i as f64 * 1.3).cos())).collect();
+    let mut out = vec![0.0; roas.n_expanded()];
+    roas.expand(&x, &mut out).unwrap();
+    let (t, c) = (roas.s.t, roas.s.c);
+    let (off, _) = roas.block_of(Role::Roas).unwrap();
+    let contrib_at = roas.n_dim + c; // after the blocks: beta (C), then channel_contribution (T, C)
+    for ch in 0..c {
+        let mean: f64 = (0..t).map(|ti| out[contrib_at + ti * c + ch]).sum::<f64>() / t as f64;
+        let want = out[off + ch] * roas.data.roas_scale[ch];
+        assert!(
+            (mean - want).abs() <= 1e-12 * want.abs(),
+            "{mean} vs {want}"
+        );
+    }
+    // a roas block needs its roas_scale, and roas_scale needs a roas block
+    let mut data = roas.data.clone();
+    data.roas_scale.clear();
+    assert!(MmmProblem::new(roas.s.clone(), data, roas.blocks.clone()).is_err());
+    let mut data = base.data.clone();
+    data.roas_scale = vec![1.0; c];
+    assert!(MmmProblem::new(base.s.clone(), data, base.blocks.clone()).is_err());
+}
+
+#[test]
+fn grouped_pooled_gradient_matches_finite_differences() {
+    check_fd(&problem(3, true, false, false));
+    check_fd(&problem(3, true, true, false));
+}
+
+#[test]
+fn lift_test_gradient_matches_finite_differences() {
+    check_fd(&problem(1, false, false, true));
+    check_fd(&problem(1, false, true, true));
+    // geo experiments in a hierarchical model: each test reads its own group's parameters
+    check_fd(&problem(3, true, false, true));
+    // level lifts (log target): each test reads the level at its dates through mu, sigma
+    // and its channel's own term; one test dated, the others spread over every date
+    for (g, grouped, student_t) in [(1, false, false), (1, false, true), (3, true, false)] {
+        let mut p = problem(g, grouped, student_t, true);
+        let mut data = p.data.clone();
+        let (n, t) = (data.lift.len(), p.s.t);
+        let mut w = vec![1.0 / t as f64; n * t];
+        w[..t].fill(0.0);
+        w[3..7].fill(0.25);
+        data.lift.weights = w;
+        p = MmmProblem::new(p.s.clone(), data, p.blocks.clone()).unwrap();
+        check_fd(&p);
+    }
+    // weights of the wrong length are an error
+    let p = problem(1, false, false, true);
+    let mut data = p.data.clone();
+    data.lift.weights = vec![0.5; 3];
+    assert!(MmmProblem::new(p.s.clone(), data, p.blocks.clone()).is_err());
+}
+
+#[test]
+fn time_varying_gradient_matches_finite_differences() {
+    check_fd(&problem_tvp(1, false, false, false, [true, false]));
+    check_fd(&problem_tvp(1, false, false, false, [false, true]));
+    check_fd(&problem_tvp(1, false, true, false, [true, true]));
+    let p = problem_tvp(1, false, false, false, [true, true]);
+    let names: Vec<_> = p.deterministics().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "beta",
+            "channel_contribution",
+            "media_multiplier",
+            "intercept",
+            "intercept_tv",
+            "mu"
+        ]
+    );
+    // a basis without its blocks is an error
+    let blocks: Vec<_> = p
+        .blocks
+        .iter()
+        .filter(|b| b.role != Role::TvpZ(1))
+        .cloned()
+        .collect();
+    assert!(MmmProblem::new(p.s.clone(), p.data.clone(), blocks).is_err());
+}
+
+#[test]
+fn expand_layout_has_group_axis_and_lift_model() {
+    let p = problem(3, true, false, false);
+    let names: Vec<_> = p.deterministics().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "adstock_0_geo",
+            "saturation_0_geo",
+            "saturation_1_geo",
+            "amplitude_geo",
+            "beta",
+            "channel_contribution",
+            "intercept",
+            "mu"
+        ]
+    );
+    let p = problem(1, false, false, true);
+    let d = p.deterministics();
+    assert_eq!(d.last().unwrap(), &("lift_model", vec![3]));
+}
+
+#[test]
+fn bad_layouts_are_errors_not_panics() {
+    let p = problem(2, true, false, false);
+    // several groups without the grouped layout
+    let mut s = p.s.clone();
+    s.grouped = false;
+    assert!(MmmProblem::new(s, p.data.clone(), p.blocks.clone()).is_err());
+    // lift tests in a group that does not exist
+    let mut d = p.data.clone();
+    d.lift = problem(1, false, false, true).data.lift;
+    d.lift.group = vec![0, 2, 1];
+    assert!(MmmProblem::new(p.s.clone(), d, p.blocks.clone()).is_err());
+    // a pool sd without its z
+    let blocks: Vec<_> = p
+        .blocks
+        .iter()
+        .filter(|b| b.role != Role::PoolZ(Target::Amplitude))
+        .cloned()
+        .collect();
+    assert!(MmmProblem::new(p.s.clone(), p.data.clone(), blocks).is_err());
+}

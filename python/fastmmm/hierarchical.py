@@ -479,10 +479,10 @@ class HierarchicalMMM:
 
         ``backend``: ``"rust"`` (fused log-density over all groups, nothing
         compiled), ``"pytensor"`` (nutpie's numba compilation of the PyMC
-        model), ``"auto"`` (rust when available). Four chains by default: the
-        pooled saturation parameters mix more slowly than a single model's
-        (bulk ESS about 10-20% of the draws); use ``draws=2000`` for a final
-        model. ``lift_tests``: geo experiments, the columns of
+        model), ``"auto"`` (rust when available). The sampler defaults are
+        every fit's (:mod:`fastmmm.defaults`: 2 chains); the pooled saturation
+        parameters mix more slowly than a single model's (bulk ESS about 10-20%
+        of the draws): use ``chains=4, draws=2000`` for a final model. ``lift_tests``: geo experiments, the columns of
         :mod:`fastmmm.lift` plus the group column (see
         :func:`read_group_lift_tests`). ``holdout_weeks``: the
         last N weeks of every group are held out (each group's training part

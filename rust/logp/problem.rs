@@ -237,14 +237,14 @@ impl MmmProblem {
         if nl > 0 {
             if !(lf.group.is_empty() || lf.group.len() == nl) || lf.group.iter().any(|&gi| gi >= g)
             {
-                return Err(bad("lift_group: one group index (< groups) per test"));
+                return Err(bad("lift.group: one group index (< groups) per test"));
             }
             for (arg, v) in [
-                ("lift_x0", &lf.x0),
-                ("lift_x1", &lf.x1),
-                ("lift_periods", &lf.periods),
-                ("lift_delta", &lf.delta),
-                ("lift_se", &lf.se),
+                ("lift.x0", &lf.x0),
+                ("lift.x1", &lf.x1),
+                ("lift.periods", &lf.periods),
+                ("lift.delta", &lf.delta),
+                ("lift.se", &lf.se),
             ] {
                 check(arg, v, nl)?;
                 if v.iter().any(|x| !x.is_finite()) {
@@ -252,7 +252,7 @@ impl MmmProblem {
                 }
             }
             if lf.channel.iter().any(|&ch| ch >= c) {
-                return Err(bad("lift_channel: channel index out of range"));
+                return Err(bad("lift.channel: channel index out of range"));
             }
             if lf.se.iter().any(|&v| v <= 0.0) || lf.x0.iter().chain(&lf.x1).any(|&v| v < 0.0) {
                 return Err(bad(
@@ -263,7 +263,7 @@ impl MmmProblem {
                 && (lf.weights.len() != nl * t
                     || lf.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)))
             {
-                return Err(bad("lift_weights: (tests x dates) finite weights >= 0"));
+                return Err(bad("lift.weights: (tests x dates) finite weights >= 0"));
             }
             let taps = s.media.adstock.n_taps();
             if lf.steady == 0 || lf.steady > taps + 1 || lf.steady < taps {

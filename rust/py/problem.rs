@@ -164,8 +164,10 @@ struct LiftArg<'py> {
     periods: PyReadonlyArray1<'py, f64>,
     delta: PyReadonlyArray1<'py, f64>,
     se: PyReadonlyArray1<'py, f64>,
-    #[pyo3(default = 1)]
-    steady: usize,
+    /// Periods of constant spend that reach the steady state; `with_data` keeps the problem's
+    /// own when this is left out.
+    #[pyo3(default)]
+    steady: Option<usize>,
     #[pyo3(default)]
     group: Option<Vec<usize>>,
     /// Level lifts (log target): each test's weights over the dates.
@@ -262,7 +264,7 @@ fn tvp_from(name: &str, t: Option<TvpArg<'_>>) -> PyResult<Option<TvpData>> {
     }))
 }
 
-fn lift_from(l: LiftArg<'_>) -> PyResult<LiftData> {
+fn lift_from(l: LiftArg<'_>, default_steady: usize) -> PyResult<LiftData> {
     Ok(LiftData {
         channel: l.channel,
         group: l.group.unwrap_or_default(),
@@ -271,7 +273,7 @@ fn lift_from(l: LiftArg<'_>) -> PyResult<LiftData> {
         periods: vec1("lift.periods", &l.periods)?,
         delta: vec1("lift.delta", &l.delta)?,
         se: vec1("lift.se", &l.se)?,
-        steady: l.steady,
+        steady: l.steady.unwrap_or(default_steady),
         weights: match l.weights {
             Some(w) => vec1("lift.weights", &w)?,
             None => Vec::new(),
@@ -384,7 +386,7 @@ impl PyMmmProblem {
         let groups = st.groups;
         let (mut md, dims) = data_from(&d, groups)?;
         if let Some(l) = d.lift.take() {
-            md.lift = lift_from(l)?;
+            md.lift = lift_from(l, 1)?;
         }
         md.tvp = [
             tvp_from("tvp_intercept", d.tvp_intercept.take())?,
@@ -436,7 +438,7 @@ impl PyMmmProblem {
         }
         let (mut md, _) = data_from(&d, self.inner.s.g)?;
         md.lift = match new_lift {
-            Some(l) => lift_from(l)?,
+            Some(l) => lift_from(l, old.lift.steady.max(1))?,
             None => old.lift.clone(),
         };
         // A ROAS-parameterised problem needs the new data's roas_scale (it depends on the spend).

@@ -27,29 +27,23 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
 THIS = HERE.parent / "python"
 
 
 def _problems():
+    from bench_fit import case_synthetic
+
     from fastmmm import fastpath
     from fastmmm import hierarchical as hm
     from fastmmm.data import prepare
     from fastmmm.layout import national_layout
     from fastmmm.spec import ModelSpec
-    from fastmmm.synthetic import make_dataset, make_panel
+    from fastmmm.synthetic import make_panel
 
-    df, truth = make_dataset(156, 6, seed=0)
-    spec = ModelSpec(
-        date_column="date",
-        target="sales",
-        channels=truth.channels,
-        controls=("event",),
-        adstock="geometric",
-        saturation="hill",
-        l_max=8,
-        yearly_seasonality=2,
-    )
+    case = case_synthetic(156, 6)  # bench_fit's national case: its data and spec
+    df, spec = case["df"], case["spec"]
     data = prepare(df, spec)
     layout = national_layout(spec, data)
     out = {"national 156x6": (fastpath.build_problem(layout, fastpath.problem_data(spec, data)), layout)}

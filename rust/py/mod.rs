@@ -56,10 +56,11 @@ fn check_param_shape(arg: &str, p: &PyReadonlyArray2<'_, f64>, d: Dims) -> PyRes
     Ok(())
 }
 
-fn adstock_kind(kind: &str) -> PyResult<AdstockKind> {
+/// The adstock kind named `kind`, or a ValueError on argument `arg` listing the kinds.
+pub(super) fn adstock_kind(arg: &str, kind: &str) -> PyResult<AdstockKind> {
     AdstockKind::from_name(kind).ok_or_else(|| {
         value_error(
-            "kind",
+            arg,
             format!(
                 "unknown adstock '{kind}'; expected one of {}",
                 kinds::names(&kinds::ADSTOCK_KINDS)
@@ -68,10 +69,11 @@ fn adstock_kind(kind: &str) -> PyResult<AdstockKind> {
     })
 }
 
-fn saturation_kind(kind: &str) -> PyResult<SaturationKind> {
+/// The saturation kind named `kind`, or a ValueError on argument `arg` listing the kinds.
+pub(super) fn saturation_kind(arg: &str, kind: &str) -> PyResult<SaturationKind> {
     SaturationKind::from_name(kind).ok_or_else(|| {
         value_error(
-            "kind",
+            arg,
             format!(
                 "unknown saturation '{kind}'; expected one of {}",
                 kinds::names(&kinds::SATURATION_KINDS)
@@ -306,7 +308,7 @@ fn adstock_fwd_py<'py>(
     l_max: i64,
     normalize: bool,
 ) -> PyResult<Arr3<'py>> {
-    let k = adstock_kind(kind)?;
+    let k = adstock_kind("kind", kind)?;
     let spec = Adstock::new(k, l_max_of(k, l_max)?, normalize)?;
     let d = dims_of(&x);
     let xs = slice3("x", &x)?;
@@ -335,7 +337,7 @@ fn adstock_vjp_py<'py>(
     l_max: i64,
     normalize: bool,
 ) -> PyResult<(Arr3<'py>, Arr2<'py>, Option<Arr2<'py>>)> {
-    let k = adstock_kind(kind)?;
+    let k = adstock_kind("kind", kind)?;
     let spec = Adstock::new(k, l_max_of(k, l_max)?, normalize)?;
     let d = dims_of(&x);
     let xs = slice3("x", &x)?;
@@ -374,7 +376,7 @@ fn saturation_fwd_py<'py>(
     p0: PyReadonlyArray2<'py, f64>,
     p1: Option<PyReadonlyArray2<'py, f64>>,
 ) -> PyResult<Arr3<'py>> {
-    let k = saturation_kind(kind)?;
+    let k = saturation_kind("kind", kind)?;
     let d = dims_of(&x);
     let xs = slice3("x", &x)?;
     validate::nonnegative("x", xs)?;
@@ -400,7 +402,7 @@ fn saturation_vjp_py<'py>(
     p1: Option<PyReadonlyArray2<'py, f64>>,
     g: PyReadonlyArray3<'py, f64>,
 ) -> PyResult<(Arr3<'py>, Arr2<'py>, Option<Arr2<'py>>)> {
-    let k = saturation_kind(kind)?;
+    let k = saturation_kind("kind", kind)?;
     let d = dims_of(&x);
     let xs = slice3("x", &x)?;
     validate::nonnegative("x", xs)?;
@@ -439,7 +441,7 @@ fn adstock_weights_py<'py>(
     l_max: i64,
     normalize: bool,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let k = adstock_kind(kind)?;
+    let k = adstock_kind("kind", kind)?;
     let spec = Adstock::new(k, l_max_of(k, l_max)?, normalize)?;
     check_adstock_domain(k, &[p0], &[p1])?;
     Ok(adstock_weights(&spec, p0, p1)?.into_pyarray(py))
@@ -464,8 +466,8 @@ fn media_fwd_py<'py>(
     l_max: i64,
     normalize: bool,
 ) -> PyResult<(Arr3<'py>, Bound<'py, PyArray1<f64>>)> {
-    let ak = adstock_kind(adstock)?;
-    let sk = saturation_kind(saturation)?;
+    let ak = adstock_kind("adstock", adstock)?;
+    let sk = saturation_kind("saturation", saturation)?;
     let m = Media {
         adstock: Adstock::new(ak, l_max_of(ak, l_max)?, normalize)?,
         saturation: sk,
@@ -532,8 +534,8 @@ fn media_vjp_py<'py>(
     Arr2<'py>,
     Option<Arr2<'py>>,
 )> {
-    let ak = adstock_kind(adstock)?;
-    let sk = saturation_kind(saturation)?;
+    let ak = adstock_kind("adstock", adstock)?;
+    let sk = saturation_kind("saturation", saturation)?;
     let m = Media {
         adstock: Adstock::new(ak, l_max_of(ak, l_max)?, normalize)?,
         saturation: sk,
@@ -653,8 +655,8 @@ fn response_draws_py<'py>(
     beta: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, Arr3<'py>)> {
     use crate::kernels::response::{response_draws, Horizon};
-    let ak = adstock_kind(adstock)?;
-    let sk = saturation_kind(saturation)?;
+    let ak = adstock_kind("adstock", adstock)?;
+    let sk = saturation_kind("saturation", saturation)?;
     let m = Media {
         adstock: Adstock::new(ak, l_max_of(ak, l_max)?, normalize)?,
         saturation: sk,
@@ -732,8 +734,8 @@ fn contribution_totals_py<'py>(
     beta: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<Arr3<'py>> {
     use crate::kernels::response::contribution_totals;
-    let ak = adstock_kind(adstock)?;
-    let sk = saturation_kind(saturation)?;
+    let ak = adstock_kind("adstock", adstock)?;
+    let sk = saturation_kind("saturation", saturation)?;
     let m = Media {
         adstock: Adstock::new(ak, l_max_of(ak, l_max)?, normalize)?,
         saturation: sk,

@@ -3,10 +3,8 @@
 //! valid for the object's lifetime.
 
 use super::errors::value_error;
-use crate::kernels::adstock::{Adstock, AdstockKind};
+use crate::kernels::adstock::Adstock;
 use crate::kernels::fused::Media;
-use crate::kernels::kinds;
-use crate::kernels::saturation::SaturationKind;
 use crate::logp::{
     Block, Dist, LiftData, MmmData, MmmProblem, MmmStructure, Role, Transform, TvpData,
 };
@@ -318,26 +316,8 @@ fn data_from(d: &DataArg<'_>, groups: usize) -> PyResult<(MmmData, [usize; 4])> 
 }
 
 fn structure_from(st: StructureArg, [t, c, f, k]: [usize; 4]) -> PyResult<MmmStructure> {
-    let akind = AdstockKind::from_name(&st.adstock).ok_or_else(|| {
-        value_error(
-            "adstock",
-            format!(
-                "unknown kind {:?}; expected one of {}",
-                st.adstock,
-                kinds::names(&kinds::ADSTOCK_KINDS)
-            ),
-        )
-    })?;
-    let skind = SaturationKind::from_name(&st.saturation).ok_or_else(|| {
-        value_error(
-            "saturation",
-            format!(
-                "unknown kind {:?}; expected one of {}",
-                st.saturation,
-                kinds::names(&kinds::SATURATION_KINDS)
-            ),
-        )
-    })?;
+    let akind = super::adstock_kind("adstock", &st.adstock)?;
+    let skind = super::saturation_kind("saturation", &st.saturation)?;
     let student_t = match st.likelihood.as_str() {
         "normal" => false,
         "studentt" => true,
@@ -417,24 +397,19 @@ impl PyMmmProblem {
         // Level lifts (log target) read the level at their dates: new data needs them anew, and
         // a problem keeps its kind of lift.
         let level = !old.lift.weights.is_empty();
-        match &new_lift {
-            None if level => return Err(value_error(
+        let new_weights = new_lift.as_ref().map(|l| l.weights.is_some());
+        if level && new_weights != Some(true) {
+            return Err(value_error(
                 "lift.weights",
                 "this problem's lift tests read the level at their dates (log target): give the \
-                     tests again with their weights",
-            )),
-            Some(l) if level && l.weights.is_none() => return Err(value_error(
+                 tests again with their weights",
+            ));
+        }
+        if !level && new_weights == Some(true) {
+            return Err(value_error(
                 "lift.weights",
-                "this problem's lift tests read the level at their dates (log target): give the \
-                     tests again with their weights",
-            )),
-            Some(l) if !level && l.weights.is_some() => {
-                return Err(value_error(
-                    "lift.weights",
-                    "this problem's lift tests are additive; build a new problem for level lifts",
-                ))
-            }
-            _ => {}
+                "this problem's lift tests are additive; build a new problem for level lifts",
+            ));
         }
         let (mut md, _) = data_from(&d, self.inner.s.g)?;
         md.lift = match new_lift {

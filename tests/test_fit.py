@@ -247,7 +247,9 @@ def test_per_channel_kinds():
         "search"
     ]
     # Counterfactual contributions (numpy + Rust kernels) equal the model's own deterministic.
-    np.testing.assert_allclose(r.media_contributions(np.asarray(r.data.spend)), r._contrib_draws(), rtol=1e-9)
+    np.testing.assert_allclose(
+        r.media_contributions(np.asarray(r.data.spend)), r.contribution_draws(), rtol=1e-9
+    )
     assert r.validate().divergences == 0
 
 

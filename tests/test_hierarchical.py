@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
 
 import numpy as np
@@ -136,7 +137,7 @@ def test_log_target_hierarchical_fit():
     ]
     assert np.mean(covered) >= 0.6
     with pytest.raises(ValueError, match="log_target"):
-        res.media_contributions(0, np.asarray(res.datas[0].spend))
+        res.media_contributions(np.asarray(res.datas[0].spend), group=0)
 
 
 def test_log_target_hierarchical_fit_with_geo_experiments():
@@ -273,7 +274,7 @@ def test_small_hierarchical_fit_on_rust_backend(small_fit, tmp_path):
     # The numpy media path reproduces the fitted contributions of every geo.
     for g in range(3):
         np.testing.assert_allclose(
-            res.media_contributions(g, np.asarray(res.datas[g].spend, dtype=float)),
+            res.media_contributions(np.asarray(res.datas[g].spend, dtype=float), group=g),
             res.contribution_draws()[:, g],
             rtol=1e-10,
             atol=1e-8,
@@ -286,6 +287,113 @@ def test_small_hierarchical_fit_on_rust_backend(small_fit, tmp_path):
     pd.testing.assert_frame_equal(back.predict(seed=0), pr)
     s = res.summary()
     assert set(s["groups"]) == set(res.groups) and s["backend"] == "rust"
+
+
+def test_panel_and_national_results_are_one_type(small_fit, tmp_path):
+    """A panel's result is the national result type with a group axis; each group, as a
+    national result, gives the panel's rows of every per-group output."""
+    from fastmmm.results import MMMResult, load
+
+    res, _ = small_fit
+    assert type(res) is MMMResult and res.is_panel and hm.HierarchicalResult is MMMResult
+    name = res.groups[1]
+    one = res.group_result(name)
+    assert type(one) is MMMResult and not one.is_panel and one.data is res.datas[1]
+    pooled = [n for n in res.posterior.posterior if n.endswith("_geo")]
+    assert pooled  # the group's own values of a pooled parameter, under the national name
+    for n in pooled:
+        np.testing.assert_array_equal(one.draws(n[: -len("_geo")]), res.draws(n)[:, 1])
+    cs = res.channel_summary()
+    pd.testing.assert_frame_equal(cs.xs(name, level="geo"), one.channel_summary(), check_names=False)
+    np.testing.assert_allclose(res.contribution_draws()[:, 1], one.contribution_draws(), rtol=1e-12)
+    np.testing.assert_allclose(res.roas_draws()[:, 1], one.roas_draws(), rtol=1e-12)
+    # panel tables stack the national ones behind a leading group column
+    cot = res.contributions_over_time()
+    assert list(cot.columns[:2]) == ["geo", "date"] and len(cot) == 3 * 74
+    mine = cot[cot["geo"] == name].drop(columns="geo").set_index("date")
+    pd.testing.assert_frame_equal(mine, one.contributions_over_time(), check_names=False, check_freq=False)
+    rc = res.response_curves(max_draws=200)
+    assert len(rc) == 3 * 2 * 21 and set(rc["geo"]) == set(res.groups)
+    # new rows with the group column predict as the hold-out does (means are noise-free)
+    df, _ = make_panel(3, 80, 2, seed=5)
+    new = df.groupby("geo").tail(6).reset_index(drop=True)
+    np.testing.assert_allclose(res.predict(new, seed=0)["mean"], res.predict(seed=0)["mean"], rtol=1e-10)
+    # one load for both
+    back = load(res.save(tmp_path / "panel"))
+    assert type(back) is MMMResult and back.is_panel and back.groups == res.groups
+    pd.testing.assert_frame_equal(back.group_result(name).channel_summary(), one.channel_summary())
+    # what has no panel meaning yet says how to get it, and national accessors refuse clearly
+    with pytest.raises(ValueError, match="group_result"):
+        res.contribution_totals([1.0])
+    with pytest.raises(ValueError, match="datas"):
+        _ = res.data
+    with pytest.raises(ValueError, match="group="):
+        res.media_contributions(np.asarray(res.datas[0].spend))
+    with pytest.raises(ValueError, match="not one of"):
+        res.group_result("nowhere")
+    with pytest.raises(ValueError, match="no group axis"):
+        one.group_result(0)
+
+
+def test_panel_budget_over_group_channel_cells(small_fit, tmp_path, capsys):
+    """Geo x channel budgets: the total is exact, bounds and fixed group totals hold, marginal
+    ROAS is equal across unconstrained cells and the optimum is never worse than today's mix;
+    ``fastmmm optimize`` writes alloc.json nested by group."""
+    from fastmmm.cli import main
+
+    res, _ = small_fit
+    weeks = 8
+    total = 1.2 * sum(float(np.asarray(d.spend).mean(axis=0).sum()) for d in res.datas) * weeks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = res.optimize_budget(total, weeks, max_draws=300)
+    alloc = np.array(list(r.allocation.values()))
+    cells = list(r.allocation)
+    assert len(cells) == 3 * 2 and all(isinstance(c, tuple) for c in cells)
+    assert alloc.sum() == pytest.approx(total, rel=1e-9) and (alloc >= 0).all()
+    assert r.uplift["mean"] >= -1e-9 * total and r.success
+    inner = [c for c, a in r.allocation.items() if a > 1e-3 * total]
+    m = np.array([r.mroas[c] for c in inner])
+    assert len(inner) >= 2 and m.std() / m.mean() < 0.02, r.mroas
+    # per-cell responses: each cell's optimal budget on its own (additive model: they sum)
+    assert sum(v["mean"] for v in r.response.values()) == pytest.approx(r.expected_response["mean"], rel=1e-6)
+    # a bound per cell and a per-channel one, and one group's total fixed
+    g0, g1 = res.groups[0], res.groups[1]
+    ch0 = res.channels[0]
+    cap = 0.05 * total
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rb = res.optimize_budget(
+            total,
+            weeks,
+            bounds={(g0, ch0): (None, cap), res.channels[1]: (0.02 * total, None)},
+            group_totals={g1: 0.25 * total},
+            max_draws=300,
+        )
+    assert rb.allocation[(g0, ch0)] <= cap * (1 + 1e-9)
+    assert all(rb.allocation[(g, res.channels[1])] >= 0.02 * total * (1 - 1e-9) for g in res.groups)
+    assert sum(v for (g, _), v in rb.allocation.items() if g == g1) == pytest.approx(0.25 * total, rel=1e-9)
+    assert sum(rb.allocation.values()) == pytest.approx(total, rel=1e-9)
+    with pytest.raises(ValueError, match="unknown group"):
+        res.optimize_budget(total, weeks, group_totals={"nowhere": 1.0})
+    with pytest.raises(ValueError, match="neither a channel"):
+        res.optimize_budget(total, weeks, bounds={"radio": (0, 1)})
+    with pytest.raises(ValueError, match="more than the budget"):
+        res.optimize_budget(total, weeks, group_totals={g0: 2 * total})
+    # the command on the saved panel
+    saved = res.save(tmp_path / "panel")
+    out = tmp_path / "alloc.json"
+    args = ["optimize", str(saved), "--budget", str(total), "--weeks", str(weeks), "--max-draws", "200"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*args, "--out", str(out), "--group-totals", f"{g1}={0.25 * total}"]) == 0
+    doc = json.loads(out.read_text())
+    assert set(doc["allocation"]) == set(res.groups)
+    assert set(doc["allocation"][g0]) == set(res.channels)
+    assert sum(v for g in doc["allocation"].values() for v in g.values()) == pytest.approx(total, rel=1e-9)
+    assert sum(doc["allocation"][g1].values()) == pytest.approx(0.25 * total, rel=1e-9)
+    assert set(doc["mroas"][g0]) == set(res.channels) and "mean" in doc["response"][g0][ch0]
+    assert f"{g0}/{ch0}" in capsys.readouterr().out
 
 
 def _coverage(res, truth):
@@ -369,6 +477,8 @@ def test_cli_fit_hierarchical(tmp_path, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     cs = pd.read_csv(tmp_path / "out" / "channel_summary.csv")
     assert len(cs) == 6 and (cs["roas_low"] <= cs["roas_high"]).all()
+    cot = pd.read_csv(tmp_path / "out" / "contributions.csv")
+    assert list(cot.columns[:2]) == ["geo", "date"] and set(cot["geo"]) == set(summary["groups"])
     assert sorted(hm.HierarchicalResult.load(tmp_path / "out" / "model").groups) == sorted(summary["groups"])
     # a bad group column is a clear error, exit status 2
     bad = [a if a != "geo" else "region" for a in args]

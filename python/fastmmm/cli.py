@@ -293,37 +293,62 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _parse_bounds(text):
-    """'tv=0:5000,search=100:' -> {'tv': (0, 5000), 'search': (100, None)}"""
+    """'tv=0:5000,search=100:' -> {'tv': (0, 5000), 'search': (100, None)}; a panel's cell
+    is GROUP/CHANNEL: 'north/tv=0:500' -> {('north', 'tv'): (0, 500)}."""
     out = {}
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         name, sep, rng = part.partition("=")
         lo, sep2, hi = rng.partition(":")
         if not sep or not sep2:
-            raise ValueError(f"bad --bounds entry {part!r} (expected NAME=LO:HI)")
-        out[name.strip()] = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+            raise ValueError(f"bad --bounds entry {part!r} (expected NAME=LO:HI or GROUP/CHANNEL=LO:HI)")
+        group, slash, channel = name.strip().rpartition("/")
+        key = (group, channel) if slash else channel
+        out[key] = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+    return out
+
+
+def _parse_totals(text):
+    """'north=1000,south=2500' -> {'north': 1000.0, 'south': 2500.0}"""
+    out = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, val = part.partition("=")
+        if not sep:
+            raise ValueError(f"bad --group-totals entry {part!r} (expected GROUP=TOTAL)")
+        out[name.strip()] = float(val)
     return out
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from fastmmm.optimize import PosteriorResponse, optimize_budget
+    from fastmmm.optimize import PanelResponse, PosteriorResponse, cell_bounds, optimize_budget
     from fastmmm.optimize.budget import plot_allocation
     from fastmmm.results import load
 
     result = load(
         args.result_dir if not (Path(args.result_dir) / "model").exists() else Path(args.result_dir) / "model"
     )
-    model = PosteriorResponse.from_result(result, max_draws=args.max_draws)
+    bounds, totals = _parse_bounds(args.bounds), _parse_totals(args.group_totals)
+    if result.is_panel:
+        model = PanelResponse.from_result(result, max_draws=args.max_draws)
+        bounds = cell_bounds(model, bounds)
+    else:
+        if totals:
+            raise ValueError("--group-totals: the saved model is national (no groups)")
+        model = PosteriorResponse.from_result(result, max_draws=args.max_draws)
     r = optimize_budget(
-        model, args.budget, args.weeks, bounds=_parse_bounds(args.bounds), objective=args.objective
+        model, args.budget, args.weeks, bounds=bounds, objective=args.objective, group_totals=totals or None
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, json.dumps(r.to_dict(), indent=2))
     png = out.with_suffix(".png")
     plot_allocation(model, r, png)
-    print(f"{'channel':<12}{'current':>14}{'optimal':>14}{'mROAS':>9}")
+    width = max(12, *(len(_cell_name(ch)) + 2 for ch in r.allocation))
+    print(f"{'channel':<{width}}{'current':>14}{'optimal':>14}{'mROAS':>9}")
     for ch in r.allocation:
-        print(f"{ch:<12}{r.current_allocation[ch]:>14,.0f}{r.allocation[ch]:>14,.0f}{r.mroas[ch]:>9.3f}")
+        print(
+            f"{_cell_name(ch):<{width}}{r.current_allocation[ch]:>14,.0f}{r.allocation[ch]:>14,.0f}"
+            f"{r.mroas[ch]:>9.3f}"
+        )
     e, c, u = r.expected_response, r.current_response, r.uplift
     print(
         f"\nexpected response {e['mean']:,.0f} [{e['low']:,.0f}, {e['high']:,.0f}] vs current "
@@ -331,6 +356,11 @@ def _optimize(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out} and {png}")
     return 0
+
+
+def _cell_name(cell) -> str:
+    """A channel's name, or a panel cell's GROUP/CHANNEL."""
+    return "/".join(map(str, cell)) if isinstance(cell, tuple) else str(cell)
 
 
 def _fit_hierarchical(args: argparse.Namespace) -> int:
@@ -351,13 +381,8 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
         holdout_weeks=args.holdout_weeks,
     )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = result.summary()
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    summary = write_outputs(result, out, report=not args.no_report)
     cs = result.channel_summary()
-    cs.to_csv(out / "channel_summary.csv")
-    result.save(out / "model")
-    result.plot_roas(out / "roas.png")
     print(f"{args.group:<14}{'channel':<12}{'ROAS':>9}{'95% interval':>20}")
     for (g, ch), row in cs.iterrows():
         print(
@@ -373,7 +398,8 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
         f"time: build {t['build_s']:.2f}s, compile {t['compile_s']:.2f}s, sample {t['sample_s']:.2f}s "
         f"({summary['backend']})"
     )
-    print(f"wrote {out}/summary.json, channel_summary.csv, roas.png, model/")
+    plot = "" if args.no_report else ", roas.png"
+    print(f"wrote {out}/summary.json, channel_summary.csv, contributions.csv{plot}, model/")
     return 0
 
 
@@ -440,13 +466,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--no-report", action="store_true", help="do not write roas.png")
     p.set_defaults(func=_fit_hierarchical)
 
     p = sub.add_parser("optimize", help="optimise a budget split on a fitted model")
     p.add_argument("result_dir", help="a saved model directory (or a `fastmmm fit --out` directory)")
     p.add_argument("--budget", type=float, required=True, help="total budget over the horizon")
     p.add_argument("--weeks", type=int, required=True, help="horizon in periods")
-    p.add_argument("--bounds", help="per-channel budget bounds, e.g. tv=0:5000,search=100:")
+    p.add_argument(
+        "--bounds",
+        help="budget bounds per channel, e.g. tv=0:5000,search=100: (on a panel result every group's "
+        "cell of the channel), or per panel cell GROUP/CHANNEL, e.g. north/tv=0:500",
+    )
+    p.add_argument(
+        "--group-totals", help="panel results: fixed budgets of some groups, e.g. north=10000,south=5000"
+    )
     p.add_argument(
         "--objective", default="mean", help="mean | quantile:Q | mean_sd:LAMBDA | profit:TARGET_ROAS"
     )

@@ -153,9 +153,9 @@ def validate(result, **thresholds) -> Validation:
             f"In-sample MAPE is {100 * v.mape_in_sample:.1f}% (threshold {100 * th['mape']:.0f}%): "
             "the model misses structure in the target (missing controls, seasonality or events?)."
         )
-    if result.holdout is not None and len(result.holdout.dates):
-        pr = result.predict(result.holdout, seed=result.seed)
-        v.mape_holdout = _mape(np.asarray(result.holdout.y), pr["mean"].to_numpy())
+    if result.holdouts and sum(len(h.dates) for h in result.holdouts):
+        pr = result.predict(seed=result.seed)  # every group's hold-out on a panel
+        v.mape_holdout = _mape(pr["actual"].to_numpy(), pr["mean"].to_numpy())
         v.checks["mape_holdout"] = v.mape_holdout < th["mape"]
         if not v.checks["mape_holdout"]:
             v.failures.append(

@@ -34,8 +34,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,6 +42,7 @@ from fastmmm import defaults
 from fastmmm.data import DataError, PreparedData, prepare
 from fastmmm.kernels import SATURATION_PARAMS
 from fastmmm.layout import POOLABLE, check_pooled, is_pooled
+from fastmmm.results import MMMResult
 from fastmmm.spec import ModelSpec
 
 __all__ = [
@@ -55,8 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("fastmmm")
-
-_FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------- data
@@ -564,408 +561,25 @@ class HierarchicalMMM:
         timing = {"build_s": out.build_s, "compile_s": out.compile_s, "sample_s": out.sample_s}
         posterior = out.posterior
         posterior.posterior.coords["date"] = np.asarray(pd.DatetimeIndex(datas[0].dates).values)
-        res = HierarchicalResult(
+        res = MMMResult(
             posterior=posterior,
             spec=self.spec,
-            group=self.group,
-            groups=groups,
-            datas=datas,
-            pooled=self.pooled,
             timing=timing,
             backend=out.backend,
             seed=seed,
-            holdouts=holdouts,
             lift_tests=None if lift is None else lift[0],
-            lift_groups=None if lift is None else [int(g) for g in lift[1]],
             backend_note=out.note,
+            group=self.group,
+            groups=groups,
+            datas=datas,
+            holdouts=holdouts,
+            pooled=self.pooled,
+            lift_groups=None if lift is None else [int(g) for g in lift[1]],
         )
         res.report_diagnostics()
         res.timing["total_s"] = time.perf_counter() - t0
         return res
 
 
-@dataclass
-class HierarchicalResult:
-    """A fitted hierarchical MMM: per-group contributions and ROAS, diagnostics, save/load."""
-
-    posterior: object
-    spec: ModelSpec
-    group: str
-    groups: list
-    datas: list
-    pooled: tuple
-    timing: dict
-    backend: str
-    seed: int | None = None
-    #: Per group, the held-out final periods (scaled with that group's training scales), or None.
-    holdouts: list | None = None
-    #: Lift tests (fastmmm.lift.LiftTests) and the index of each test's group, or None.
-    lift_tests: object = None
-    lift_groups: list | None = None
-    backend_note: str = ""
-
-    @property
-    def idata(self):
-        """The draws as an ArviZ object (built on first use; imports ArviZ)."""
-        cached = getattr(self, "_idata", None)
-        if cached is None:
-            cached = self._idata = self.posterior.to_arviz()
-        return cached
-
-    def lift_test_summary(self, interval: float = 0.95) -> list[dict]:
-        """Per lift test: its group, channel, spends, observed lift +- se and the posterior
-        modelled lift (mean, interval) in the group's target units."""
-        if self.lift_tests is None:
-            return []
-        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
-        lm = self.draws("lift_model")
-        out = []
-        for i, g in enumerate(self.lift_groups):
-            v = lm[:, i] * float(self.datas[g].scales.target_scale)
-            t = self.lift_tests
-            out.append(
-                {
-                    self.group: str(self.groups[g]),
-                    "channel": t.channel[i],
-                    "spend_before": float(t.spend_before[i]),
-                    "spend_after": float(t.spend_after[i]),
-                    "periods": float(t.periods[i]),
-                    "lift": float(t.lift[i]),
-                    "lift_se": float(t.lift_se[i]),
-                    "lift_model": {
-                        "mean": float(v.mean()),
-                        "low": float(np.quantile(v, lo)),
-                        "high": float(np.quantile(v, hi)),
-                    },
-                }
-            )
-        return out
-
-    @property
-    def channels(self) -> list[str]:
-        return list(self.spec.channels)
-
-    def _group_param(self, name: str, g: int) -> np.ndarray:
-        """(S, C) draws of a media parameter for group g: its ``_geo`` values when pooled, else the global ones."""
-        post = self.posterior
-        if f"{name}_geo" in post:
-            return self.draws(f"{name}_geo")[:, g, :]
-        return self.draws(name)
-
-    def media_contributions(self, g: int, spend: np.ndarray) -> np.ndarray:
-        """(S, T, C) channel contributions of group ``g`` for a raw spend matrix (T, C), original units.
-
-        Uses the group's posterior draws of its (pooled) adstock, saturation and
-        amplitude parameters; include history rows in ``spend`` for carry-over. On a
-        ``log_target`` model a contribution depends on the baseline it multiplies
-        (ValueError: use :meth:`contribution_draws`).
-        """
-        if self.spec.log_target:
-            raise ValueError(
-                "media_contributions: on a log_target model a contribution depends on the baseline it "
-                "multiplies; use contribution_draws() or channel_summary()"
-            )
-        return self._media_effects(g, spend) * float(self.datas[g].scales.target_scale)
-
-    def _media_effects(self, g: int, spend: np.ndarray) -> np.ndarray:
-        """(S, T, C) media terms ``beta * sat`` of group ``g`` on the model scale (log-scale
-        effects with ``log_target``); see :meth:`media_contributions`."""
-        from fastmmm.layout import FIXED_SATURATION_PARAMS, kappa_scale, media_designs
-
-        d = media_designs(self.spec)[0]
-        data = self.datas[g]
-        spend = np.asarray(spend, dtype=float)
-        if spend.ndim != 2 or spend.shape[1] != len(self.channels):
-            raise ValueError(f"spend: expected shape (T, {len(self.channels)}), got {spend.shape}")
-        xs = spend / np.asarray(data.scales.channel_scale)
-        a = tuple(self._group_param(f"adstock_{p}", g) for p in d.adstock_params)
-        fixed = FIXED_SATURATION_PARAMS.get(d.saturation, {})
-        scale = kappa_scale(np.asarray(data.spend_scaled, dtype=float))
-        s_params = []
-        n = a[0].shape[0]
-        for p in SATURATION_PARAMS[d.saturation]:
-            if p in fixed:
-                s_params.append(np.full((n, len(self.channels)), fixed[p]))
-                continue
-            v = self._group_param(f"saturation_{p}", g)
-            s_params.append(v * scale if p == d.relative_param else v)
-        post = self.posterior
-        beta = self.draws("beta")[:, g, :] if post["beta"].ndim == 4 else self._group_param("beta", g)
-        from fastmmm import kernels as K
-
-        y, _ = K.media_transform(
-            np.broadcast_to(xs, (n,) + xs.shape),
-            d.adstock,
-            d.saturation,
-            a,
-            tuple(s_params),
-            l_max=d.l_max,
-            normalize=d.normalize,
-        )
-        return y * beta[:, None, :]
-
-    def _expected_level(self, mu: np.ndarray, g: int) -> np.ndarray:
-        """Expected target of group ``g`` in original units for model-scale means ``mu`` (S, T):
-        ``mu * scale``, or with ``log_target`` ``exp(mu + sigma_g^2 / 2) * scale`` (as
-        :meth:`fastmmm.results.MMMResult._expected_level`)."""
-        scale = float(self.datas[g].scales.target_scale)
-        if not self.spec.log_target:
-            return mu * scale
-        return np.exp(mu + 0.5 * np.square(self.draws("sigma")[:, g])[:, None]) * scale
-
-    def predict(self, interval: float = 0.95, *, seed: int | None = None) -> pd.DataFrame:
-        """Posterior predictive of the held-out periods of every group, original units.
-
-        Returns a DataFrame with columns group, date, mean, low, high, actual
-        (carry-over from the training spend included).
-        """
-        if not self.holdouts:
-            raise ValueError("this fit has no hold-out periods (fit with holdout_weeks=N)")
-        rng = np.random.default_rng(seed)
-        post = self.posterior
-        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
-        frames = []
-        for g, (name, tr, ho) in enumerate(zip(self.groups, self.datas, self.holdouts)):
-            t_new = len(ho.dates)
-            base = 0.0
-            if "intercept" in post:
-                base = base + self.draws("intercept")[:, g, None]
-            if "trend" in post:
-                base = base + self.draws("trend")[:, g, None] * np.asarray(ho.trend)[None, :]
-            if "gamma_fourier" in post:
-                base = (
-                    base + self.draws("gamma_fourier")[:, g, :] @ np.asarray(ho.fourier).reshape(t_new, -1).T
-                )
-            if "gamma_control" in post:
-                base = (
-                    base
-                    + self.draws("gamma_control")[:, g, :]
-                    @ np.asarray(ho.controls_scaled).reshape(t_new, -1).T
-                )
-            hist = np.asarray(tr.spend, dtype=float)
-            full = np.vstack([hist, np.asarray(ho.spend, dtype=float)])
-            media = self._media_effects(g, full)[:, hist.shape[0] :, :].sum(axis=2)
-            mu = base + media
-            sigma = self.draws("sigma")[:, g, None]
-            if self.spec.likelihood == "studentt":
-                noise = rng.standard_t(np.broadcast_to(self.draws("nu")[:, None], mu.shape))
-            else:
-                noise = rng.standard_normal(mu.shape)
-            pp = tr.scales.unscale_target(mu + sigma * noise)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        self.group: name,
-                        "date": pd.DatetimeIndex(ho.dates),
-                        "mean": self._expected_level(mu, g).mean(axis=0),
-                        "low": np.quantile(pp, lo, axis=0),
-                        "high": np.quantile(pp, hi, axis=0),
-                        "actual": np.asarray(ho.y, dtype=float),
-                    }
-                )
-            )
-        return pd.concat(frames, ignore_index=True)
-
-    def draws(self, name: str) -> np.ndarray:
-        return self.posterior.flat(name)
-
-    def contribution_draws(self) -> np.ndarray:
-        """(S, G, T, C) channel contributions in each group's original target units; with
-        ``log_target`` by counterfactual, ``E[y_gt] - E[y_gt | the channel's term removed]``
-        (as :meth:`fastmmm.results.MMMResult.channel_summary`)."""
-        m = self.draws("channel_contribution")
-        scale = np.array([float(d.scales.target_scale) for d in self.datas])
-        if not self.spec.log_target:
-            return m * scale[None, :, None, None]
-        mu = self.draws("mu")
-        level = np.stack([self._expected_level(mu[:, g], g) for g in range(len(self.datas))], axis=1)
-        return level[..., None] * -np.expm1(-m)
-
-    def roas_draws(self) -> np.ndarray:
-        """(S, G, C) ROAS: contribution over the data window per unit of spend."""
-        contrib = self.contribution_draws().sum(axis=2)
-        spend = np.stack([np.asarray(d.spend, dtype=float).sum(axis=0) for d in self.datas])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(spend[None] > 0, contrib / spend[None], np.nan)
-
-    def channel_summary(self, interval: float = 0.95) -> pd.DataFrame:
-        """Per (group, channel): spend, contribution and ROAS with intervals."""
-        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
-        contrib = self.contribution_draws().sum(axis=2)
-        roas = self.roas_draws()
-        rows = []
-        for g, name in enumerate(self.groups):
-            spend = np.asarray(self.datas[g].spend, dtype=float).sum(axis=0)
-            for c, ch in enumerate(self.channels):
-                r, k = roas[:, g, c], contrib[:, g, c]
-                rows.append(
-                    {
-                        self.group: name,
-                        "channel": ch,
-                        "spend": float(spend[c]),
-                        "contribution_mean": float(k.mean()),
-                        "contribution_low": float(np.quantile(k, lo)),
-                        "contribution_high": float(np.quantile(k, hi)),
-                        "roas_mean": float(r.mean()),
-                        "roas_low": float(np.quantile(r, lo)),
-                        "roas_high": float(np.quantile(r, hi)),
-                    }
-                )
-        return pd.DataFrame(rows).set_index([self.group, "channel"])
-
-    def plot_roas(self, path=None, interval: float = 0.95, truth=None):
-        """Forest plot: per channel, every group's ROAS mean and interval (and ``truth``
-        (G, C) if given). Returns the matplotlib Figure; saved as PNG when ``path`` is given."""
-        from matplotlib.figure import Figure
-
-        cs = self.channel_summary(interval)
-        C, G = len(self.channels), len(self.groups)
-        fig = Figure(figsize=(3.2 * C + 1.2, 0.32 * G + 1.6), layout="constrained")
-        axes = fig.subplots(1, C, sharey=True, squeeze=False)[0]
-        ypos = np.arange(G)[::-1]
-        for c, (ch, ax) in enumerate(zip(self.channels, axes)):
-            rows = cs.xs(ch, level="channel").loc[[str(g) for g in self.groups]]
-            ax.hlines(ypos, rows["roas_low"], rows["roas_high"], color="tab:blue", lw=2)
-            ax.plot(rows["roas_mean"], ypos, "o", color="tab:blue", ms=4, label="posterior mean")
-            if truth is not None:
-                ax.plot(np.asarray(truth)[:, c], ypos, "x", color="tab:red", ms=6, label="truth")
-            ax.set_title(ch)
-            ax.set_xlabel(f"ROAS ({int(100 * interval)}% interval)")
-            ax.grid(axis="x", alpha=0.3)
-        axes[0].set_yticks(ypos, [str(g) for g in self.groups])
-        if truth is not None:
-            axes[-1].legend(loc="lower right", fontsize="small")
-        if path is not None:
-            fig.savefig(path, dpi=110)
-        return fig
-
-    def fitted(self) -> pd.DataFrame:
-        """Posterior-mean fit per group and date, original units (columns group, date, actual, mean)."""
-        mu = self.draws("mu")
-        frames = []
-        for g, (name, d) in enumerate(zip(self.groups, self.datas)):
-            frames.append(
-                pd.DataFrame(
-                    {
-                        self.group: name,
-                        "date": pd.DatetimeIndex(d.dates),
-                        "actual": np.asarray(d.y, dtype=float),
-                        "mean": self._expected_level(mu[:, g], g).mean(axis=0),
-                    }
-                )
-            )
-        return pd.concat(frames, ignore_index=True)
-
-    def validate(self, **thresholds):
-        """R-hat, ESS, divergences (whole posterior) and in-sample MAPE (all groups pooled, and worst group)."""
-        from fastmmm.diagnostics import sampler_checks
-
-        v = sampler_checks(self, thresholds)
-        fit = self.fitted()
-        ape = (fit["actual"] - fit["mean"]).abs() / fit["actual"].abs()
-        v.mape_in_sample = float(ape.mean())
-        v.checks["mape_in_sample"] = v.mape_in_sample < v.thresholds["mape"]
-        if not v.checks["mape_in_sample"]:
-            v.failures.append(
-                f"In-sample MAPE is {100 * v.mape_in_sample:.1f}% (threshold "
-                f"{100 * v.thresholds['mape']:.0f}%)"
-            )
-        if self.holdouts:
-            pr = self.predict(seed=self.seed)
-            v.mape_holdout = float(((pr["actual"] - pr["mean"]).abs() / pr["actual"].abs()).mean())
-            v.checks["mape_holdout"] = v.mape_holdout < v.thresholds["mape"]
-            if not v.checks["mape_holdout"]:
-                v.failures.append(
-                    f"Hold-out MAPE is {100 * v.mape_holdout:.1f}% (threshold "
-                    f"{100 * v.thresholds['mape']:.0f}%)"
-                )
-        return v
-
-    def report_diagnostics(self) -> None:
-        import warnings
-
-        from fastmmm.diagnostics import sampler_checks
-
-        v = sampler_checks(self)
-        if v.failures:
-            warnings.warn(
-                "fastmmm: sampling diagnostics failed:\n" + "\n".join(f"  - {f}" for f in v.failures),
-                stacklevel=3,
-            )
-
-    def summary(self, interval: float = 0.95) -> dict:
-        """JSON-ready: per group and channel ROAS/contribution, diagnostics, timing."""
-        cs = self.channel_summary(interval)
-        out: dict = {}
-        for (g, ch), row in cs.iterrows():
-            out.setdefault(str(g), {})[ch] = {
-                q: {k: float(row[f"{q}_{k}"]) for k in ("mean", "low", "high")}
-                for q in ("roas", "contribution")
-            }
-            out[str(g)][ch]["spend"] = float(row["spend"])
-        from fastmmm.layout import amplitude_kind
-
-        v = self.validate()
-        return {
-            "interval": interval,
-            "backend": self.backend,
-            "backend_note": self.backend_note,
-            "media_prior": amplitude_kind(self.spec),
-            "group": self.group,
-            "pooled": list(self.pooled),
-            "groups": out,
-            "diagnostics": v.to_dict(),
-            "lift_tests": self.lift_test_summary(interval),
-            "timing": {
-                k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")
-            },
-        }
-
-    def save(self, path) -> Path:
-        """``idata.nc`` (netCDF) and ``meta.json``; written to a temporary directory and renamed."""
-        from fastmmm.results import save_dir
-
-        meta = {
-            "format_version": _FORMAT_VERSION,
-            "kind": "hierarchical",
-            "spec": self.spec.to_dict(),
-            "group": self.group,
-            "groups": [str(g) for g in self.groups],
-            "datas": [d.to_dict() for d in self.datas],
-            "pooled": list(self.pooled),
-            "holdouts": None if not self.holdouts else [d.to_dict() for d in self.holdouts],
-            "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
-            "lift_groups": self.lift_groups,
-            "timing": self.timing,
-            "backend": self.backend,
-            "backend_note": self.backend_note,
-            "seed": self.seed,
-        }
-        return save_dir(path, self.posterior, meta)
-
-    @classmethod
-    def load(cls, path) -> HierarchicalResult:
-        """Load a result written by :meth:`save` (netCDF + JSON, no pickle)."""
-        from fastmmm.lift import LiftTests
-        from fastmmm.results import read_dir
-
-        meta, posterior = read_dir(path)
-        if meta.get("kind") != "hierarchical":
-            raise ValueError(f"{path}: not a hierarchical result")
-        return cls(
-            posterior=posterior,
-            spec=ModelSpec.from_dict(meta["spec"]),
-            group=meta["group"],
-            groups=meta["groups"],
-            datas=[PreparedData.from_dict(d) for d in meta["datas"]],
-            pooled=tuple(meta["pooled"]),
-            timing=meta["timing"],
-            backend=meta["backend"],
-            seed=meta.get("seed"),
-            holdouts=None
-            if not meta.get("holdouts")
-            else [PreparedData.from_dict(d) for d in meta["holdouts"]],
-            lift_tests=None if not meta.get("lift_tests") else LiftTests.from_dict(meta["lift_tests"]),
-            lift_groups=meta.get("lift_groups"),
-            backend_note=meta.get("backend_note", ""),
-        )
+#: A panel's result is the national result type with a group axis (kept under its old name).
+HierarchicalResult = MMMResult

@@ -549,6 +549,11 @@ class Deterministic:
         return int(np.prod(self.shape, dtype=int))
 
 
+#: The posterior's group dimension on a panel model; a group's own values of a pooled
+#: parameter are the deterministic ``{name}_geo`` (group, ...).
+GROUP_DIM = "geo"
+
+
 @dataclass
 class ModelLayout:
     """The model's free parameters (``terms``, in sampling order), its
@@ -560,7 +565,7 @@ class ModelLayout:
     structure: dict
     #: Group names of a hierarchical model; None for a national one.
     groups: list | None = None
-    group_dim: str = "geo"
+    group_dim: str = GROUP_DIM
     meta: dict = field(default_factory=dict)
 
     @property
@@ -793,7 +798,7 @@ def _noise_terms(spec, dims, shape) -> list[Term]:
 
 
 def panel_layout(
-    spec, datas, groups, *, pooled, pool_sd: Prior | None = None, n_lift: int = 0, group_dim: str = "geo"
+    spec, datas, groups, *, pooled, pool_sd: Prior | None = None, n_lift: int = 0, group_dim: str = GROUP_DIM
 ) -> ModelLayout:
     """The layout of :func:`fastmmm.hierarchical.build_hierarchical_model`: per group
     level, trend, seasonality, controls and sigma; media parameters global (C,), and for

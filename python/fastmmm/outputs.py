@@ -31,14 +31,22 @@ def atomic_write(path: Path, text: str) -> None:
 
 def write_outputs(result, out, *, report: bool = True) -> dict:
     """summary.json, contributions.csv, the saved model and (``report=True``) report.html
-    under ``out``; returns the summary."""
+    under ``out``; returns the summary. A panel result writes, instead of the report,
+    channel_summary.csv (per group and channel) and roas.png (its forest plot)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
-    atomic_write(out / "contributions.csv", result.contributions_over_time().to_csv())
+    # A panel's table has group and date columns; a national one is indexed by date.
+    atomic_write(
+        out / "contributions.csv", result.contributions_over_time().to_csv(index=not result.is_panel)
+    )
     result.save(out / "model")
-    if report:
+    if result.is_panel:
+        atomic_write(out / "channel_summary.csv", result.channel_summary().to_csv())
+        if report:
+            result.plot_roas(out / "roas.png")
+    elif report:
         from fastmmm.report import write_report
 
         write_report(result, out / "report.html")

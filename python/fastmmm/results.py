@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import pandas as pd
 
 from fastmmm import kernels as K
 from fastmmm.data import PreparedData
-from fastmmm.layout import amplitude_kind
+from fastmmm.layout import GROUP_DIM, amplitude_kind
 from fastmmm.spec import ModelSpec
 
 __all__ = ["MMMResult", "load"]
@@ -48,42 +47,87 @@ def _floats(d: dict) -> dict:
     return {k: float(v) for k, v in d.items()}
 
 
-@dataclass
 class MMMResult:
-    """The result of :meth:`fastmmm.MMM.fit`.
+    """The result of :meth:`fastmmm.MMM.fit` and of :meth:`fastmmm.HierarchicalMMM.fit`.
+
+    One type for both: a national result is one group without a group axis; a
+    panel (hierarchical) result has one (``group`` names the group column,
+    ``groups`` its values, ``datas`` / ``holdouts`` hold each group's data), and
+    :meth:`group_result` is any one group as a national result (its own
+    draws of every per-group and pooled parameter). Per-group outputs of a
+    panel are the national ones stacked: arrays gain a group axis after the
+    draws, tables a leading group column or index level.
 
     Attributes
     ----------
     posterior : fastmmm.posterior.Posterior
         The draws as numpy arrays: ``posterior`` (parameters,
-        ``channel_contribution`` (date, channel) and ``mu`` (date), scaled) and
-        ``sample_stats``. ``result.idata`` is the same as an ArviZ object (built
-        on first use; with ``posterior_predictive`` and ``observed_data``).
+        ``channel_contribution`` ([geo,] date, channel) and ``mu`` ([geo,] date),
+        scaled) and ``sample_stats``. ``result.idata`` is the same as an ArviZ
+        object (built on first use; with ``posterior_predictive`` and
+        ``observed_data``).
     spec : ModelSpec
     data : PreparedData
-        The training data (with its scales).
+        The training data (with its scales); a national result's only.
     holdout : PreparedData or None
-        Held-out final periods, scaled with the training scales.
+        Held-out final periods, scaled with the training scales; a national result's only.
+    datas, holdouts : lists of PreparedData, one per group (holdouts None without hold-out)
+    group : str or None
+        The group column of a panel; None for a national result.
+    groups : list of str
+        The groups' names (``[""]`` for a national result).
+    pooled : tuple
+        Which media parameter kinds a panel pools across groups.
     timing : dict
         build_s, compile_s, sample_s, total_s (the whole ``fit()`` call).
     backend : str
         "rust" (fused log-density sampled in the Rust core) or "pytensor"
         (PyMC model on Rust Ops, compiled and sampled by nutpie).
     lift_tests : fastmmm.lift.LiftTests or None
-        The lift tests the model was calibrated with (original units).
+        The lift tests the model was calibrated with (original units);
+        ``lift_groups`` the group index of each on a panel.
     backend_note : str
         Why the fit ran on another backend than asked for ("" when it did not).
     """
 
-    posterior: object
-    spec: ModelSpec
-    data: PreparedData
-    holdout: PreparedData | None
-    timing: dict
-    backend: str
-    seed: int | None = None
-    lift_tests: object = None
-    backend_note: str = ""
+    def __init__(
+        self,
+        posterior,
+        spec: ModelSpec,
+        data: PreparedData | None = None,
+        holdout: PreparedData | None = None,
+        timing: dict | None = None,
+        backend: str = "rust",
+        seed: int | None = None,
+        lift_tests=None,
+        backend_note: str = "",
+        *,
+        group: str | None = None,
+        groups: list | None = None,
+        datas: list | None = None,
+        holdouts: list | None = None,
+        pooled: tuple = (),
+        lift_groups: list | None = None,
+    ):
+        if group is None:
+            if data is None or datas is not None:
+                raise TypeError("MMMResult: a national result takes data= (and holdout=), not datas=")
+            datas, holdouts, groups = [data], None if holdout is None else [holdout], [""]
+        elif datas is None or groups is None or len(datas) != len(groups) or data is not None:
+            raise TypeError("MMMResult: a panel result takes datas= and groups= (one per group)")
+        self.posterior = posterior
+        self.spec = spec
+        self.datas = list(datas)
+        self.holdouts = None if not holdouts else list(holdouts)
+        self.timing = dict(timing or {})
+        self.backend = backend
+        self.seed = seed
+        self.lift_tests = lift_tests
+        self.backend_note = backend_note
+        self.group = group
+        self.groups = [str(g) for g in groups]
+        self.pooled = tuple(pooled)
+        self.lift_groups = None if lift_groups is None else [int(g) for g in lift_groups]
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -104,8 +148,80 @@ class MMMResult:
             backend_note=backend_note,
         )
 
+    # ------------------------------------------------------------------ the group axis
+    @property
+    def is_panel(self) -> bool:
+        """Whether this result has a group axis (a hierarchical fit)."""
+        return self.group is not None
+
+    @property
+    def data(self) -> PreparedData:
+        if self.is_panel:
+            raise ValueError(
+                f"a panel result has data per {self.group}: result.datas[g], or result.group_result(g).data"
+            )
+        return self.datas[0]
+
+    @property
+    def holdout(self) -> PreparedData | None:
+        if self.is_panel:
+            raise ValueError(
+                f"a panel result has hold-outs per {self.group}: result.holdouts[g], or "
+                "result.group_result(g).holdout"
+            )
+        return None if not self.holdouts else self.holdouts[0]
+
+    def _group_index(self, g) -> int:
+        if isinstance(g, (int, np.integer)) and not isinstance(g, bool):
+            if not 0 <= g < len(self.groups):
+                raise ValueError(f"{self.group}: index {g} out of range (0..{len(self.groups) - 1})")
+            return int(g)
+        if str(g) not in self.groups:
+            raise ValueError(f"{self.group}: {g!r} is not one of {self.groups}")
+        return self.groups.index(str(g))
+
+    def group_result(self, g) -> MMMResult:
+        """Group ``g`` (index or name) of a panel as a national result: its data, and its own
+        draws of every per-group quantity (a pooled parameter's ``{name}_geo`` values under
+        the parameter's name); shared parameters and the sample stats are the panel's."""
+        if not self.is_panel:
+            raise ValueError("group_result: a national result has no group axis")
+        i = self._group_index(g)
+        views = self.__dict__.setdefault("_group_results", {})
+        if i not in views:
+            views[i] = MMMResult(
+                posterior=group_posterior(self.posterior, i),
+                spec=self.spec,
+                data=self.datas[i],
+                holdout=None if not self.holdouts else self.holdouts[i],
+                timing=self.timing,
+                backend=self.backend,
+                seed=None if self.seed is None else self.seed + i,
+                backend_note=self.backend_note,
+            )
+        return views[i]
+
+    def group_results(self) -> list[MMMResult]:
+        """Every group as a national result (:meth:`group_result`), in group order."""
+        return [self.group_result(i) for i in range(len(self.groups))]
+
+    def _national_only(self, what: str) -> None:
+        if self.is_panel:
+            raise ValueError(
+                f"{what}: a panel result has one per {self.group}; use result.group_result(g).{what}(...)"
+            )
+
+    def _stacked_frames(self, frames, names=None) -> pd.DataFrame:
+        """Date-indexed per-group frames (of ``names``, default every group) as one table with
+        leading group and date columns."""
+        names = self.groups if names is None else names
+        df = pd.concat(
+            [f.reset_index().assign(**{self.group: n}) for n, f in zip(names, frames)], ignore_index=True
+        )
+        return df[[self.group] + [c for c in df.columns if c != self.group]]
+
     def posterior_predictive(self) -> np.ndarray:
-        """(chain, draw, date) draws of ``y`` on the scaled space: ``mu + sigma * noise``
+        """(chain, draw, [geo,] date) draws of ``y`` on the scaled space: ``mu + sigma * noise``
         (Student-t noise for that likelihood), seeded from the fit's seed; the same on
         every call and after a save and load."""
         cached = getattr(self, "_ppc", None)
@@ -119,8 +235,8 @@ class MMMResult:
         sigma = self.posterior["sigma"]
         rng = np.random.default_rng(None if self.seed is None else self.seed + 7919)
         if self.spec.likelihood == "studentt":
-            nu = self.posterior["nu"][..., None]
-            noise = rng.standard_t(np.broadcast_to(nu, mu.shape))
+            nu = self.posterior["nu"]  # shared by every group
+            noise = rng.standard_t(np.broadcast_to(nu.reshape(nu.shape + (1,) * (mu.ndim - 2)), mu.shape))
         else:
             noise = rng.standard_normal(mu.shape)
         self._ppc = mu + sigma[..., None] * noise
@@ -135,13 +251,19 @@ class MMMResult:
         if cached is None:
             from fastmmm.posterior import Group, Posterior
 
-            dates = np.asarray(pd.DatetimeIndex(self.data.dates).values)
+            dates = np.asarray(pd.DatetimeIndex(self.datas[0].dates).values)
+            coords = {"date": dates}
+            obs_dims: tuple = ("date",)
+            if self.is_panel:
+                coords[GROUP_DIM] = np.asarray(self.groups)
+                obs_dims = (GROUP_DIM, "date")
+            observed = np.stack([np.asarray(d.y_scaled) for d in self.datas])
             groups = dict(self.posterior.groups)
             groups["posterior_predictive"] = Group(
-                {"y_obs": self.posterior_predictive()}, {"y_obs": ("chain", "draw", "date")}, {"date": dates}
+                {"y_obs": self.posterior_predictive()}, {"y_obs": ("chain", "draw", *obs_dims)}, coords
             )
             groups["observed_data"] = Group(
-                {"y_obs": np.asarray(self.data.y_scaled)}, {"y_obs": ("date",)}, {"date": dates}
+                {"y_obs": observed if self.is_panel else observed[0]}, {"y_obs": obs_dims}, coords
             )
             cached = self._idata = Posterior(groups, self.posterior.attrs).to_arviz()
         return cached
@@ -189,6 +311,7 @@ class MMMResult:
         ``multiplier_weeks`` weeks (the plan is assumed to meet today's effectiveness)."""
         from fastmmm.optimize.budget import ChannelGroup
 
+        self._national_only("channel_groups")
         sel = slice(None) if draws is None else draws
         beta = self.draws("beta")[sel]
         if getattr(self.spec, "time_varying_media", False):
@@ -222,12 +345,15 @@ class MMMResult:
             )
         return groups
 
-    def media_contributions(self, spend: np.ndarray, *, draws: slice | None = None, dates=None) -> np.ndarray:
+    def media_contributions(
+        self, spend: np.ndarray, *, group=None, draws: slice | None = None, dates=None
+    ) -> np.ndarray:
         """Channel contributions of a raw spend matrix, per posterior draw.
 
         Parameters
         ----------
         spend : (T, C) array in original spend units (history included for carry-over)
+        group : on a panel, the group (index or name) whose draws and scales apply
         dates : (T,) dates of the rows, optional; only used with
             ``spec.time_varying_media``, where row ``t`` is multiplied by the
             media multiplier ``exp(g)`` at its date. Default: the training
@@ -249,6 +375,12 @@ class MMMResult:
                 "media_contributions: on a log_target model a contribution depends on the baseline it "
                 "multiplies; use contribution_totals(), channel_summary() or contributions_over_time()"
             )
+        if self.is_panel:
+            if group is None:
+                raise ValueError(f"media_contributions: a panel result needs group= (one of {self.groups})")
+            return self.group_result(group).media_contributions(spend, draws=draws, dates=dates)
+        if group is not None:
+            raise ValueError("media_contributions: group= is for panel results; this one is national")
         return self._media_effects(spend, draws=draws, dates=dates) * float(self.data.scales.target_scale)
 
     def _media_effects(self, spend: np.ndarray, *, draws: slice | None = None, dates=None) -> np.ndarray:
@@ -306,6 +438,7 @@ class MMMResult:
         """
         from fastmmm.tvp import hsgp_effect, parts
 
+        self._national_only("time_varying")
         if not parts(self.spec):
             raise ValueError("this model has no time-varying parts (spec.time_varying_intercept / _media)")
         dates = pd.DatetimeIndex(self.data.dates if dates is None else dates)
@@ -367,27 +500,46 @@ class MMMResult:
         half_var = 0.5 * np.square(self.draws("sigma")[sel])
         return np.exp(mu + half_var.reshape((-1,) + (1,) * (np.ndim(mu) - 1))) * ts
 
-    def _contrib_draws(self) -> np.ndarray:
-        """(S, T, C) channel contributions in original units over the training dates.
+    def contribution_draws(self) -> np.ndarray:
+        """(S, [G,] T, C) channel contributions in original units over the training dates.
 
         Additive: the fitted deterministic ``channel_contribution`` times the target scale.
         Log target: by counterfactual, per draw and date, ``E[y_t] - E[y_t | channel c's
         media term removed] = level_t * (1 - exp(-m_ct))`` with ``m`` the channel's log-scale
         term (its carry-over inside the window included).
         """
+        if self.is_panel:
+            return np.stack([r.contribution_draws() for r in self.group_results()], axis=1)
         m = self.draws("channel_contribution")
         if not self.spec.log_target:
             return m * float(self.data.scales.target_scale)
         level = self._expected_level(self.draws("mu"))
         return level[:, :, None] * -np.expm1(-m)
 
+    def roas_draws(self) -> np.ndarray:
+        """(S, [G,] C) ROAS: contribution over the data window per unit of its spend (NaN
+        where a channel had no spend)."""
+        if self.is_panel:
+            return np.stack([r.roas_draws() for r in self.group_results()], axis=1)
+        contrib = self.contribution_draws().sum(axis=1)
+        spend = np.asarray(self.data.spend, dtype=float).sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(spend > 0, contrib / spend, np.nan)
+
     def channel_summary(self, interval: float = 0.95) -> pd.DataFrame:
         """Per channel: spend, contribution, share, ROAS and marginal ROAS with intervals.
 
-        Returns a DataFrame indexed by channel with columns
-        ``{quantity}_{mean|low|high}`` for contribution, contribution_share, roas
-        and mroas, plus ``spend`` (total training spend, original units).
+        Returns a DataFrame indexed by channel (on a panel by group and channel)
+        with columns ``{quantity}_{mean|low|high}`` for contribution,
+        contribution_share, roas and mroas, plus ``spend`` (total training
+        spend, original units).
         """
+        if self.is_panel:
+            return pd.concat(
+                [r.channel_summary(interval) for r in self.group_results()],
+                keys=self.groups,
+                names=[self.group, "channel"],
+            )
         rows = {}
         for name, vals in self.channel_draws().items():
             for c, ch in enumerate(self.channels):
@@ -401,9 +553,17 @@ class MMMResult:
         return pd.DataFrame.from_dict(rows, orient="index")
 
     def channel_draws(self) -> dict[str, np.ndarray]:
+        """Per-draw channel quantities: contribution, contribution_share, roas and mroas
+        (S, [G,] C), and spend ([G,] C), in original units."""
         if getattr(self, "_cd_cache", None) is not None:
             return self._cd_cache
-        contrib = self._contrib_draws().sum(axis=1)  # (S, C)
+        if self.is_panel:
+            per_group = [r.channel_draws() for r in self.group_results()]
+            self._cd_cache = {
+                k: np.stack([d[k] for d in per_group], axis=0 if k == "spend" else 1) for k in per_group[0]
+            }
+            return self._cd_cache
+        contrib = self.contribution_draws().sum(axis=1)  # (S, C)
         spend = np.asarray(self.data.spend, dtype=float)
         total_spend = spend.sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -450,6 +610,8 @@ class MMMResult:
         channel's total here can differ slightly from its one-at-a-time
         counterfactual in :meth:`channel_summary` (channels interact on this model).
         """
+        if self.is_panel:
+            return self._stacked_frames(r.contributions_over_time() for r in self.group_results())
         if self.spec.log_target:
             return self._log_contributions_over_time()
         scale = float(self.data.scales.target_scale)
@@ -469,7 +631,7 @@ class MMMResult:
             g = self.draws("gamma_control").mean(axis=0)
             for k, name in enumerate(self.spec.controls):
                 cols[name] = np.asarray(self.data.controls_scaled)[:, k] * g[k] * scale
-        contrib = self._contrib_draws().mean(axis=0)
+        contrib = self.contribution_draws().mean(axis=0)
         for c, ch in enumerate(self.channels):
             cols[ch] = contrib[:, c]
         df = pd.DataFrame(cols, index=pd.DatetimeIndex(self.data.dates, name="date"))
@@ -496,7 +658,10 @@ class MMMResult:
 
     def fitted(self, interval: float = 0.95) -> pd.DataFrame:
         """In-sample posterior predictive: mean and interval per date, original units (the
-        mean is the expected level, see :meth:`_expected_level`)."""
+        mean is the expected level, see :meth:`_expected_level`); on a panel per group and
+        date (columns group, date, actual, mean, low, high)."""
+        if self.is_panel:
+            return self._stacked_frames(r.fitted(interval) for r in self.group_results())
         mu = self._expected_level(self.draws("mu"))
         pp = self.data.scales.unscale_target(self.posterior_predictive().reshape(-1, mu.shape[1]))
         q = np.quantile(pp, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
@@ -505,7 +670,7 @@ class MMMResult:
             index=pd.DatetimeIndex(self.data.dates, name="date"),
         )
 
-    def predict(self, new, interval: float = 0.95, *, seed: int | None = None) -> pd.DataFrame:
+    def predict(self, new=None, interval: float = 0.95, *, seed: int | None = None) -> pd.DataFrame:
         """Out-of-sample posterior predictive for new periods after the training data.
 
         Carry-over from the training spend is included: the media transforms run
@@ -516,13 +681,22 @@ class MMMResult:
         Parameters
         ----------
         new : DataFrame (same columns as the training data; the target may be
-            absent) or a PreparedData from ``PreparedData.transform_new``.
+            absent) or a PreparedData from ``PreparedData.transform_new``; default
+            the hold-out periods. On a panel a DataFrame with the group column.
 
         Returns
         -------
         DataFrame indexed by date: mean, low, high (original units) and ``actual``
-        when the target is present.
+        when the target is present; on a panel with leading group and date columns.
         """
+        if self.is_panel:
+            return self._panel_predict(new, interval, seed)
+        if new is None:
+            if self.holdout is None:
+                raise ValueError(
+                    "predict: this fit has no hold-out periods (fit with holdout_weeks=N) and no new= data"
+                )
+            new = self.holdout
         nd = new if isinstance(new, PreparedData) else self.data.transform_new(new)
         t_new = len(nd.dates)
         base = self.baseline_draws(nd)
@@ -552,10 +726,37 @@ class MMMResult:
             out["actual"] = np.asarray(y)
         return out
 
+    def _panel_predict(self, new, interval: float, seed: int | None) -> pd.DataFrame:
+        """predict() of every group of a panel: its hold-out, or its rows of ``new``."""
+        if new is None:
+            if not self.holdouts:
+                raise ValueError(
+                    "predict: this fit has no hold-out periods (fit with holdout_weeks=N) and no new= data"
+                )
+            news = list(self.holdouts)
+        else:
+            if not isinstance(new, pd.DataFrame) or self.group not in new.columns:
+                raise ValueError(
+                    f"predict: new data of a panel must be a DataFrame with the {self.group!r} column"
+                )
+            unknown = sorted(set(new[self.group].astype(str)) - set(self.groups))
+            if unknown:
+                raise ValueError(f"predict: {self.group} {unknown} not in the fitted panel ({self.groups})")
+            keys = new[self.group].astype(str)
+            news = [new[keys == g].drop(columns=[self.group]).reset_index(drop=True) for g in self.groups]
+        frames, names = [], []
+        for i, (name, nd) in enumerate(zip(self.groups, news)):
+            if len(nd) == 0:
+                continue
+            frames.append(self.group_result(i).predict(nd, interval, seed=None if seed is None else seed + i))
+            names.append(name)
+        return self._stacked_frames(frames, names)
+
     def baseline_draws(self, new: PreparedData, *, draws: slice | None = None) -> np.ndarray:
         """(S, T_new) everything but media on the model scale at the rows of ``new`` (prepared
         with the training scales, ``self.data.transform_new``): intercept, trend,
         seasonality, controls and the time-varying intercept's GP at those dates."""
+        self._national_only("baseline_draws")
         sel = draws if draws is not None else slice(None)
         post = self.posterior
         base = np.zeros((self.draws("sigma")[sel].shape[0], len(new.dates)))
@@ -576,6 +777,7 @@ class MMMResult:
     def future_rows(self, periods: int) -> PreparedData:
         """The ``periods`` dates after the training data, prepared with the training scales:
         no spend, controls at their training means (what a plan's baseline is valued at)."""
+        self._national_only("future_rows")
         period = self.data.scales.period
         last = pd.DatetimeIndex(self.data.dates)[-1]
         dates = pd.DatetimeIndex([last + period * (i + 1) for i in range(int(periods))])
@@ -598,6 +800,7 @@ class MMMResult:
         their end: the baseline it would multiply is not fitted there), see
         :meth:`_log_contribution_totals`.
         """
+        self._national_only("contribution_totals")
         mult = np.asarray(multipliers, dtype=float).reshape(-1)
         spend = np.asarray(self.data.spend, dtype=float)
         sel = _thin(self.n_draws, max_draws)
@@ -668,8 +871,16 @@ class MMMResult:
         original units), mean, low, high (the channel's contribution over the
         period plus its carry-over (log target: over the period only), with the ``interval``
         of the draws; up to
-        ``max_draws`` draws, evenly thinned).
+        ``max_draws`` draws, evenly thinned). On a panel, per group (a leading group column).
         """
+        if self.is_panel:
+            frames = [
+                r.response_curves(multipliers, interval, max_draws=max_draws) for r in self.group_results()
+            ]
+            df = pd.concat(
+                [f.assign(**{self.group: n}) for n, f in zip(self.groups, frames)], ignore_index=True
+            )
+            return df[[self.group] + [c for c in df.columns if c != self.group]]
         mult = np.linspace(0.0, 2.0, 21) if multipliers is None else np.asarray(multipliers, dtype=float)
         tot = self.contribution_totals(mult, max_draws=max_draws)  # (S, K, C)
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
@@ -696,6 +907,7 @@ class MMMResult:
         Returns a DataFrame with columns multiplier, spend (total, original
         units), mean, low, high (contribution over the period plus its carry-over).
         """
+        self._national_only("response_curve")
         if channel not in self.channels:
             raise ValueError(f"channel: {channel!r} is not one of {self.channels}")
         rc = self.response_curves(multipliers, interval, max_draws=None)
@@ -712,6 +924,7 @@ class MMMResult:
         pattern=None,
         interval: float = 0.95,
         max_draws: int | None = 1000,
+        group_totals: dict | None = None,
     ):
         """Optimal split of ``total`` over the next ``weeks`` periods.
 
@@ -719,9 +932,31 @@ class MMMResult:
         response is evaluated over (up to ``max_draws``) posterior draws by the
         Rust response kernel, with carry-over from the last ``l_max`` weeks of
         history and past the end of the horizon.
+
+        On a panel the budget is split over every (group, channel) cell with spend
+        (:class:`fastmmm.optimize.PanelResponse`): ``bounds`` per cell
+        (``{(group, channel): (lo, hi)}`` or ``{group: {channel: (lo, hi)}}``) or per
+        channel (every group's cell of it), ``group_totals`` ``{group: total}`` fixes
+        some groups' budgets; the result's dicts are keyed by cell.
         """
         from fastmmm.optimize import PosteriorResponse, optimize_budget
 
+        if self.is_panel:
+            from fastmmm.optimize import PanelResponse, cell_bounds
+
+            model = PanelResponse.from_result(self, max_draws=max_draws)
+            return optimize_budget(
+                model,
+                total,
+                weeks,
+                bounds=cell_bounds(model, bounds),
+                objective=objective,
+                pattern=pattern,
+                interval=interval,
+                group_totals=group_totals,
+            )
+        if group_totals:
+            raise ValueError("optimize_budget: group_totals= is for panel results; this one is national")
         model = PosteriorResponse.from_result(self, max_draws=max_draws)  # refuses log_target
         return optimize_budget(
             model, total, weeks, bounds=bounds, objective=objective, pattern=pattern, interval=interval
@@ -754,22 +989,83 @@ class MMMResult:
 
     def lift_test_summary(self, interval: float = 0.95) -> list[dict]:
         """Per lift test: its inputs, the observed lift and lift_se, and the posterior
-        modelled lift ``lift_model`` (mean, low, high; target units). Empty without lift tests."""
+        modelled lift ``lift_model`` (mean, low, high; target units). Empty without lift tests.
+        On a panel each row leads with the test's group."""
         from fastmmm.lift import lift_summary
 
-        return lift_summary(self, interval)
+        if not self.is_panel:
+            return lift_summary(self, interval)
+        if self.lift_tests is None:
+            return []
+        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+        lm = self.draws("lift_model")
+        t = self.lift_tests
+        out = []
+        for i, g in enumerate(self.lift_groups):
+            v = lm[:, i] * float(self.datas[g].scales.target_scale)
+            out.append(
+                {
+                    self.group: self.groups[g],
+                    "channel": t.channel[i],
+                    "spend_before": float(t.spend_before[i]),
+                    "spend_after": float(t.spend_after[i]),
+                    "periods": float(t.periods[i]),
+                    "lift": float(t.lift[i]),
+                    "lift_se": float(t.lift_se[i]),
+                    "lift_model": {
+                        "mean": float(v.mean()),
+                        "low": float(np.quantile(v, lo)),
+                        "high": float(np.quantile(v, hi)),
+                    },
+                }
+            )
+        return out
+
+    def plot_roas(self, path=None, interval: float = 0.95, truth=None):
+        """Forest plot: per channel, every group's ROAS mean and interval (and ``truth``
+        ([G,] C) if given). Returns the matplotlib Figure; saved as PNG when ``path`` is given."""
+        from matplotlib.figure import Figure
+
+        cs = self.channel_summary(interval)
+        if not self.is_panel:
+            cs = pd.concat([cs], keys=self.groups, names=["group", "channel"])
+        truth = None if truth is None else np.asarray(truth, dtype=float).reshape(len(self.groups), -1)
+        C, G = len(self.channels), len(self.groups)
+        fig = Figure(figsize=(3.2 * C + 1.2, 0.32 * G + 1.6), layout="constrained")
+        axes = fig.subplots(1, C, sharey=True, squeeze=False)[0]
+        ypos = np.arange(G)[::-1]
+        for c, (ch, ax) in enumerate(zip(self.channels, axes)):
+            rows = cs.xs(ch, level="channel").loc[self.groups]
+            ax.hlines(ypos, rows["roas_low"], rows["roas_high"], color="tab:blue", lw=2)
+            ax.plot(rows["roas_mean"], ypos, "o", color="tab:blue", ms=4, label="posterior mean")
+            if truth is not None:
+                ax.plot(truth[:, c], ypos, "x", color="tab:red", ms=6, label="truth")
+            ax.set_title(ch)
+            ax.set_xlabel(f"ROAS ({int(100 * interval)}% interval)")
+            ax.grid(axis="x", alpha=0.3)
+        axes[0].set_yticks(ypos, self.groups if self.is_panel else [""] * G)
+        if truth is not None:
+            axes[-1].legend(loc="lower right", fontsize="small")
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
 
     def summary(self, interval: float = 0.95) -> dict:
-        """The summary.json document: channels, diagnostics, timing (and lift_tests when given)."""
+        """The summary.json document: channels (on a panel ``groups``: per group its
+        channels), diagnostics, timing (and lift_tests when given)."""
         cs = self.channel_summary(interval)
-        channels = {}
-        for ch in self.channels:
-            row = cs.loc[ch]
-            channels[ch] = {
-                q: {k: float(row[f"{q}_{k}"]) for k in ("mean", "low", "high")}
-                for q in ("roas", "mroas", "contribution", "contribution_share")
-            }
-            channels[ch]["spend"] = float(row["spend"])
+
+        def channels(rows) -> dict:
+            out = {}
+            for ch in self.channels:
+                row = rows.loc[ch]
+                out[ch] = {
+                    q: {k: float(row[f"{q}_{k}"]) for k in ("mean", "low", "high")}
+                    for q in ("roas", "mroas", "contribution", "contribution_share")
+                }
+                out[ch]["spend"] = float(row["spend"])
+            return out
+
         v = self.validate()
         out = {
             "interval": interval,
@@ -777,13 +1073,18 @@ class MMMResult:
             "backend_note": self.backend_note,
             # What each channel's amplitude prior was on: roas, mroas, share or beta (direct).
             "media_prior": amplitude_kind(self.spec),
-            "channels": channels,
-            "diagnostics": v.to_dict(),
-            "timing": {
-                k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")
-            },
         }
-        if self.lift_tests is not None:
+        if self.is_panel:
+            out["group"] = self.group
+            out["pooled"] = list(self.pooled)
+            out["groups"] = {g: channels(cs.xs(g, level=self.group)) for g in self.groups}
+        else:
+            out["channels"] = channels(cs)
+        out["diagnostics"] = v.to_dict()
+        out["timing"] = {
+            k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")
+        }
+        if self.lift_tests is not None or self.is_panel:
             out["lift_tests"] = self.lift_test_summary(interval)
         return out
 
@@ -797,33 +1098,89 @@ class MMMResult:
         meta = {
             "format_version": _FORMAT_VERSION,
             "spec": self.spec.to_dict(),
-            "data": self.data.to_dict(),
-            "holdout": None if self.holdout is None else self.holdout.to_dict(),
             "timing": self.timing,
             "backend": self.backend,
             "backend_note": self.backend_note,
             "seed": self.seed,
             "lift_tests": None if self.lift_tests is None else self.lift_tests.to_dict(),
         }
+        if self.is_panel:  # the layout hierarchical results have always been saved in
+            meta.update(
+                kind="hierarchical",
+                group=self.group,
+                groups=self.groups,
+                datas=[d.to_dict() for d in self.datas],
+                pooled=list(self.pooled),
+                holdouts=None if not self.holdouts else [d.to_dict() for d in self.holdouts],
+                lift_groups=self.lift_groups,
+            )
+        else:
+            meta.update(
+                data=self.data.to_dict(), holdout=None if self.holdout is None else self.holdout.to_dict()
+            )
         return save_dir(path, self.posterior, meta)
 
     @classmethod
     def load(cls, path) -> MMMResult:
-        """Load a result saved with :meth:`save` (netCDF + JSON; no pickle)."""
+        """Load a result saved with :meth:`save`, national or panel, by this or an earlier
+        version (netCDF + JSON; no pickle)."""
         meta, posterior = read_dir(path)
-        if meta.get("kind", "national") != "national":
-            raise ValueError(f"{path}: a {meta.get('kind')} result; load it with fastmmm.results.load")
-        return cls(
+        kind = meta.get("kind", "national")
+        common = dict(
             posterior=posterior,
             spec=ModelSpec.from_dict(meta["spec"]),
-            data=PreparedData.from_dict(meta["data"]),
-            holdout=None if meta["holdout"] is None else PreparedData.from_dict(meta["holdout"]),
             timing=meta["timing"],
             backend=meta["backend"],
             seed=meta.get("seed"),
             lift_tests=_load_lift(meta.get("lift_tests")),
             backend_note=meta.get("backend_note", ""),
         )
+        if kind == "national":
+            return cls(
+                data=PreparedData.from_dict(meta["data"]),
+                holdout=None if meta["holdout"] is None else PreparedData.from_dict(meta["holdout"]),
+                **common,
+            )
+        if kind != "hierarchical":
+            raise ValueError(f"{path}: unknown result kind {kind!r}")
+        return cls(
+            group=meta["group"],
+            groups=meta["groups"],
+            datas=[PreparedData.from_dict(d) for d in meta["datas"]],
+            holdouts=None
+            if not meta.get("holdouts")
+            else [PreparedData.from_dict(d) for d in meta["holdouts"]],
+            pooled=tuple(meta["pooled"]),
+            lift_groups=meta.get("lift_groups"),
+            **common,
+        )
+
+
+def group_posterior(posterior, i: int):
+    """Group ``i`` of a panel's draws as a national posterior: every variable with the group
+    dimension at index ``i`` (numpy views, no copies), a pooled parameter's per-group
+    ``{name}_geo`` under ``name``; variables without the group axis and the sample stats
+    are shared."""
+    from fastmmm.posterior import Group, Posterior
+
+    src = posterior.posterior
+    out = Group(coords={k: v for k, v in src.coords.items() if k != GROUP_DIM})
+    own = {}
+    suffix = f"_{GROUP_DIM}"
+    for name in src:
+        v, dims = src[name], src.dims[name]
+        if GROUP_DIM in dims:
+            ax = dims.index(GROUP_DIM)
+            v, dims = v[(slice(None),) * ax + (i,)], dims[:ax] + dims[ax + 1 :]
+        if name.endswith(suffix):
+            own[name[: -len(suffix)]] = (v, dims)
+        else:
+            out.add(name, v, dims)
+    for name, (v, dims) in own.items():  # the group's own values of a pooled parameter
+        out.add(name, v, dims)
+    groups = {k: g for k, g in posterior.groups.items() if k != "posterior"}
+    groups["posterior"] = out
+    return Posterior(groups, posterior.attrs)
 
 
 def _load_lift(d):
@@ -889,13 +1246,6 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def load(path):
-    """Load a saved result, national (:class:`MMMResult`) or hierarchical
-    (:class:`fastmmm.hierarchical.HierarchicalResult`); see their ``save``."""
-    p = Path(path) / "meta.json"
-    kind = json.loads(p.read_text()).get("kind", "national") if p.exists() else "national"
-    if kind == "hierarchical":
-        from fastmmm.hierarchical import HierarchicalResult
-
-        return HierarchicalResult.load(path)
+def load(path) -> MMMResult:
+    """Load a saved result, national or panel (hierarchical): :meth:`MMMResult.load`."""
     return MMMResult.load(path)

@@ -4,8 +4,10 @@ from fastmmm.optimize.budget import (
     BudgetResult,
     ChannelGroup,
     LogTargetResponse,
+    PanelResponse,
     PosteriorResponse,
     ResponseModel,
+    cell_bounds,
     optimize_budget,
 )
 
@@ -13,7 +15,9 @@ __all__ = [
     "BudgetResult",
     "ChannelGroup",
     "LogTargetResponse",
+    "PanelResponse",
     "PosteriorResponse",
     "ResponseModel",
+    "cell_bounds",
     "optimize_budget",
 ]

@@ -287,6 +287,84 @@ class LogTargetResponse(PosteriorResponse):
         return resp, grad * (self.target_scale / self.channel_scale)
 
 
+class PanelResponse:
+    """Response over every (group, channel) cell of a fitted panel: the sum of each
+    group's own response model (:class:`PosteriorResponse` of
+    ``result.group_result(g)``), evaluated on the same posterior draws so that risk
+    objectives see the joint uncertainty. ``channels`` are the cells, ``(group,
+    channel)`` pairs; a cell without training spend in its group is left out (its
+    response was not learned). ``cell_groups`` names each cell's group.
+    """
+
+    def __init__(self, group_names, parts):
+        self.group_names = [str(g) for g in group_names]
+        self.parts = list(parts)
+        self.channels: list = []
+        self._cols = []  # per group: (cell indices, channel indices)
+        for g, part in zip(self.group_names, self.parts):
+            chans = [i for i, a in enumerate(part.average_weekly_spend()) if a > 0]
+            start = len(self.channels)
+            self.channels += [(g, part.channels[i]) for i in chans]
+            self._cols.append((np.arange(start, len(self.channels)), np.array(chans, dtype=int)))
+        self.cell_groups = [g for g, _ in self.channels]
+        self.n_draws = self.parts[0].n_draws
+
+    @classmethod
+    def from_result(cls, result, max_draws: int | None = None, multiplier_weeks: int = 13) -> PanelResponse:
+        """The response model of a fitted panel result (``result.is_panel``)."""
+        parts = [
+            PosteriorResponse.from_result(r, max_draws=max_draws, multiplier_weeks=multiplier_weeks)
+            for r in result.group_results()
+        ]
+        return cls(result.groups, parts)
+
+    def average_weekly_spend(self) -> np.ndarray:
+        return np.concatenate([p.average_weekly_spend()[ch] for p, (_, ch) in zip(self.parts, self._cols)])
+
+    def response(self, plan: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        plan = np.asarray(plan, dtype=float)
+        h, n = plan.shape
+        if n != len(self.channels):
+            raise ValueError(f"plan: expected {len(self.channels)} cells, got {n}")
+        resp = np.zeros(self.n_draws)
+        grad = np.zeros((self.n_draws, h, n))
+        for part, (cells, chans) in zip(self.parts, self._cols):
+            gp = np.zeros((h, len(part.channels)))
+            gp[:, chans] = plan[:, cells]
+            r, gr = part.response(gp)
+            resp += r
+            grad[:, :, cells] = gr[:, :, chans]
+        return resp, grad
+
+
+def cell_bounds(model: PanelResponse, bounds) -> dict:
+    """Bounds of a panel's cells from per-cell ``{(group, channel): (lo, hi)}`` or
+    ``{group: {channel: (lo, hi)}}`` entries and per-channel ``{channel: (lo, hi)}`` ones
+    (the same bounds for that channel's cell in every group; a cell's own entry wins)."""
+    cells = list(model.channels)
+    channels = {ch for _, ch in cells}
+    groups = set(model.group_names)
+    per_channel, per_cell = {}, {}
+    for key, val in (bounds or {}).items():
+        if isinstance(key, tuple):
+            per_cell[(str(key[0]), key[1])] = val
+        elif isinstance(val, dict):
+            if str(key) not in groups:
+                raise ValueError(f"bounds: unknown group {key!r}; groups are {sorted(groups)}")
+            for ch, v in val.items():
+                per_cell[(str(key), ch)] = v
+        elif key in channels:
+            per_channel[key] = val
+        else:
+            raise ValueError(f"bounds: {key!r} is neither a channel ({sorted(channels)}) nor a group's cells")
+    for cell in per_cell:
+        if cell not in cells:
+            raise ValueError(f"bounds: no cell {cell!r} (a group and a channel it spent on)")
+    out = {cell: per_channel[cell[1]] for cell in cells if cell[1] in per_channel}
+    out.update(per_cell)
+    return out
+
+
 def _result_parts(result, max_draws, multiplier_weeks):
     """What a response model takes from a fitted result: the draws used (a slice), its channel
     groups (:class:`ChannelGroup`, beta times the recent media multiplier with
@@ -316,21 +394,40 @@ class BudgetResult:
     weekly_plan: np.ndarray = field(repr=False)
     success: bool = True
     message: str = ""
+    #: Per channel (cell), the response of its optimal budget alone (mean, low, high).
+    response: dict = field(default_factory=dict)
+    #: The fixed totals per group the allocation was held to (panels), if any.
+    group_totals: dict | None = None
 
     def to_dict(self) -> dict:
-        return {
+        """JSON-ready; a panel's per-cell dicts nest as ``{group: {channel: value}}``."""
+        out = {
             "budget": self.budget,
             "weeks": self.weeks,
             "objective": self.objective,
-            "allocation": self.allocation,
+            "allocation": _nested(self.allocation),
             "expected_response": self.expected_response,
-            "current_allocation": self.current_allocation,
+            "current_allocation": _nested(self.current_allocation),
             "current_response": self.current_response,
             "uplift": self.uplift,
-            "mroas": self.mroas,
+            "mroas": _nested(self.mroas),
+            "response": _nested(self.response),
             "success": self.success,
             "message": self.message,
         }
+        if self.group_totals is not None:
+            out["group_totals"] = self.group_totals
+        return out
+
+
+def _nested(d: dict) -> dict:
+    """``{(group, channel): v}`` as ``{group: {channel: v}}``; other dicts unchanged."""
+    if not d or not all(isinstance(k, tuple) for k in d):
+        return dict(d)
+    out: dict = {}
+    for (g, ch), v in d.items():
+        out.setdefault(str(g), {})[ch] = v
+    return out
 
 
 def parse_objective(objective) -> tuple[str, float]:
@@ -409,6 +506,7 @@ def optimize_budget(
     pattern=None,
     start=None,
     interval: float = 0.95,
+    group_totals: dict | None = None,
 ) -> BudgetResult:
     """Maximise the objective over channel budgets for the next ``weeks`` periods.
 
@@ -426,6 +524,9 @@ def optimize_budget(
     pattern : weekly spend pattern, (H,) or (H, C), normalised per channel
         (default flat).
     start : starting budgets (C,), default the historical average mix.
+    group_totals : {group: total} fixed budgets of some groups of a panel's cells
+        (:class:`PanelResponse`); the rest of ``total`` goes to the other groups' cells.
+        On a panel ``bounds`` are keyed by cell, ``(group, channel)``.
 
     Returns
     -------
@@ -452,10 +553,16 @@ def optimize_budget(
         hi[i] = total if b_hi is None else float(b_hi)
         if lo[i] < 0 or hi[i] < lo[i]:
             raise ValueError(f"bounds: {ch} needs 0 <= lo <= hi, got ({b_lo}, {b_hi})")
-    if lo.sum() > total * (1 + 1e-12):
-        raise ValueError(f"bounds are infeasible: the lower bounds add up to {lo.sum():g} > budget {total:g}")
-    if kind != "profit" and hi.sum() < total * (1 - 1e-12):
-        raise ValueError(f"bounds are infeasible: the upper bounds add up to {hi.sum():g} < budget {total:g}")
+    blocks = _budget_blocks(model, total, group_totals, kind)
+    for idx, t, what in blocks:
+        if lo[idx].sum() > t * (1 + 1e-12):
+            raise ValueError(
+                f"bounds are infeasible: the lower bounds add up to {lo[idx].sum():g} > {what} {t:g}"
+            )
+        if kind != "profit" and hi[idx].sum() < t * (1 - 1e-12):
+            raise ValueError(
+                f"bounds are infeasible: the upper bounds add up to {hi[idx].sum():g} < {what} {t:g}"
+            )
     if pattern is None:
         pat = np.full((weeks, c), 1.0 / weeks)
     else:
@@ -472,8 +579,15 @@ def optimize_budget(
 
     avg = model.average_weekly_spend() * weeks
     current = avg * (total / avg.sum()) if avg.sum() > 0 else np.full(c, total / c)
-    current_feasible = _project(current, lo, hi, total)
-    a0 = current_feasible if start is None else _project(np.asarray(start, dtype=float), lo, hi, total)
+    if group_totals:  # today's mix within each group, scaled to the group's total
+        current = np.zeros(c)
+        for idx, t, _ in blocks:
+            w = avg[idx]
+            current[idx] = w * (t / w.sum()) if w.sum() > 0 else t / len(idx)
+    current_feasible = _project_blocks(current, lo, hi, blocks)
+    a0 = (
+        current_feasible if start is None else _project_blocks(np.asarray(start, dtype=float), lo, hi, blocks)
+    )
 
     r_start, g_start = evaluate(a0)
     v_start, _ = _objective(kind, arg, r_start, g_start, a0.sum())
@@ -485,10 +599,15 @@ def optimize_budget(
         v, gv = _objective(kind, arg, r, gch, a.sum())
         return -v / scale, -gv * total / scale
 
+    def block_sum(idx, share):
+        mask = np.zeros(c)
+        mask[idx] = 1.0
+        return {"type": "eq", "fun": lambda u: mask @ u - share, "jac": lambda u: mask}
+
     cons = (
-        {"type": "ineq", "fun": lambda u: 1.0 - u.sum(), "jac": lambda u: -np.ones(c)}
+        [{"type": "ineq", "fun": lambda u: 1.0 - u.sum(), "jac": lambda u: -np.ones(c)}]
         if kind == "profit"
-        else {"type": "eq", "fun": lambda u: u.sum() - 1.0, "jac": lambda u: np.ones(c)}
+        else [block_sum(idx, t / total) for idx, t, _ in blocks]
     )
     res = minimize(
         fun,
@@ -496,12 +615,12 @@ def optimize_budget(
         jac=True,
         method="SLSQP",
         bounds=list(zip(lo / total, hi / total)),
-        constraints=[cons],
+        constraints=cons,
         options={"maxiter": 500, "ftol": 1e-14},
     )
     a = np.clip(res.x * total, lo, hi)
     if kind != "profit":
-        a = _project(a, lo, hi, total)
+        a = _project_blocks(a, lo, hi, blocks)
     r_opt, g_opt = evaluate(a)
     v_opt, _ = _objective(kind, arg, r_opt, g_opt, a.sum())
     message = str(res.message)
@@ -517,6 +636,11 @@ def optimize_budget(
             stacklevel=2,
         )
     r_cur, _ = evaluate(current_feasible)
+    alone = {}
+    for i, ch in enumerate(channels):  # each channel's (cell's) optimal budget on its own
+        only = np.zeros(c)
+        only[i] = a[i]
+        alone[ch] = _interval(evaluate(only)[0], interval)
     return BudgetResult(
         budget=total,
         weeks=weeks,
@@ -530,7 +654,49 @@ def optimize_budget(
         weekly_plan=pat * a[None, :],
         success=bool(res.success),
         message=message,
+        response=alone,
+        group_totals=None if not group_totals else {str(g): float(t) for g, t in group_totals.items()},
     )
+
+
+def _budget_blocks(model, total: float, group_totals, kind: str) -> list:
+    """The sets of cells whose budgets have a fixed sum: ``[(indices, total, name)]``; one
+    block (every cell, the budget) unless ``group_totals`` fixes some groups' totals."""
+    c = len(model.channels)
+    if not group_totals:
+        return [(np.arange(c), total, "budget")]
+    cell_groups = getattr(model, "cell_groups", None)
+    if cell_groups is None:
+        raise ValueError("group_totals: only a panel's response model has groups")
+    if kind == "profit":
+        raise ValueError("group_totals: not with the profit objective (it treats the budget as a cap)")
+    cell_groups = np.asarray([str(g) for g in cell_groups])
+    blocks, fixed = [], 0.0
+    for g, t in group_totals.items():
+        t = float(t)
+        if str(g) not in cell_groups:
+            raise ValueError(f"group_totals: unknown group {g!r}; groups are {sorted(set(cell_groups))}")
+        if not np.isfinite(t) or t < 0:
+            raise ValueError(f"group_totals: {g} needs a finite total >= 0, got {t}")
+        blocks.append((np.flatnonzero(cell_groups == str(g)), t, f"group {g}'s total"))
+        fixed += t
+    rest = np.flatnonzero(~np.isin(cell_groups, [str(g) for g in group_totals]))
+    remainder = total - fixed
+    if remainder < -1e-9 * total:
+        raise ValueError(f"group_totals add up to {fixed:g}, more than the budget {total:g}")
+    if len(rest):
+        blocks.append((rest, max(remainder, 0.0), "the other groups' remainder"))
+    elif abs(remainder) > 1e-9 * total:
+        raise ValueError(f"group_totals fix every group and add up to {fixed:g}, not the budget {total:g}")
+    return blocks
+
+
+def _project_blocks(a, lo, hi, blocks):
+    """:func:`_project` within each block of fixed-sum cells."""
+    a = np.array(a, dtype=float)
+    for idx, t, _ in blocks:
+        a[idx] = _project(a[idx], lo[idx], hi[idx], t)
+    return a
 
 
 def plot_allocation(model: ResponseModel, result: BudgetResult, path, points: int = 15):
@@ -569,7 +735,7 @@ def plot_allocation(model: ResponseModel, result: BudgetResult, path, points: in
             a = opt.copy()
             a[i] = v
             ax.plot([v], [model.response(pat * a[None, :])[0].mean()], style, label=label)
-        ax.set_title(str(ch))
+        ax.set_title("/".join(map(str, ch)) if isinstance(ch, tuple) else str(ch))
         ax.set_xlabel(f"budget over {result.weeks} weeks")
         ax.set_ylabel("total response")
         if i == 0:

@@ -201,3 +201,17 @@ def test_demo_runs_and_compares_with_the_truth(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "true ROAS inside the 95% interval" in out and "fastmmm demo: done in" in out
     assert (tmp_path / "demo" / "report.html").is_file()
+
+
+def test_bounds_name_channels_or_panel_cells():
+    """--bounds: a national channel may contain '/'; on a panel GROUP/CHANNEL names a cell."""
+    from fastmmm.cli import _parse_bounds, _parse_totals
+
+    assert _parse_bounds("tv/online=0:5, search=1:") == {"tv/online": (0.0, 5.0), "search": (1.0, None)}
+    assert _parse_bounds("north / tv=0:5,search=:9", panel=True) == {
+        ("north", "tv"): (0.0, 5.0),
+        "search": (None, 9.0),
+    }
+    assert _parse_totals("north=10,south=2.5") == {"north": 10.0, "south": 2.5}
+    with pytest.raises(ValueError, match="GROUP=TOTAL"):
+        _parse_totals("north")

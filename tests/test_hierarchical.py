@@ -327,6 +327,9 @@ def test_panel_and_national_results_are_one_type(small_fit, tmp_path):
         res.contribution_totals([1.0])
     with pytest.raises(ValueError, match="datas"):
         _ = res.data
+    assert not hasattr(res, "holdout")  # an AttributeError too, so getattr(..., None) works
+    # a group's predictive draws are the panel's, sliced (one stream for every table)
+    np.testing.assert_array_equal(one.posterior_predictive(), res.posterior_predictive()[:, :, 1])
     with pytest.raises(ValueError, match="group="):
         res.media_contributions(np.asarray(res.datas[0].spend))
     with pytest.raises(ValueError, match="not one of"):

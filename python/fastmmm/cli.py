@@ -292,17 +292,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_bounds(text):
-    """'tv=0:5000,search=100:' -> {'tv': (0, 5000), 'search': (100, None)}; a panel's cell
-    is GROUP/CHANNEL: 'north/tv=0:500' -> {('north', 'tv'): (0, 500)}."""
+def _parse_bounds(text, *, panel: bool = False):
+    """'tv=0:5000,search=100:' -> {'tv': (0, 5000), 'search': (100, None)}; on a panel a
+    cell is GROUP/CHANNEL (split at the first '/'): 'north/tv=0:500' -> {('north', 'tv'): (0, 500)}."""
     out = {}
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         name, sep, rng = part.partition("=")
         lo, sep2, hi = rng.partition(":")
         if not sep or not sep2:
             raise ValueError(f"bad --bounds entry {part!r} (expected NAME=LO:HI or GROUP/CHANNEL=LO:HI)")
-        group, slash, channel = name.strip().rpartition("/")
-        key = (group, channel) if slash else channel
+        group, slash, channel = name.strip().partition("/")
+        key = (group.strip(), channel.strip()) if panel and slash else name.strip()
         out[key] = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
     return out
 
@@ -326,7 +326,7 @@ def _optimize(args: argparse.Namespace) -> int:
     result = load(
         args.result_dir if not (Path(args.result_dir) / "model").exists() else Path(args.result_dir) / "model"
     )
-    bounds, totals = _parse_bounds(args.bounds), _parse_totals(args.group_totals)
+    bounds, totals = _parse_bounds(args.bounds, panel=result.is_panel), _parse_totals(args.group_totals)
     if result.is_panel:
         model = PanelResponse.from_result(result, max_draws=args.max_draws)
         bounds = cell_bounds(model, bounds)

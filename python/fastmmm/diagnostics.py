@@ -146,7 +146,8 @@ def validate(result, **thresholds) -> Validation:
     v.mape_in_sample = _mape(actual, pred)
     ss_res = float(np.sum((actual - pred) ** 2))
     ss_tot = float(np.sum((actual - actual.mean()) ** 2))
-    v.r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else None
+    # Not on a panel: pooled over groups of different scales, R^2 would reward their spread.
+    v.r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 and not result.is_panel else None
     v.checks["mape_in_sample"] = v.mape_in_sample < th["mape"]
     if not v.checks["mape_in_sample"]:
         v.failures.append(

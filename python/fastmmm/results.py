@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,16 @@ def _floats(d: dict) -> dict:
     return {k: float(v) for k, v in d.items()}
 
 
+class PanelAccessError(AttributeError, ValueError):
+    """A national-only attribute read on a panel result (an AttributeError, so ``hasattr`` /
+    ``getattr(..., default)`` work; a ValueError, as every other refusal here)."""
+
+
+#: ``holdout`` not given (None means "no hold-out").
+_UNSET = object()
+
+
+@dataclass(init=False, repr=False, eq=False)
 class MMMResult:
     """The result of :meth:`fastmmm.MMM.fit` and of :meth:`fastmmm.HierarchicalMMM.fit`.
 
@@ -90,12 +101,26 @@ class MMMResult:
         Why the fit ran on another backend than asked for ("" when it did not).
     """
 
+    posterior: object
+    spec: ModelSpec
+    datas: list
+    holdouts: list | None
+    timing: dict
+    backend: str
+    seed: int | None
+    lift_tests: object
+    backend_note: str
+    group: str | None
+    groups: list
+    pooled: tuple
+    lift_groups: list | None
+
     def __init__(
         self,
         posterior,
         spec: ModelSpec,
         data: PreparedData | None = None,
-        holdout: PreparedData | None = None,
+        holdout=_UNSET,
         timing: dict | None = None,
         backend: str = "rust",
         seed: int | None = None,
@@ -109,12 +134,20 @@ class MMMResult:
         pooled: tuple = (),
         lift_groups: list | None = None,
     ):
+        # data= / holdout= name a national result's (and win over datas= / holdouts=, as
+        # dataclasses.replace(result, holdout=...) passes both).
         if group is None:
-            if data is None or datas is not None:
-                raise TypeError("MMMResult: a national result takes data= (and holdout=), not datas=")
-            datas, holdouts, groups = [data], None if holdout is None else [holdout], [""]
-        elif datas is None or groups is None or len(datas) != len(groups) or data is not None:
+            if data is not None:
+                datas = [data]
+            if datas is None or len(datas) != 1:
+                raise TypeError("MMMResult: a national result takes data= (and holdout=)")
+            if holdout is not _UNSET:
+                holdouts = None if holdout is None else [holdout]
+            groups = [""]
+        elif datas is None or groups is None or len(datas) != len(groups):
             raise TypeError("MMMResult: a panel result takes datas= and groups= (one per group)")
+        elif data is not None or holdout is not _UNSET:
+            raise TypeError("MMMResult: a panel result takes datas= and holdouts=, not data= / holdout=")
         self.posterior = posterior
         self.spec = spec
         self.datas = list(datas)
@@ -157,7 +190,7 @@ class MMMResult:
     @property
     def data(self) -> PreparedData:
         if self.is_panel:
-            raise ValueError(
+            raise PanelAccessError(
                 f"a panel result has data per {self.group}: result.datas[g], or result.group_result(g).data"
             )
         return self.datas[0]
@@ -165,7 +198,7 @@ class MMMResult:
     @property
     def holdout(self) -> PreparedData | None:
         if self.is_panel:
-            raise ValueError(
+            raise PanelAccessError(
                 f"a panel result has hold-outs per {self.group}: result.holdouts[g], or "
                 "result.group_result(g).holdout"
             )
@@ -199,6 +232,7 @@ class MMMResult:
                 seed=None if self.seed is None else self.seed + i,
                 backend_note=self.backend_note,
             )
+            views[i]._panel_slot = (self, i)  # its predictive draws are the panel's, sliced
         return views[i]
 
     def group_results(self) -> list[MMMResult]:
@@ -227,6 +261,11 @@ class MMMResult:
         cached = getattr(self, "_ppc", None)
         if cached is not None:
             return cached
+        slot = getattr(self, "_panel_slot", None)
+        if slot is not None:
+            panel, i = slot
+            self._ppc = panel.posterior_predictive()[:, :, i]
+            return self._ppc
         pp = self.posterior.groups.get("posterior_predictive")
         if pp is not None and "y_obs" in pp:
             self._ppc = np.asarray(pp["y_obs"])
@@ -670,7 +709,7 @@ class MMMResult:
             index=pd.DatetimeIndex(self.data.dates, name="date"),
         )
 
-    def predict(self, new=None, interval: float = 0.95, *, seed: int | None = None) -> pd.DataFrame:
+    def predict(self, new=None, interval: float = 0.95, *, seed=None) -> pd.DataFrame:
         """Out-of-sample posterior predictive for new periods after the training data.
 
         Carry-over from the training spend is included: the media transforms run
@@ -683,6 +722,7 @@ class MMMResult:
         new : DataFrame (same columns as the training data; the target may be
             absent) or a PreparedData from ``PreparedData.transform_new``; default
             the hold-out periods. On a panel a DataFrame with the group column.
+        seed : int, None or a numpy Generator (its stream continues)
 
         Returns
         -------
@@ -744,11 +784,12 @@ class MMMResult:
                 raise ValueError(f"predict: {self.group} {unknown} not in the fitted panel ({self.groups})")
             keys = new[self.group].astype(str)
             news = [new[keys == g].drop(columns=[self.group]).reset_index(drop=True) for g in self.groups]
+        rng = np.random.default_rng(seed)  # one stream through the groups, in order
         frames, names = [], []
         for i, (name, nd) in enumerate(zip(self.groups, news)):
             if len(nd) == 0:
                 continue
-            frames.append(self.group_result(i).predict(nd, interval, seed=None if seed is None else seed + i))
+            frames.append(self.group_result(i).predict(nd, interval, seed=rng))
             names.append(name)
         return self._stacked_frames(frames, names)
 
@@ -1159,27 +1200,27 @@ class MMMResult:
 def group_posterior(posterior, i: int):
     """Group ``i`` of a panel's draws as a national posterior: every variable with the group
     dimension at index ``i`` (numpy views, no copies), a pooled parameter's per-group
-    ``{name}_geo`` under ``name``; variables without the group axis and the sample stats
-    are shared."""
+    ``{name}_geo`` under ``name``; variables without the group axis are shared. Every
+    group of draws (sample stats, a stored posterior predictive) is sliced the same way."""
     from fastmmm.posterior import Group, Posterior
 
-    src = posterior.posterior
-    out = Group(coords={k: v for k, v in src.coords.items() if k != GROUP_DIM})
-    own = {}
     suffix = f"_{GROUP_DIM}"
-    for name in src:
-        v, dims = src[name], src.dims[name]
-        if GROUP_DIM in dims:
-            ax = dims.index(GROUP_DIM)
-            v, dims = v[(slice(None),) * ax + (i,)], dims[:ax] + dims[ax + 1 :]
-        if name.endswith(suffix):
-            own[name[: -len(suffix)]] = (v, dims)
-        else:
+    groups = {}
+    for key, src in posterior.groups.items():
+        out = Group(coords={k: v for k, v in src.coords.items() if k != GROUP_DIM})
+        own = {}
+        for name in src:
+            v, dims = src[name], src.dims[name]
+            if GROUP_DIM in dims:
+                ax = dims.index(GROUP_DIM)
+                v, dims = v[(slice(None),) * ax + (i,)], dims[:ax] + dims[ax + 1 :]
+            if key == "posterior" and name.endswith(suffix):
+                own[name[: -len(suffix)]] = (v, dims)
+            else:
+                out.add(name, v, dims)
+        for name, (v, dims) in own.items():  # the group's own values of a pooled parameter
             out.add(name, v, dims)
-    for name, (v, dims) in own.items():  # the group's own values of a pooled parameter
-        out.add(name, v, dims)
-    groups = {k: g for k, g in posterior.groups.items() if k != "posterior"}
-    groups["posterior"] = out
+        groups[key] = out
     return Posterior(groups, posterior.attrs)
 
 

@@ -151,6 +151,8 @@ class PosteriorResponse:
         per draw and channel). ``result.time_varying(future_dates)`` shows how
         the GP itself extrapolates.
         """
+        if getattr(result, "is_panel", False):
+            raise ValueError("a panel result's response model is PanelResponse.from_result(result)")
         if getattr(result.spec, "log_target", False):
             return LogTargetResponse.from_result(
                 result, max_draws=max_draws, multiplier_weeks=multiplier_weeks
@@ -355,6 +357,8 @@ def cell_bounds(model: PanelResponse, bounds) -> dict:
                 per_cell[(str(key), ch)] = v
         elif key in channels:
             per_channel[key] = val
+        elif key in model.parts[0].channels:
+            raise ValueError(f"bounds: no group spent on channel {key!r} (it has no cell)")
         else:
             raise ValueError(f"bounds: {key!r} is neither a channel ({sorted(channels)}) nor a group's cells")
     for cell in per_cell:
@@ -675,6 +679,8 @@ def _budget_blocks(model, total: float, group_totals, kind: str) -> list:
     for g, t in group_totals.items():
         t = float(t)
         if str(g) not in cell_groups:
+            if str(g) in getattr(model, "group_names", ()):
+                raise ValueError(f"group_totals: group {g!r} had no spend on any channel (no cell to fund)")
             raise ValueError(f"group_totals: unknown group {g!r}; groups are {sorted(set(cell_groups))}")
         if not np.isfinite(t) or t < 0:
             raise ValueError(f"group_totals: {g} needs a finite total >= 0, got {t}")

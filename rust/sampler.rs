@@ -702,6 +702,7 @@ mod tests {
             trend: false,
             student_t: false,
             direct_beta: false,
+            tvp_per_group: [false, false],
         };
         let data = MmmData {
             y,

@@ -423,7 +423,16 @@ def pymc_logp_dlogp(model):
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
     logp = model.logp()
     grads = pytensor.grad(logp, value_vars)
-    f = pytensor.function(value_vars, [logp, *grads], mode="FAST_COMPILE")
+    # FAST_COMPILE evaluates the n-ary Add of the terms (about two per free variable: its
+    # log-density and its transform's Jacobian) with a numpy ufunc, which takes at most 32
+    # operands: a model with more (a panel with time-varying parts) needs C code.
+    n_terms = 2 * len(model.free_RVs) + len(model.observed_RVs)
+    mode = (
+        "FAST_COMPILE"
+        if n_terms <= 32
+        else pytensor.compile.mode.Mode(linker="cvm", optimizer="fast_compile")
+    )
+    f = pytensor.function(value_vars, [logp, *grads], mode=mode)
     point = model.initial_point()
     shapes = [point[v.name].shape for v in value_vars]
     x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])

@@ -207,6 +207,48 @@ def test_one_group_grouped_equals_single_model(panel5):
     np.testing.assert_allclose(g1, g2, rtol=1e-12, atol=1e-12)
 
 
+TVP_CASES = [
+    ({"time_varying_intercept": True}, "shared", 5),
+    ({"time_varying_intercept": True}, "shared", 1),
+    ({"time_varying_media": True}, "shared", 5),
+    ({"time_varying_media": True}, "group", 5),
+    # Fewer terms: PyMC's FAST_COMPILE reference takes at most 32 (see _fastref).
+    (
+        {
+            "time_varying_intercept": True,
+            "time_varying_media": True,
+            "likelihood": "studentt",
+            "controls": (),
+            "yearly_seasonality": 0,
+        },
+        "group",
+        4,
+    ),
+    ({"time_varying_intercept": True, "trend": False, "intercept": False, "hsgp_m": 8}, "shared", 5),
+    ({"time_varying_intercept": True, "log_target": True}, "shared", 5),
+]
+
+
+@pytest.mark.parametrize("extra, media_multiplier, groups", TVP_CASES, ids=str)
+def test_grouped_time_varying_logp_matches_pymc(panel5, extra, media_multiplier, groups):
+    """Panels with time-varying parts: one drift per group (lengthscale and amplitude shared), a
+    media multiplier shared or per group. Rust == PyMC: gradients to 1e-9 at random points,
+    log-density differences, and the deterministics (media_multiplier, intercept_tv, mu, ...)."""
+    spec = _spec(**extra)
+    gr, datas = hm.prepare_panel(_subset(panel5, groups), spec, "geo")
+    model = hm.build_hierarchical_model(datas, spec, gr, media_multiplier=media_multiplier)
+    problem, layout = hm.grouped_problem(datas, spec, gr, media_multiplier=media_multiplier)
+    assert [t.name for t in layout.terms] == [rv.name for rv in model.free_RVs]
+    m = spec.hsgp_m
+    if spec.time_varying_intercept:
+        assert layout.term("tvp_intercept_z").shape == (groups, m)
+        assert layout.term("tvp_intercept_ls").shape == () and layout.term("tvp_intercept_eta").shape == ()
+    if spec.time_varying_media:
+        want = (groups, m) if media_multiplier == "group" else (m,)
+        assert layout.term("tvp_media_z").shape == want
+    check_problem_against_pymc(model, problem, layout, spread=0.5, skip_nonfinite=True)
+
+
 # ---------------------------------------------------------------------- bad panels
 def test_bad_panels_raise_data_errors(panel5):
     spec = _spec()
@@ -230,8 +272,8 @@ def test_bad_panels_raise_data_errors(panel5):
         hm.HierarchicalMMM(spec, group="geo", pooled=("trend",))
     with pytest.raises(ValueError, match="already has a role"):
         hm.HierarchicalMMM(spec, group="tv")
-    with pytest.raises(NotImplementedError, match="time-varying"):
-        hm.HierarchicalMMM(_spec(time_varying_intercept=True), group="geo")
+    with pytest.raises(ValueError, match="media_multiplier"):
+        hm.HierarchicalMMM(_spec(time_varying_media=True), group="geo", media_multiplier="per_geo")
     with pytest.raises(ValueError, match="one adstock and one saturation"):
         hm.HierarchicalMMM(
             _spec(saturation={"tv": "hill", "search": "logistic", "social": "hill"}), group="geo"

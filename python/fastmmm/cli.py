@@ -368,7 +368,7 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
 
     spec = _spec_from_args(args)
     pooled = _split(args.pooled) or ("adstock", "saturation", "amplitude")
-    model = HierarchicalMMM(spec, group=args.group, pooled=pooled)
+    model = HierarchicalMMM(spec, group=args.group, pooled=pooled, media_multiplier=args.media_multiplier)
     result = model.fit(
         args.data,
         draws=args.draws,
@@ -463,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lift-tests",
         help="CSV of geo experiments: the fit command's lift-test columns plus the group column",
+    )
+    p.add_argument(
+        "--media-multiplier",
+        choices=["shared", "group"],
+        default="shared",
+        help="with --time-varying-media: one multiplier for all groups (default) or one per group",
     )
     _add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")

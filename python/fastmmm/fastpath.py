@@ -140,7 +140,6 @@ def supported(spec) -> tuple[bool, str]:
 def problem_arrays(data, spec) -> dict[str, np.ndarray]:
     """The data arrays of a national ``MmmProblem`` (see :func:`problem_data`)."""
     from fastmmm.layout import kappa_scale
-    from fastmmm.tvp import hsgp_data, parts
 
     spend = np.ascontiguousarray(data.spend_scaled, dtype=np.float64)
     T = spend.shape[0]
@@ -153,7 +152,15 @@ def problem_arrays(data, spec) -> dict[str, np.ndarray]:
         "controls": np.ascontiguousarray(np.asarray(data.controls_scaled, dtype=np.float64).reshape(T, -1)),
         "kappa_scale": np.ascontiguousarray(kappa_scale(spend)),
     }
-    # Time-varying parts: the HSGP basis of the training dates (fastmmm.tvp, as the PyMC model has it).
+    return {**out, **tvp_arrays(data, spec)}
+
+
+def tvp_arrays(data, spec) -> dict[str, np.ndarray]:
+    """The HSGP basis of each time-varying part on the training dates of ``data`` (fastmmm.tvp,
+    as the PyMC model has it; a panel's groups share their dates, so one basis serves all)."""
+    from fastmmm.tvp import hsgp_data, parts
+
+    out = {}
     if parts(spec):
         h = hsgp_data(data)
         for part in parts(spec):
@@ -246,7 +253,11 @@ def problem_data(spec, datas, lift=None, lift_groups=None) -> dict:
 
     grouped = isinstance(datas, (list, tuple))
     if grouped:
-        flat = {**panel_arrays(datas), **lift_arrays(lift, list(datas), spec, lift_groups)}
+        flat = {
+            **panel_arrays(datas),
+            **lift_arrays(lift, list(datas), spec, lift_groups),
+            **tvp_arrays(datas[0], spec),
+        }
     else:
         flat = {**problem_arrays(datas, spec), **lift_arrays(lift, datas, spec)}
     out = {}

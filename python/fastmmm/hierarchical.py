@@ -166,7 +166,14 @@ def _pool(rv, name: str, model, sd_prior, dims=("geo", "channel")):
 
 
 def build_hierarchical_model(
-    datas: list[PreparedData], spec: ModelSpec, groups: list[str], *, pooled=POOLABLE, pool_sd=None, lift=None
+    datas: list[PreparedData],
+    spec: ModelSpec,
+    groups: list[str],
+    *,
+    pooled=POOLABLE,
+    pool_sd=None,
+    lift=None,
+    media_multiplier: str = "shared",
 ):
     """The PyMC model of a hierarchical MMM (see the module docstring).
 
@@ -182,6 +189,14 @@ def build_hierarchical_model(
         adds ``lift_obs ~ Normal(lift_model, lift_se)`` per test with ``lift_model =
         periods * beta[g, c] * (f_gc(x1) - f_gc(x0))`` (scaled by the test's group), the
         curve of the test's own group (see :mod:`fastmmm.lift`).
+    media_multiplier : with ``spec.time_varying_media``, one multiplier for all groups
+        (``"shared"``) or one per group (``"group"``).
+
+    With ``spec.time_varying_intercept`` each group's baseline gets its own drift (an HSGP
+    per group on the shared dates, :mod:`fastmmm.tvp`, the lengthscale and amplitude shared
+    by all groups, which pools how wiggly and how large drifts are) and the deterministic
+    ``intercept_tv`` (geo, date); with ``spec.time_varying_media`` the contributions are
+    multiplied by ``media_multiplier`` (date), or (geo, date) per group.
 
     Returns
     -------
@@ -196,6 +211,7 @@ def build_hierarchical_model(
 
     from fastmmm.layout import (
         FIXED_SATURATION_PARAMS,
+        MEDIA_MULTIPLIERS,
         amplitude_kind,
         amplitude_name,
         media_designs,
@@ -204,11 +220,13 @@ def build_hierarchical_model(
     from fastmmm.layout import (
         resolve_prior as _prior,
     )
-    from fastmmm.model import amplitude_rv
+    from fastmmm.model import amplitude_rv, hsgp_rv
     from fastmmm.ops.media import media_transform
     from fastmmm.priors import Prior
 
     pooled = _check_pooled(pooled)
+    if media_multiplier not in MEDIA_MULTIPLIERS:
+        raise ValueError(f"media_multiplier: must be one of {MEDIA_MULTIPLIERS}, got {media_multiplier!r}")
     designs = media_designs(spec)
     if len(designs) != 1:
         raise ValueError("hierarchical model: all channels must share one adstock and one saturation kind")
@@ -226,6 +244,8 @@ def build_hierarchical_model(
         coords["fourier_mode"] = [f"sin_{k}" for k in range(1, order + 1)] + [
             f"cos_{k}" for k in range(1, order + 1)
         ]
+    if spec.time_varying_intercept or spec.time_varying_media:
+        coords["hsgp_basis"] = np.arange(spec.hsgp_m)
 
     with pm.Model(coords=coords) as model:
         spend = pm.Data("spend", arr["spend"], dims=("geo", "date", "channel"))
@@ -251,6 +271,10 @@ def build_hierarchical_model(
             ctrl = pm.Data("controls", arr["controls"], dims=("geo", "date", "control"))
             gc = _prior(spec, "gamma_control").create("gamma_control", dims=("geo", "control"))
             mu = mu + (ctrl * gc[:, None, :]).sum(axis=2)
+        drift = None
+        if spec.time_varying_intercept:  # the groups share their dates, so one basis serves all
+            drift = hsgp_rv(spec, datas[0], "intercept", group_dim="geo")
+            mu = mu + drift
 
         a_params = []
         for p in d.adstock_params:
@@ -301,13 +325,29 @@ def build_hierarchical_model(
             else:
                 k = pt.mean(y_obs, axis=1)[:, None]
             beta = pm.Deterministic("beta", amp_g * k / pt.mean(sat, axis=1), dims=("geo", "channel"))
-        contrib = pm.Deterministic(
-            "channel_contribution", sat * beta[:, None, :], dims=("geo", "date", "channel")
-        )
+        if spec.time_varying_media:
+            by_group = media_multiplier == "group"
+            g_t = hsgp_rv(spec, datas[0], "media", group_dim="geo" if by_group else None)
+            mult = pm.Deterministic(
+                "media_multiplier", pt.exp(g_t), dims=("geo", "date") if by_group else "date"
+            )
+            contrib = pm.Deterministic(
+                "channel_contribution",
+                sat * beta[:, None, :] * (mult[:, :, None] if by_group else mult[None, :, None]),
+                dims=("geo", "date", "channel"),
+            )
+        else:
+            contrib = pm.Deterministic(
+                "channel_contribution", sat * beta[:, None, :], dims=("geo", "date", "channel")
+            )
         media = contrib.sum(axis=2)
         if centre:
             offset = offset + pt.mean(media, axis=1)
             pm.Deterministic("intercept", level - offset, dims="geo")
+        if drift is not None:
+            pm.Deterministic(
+                "intercept_tv", ((level - offset)[:, None] + drift) if centre else drift, dims=("geo", "date")
+            )
         mu = pm.Deterministic("mu", mu + media - offset[:, None], dims=("geo", "date"))
         sigma = _prior(spec, "sigma").create("sigma", dims="geo")
         if spec.likelihood == "studentt":
@@ -373,7 +413,15 @@ def _add_group_lift(model, spec, datas, lift, design, a_params, s_params, beta):
 
 # ---------------------------------------------------------------------- fast path
 def panel_model_layout(
-    datas, spec: ModelSpec, groups, *, pooled=POOLABLE, pool_sd=None, lift=None, group: str = "geo"
+    datas,
+    spec: ModelSpec,
+    groups,
+    *,
+    pooled=POOLABLE,
+    pool_sd=None,
+    lift=None,
+    group: str = "geo",
+    media_multiplier: str = "shared",
 ):
     """The :class:`fastmmm.layout.ModelLayout` of :func:`build_hierarchical_model`."""
     from fastmmm.layout import panel_layout
@@ -386,16 +434,27 @@ def panel_model_layout(
         pool_sd=pool_sd,
         n_lift=0 if lift is None else len(lift[0]),
         group_dim="geo",
+        media_multiplier=media_multiplier,
     )
 
 
 def grouped_problem(
-    datas, spec: ModelSpec, groups, *, pooled=POOLABLE, pool_sd=None, lift=None, problem_cls=None
+    datas,
+    spec: ModelSpec,
+    groups,
+    *,
+    pooled=POOLABLE,
+    pool_sd=None,
+    lift=None,
+    problem_cls=None,
+    media_multiplier: str = "shared",
 ):
     """(fused Rust problem, layout) of the hierarchical model: the groups on the batch axis."""
     from fastmmm import fastpath
 
-    layout = panel_model_layout(datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift)
+    layout = panel_model_layout(
+        datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift, media_multiplier=media_multiplier
+    )
     data = fastpath.problem_data(
         spec, list(datas), None if lift is None else lift[0], None if lift is None else lift[1]
     )
@@ -417,6 +476,10 @@ class HierarchicalMMM:
         ``"saturation_slope"``, ``"channel_share"``) pick single parameters.
     pool_sd : Prior, optional
         Prior of the pooling scales on the unconstrained scale (default HalfNormal(0.5)).
+    media_multiplier : {"shared", "group"}
+        With ``time_varying_media``: one multiplier for all groups (default) or one per group.
+        A ``time_varying_intercept`` is always one drift per group (lengthscale and amplitude
+        shared by the groups).
 
     Examples
     --------
@@ -427,7 +490,14 @@ class HierarchicalMMM:
     """
 
     def __init__(
-        self, spec: ModelSpec | None = None, *, group: str = "geo", pooled=POOLABLE, pool_sd=None, **kwargs
+        self,
+        spec: ModelSpec | None = None,
+        *,
+        group: str = "geo",
+        pooled=POOLABLE,
+        pool_sd=None,
+        media_multiplier: str = "shared",
+        **kwargs,
     ):
         if spec is not None and kwargs:
             raise TypeError("give either a ModelSpec or keyword arguments, not both")
@@ -436,12 +506,12 @@ class HierarchicalMMM:
             raise ValueError(f"group: must be a column name, got {group!r}")
         if group in (self.spec.date_column, self.spec.target, *self.spec.channels, *self.spec.controls):
             raise ValueError(f"group: column {group!r} already has a role in the spec")
-        if getattr(self.spec, "time_varying_intercept", False) or getattr(
-            self.spec, "time_varying_media", False
-        ):
-            raise NotImplementedError(
-                "time-varying intercept/media (HSGP) is not implemented for the hierarchical model; "
-                "fit the groups separately with MMM for time-varying effects"
+        from fastmmm.layout import MEDIA_MULTIPLIERS
+
+        if media_multiplier not in MEDIA_MULTIPLIERS:
+            raise ValueError(
+                f"media_multiplier: must be one of {', '.join(map(repr, MEDIA_MULTIPLIERS))}, "
+                f"got {media_multiplier!r}"
             )
         if len(set(self.spec.adstock_by_channel)) > 1 or len(set(self.spec.saturation_by_channel)) > 1:
             raise ValueError(
@@ -450,11 +520,19 @@ class HierarchicalMMM:
         self.group = group
         self.pooled = _check_pooled(pooled)
         self.pool_sd = pool_sd
+        self.media_multiplier = media_multiplier
 
     def build(self, df):
         """(group names, per-group data, PyMC model) for ``df``."""
         groups, datas = prepare_panel(df, self.spec, self.group)
-        model = build_hierarchical_model(datas, self.spec, groups, pooled=self.pooled, pool_sd=self.pool_sd)
+        model = build_hierarchical_model(
+            datas,
+            self.spec,
+            groups,
+            pooled=self.pooled,
+            pool_sd=self.pool_sd,
+            media_multiplier=self.media_multiplier,
+        )
         return groups, datas, model
 
     def fit(
@@ -505,12 +583,13 @@ class HierarchicalMMM:
                     raise DataError(f"group {name!r}: {e}") from None
             datas, holdouts = [p[0] for p in pairs], [p[1] for p in pairs]
         lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
-        spec, pooled, pool_sd = self.spec, self.pooled, self.pool_sd
+        spec, pooled, pool_sd, mm = self.spec, self.pooled, self.pool_sd, self.media_multiplier
 
         def data_updates(model):
             from fastmmm.layout import amplitude_name, amplitude_prior
+            from fastmmm.tvp import hsgp_data
 
-            arr = _stack(datas)
+            arr = {**_stack(datas), **hsgp_data(datas[0])}
             name = amplitude_name(spec)
             if name in ("roas", "mroas") and spec.prior(name) is None:  # the data-based default prior
                 mu = amplitude_prior(spec, datas)["mu"]
@@ -522,12 +601,14 @@ class HierarchicalMMM:
 
         build = ModelBuild(
             spec=spec,
-            layout=lambda: panel_model_layout(datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift),
+            layout=lambda: panel_model_layout(
+                datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift, media_multiplier=mm
+            ),
             problem_data=lambda: fastpath.problem_data(
                 spec, datas, None if lift is None else lift[0], None if lift is None else lift[1]
             ),
             pymc_model=lambda: build_hierarchical_model(
-                datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift
+                datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift, media_multiplier=mm
             ),
             data_updates=data_updates,
             cache_key=(
@@ -535,6 +616,7 @@ class HierarchicalMMM:
                 spec.structure_key(),
                 pooled,
                 str(pool_sd),
+                mm,
                 len(groups),
                 datas[0].spend_scaled.shape,
                 datas[0].controls_scaled.shape,

@@ -37,6 +37,7 @@ from fastmmm.priors import Prior
 __all__ = [
     "FIXED_SATURATION_PARAMS",
     "DEFAULT_TRANSFORM",
+    "MEDIA_MULTIPLIERS",
     "POOLABLE",
     "check_pooled",
     "is_pooled",
@@ -711,13 +712,6 @@ def national_layout(spec, data, n_lift: int = 0) -> ModelLayout:
     if n_lift:
         coords["lift_test"] = list(range(n_lift))
 
-    def tvp_terms(part: str) -> list[Term]:
-        return [
-            Term(f"tvp_{part}_ls", f"tvp_{part}_ls", (), (), resolve_prior(spec, f"tvp_{part}_ls")),
-            Term(f"tvp_{part}_eta", f"tvp_{part}_eta", (), (), resolve_prior(spec, f"tvp_{part}_eta")),
-            Term(f"tvp_{part}_z", f"tvp_{part}_z", ("hsgp_basis",), (m,), Prior("Normal", mu=0.0, sigma=1.0)),
-        ]
-
     terms: list[Term] = []
     if spec.intercept:
         terms.append(Term("level", "level", (), (), resolve_prior(spec, "intercept")))
@@ -738,10 +732,10 @@ def national_layout(spec, data, n_lift: int = 0) -> ModelLayout:
             Term("gamma_control", "gamma_control", ("control",), (K,), resolve_prior(spec, "gamma_control"))
         )
     if "intercept" in tvp:
-        terms += tvp_terms("intercept")
+        terms += _tvp_terms(spec, "intercept", m)
     terms += _media_terms(spec, d, channels, data)
     if "media" in tvp:
-        terms += tvp_terms("media")
+        terms += _tvp_terms(spec, "media", m)
     terms += _noise_terms(spec, dims=(), shape=())
 
     dets = []
@@ -758,6 +752,18 @@ def national_layout(spec, data, n_lift: int = 0) -> ModelLayout:
     if n_lift:
         dets.append(Deterministic("lift_model", ("lift_test",), (n_lift,)))
     return ModelLayout(terms, dets, coords, _structure(spec, d))
+
+
+def _tvp_terms(spec, part: str, m: int, groups: tuple[str, int] | None = None) -> list[Term]:
+    """The HSGP of a time-varying ``part``: lengthscale and amplitude (shared by all groups) and
+    the basis coefficients, ``(m,)`` or, with ``groups`` = (group dimension, count), one row per
+    group ``(G, m)``."""
+    dims, shape = ((groups[0], "hsgp_basis"), (groups[1], m)) if groups else (("hsgp_basis",), (m,))
+    return [
+        Term(f"tvp_{part}_ls", f"tvp_{part}_ls", (), (), resolve_prior(spec, f"tvp_{part}_ls")),
+        Term(f"tvp_{part}_eta", f"tvp_{part}_eta", (), (), resolve_prior(spec, f"tvp_{part}_eta")),
+        Term(f"tvp_{part}_z", f"tvp_{part}_z", dims, shape, Prior("Normal", mu=0.0, sigma=1.0)),
+    ]
 
 
 def _media_terms(spec, d: MediaDesign, channels: list[str], datas) -> list[Term]:
@@ -797,13 +803,34 @@ def _noise_terms(spec, dims, shape) -> list[Term]:
     return out
 
 
+#: How a panel's time-varying media multiplier is shared: one for all groups, or one per group.
+MEDIA_MULTIPLIERS = ("shared", "group")
+
+
 def panel_layout(
-    spec, datas, groups, *, pooled, pool_sd: Prior | None = None, n_lift: int = 0, group_dim: str = GROUP_DIM
+    spec,
+    datas,
+    groups,
+    *,
+    pooled,
+    pool_sd: Prior | None = None,
+    n_lift: int = 0,
+    group_dim: str = GROUP_DIM,
+    media_multiplier: str = "shared",
 ) -> ModelLayout:
     """The layout of :func:`fastmmm.hierarchical.build_hierarchical_model`: per group
     level, trend, seasonality, controls and sigma; media parameters global (C,), and for
-    each pooled one ``{name}_sd`` () and ``{name}_z`` (group, channel)."""
+    each pooled one ``{name}_sd`` () and ``{name}_z`` (group, channel). A time-varying
+    intercept is one HSGP per group (``tvp_intercept_z`` (group, hsgp_basis)) with the
+    lengthscale and amplitude shared; a time-varying media multiplier is one HSGP for all
+    groups or, with ``media_multiplier="group"``, one per group."""
+    from fastmmm.tvp import parts
+
     pooled = check_pooled(pooled)
+    if media_multiplier not in MEDIA_MULTIPLIERS:
+        raise ValueError(f"media_multiplier: must be one of {MEDIA_MULTIPLIERS}, got {media_multiplier!r}")
+    tvp = parts(spec)
+    m = int(spec.hsgp_m)
     d = _one_design(spec)
     channels = list(spec.channels)
     G, C, T = len(groups), len(channels), len(datas[0].dates)
@@ -816,6 +843,8 @@ def panel_layout(
         coords["control"] = list(spec.controls)
     if n_four:
         coords["fourier_mode"] = _fourier_modes(n_four)
+    if tvp:
+        coords["hsgp_basis"] = list(range(m))
     if n_lift:
         coords["lift_test"] = list(range(n_lift))
     terms: list[Term] = []
@@ -839,6 +868,8 @@ def panel_layout(
                 "gamma_control", "gamma_control", (g, "control"), (G, K), resolve_prior(spec, "gamma_control")
             )
         )
+    if "intercept" in tvp:
+        terms += _tvp_terms(spec, "intercept", m, groups=(g, G))
     pooled_dets = []
     for t in _media_terms(spec, d, channels, datas):
         terms.append(t)
@@ -854,16 +885,29 @@ def panel_layout(
             pooled_dets.append(
                 Deterministic(f"{t.name}_geo", (g, "channel"), (G, C), rust_name=f"{target}_geo")
             )
+    media_by_group = "media" in tvp and media_multiplier == "group"
+    if "media" in tvp:
+        terms += _tvp_terms(spec, "media", m, groups=(g, G) if media_by_group else None)
     terms += _noise_terms(spec, dims=(g,), shape=(G,))
     # The Rust problem lists the pooled deterministics in target order: adstock, saturation, amplitude.
     dets = list(pooled_dets)
     if not uses_direct_beta(spec):
         dets.append(Deterministic("beta", (g, "channel"), (G, C)))
     dets.append(Deterministic("channel_contribution", (g, "date", "channel"), (G, T, C)))
+    if "media" in tvp:
+        dets.append(
+            Deterministic("media_multiplier", (g, "date"), (G, T))
+            if media_by_group
+            else Deterministic("media_multiplier", ("date",), (T,))
+        )
     if spec.intercept:
         dets.append(Deterministic("intercept", (g,), (G,)))
+    if "intercept" in tvp:
+        dets.append(Deterministic("intercept_tv", (g, "date"), (G, T)))
     dets.append(Deterministic("mu", (g, "date"), (G, T)))
     if n_lift:
         dets.append(Deterministic("lift_model", ("lift_test",), (n_lift,)))
-    structure = {**_structure(spec, d), "groups": G, "grouped": True}
+    per_group = ["intercept"] if "intercept" in tvp else []
+    per_group += ["media"] if media_by_group else []
+    structure = {**_structure(spec, d), "groups": G, "grouped": True, "tvp_per_group": per_group}
     return ModelLayout(terms, dets, coords, structure, groups=list(groups), group_dim=g)

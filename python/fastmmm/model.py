@@ -126,15 +126,16 @@ def data_updates(data, model) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float64) for k, v in values.items() if k in names}
 
 
-def _hsgp(spec, data, part: str):
-    """The non-centred HSGP of a time-varying ``part`` ("intercept" or "media"), a (T,) tensor.
+def hsgp_rv(spec, data, part: str, group_dim: str | None = None):
+    """The non-centred HSGP of a time-varying ``part`` ("intercept" or "media"), a (T,) tensor,
+    or with ``group_dim`` one per group, (G, T), sharing the lengthscale and amplitude.
 
     ``phi @ gp_weights(omega, ls, eta, mean_t(phi^2), z)`` with ``phi`` (date,
     hsgp_basis) and ``omega`` (hsgp_basis) as data containers
     ``hsgp_phi_{part}`` / ``hsgp_omega_{part}`` from :mod:`fastmmm.tvp` (which
     results.py evaluates with numpy at new dates), and free ``tvp_{part}_ls``
     (weeks), ``tvp_{part}_eta`` (the in-sample RMS of the GP) and
-    ``tvp_{part}_z`` (hsgp_basis).
+    ``tvp_{part}_z`` (hsgp_basis), or (group_dim, hsgp_basis).
     """
     from fastmmm.tvp import HSGPBasis, gp_weights
 
@@ -143,8 +144,11 @@ def _hsgp(spec, data, part: str):
     omega = pm.Data(f"hsgp_omega_{part}", basis.omega, dims="hsgp_basis")
     ls = _prior(spec, f"tvp_{part}_ls").create(f"tvp_{part}_ls")
     eta = _prior(spec, f"tvp_{part}_eta").create(f"tvp_{part}_eta")
-    z = pm.Normal(f"tvp_{part}_z", mu=0.0, sigma=1.0, dims="hsgp_basis")
-    return pt.dot(phi, gp_weights(omega, ls, eta, pt.mean(pt.square(phi), axis=0), z, xp=pt))
+    z = pm.Normal(
+        f"tvp_{part}_z", mu=0.0, sigma=1.0, dims=(group_dim, "hsgp_basis") if group_dim else "hsgp_basis"
+    )
+    w = gp_weights(omega, ls, eta, pt.mean(pt.square(phi), axis=0), z, xp=pt)
+    return pt.dot(w, phi.T) if group_dim else pt.dot(phi, w)
 
 
 def build_model(data, spec) -> pm.Model:
@@ -221,7 +225,7 @@ def build_model(data, spec) -> pm.Model:
             mu = mu + pt.dot(ctrl, gamma_c)
         drift = None
         if spec.time_varying_intercept:
-            drift = _hsgp(spec, data, "intercept")
+            drift = hsgp_rv(spec, data, "intercept")
             mu = mu + drift
 
         # Media: one fused Rust Op per group of channels sharing kernel kinds.
@@ -283,7 +287,7 @@ def build_model(data, spec) -> pm.Model:
                 per_unit = pt.mean(by_channel(bumped) - sat, axis=0) / MROAS_BUMP
             beta = pm.Deterministic("beta", amp * rs / per_unit, dims="channel")
         if spec.time_varying_media:
-            mult = pm.Deterministic("media_multiplier", pt.exp(_hsgp(spec, data, "media")), dims="date")
+            mult = pm.Deterministic("media_multiplier", pt.exp(hsgp_rv(spec, data, "media")), dims="date")
             contrib = pm.Deterministic(
                 "channel_contribution", sat * beta * mult[:, None], dims=("date", "channel")
             )

@@ -473,11 +473,13 @@ class MMMResult:
         the trend carries) and ``media_multiplier_{mean,low,high}``
         (``exp(g(t))``; with ``time_varying_media``). With ``log_target`` the
         intercept columns are the level factor ``exp(intercept + f(t)) *
-        target_scale`` (without trend, seasonality, controls or the noise term).
+        target_scale`` (without trend, seasonality, controls or the noise term). On a panel:
+        every group's, with leading group and date columns.
         """
         from fastmmm.tvp import hsgp_effect, parts
 
-        self._national_only("time_varying")
+        if self.is_panel:  # each group's parts (a shared multiplier repeats in every group)
+            return self._stacked_frames(r.time_varying(dates, interval) for r in self.group_results())
         if not parts(self.spec):
             raise ValueError("this model has no time-varying parts (spec.time_varying_intercept / _media)")
         dates = pd.DatetimeIndex(self.data.dates if dates is None else dates)

@@ -437,6 +437,7 @@ def make_panel(
     spread: float = 0.25,
     seed: int = 0,
     start: str = "2022-01-03",
+    drift: float = 0.0,
 ) -> tuple[pd.DataFrame, dict]:
     """A multi-geo panel (geometric adstock + Hill) whose media parameters vary
     by geo around global values, as the hierarchical model assumes.
@@ -444,6 +445,12 @@ def make_panel(
     Each geo has its own size, spend patterns, baseline and noise; its decay
     rates are logit-normal and its half-saturation points, slopes and
     channel shares log-normal around global values, with scale ``spread``.
+
+    ``drift`` > 0: every geo's baseline also drifts smoothly (its own random sum of slow
+    sines, periods 35-150 weeks, root-mean-square ``drift`` x the mean baseline), and its
+    spend follows the drift (x ``exp(0.3 d(t))``, budgets that track sales): what a static
+    baseline would attribute to always-on media. ``truth["drift"]`` (G, T) is the drift in
+    sales units.
 
     Returns
     -------
@@ -482,6 +489,7 @@ def make_panel(
                 "beta",
                 "target_scale",
                 "channel_scale",
+                "drift",
             )
         },
     )
@@ -494,6 +502,10 @@ def make_panel(
         slope = slope_c * np.exp(0.5 * spread * z[2])
         share = share_c * np.exp(spread * z[3])
         spend = _spend(rng, t, c) * rng.uniform(0.3, 3.0)
+        shape = np.zeros(t)
+        if drift > 0:
+            shape = _smooth_drift(rng, t)
+            spend = spend * np.exp(0.3 * shape)[:, None]
         xs = spend / spend.max(axis=0)
         kscale = np.nanmean(np.where(xs > 0, xs, np.nan), axis=0)
         kappa = kappa_rel * kscale
@@ -506,6 +518,7 @@ def make_panel(
         event = np.zeros(t)
         event[rng.choice(t, size=max(1, t // 40), replace=False)] = 1.0
         baseline = 1.0 + rng.uniform(-0.1, 0.25) * tt + season + 0.12 * event
+        baseline = baseline + drift * shape
         # share: mean contribution as a fraction of mean sales (the model's channel_share).
         mean_y = baseline.mean() / (1 - share.sum())
         beta = share * mean_y / np.maximum(sat.mean(axis=0), 1e-9)
@@ -528,9 +541,22 @@ def make_panel(
         out["beta"].append(beta)
         out["target_scale"].append(target_scale)
         out["channel_scale"].append(spend.max(axis=0))
+        out["drift"].append(drift * shape * target_scale)
     truth = {k: np.asarray(v) for k, v in out.items()}
     truth.update(groups=groups, channels=tuple(channels))
     return pd.concat(frames, ignore_index=True), truth
+
+
+def _smooth_drift(rng, t: int) -> np.ndarray:
+    """(t,) a smooth random curve with mean 0 and root-mean-square 1: three sines with periods
+    of 35-150 weeks, random phases and weights."""
+    x = np.arange(t, dtype=float)
+    f = sum(
+        rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * x / rng.uniform(35.0, 150.0) + rng.uniform(0, 2 * np.pi))
+        for _ in range(3)
+    )
+    f = f - f.mean()
+    return f / max(float(np.sqrt(np.mean(f**2))), 1e-12)
 
 
 def panel_true_lift(

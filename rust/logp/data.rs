@@ -21,16 +21,17 @@ pub struct MmmData {
     /// `roas * roas_scale` is the channel's mean contribution per period (scaled target)
     /// at that ROAS. Given with a `Roas` block only; empty otherwise.
     pub roas_scale: Vec<f64>,
-    /// Lift tests (ungrouped models only), one entry each: the channel, the
+    /// Lift tests, one entry each: the channel (and group), the
     /// scaled per-period spends before / after, the length in periods, the
     /// scaled measured lift and its standard error. Empty: none.
     pub lift: LiftData,
     /// HSGP bases of the time-varying parts (intercept drift, log media
-    /// multiplier), ungrouped models only; `None`: the part is off.
+    /// multiplier), on the dates every group shares; `None`: the part is off.
     pub tvp: [Option<TvpData>; 2],
 }
 
-/// One time-varying part: `f = phi @ w`, `w_j = eta * a_j / sqrt(sum_k col_ms_k a_k^2) * z_j`,
+/// One time-varying part: `f = phi @ w` (one `f` per group when the part is per group,
+/// see `MmmStructure::tvp_per_group`; they share `ls` and `eta`), `w_j = eta * a_j / sqrt(sum_k col_ms_k a_k^2) * z_j`,
 /// `a_j = 1 / (3 + ls^2 omega_j^2)` (the Matern-3/2 spectral weights normalised so
 /// that `eta` is the prior in-sample RMS of `f`; see `fastmmm.tvp.gp_weights`).
 #[derive(Clone, Debug)]
@@ -108,4 +109,19 @@ pub struct MmmStructure {
     pub trend: bool,
     pub student_t: bool,
     pub direct_beta: bool,
+    /// Per time-varying part: one GP per group (its z block is `(G, m)`) rather than one
+    /// shared by all groups (`(m,)`).
+    pub tvp_per_group: [bool; 2],
+}
+
+impl MmmStructure {
+    /// How many GPs time-varying part `p` has: `G` when per group, else 1.
+    #[inline]
+    pub fn tvp_rows(&self, p: usize) -> usize {
+        if self.tvp_per_group[p] {
+            self.g
+        } else {
+            1
+        }
+    }
 }

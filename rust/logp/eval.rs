@@ -215,32 +215,30 @@ impl MmmProblem {
         let (lwl, rest) = rest.split_at_mut(nl);
         let (lsat, rest) = rest.split_at_mut(if level_lift { gc * t } else { 0 });
         let (_, rest) = rest.split_at_mut(2 * nl);
-        // Time-varying parts (g == 1): the drift, the multiplier, raw media, their gradients.
-        let (drift, rest) = rest.split_at_mut(if self.data.tvp[0].is_some() { t } else { 0 });
-        let (mult, rest) = rest.split_at_mut(if self.data.tvp[1].is_some() { t } else { 0 });
-        let (rawm, rest) = rest.split_at_mut(t);
-        // Gradients w.r.t. the drift / log multiplier; a part's half is written in full when it is on.
-        let (gpart, rest) = rest.split_at_mut(2 * t);
-        let (tw, _) = rest.split_at_mut(
-            4 * self
-                .data
-                .tvp
-                .iter()
-                .flatten()
-                .map(TvpData::m)
-                .sum::<usize>(),
-        );
-        // Per part: w (m) then q = a / N (m), stacked part after part.
-        let mut tw_off = [0usize; 2];
-        {
-            let mut o = 0;
-            for p in 0..2 {
-                tw_off[p] = o;
-                if let Some(d) = &self.data.tvp[p] {
-                    o += 2 * d.m();
-                }
+        // Time-varying parts, each with `rows[p]` GPs (1 shared, or one per group): the drift
+        // (rows, T), the multiplier (rows, T), the raw media (G, T), the gradients w.r.t. the
+        // drift and the log multiplier, and per part w (rows, m) then q = a / N (m).
+        let rows = [s.tvp_rows(0), s.tvp_rows(1)];
+        let part_len = |p: usize| {
+            if self.data.tvp[p].is_some() {
+                rows[p] * t
+            } else {
+                0
             }
+        };
+        // The GP row of group `gi` in part `p`.
+        let row = |p: usize, gi: usize| if rows[p] == 1 { 0 } else { gi };
+        let (drift, rest) = rest.split_at_mut(part_len(0));
+        let (mult, rest) = rest.split_at_mut(part_len(1));
+        let (rawm, rest) = rest.split_at_mut(if self.data.tvp[1].is_some() { g * t } else { 0 });
+        let (gdrift, rest) = rest.split_at_mut(part_len(0));
+        let (gmult, rest) = rest.split_at_mut(part_len(1));
+        let mut tw_off = [0usize; 3];
+        for p in 0..2 {
+            let m = self.data.tvp[p].as_ref().map_or(0, TvpData::m);
+            tw_off[p + 1] = tw_off[p] + if m > 0 { (rows[p] + 1) * m } else { 0 };
         }
+        let (tw, _) = rest.split_at_mut(tw_off[2]);
 
         // 1. Transforms and priors.
         let mut lp = 0.0;
@@ -260,14 +258,14 @@ impl MmmProblem {
         }
         let get = |role: Role| self.block_of(role);
 
-        // 1b. Time-varying parts: f = phi @ w (drift; the media multiplier is exp(f)).
+        // 1b. Time-varying parts: f = phi @ w per GP row (drift; the media multiplier is exp(f)).
         for p in 0..2 {
             let Some(d) = &self.data.tvp[p] else { continue };
             let m = d.m();
             let ls = vals[get(Role::TvpLs(p)).ok_or_else(|| bad("tvp ls"))?.0];
             let eta = vals[get(Role::TvpEta(p)).ok_or_else(|| bad("tvp eta"))?.0];
             let zo = get(Role::TvpZ(p)).ok_or_else(|| bad("tvp z"))?.0;
-            let (w, q) = tw[tw_off[p]..tw_off[p] + 2 * m].split_at_mut(m);
+            let (w, q) = tw[tw_off[p]..tw_off[p + 1]].split_at_mut(rows[p] * m);
             let mut nn = 0.0;
             for j in 0..m {
                 let a = 1.0 / (3.0 + ls * ls * d.omega[j] * d.omega[j]);
@@ -275,13 +273,17 @@ impl MmmProblem {
                 nn += d.col_ms[j] * a * a;
             }
             let nn = nn.sqrt();
-            for j in 0..m {
-                q[j] /= nn;
-                w[j] = eta * q[j] * vals[zo + j];
+            q.iter_mut().for_each(|v| *v /= nn);
+            for (r, wr) in w.chunks_exact_mut(m).enumerate() {
+                for j in 0..m {
+                    wr[j] = eta * q[j] * vals[zo + r * m + j];
+                }
             }
             let dst: &mut [f64] = if p == 0 { &mut *drift } else { &mut *mult };
-            for (ti, v) in dst.iter_mut().enumerate() {
-                *v = dot_f::<F>(&d.phi[ti * m..(ti + 1) * m], w);
+            for (fr, wr) in dst.chunks_exact_mut(t).zip(w.chunks_exact(m)) {
+                for (ti, v) in fr.iter_mut().enumerate() {
+                    *v = dot_f::<F>(&d.phi[ti * m..(ti + 1) * m], wr);
+                }
             }
             if p == 1 {
                 dst.iter_mut().for_each(|v| *v = v.exp());
@@ -391,9 +393,10 @@ impl MmmProblem {
                     *m += b * v;
                 }
             }
-            if gi == 0 && !mult.is_empty() {
-                rawm.copy_from_slice(mu_g);
-                for (m, k) in mu_g.iter_mut().zip(mult.iter()) {
+            if !mult.is_empty() {
+                let r1 = row(1, gi);
+                rawm[gi * t..(gi + 1) * t].copy_from_slice(mu_g);
+                for (m, k) in mu_g.iter_mut().zip(&mult[r1 * t..(r1 + 1) * t]) {
                     *m *= k;
                 }
             }
@@ -429,7 +432,8 @@ impl MmmProblem {
                 }
             }
             if !drift.is_empty() {
-                axpy::<F>(mu_g, 1.0, drift);
+                let r0 = row(0, gi);
+                axpy::<F>(mu_g, 1.0, &drift[r0 * t..(r0 + 1) * t]);
             }
         }
 
@@ -486,7 +490,11 @@ impl MmmProblem {
             }
             for gi in 0..g {
                 for ti in 0..t {
-                    let k = if mult.is_empty() { 1.0 } else { mult[ti] };
+                    let k = if mult.is_empty() {
+                        1.0
+                    } else {
+                        mult[row(1, gi) * t + ti]
+                    };
                     for ch in 0..c {
                         out[o + (gi * t + ti) * c + ch] =
                             sat[(gi * c + ch) * t + ti] * beta[gi * c + ch] * k;
@@ -494,10 +502,8 @@ impl MmmProblem {
                 }
             }
             o += gtc;
-            if !mult.is_empty() {
-                out[o..o + t].copy_from_slice(mult);
-                o += t;
-            }
+            out[o..o + mult.len()].copy_from_slice(mult);
+            o += mult.len();
             if s.intercept {
                 let lo = lvl.ok_or_else(|| bad("level block"))?;
                 for gi in 0..g {
@@ -506,15 +512,18 @@ impl MmmProblem {
                 o += g;
             }
             if !drift.is_empty() {
-                let base = if s.intercept {
-                    vals[lvl.ok_or_else(|| bad("level block"))?] - offset[0]
-                } else {
-                    0.0
-                };
-                for ti in 0..t {
-                    out[o + ti] = base + drift[ti];
+                for gi in 0..g {
+                    let base = if s.intercept {
+                        vals[lvl.ok_or_else(|| bad("level block"))? + gi] - offset[gi]
+                    } else {
+                        0.0
+                    };
+                    let r0 = row(0, gi);
+                    for ti in 0..t {
+                        out[o + gi * t + ti] = base + drift[r0 * t + ti];
+                    }
                 }
-                o += t;
+                o += g * t;
             }
             out[o..o + g * t].copy_from_slice(mu);
             o += g * t;
@@ -632,6 +641,8 @@ impl MmmProblem {
         debug_assert!(want_grad);
 
         // 6. Backward through the mean function, per group.
+        gdrift.fill(0.0);
+        gmult.fill(0.0);
         for gi in 0..g {
             let rg = &r[gi * t..(gi + 1) * t];
             let rsum: f64 = sum8(rg);
@@ -666,18 +677,22 @@ impl MmmProblem {
             for (gg, rt) in gm.iter_mut().zip(rg.iter()) {
                 *gg = rt - shift;
             }
-            if gi == 0 {
-                // Time-varying parts: dL/df = r (the drift is not centred); media = raw * exp(g):
-                // dL/dg = dL/dmedia * media, and dL/draw = dL/dmedia * mult.
-                let (gdrift, gmed) = gpart.split_at_mut(t);
-                if !drift.is_empty() {
-                    gdrift.copy_from_slice(rg);
+            // Time-varying parts: dL/df = r (the drift is not centred); media = raw * exp(g):
+            // dL/dg = dL/dmedia * media, and dL/draw = dL/dmedia * mult. A GP shared by the
+            // groups gathers all of theirs.
+            if !drift.is_empty() {
+                let r0 = row(0, gi);
+                for (gd, rt) in gdrift[r0 * t..(r0 + 1) * t].iter_mut().zip(rg) {
+                    *gd += rt;
                 }
-                if !mult.is_empty() {
-                    for ti in 0..t {
-                        gmed[ti] = gm[ti] * rawm[ti] * mult[ti];
-                        gm[ti] *= mult[ti];
-                    }
+            }
+            if !mult.is_empty() {
+                let r1 = row(1, gi);
+                let (mk, raw) = (&mult[r1 * t..(r1 + 1) * t], &rawm[gi * t..(gi + 1) * t]);
+                let gmk = &mut gmult[r1 * t..(r1 + 1) * t];
+                for ti in 0..t {
+                    gmk[ti] += gm[ti] * raw[ti] * mk[ti];
+                    gm[ti] *= mk[ti];
                 }
             }
             for ch in 0..c {
@@ -713,14 +728,22 @@ impl MmmProblem {
                 continue;
             };
             let m = dt.m();
-            let gf = &gpart[p * t..(p + 1) * t];
+            let gf: &[f64] = if p == 0 { gdrift } else { gmult };
             let (lso, eo, zo) = (
                 get(Role::TvpLs(p)).ok_or_else(|| bad("tvp ls"))?.0,
                 get(Role::TvpEta(p)).ok_or_else(|| bad("tvp eta"))?.0,
                 get(Role::TvpZ(p)).ok_or_else(|| bad("tvp z"))?.0,
             );
             let (ls, eta) = (vals[lso], vals[eo]);
-            let (_, q) = tw[tw_off[p]..tw_off[p] + 2 * m].split_at(m);
+            // The forward pass's w (no longer needed) holds dL/dw = phi^T df per GP row,
+            // accumulated over contiguous rows of phi.
+            let (gw, q) = tw[tw_off[p]..tw_off[p + 1]].split_at_mut(rows[p] * m);
+            for (gwr, gfr) in gw.chunks_exact_mut(m).zip(gf.chunks_exact(t)) {
+                gwr.fill(0.0);
+                for (ti, &d) in gfr.iter().enumerate() {
+                    axpy::<F>(gwr, d, &dt.phi[ti * m..(ti + 1) * m]);
+                }
+            }
             // q_j = a_j / N, a_j = 1 / (3 + ls^2 w_j^2), N = sqrt(sum_k col_ms_k a_k^2):
             // dq_j/dls = (da_j - q_j * dN) / N with da_j = -2 ls w_j^2 a_j^2, dN = sum_k col_ms_k a_k da_k / N.
             let mut nn = 0.0;
@@ -735,17 +758,15 @@ impl MmmProblem {
             let dn = dn / nn;
             let (mut gls, mut geta) = (0.0, 0.0);
             for j in 0..m {
-                let mut gw = 0.0;
-                for ti in 0..t {
-                    gw += dt.phi[ti * m + j] * gf[ti];
-                }
                 let a = 1.0 / (3.0 + ls * ls * dt.omega[j] * dt.omega[j]);
                 let da = -2.0 * ls * dt.omega[j] * dt.omega[j] * a * a;
                 let dq = (da - q[j] * dn) / nn;
-                let z = vals[zo + j];
-                gv[zo + j] += gw * eta * q[j];
-                geta += gw * q[j] * z;
-                gls += gw * eta * z * dq;
+                for r in 0..rows[p] {
+                    let (gwj, z) = (gw[r * m + j], vals[zo + r * m + j]);
+                    gv[zo + r * m + j] += gwj * eta * q[j];
+                    geta += gwj * q[j] * z;
+                    gls += gwj * eta * z * dq;
+                }
             }
             gv[eo] += geta;
             gv[lso] += gls;

@@ -1,6 +1,6 @@
 //! Building and checking an [`MmmProblem`], and looking up its blocks.
 
-use super::data::{MmmData, MmmStructure, TvpData};
+use super::data::{MmmData, MmmStructure};
 use super::layout::{Block, Role, Target, N_SLOTS};
 use super::priors::Transform;
 use super::util::{bad, to_cols};
@@ -61,7 +61,7 @@ impl MmmProblem {
                     .tvp
                     .get(p)
                     .and_then(|d| d.as_ref())
-                    .map_or(0, TvpData::m),
+                    .map_or(0, |d| d.m() * s.tvp_rows(p)),
                 Role::GammaFourier => g * f,
                 Role::GammaControl => g * k,
                 Role::PoolZ(_) => g * c,
@@ -203,12 +203,12 @@ impl MmmProblem {
                     )));
                 }
             }
+            if s.tvp_per_group[p] && !on {
+                return Err(bad(&format!(
+                    "time-varying {name}: per group, but no basis is given"
+                )));
+            }
             if let Some(d) = &data.tvp[p] {
-                if s.grouped {
-                    return Err(bad(
-                        "time-varying parts are not supported in the grouped model",
-                    ));
-                }
                 let m = d.m();
                 if m == 0 || d.col_ms.len() != m || d.phi.len() != t * m {
                     return Err(bad(&format!(
@@ -342,7 +342,9 @@ impl MmmProblem {
     /// `intercept ()`, `mu (T)`. Grouped: the per-group values of every pooled
     /// parameter (`adstock_0_geo`, ..., `amplitude_geo`, each `(G, C)`, kernel
     /// parameters before the relative scaling), `beta (G, C)` (channel_share
-    /// models), `channel_contribution (G, T, C)`, `intercept (G)`, `mu (G, T)`.
+    /// models), `channel_contribution (G, T, C)`, `media_multiplier` (`(G, T)` per group,
+    /// else `(T)`), `intercept (G)`, `intercept_tv (G, T)`, `mu (G, T)`. Time-varying parts
+    /// and lift tests as their deterministics say.
     pub fn deterministics(&self) -> Vec<(&'static str, Vec<usize>)> {
         let s = &self.s;
         let mut v = Vec::new();
@@ -375,8 +377,21 @@ impl MmmProblem {
             v.push(("beta", vec![s.g, s.c]));
         }
         v.push(("channel_contribution", vec![s.g, s.t, s.c]));
+        if self.data.tvp[1].is_some() {
+            v.push((
+                "media_multiplier",
+                if s.tvp_per_group[1] {
+                    vec![s.g, s.t]
+                } else {
+                    vec![s.t]
+                },
+            ));
+        }
         if s.intercept {
             v.push(("intercept", vec![s.g]));
+        }
+        if self.data.tvp[0].is_some() {
+            v.push(("intercept_tv", vec![s.g, s.t]));
         }
         v.push(("mu", vec![s.g, s.t]));
         if !self.data.lift.is_empty() {

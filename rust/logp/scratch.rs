@@ -25,8 +25,16 @@ impl MmmProblem {
             g * c * t
         };
         let lift = nl2 * (8 + 6 * self.data.lift.steady) + g * c + 2 * nl2 + level_lift;
-        let m: usize = self.data.tvp.iter().flatten().map(TvpData::m).sum();
-        let tvp = 5 * t + 4 * m;
+        // Per part with R GPs: f and df (R, T) each, q (m) and w (R, m); the multiplier also
+        // keeps the raw media (G, T).
+        let tvp: usize = (0..2)
+            .map(|p| {
+                self.data.tvp[p].as_ref().map_or(0, |d: &TvpData| {
+                    let rows = self.s.tvp_rows(p);
+                    2 * rows * t + (rows + 1) * d.m() + if p == 1 { g * t } else { 0 }
+                })
+            })
+            .sum();
         3 * self.n_dim + 8 * g * t * c + 2 * g * t + 19 * g * c + g + lift + tvp
     }
 }

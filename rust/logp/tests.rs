@@ -94,6 +94,7 @@ fn problem_tvp(g: usize, grouped: bool, student_t: bool, lift: bool, tv: [bool; 
         trend: true,
         student_t,
         direct_beta: false,
+        tvp_per_group: [false, false],
     };
     let mut rng = 12345u64;
     let mut u = || {

@@ -126,6 +126,9 @@ struct StructureArg {
     groups: usize,
     #[pyo3(default)]
     grouped: bool,
+    /// The time-varying parts ("intercept", "media") with one GP per group.
+    #[pyo3(default)]
+    tvp_per_group: Vec<String>,
 }
 
 const STRUCTURE_KEYS: &[&str] = &[
@@ -141,6 +144,7 @@ const STRUCTURE_KEYS: &[&str] = &[
     "fixed_saturation",
     "groups",
     "grouped",
+    "tvp_per_group",
 ];
 
 /// One time-varying part's HSGP basis: phi (T, m), omega (m,), col_ms (m,).
@@ -323,6 +327,19 @@ fn structure_from(st: StructureArg, [t, c, f, k]: [usize; 4]) -> PyResult<MmmStr
         "studentt" => true,
         _ => return Err(value_error("likelihood", "must be 'normal' or 'studentt'")),
     };
+    let mut tvp_per_group = [false, false];
+    for part in &st.tvp_per_group {
+        match part.as_str() {
+            "intercept" => tvp_per_group[0] = true,
+            "media" => tvp_per_group[1] = true,
+            _ => {
+                return Err(value_error(
+                    "tvp_per_group",
+                    format!("unknown time-varying part {part:?}; known: intercept, media"),
+                ))
+            }
+        }
+    }
     let mut fixed = [None, None];
     for (i, v) in st.fixed_saturation {
         if i >= 2 {
@@ -347,6 +364,7 @@ fn structure_from(st: StructureArg, [t, c, f, k]: [usize; 4]) -> PyResult<MmmStr
         trend: st.trend,
         student_t,
         direct_beta: st.direct_beta,
+        tvp_per_group,
     })
 }
 

@@ -714,6 +714,7 @@ mod tests {
             roas_scale: vec![],
             lift: LiftData::default(),
             tvp: [None, None],
+            window: Vec::new(),
         };
         let half = |role, sigma: f64| Block {
             role,

@@ -249,6 +249,164 @@ def test_grouped_time_varying_logp_matches_pymc(panel5, extra, media_multiplier,
     check_problem_against_pymc(model, problem, layout, spread=0.5, skip_nonfinite=True)
 
 
+def test_panel_time_varying_fit_and_results(tmp_path):
+    """A drifting-baseline panel fitted with a per-geo drift (Rust backend): every per-group
+    output (time_varying, contributions, hold-out predictions) is the group's national one,
+    and the result saves and loads; a per-group media multiplier gives each geo its own."""
+    from fastmmm.results import load
+
+    df, truth = make_panel(3, 80, 2, seed=7, drift=0.15)
+    kw = dict(
+        group="geo",
+        date_column="date",
+        target="sales",
+        channels=list(truth["channels"]),
+        controls=["event"],
+        saturation="hill",
+        time_varying_intercept=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hm.HierarchicalMMM(**kw).fit(
+            df, draws=300, tune=300, chains=2, seed=1, progress=False, holdout_weeks=4
+        )
+    assert res.backend == "rust"
+    assert res.posterior.posterior.dims["intercept_tv"] == ("chain", "draw", "geo", "date")
+    assert res.posterior.posterior.dims["tvp_intercept_z"] == ("chain", "draw", "geo", "hsgp_basis")
+    tv = res.time_varying()
+    assert list(tv.columns[:2]) == ["geo", "date"] and len(tv) == 3 * 76
+    x = np.arange(76)
+    resid = lambda v: v - np.polyval(np.polyfit(x, v, 1), x)  # noqa: E731
+    corr = []
+    for i, g in enumerate(res.groups):
+        one = res.group_result(g)
+        mine = tv[tv["geo"] == g].drop(columns="geo").set_index("date")
+        pd.testing.assert_frame_equal(mine, one.time_varying(), check_freq=False, check_names=False)
+        # The numpy GP at the training dates is the Rust log-density's intercept_tv.
+        f = one.time_varying()["intercept_tv_mean"].to_numpy()
+        rust = res.posterior.posterior["intercept_tv"][:, :, i].mean(axis=(0, 1))
+        np.testing.assert_allclose(f, rust * float(res.datas[i].scales.target_scale), rtol=1e-9)
+        # The fitted drift follows the true one (both without their linear part).
+        corr.append(np.corrcoef(resid(f), resid(truth["drift"][i, :76]))[0, 1])
+    assert np.median(corr) > 0.8, corr
+    v = res.validate()
+    assert v.mape_in_sample < 0.1 and v.mape_holdout is not None and v.mape_holdout < 0.15
+    back = load(res.save(tmp_path / "tv"))
+    pd.testing.assert_frame_equal(back.time_varying(), tv)
+    pd.testing.assert_frame_equal(back.predict(seed=0), res.predict(seed=0))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res2 = hm.HierarchicalMMM(**{**kw, "time_varying_media": True}, media_multiplier="group").fit(
+            df, draws=100, tune=100, chains=1, seed=2, progress=False
+        )
+    assert res2.posterior.posterior.dims["media_multiplier"] == ("chain", "draw", "geo", "date")
+    per_geo = [res2.group_result(g).time_varying()["media_multiplier_mean"].to_numpy() for g in res2.groups]
+    assert not np.allclose(per_geo[0], per_geo[1])
+
+
+def _ragged(
+    df, late="geo_04", late_weeks=18, early="geo_02", early_weeks=10, lacking="geo_03", channel="search"
+):
+    """``late`` starts ``late_weeks`` late, ``early`` stops ``early_weeks`` early, ``lacking``
+    never spends on ``channel``."""
+    dates = sorted(df["date"].unique())
+    d = df[~((df["geo"] == late) & (df["date"] < dates[late_weeks]))]
+    d = d[~((d["geo"] == early) & (d["date"] > dates[-early_weeks - 1]))].copy()
+    d.loc[d["geo"] == lacking, channel] = 0.0
+    return d.reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    "extra, pooled",
+    [
+        ({}, hm.POOLABLE),
+        ({"likelihood": "studentt", "media_prior": "share"}, ()),
+        ({"log_target": True}, hm.POOLABLE),
+    ],
+    ids=["additive", "studentt-share-unpooled", "log_target"],
+)
+def test_ragged_panel_logp_matches_pymc(panel5, extra, pooled):
+    """A ragged panel (one geo starting 18 weeks late, one stopping 10 weeks early, one without
+    a channel): each group's likelihood, centring and amplitude means over its own window, the
+    absent cell without contribution. Rust == PyMC: gradients, log-density, deterministics."""
+    spec = _spec(**extra)
+    gr, datas = hm.prepare_panel(_ragged(panel5), spec, "geo")
+    assert hm.is_ragged(datas)
+    model = hm.build_hierarchical_model(datas, spec, gr, pooled=pooled)
+    problem, layout = hm.grouped_problem(datas, spec, gr, pooled=pooled)
+    assert [t.name for t in layout.terms] == [rv.name for rv in model.free_RVs]
+    assert len(layout.coords["date"]) == 60  # every group's dates together
+    check_problem_against_pymc(model, problem, layout, spread=0.5, skip_nonfinite=True)
+    x = layout.initial_point()
+    beta = layout.split(problem.expand(x))["beta"]
+    assert beta[gr.index("geo_03"), 1] == 0.0  # no search in geo_03: no contribution
+
+
+def test_ragged_panel_fit(tmp_path):
+    """Acceptance (#20 item 2): one geo starts 40 weeks late and one channel is absent in one
+    geo; the fit is clean, the absent cell has no ROAS (nor a budget), and each geo's outputs
+    cover its own dates."""
+    from fastmmm.results import load
+
+    df, truth = make_panel(4, 104, 3, seed=21)
+    late, lacking = truth["groups"][1], truth["groups"][2]
+    df = _ragged(df, late=late, late_weeks=40, early_weeks=0, early="none", lacking=lacking, channel="social")
+    h = hm.HierarchicalMMM(
+        group="geo",
+        date_column="date",
+        target="sales",
+        channels=list(truth["channels"]),
+        controls=["event"],
+        saturation="hill",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = h.fit(df, seed=1, progress=False, holdout_weeks=4)
+    v = res.validate()
+    print(
+        f"divergences {v.divergences}, R-hat {v.rhat_max:.4f}, MAPE {v.mape_in_sample:.3f} / {v.mape_holdout:.3f}"
+    )
+    assert v.divergences == 0 and v.rhat_max < 1.01
+    assert v.mape_in_sample < 0.1 and v.mape_holdout < 0.15
+    assert res.windows[1] == (40, 100) and len(res.dates) == 100
+    cs = res.channel_summary()
+    cell = cs.loc[(lacking, "social")]
+    assert cell["spend"] == 0 and np.isnan(cell["roas_mean"]) and np.isnan(cell["mroas_mean"])
+    assert cell["contribution_mean"] == 0
+    others = cs.drop(index=(lacking, "social"))
+    assert others["roas_mean"].notna().all()
+    assert np.isnan(res.roas_draws()[:, 2, 2]).all()
+    # The late geo's contributions are NaN before it starts; its own outputs cover its 60 weeks.
+    assert np.isnan(res.contribution_draws()[:, 1, :40]).all()
+    assert (res.contributions_over_time().groupby("geo").size() == [100, 60, 100, 100]).all()
+    assert len(res.group_result(late).fitted()) == 60
+    plan = res.optimize_budget(1e6, weeks=8)
+    assert (lacking, "social") not in plan.allocation
+    assert sum(plan.allocation.values()) == pytest.approx(1e6)
+    back = load(res.save(tmp_path / "ragged"))
+    assert back.windows == res.windows
+    pd.testing.assert_frame_equal(back.channel_summary(), cs)
+
+
+def test_ragged_panel_data_errors(panel5):
+    spec = _spec()
+    h = hm.HierarchicalMMM(spec, group="geo")
+    short = _ragged(panel5, late="geo_01", late_weeks=40, early="none", early_weeks=0, lacking="none")
+    with pytest.raises(DataError, match=r"group 'geo_01': too few rows: 20"):
+        h.build(short)
+    nowhere = panel5.copy()
+    nowhere["social"] = 0.0
+    with pytest.raises(DataError, match="zero spend in every group: 'social'"):
+        h.build(nowhere)
+    gap = panel5[~((panel5["geo"] == "geo_00") & (panel5["date"] > sorted(panel5["date"].unique())[30]))]
+    gap = gap[~((gap["geo"] != "geo_00") & (gap["date"] < sorted(panel5["date"].unique())[33]))]
+    with pytest.raises(DataError, match="no group is observed on 2 date"):
+        hm.HierarchicalMMM(_spec(controls=()), group="geo").build(gap)
+    with pytest.raises(NotImplementedError, match="different dates"):
+        hm.HierarchicalMMM(_spec(time_varying_intercept=True), group="geo").build(_ragged(panel5))
+
+
 # ---------------------------------------------------------------------- bad panels
 def test_bad_panels_raise_data_errors(panel5):
     spec = _spec()
@@ -257,8 +415,8 @@ def test_bad_panels_raise_data_errors(panel5):
         hm.HierarchicalMMM(spec, group="region").build(panel5)
     shifted = panel5.copy()
     first = shifted["geo"] == shifted["geo"].iloc[0]
-    shifted.loc[first, "date"] = pd.to_datetime(shifted.loc[first, "date"]) + pd.Timedelta(days=7)
-    with pytest.raises(DataError, match="dates differ"):
+    shifted.loc[first, "date"] = pd.to_datetime(shifted.loc[first, "date"]) + pd.Timedelta(days=3)
+    with pytest.raises(DataError, match="group 'geo_00': dates .* not on the panel's grid"):
         h.build(shifted)
     bad = panel5.copy()
     bad.loc[bad.index[bad["geo"] == bad["geo"].iloc[-1]][3], "tv"] = np.nan

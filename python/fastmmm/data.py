@@ -58,6 +58,7 @@ __all__ = [
     "default_min_rows",
     "fourier_features",
     "fourier_names",
+    "panel_grid",
     "prepare",
     "split_holdout",
 ]
@@ -362,9 +363,54 @@ class _Raw:
     controls: np.ndarray  # (T, K)
 
 
+# ---------------------------------------------------------------------------- panels
+def panel_grid(datas, names=None) -> tuple[pd.DatetimeIndex, list[tuple[int, int]]]:
+    """The dates of a panel (every group's dates together, on one regular grid) and each
+    group's window on them, ``[start, end)``: groups may start late or stop early.
+    ``names``: the groups' names, for messages.
+
+    Raises
+    ------
+    DataError
+        Groups on different grids (another weekday or frequency), or a gap in the panel's
+        dates (no group observed there).
+    """
+    freqs = {d.frequency for d in datas}
+    if len(freqs) > 1:
+        raise DataError(f"groups have different frequencies ({', '.join(sorted(freqs))})")
+    step = pd.Timedelta(days=_PERIOD_DAYS[datas[0].frequency])
+    first = min(pd.Timestamp(d.dates[0]) for d in datas)
+    last = max(pd.Timestamp(d.dates[-1]) for d in datas)
+    dates = pd.date_range(first, last, freq=step)
+    windows = []
+    for i, d in enumerate(datas):
+        start = (pd.Timestamp(d.dates[0]) - first) / step
+        if start != int(start):
+            who = f"group {names[i]!r}" if names is not None else f"group {i}"
+            raise DataError(
+                f"{who}: dates {d.dates[0].date()}..{d.dates[-1].date()} are not on the panel's grid "
+                f"(every {step.days} day(s) from {first.date()})"
+            )
+        windows.append((int(start), int(start) + len(d.dates)))
+    covered = np.zeros(len(dates), dtype=bool)
+    for a, b in windows:
+        covered[a:b] = True
+    if not covered.all():
+        gap = dates[~covered]
+        raise DataError(
+            f"no group is observed on {len(gap)} date(s) from {gap[0].date()} ({_SHOW} at most: "
+            f"{', '.join(str(x.date()) for x in gap[:_SHOW])}); a panel's dates must be one grid"
+        )
+    return dates, windows
+
+
 # ---------------------------------------------------------------------------- public functions
 def prepare(
-    df: pd.DataFrame | str | os.PathLike, spec: ModelSpec, *, min_rows: int | None = None
+    df: pd.DataFrame | str | os.PathLike,
+    spec: ModelSpec,
+    *,
+    min_rows: int | None = None,
+    allow_absent_channels: bool = False,
 ) -> PreparedData:
     """Validate ``df`` against ``spec`` and compute the model's scaled inputs.
 
@@ -378,6 +424,9 @@ def prepare(
     min_rows : int, optional
         Minimum number of rows (>= 2); default :func:`default_min_rows`,
         ``max(2 * spec.l_max, 26)``.
+    allow_absent_channels : bool
+        A channel may have no spend at all (one group of a panel, where the channel
+        does not run); its scale is then 1.
 
     Returns
     -------
@@ -398,12 +447,12 @@ def prepare(
     elif isinstance(min_rows, bool) or not isinstance(min_rows, (int, np.integer)) or min_rows < 2:
         raise ValueError(f"min_rows must be an integer >= 2, got {min_rows!r}")
     raw = _validate(_read(df), spec, scales=None, min_rows=int(min_rows))
-    scales = _fit_scales(raw, spec)
+    scales = _fit_scales(raw, spec, allow_absent=allow_absent_channels)
     return _build(raw, spec, scales)
 
 
 def split_holdout(
-    prepared: PreparedData, weeks: int, *, min_rows: int | None = None
+    prepared: PreparedData, weeks: int, *, min_rows: int | None = None, allow_absent_channels: bool = False
 ) -> tuple[PreparedData, PreparedData]:
     """Split off the last ``weeks`` weeks as a holdout set.
 
@@ -457,7 +506,7 @@ def split_holdout(
         )
 
     train_raw, hold_raw = part(slice(0, n_train)), part(slice(n_train, None))
-    scales = _fit_scales(train_raw, spec, what="training part")
+    scales = _fit_scales(train_raw, spec, what="training part", allow_absent=allow_absent_channels)
     return _build(train_raw, spec, scales), _build(hold_raw, spec, scales)
 
 
@@ -714,10 +763,11 @@ def _validate(df: pd.DataFrame, spec: ModelSpec, *, scales: Scales | None, min_r
     return _Raw(dates=dates, frequency=freq, y=y, spend=spend, controls=controls)
 
 
-def _fit_scales(raw: _Raw, spec: ModelSpec, what: str = "data") -> Scales:
-    """Scales from training rows; DataError for all-zero channels, constant target / controls."""
+def _fit_scales(raw: _Raw, spec: ModelSpec, what: str = "data", allow_absent: bool = False) -> Scales:
+    """Scales from training rows; DataError for all-zero channels (unless ``allow_absent``:
+    their scale is 1), constant target / controls."""
     zero = [c for c, col in zip(spec.channels, raw.spend.T) if not np.any(col != 0)]
-    if zero:
+    if zero and not allow_absent:
         raise DataError(
             f"channel(s) with zero spend in every row of the {what}: {', '.join(map(repr, zero))}; "
             f"drop them from the spec"
@@ -741,9 +791,11 @@ def _fit_scales(raw: _Raw, spec: ModelSpec, what: str = "data") -> Scales:
     else:
         target_scale = float(np.mean(np.abs(y)))
     agg = np.max if spec.channel_scaling == "max" else np.mean
+    channel_scale = agg(raw.spend, axis=0)
+    channel_scale = np.where(channel_scale > 0, channel_scale, 1.0)  # absent channels: spend stays 0
     return Scales(
         target_scale=target_scale,
-        channel_scale=agg(raw.spend, axis=0),
+        channel_scale=channel_scale,
         control_mean=raw.controls.mean(axis=0),
         control_sd=sd,
         log_target=spec.log_target,

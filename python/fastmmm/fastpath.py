@@ -213,34 +213,53 @@ def lift_arrays(lift, datas, spec, groups=None) -> dict:
     return out
 
 
-def panel_arrays(datas) -> dict[str, np.ndarray]:
-    """The flattened (group-major) data arrays of a grouped ``MmmProblem``."""
-    from fastmmm.layout import kappa_scale
+def panel_grid_arrays(datas) -> dict:
+    """A panel's scaled arrays on its dates (:func:`fastmmm.data.panel_grid`), one row per
+    group: ``y`` (G, T), ``spend`` (G, T, C), ``trend_t`` (G, T), ``fourier`` (G, T, F),
+    ``controls`` (G, T, K), ``kappa_scale`` and ``roas_scale`` (G, C), each group on its own
+    scales, 0 outside its window (its trend continues there); ``window``: each group's
+    ``(start, end)``."""
+    from fastmmm.data import fourier_features, panel_grid
+    from fastmmm.layout import kappa_scale, roas_scale
 
-    T = len(datas[0].dates)
-    G = len(datas)
-    spend = np.stack([np.asarray(d.spend_scaled, dtype=float) for d in datas])
-    C = spend.shape[2]
-    return {
-        "y": np.ascontiguousarray(
-            np.stack([np.asarray(d.y_scaled, dtype=float) for d in datas]).reshape(G * T)
-        ),
-        "spend": np.ascontiguousarray(spend.reshape(G * T, C)),
-        "trend_t": np.ascontiguousarray(
-            np.stack([np.asarray(d.trend, dtype=float) for d in datas]).reshape(G * T)
-        ),
-        "fourier": np.ascontiguousarray(
-            np.stack([np.asarray(d.fourier, dtype=float).reshape(T, -1) for d in datas]).reshape(G * T, -1)
-        ),
-        "controls": np.ascontiguousarray(
-            np.stack([np.asarray(d.controls_scaled, dtype=float).reshape(T, -1) for d in datas]).reshape(
-                G * T, -1
-            )
-        ),
-        "kappa_scale": np.ascontiguousarray(
-            np.stack([kappa_scale(np.asarray(d.spend_scaled, dtype=float)) for d in datas]).reshape(G * C)
-        ),
+    dates, windows = panel_grid(datas)
+    G, T = len(datas), len(dates)
+    C = np.asarray(datas[0].spend_scaled).shape[1]
+    K = np.asarray(datas[0].controls_scaled).reshape(len(datas[0].dates), -1).shape[1]
+    four = np.asarray(fourier_features(dates, datas[0].spec.yearly_seasonality), dtype=float).reshape(T, -1)
+    out = {
+        "y": np.zeros((G, T)),
+        "spend": np.zeros((G, T, C)),
+        "trend_t": np.stack([np.asarray(d.scales.trend_at(dates), dtype=float) for d in datas]),
+        "fourier": np.broadcast_to(four, (G, *four.shape)).copy(),
+        "controls": np.zeros((G, T, K)),
+        "kappa_scale": np.stack([kappa_scale(np.asarray(d.spend_scaled, dtype=float)) for d in datas]),
+        "roas_scale": np.stack([roas_scale(d) for d in datas]),
     }
+    for g, (d, (a, b)) in enumerate(zip(datas, windows)):
+        out["y"][g, a:b] = np.asarray(d.y_scaled, dtype=float)
+        out["spend"][g, a:b] = np.asarray(d.spend_scaled, dtype=float)
+        out["controls"][g, a:b] = np.asarray(d.controls_scaled, dtype=float).reshape(b - a, K)
+    out["window"] = windows
+    return out
+
+
+def panel_arrays(datas) -> dict:
+    """The flattened (group-major) data arrays of a grouped ``MmmProblem``, with each group's
+    window when the panel is ragged (groups on different dates)."""
+    arr = panel_grid_arrays(datas)
+    G, T, C = arr["spend"].shape
+    out = {
+        "y": np.ascontiguousarray(arr["y"].reshape(G * T)),
+        "spend": np.ascontiguousarray(arr["spend"].reshape(G * T, C)),
+        "trend_t": np.ascontiguousarray(arr["trend_t"].reshape(G * T)),
+        "fourier": np.ascontiguousarray(arr["fourier"].reshape(G * T, -1)),
+        "controls": np.ascontiguousarray(arr["controls"].reshape(G * T, -1)),
+        "kappa_scale": np.ascontiguousarray(arr["kappa_scale"].reshape(G * C)),
+    }
+    if any(w != (0, T) for w in arr["window"]):
+        out["window"] = [(int(a), int(b)) for a, b in arr["window"]]
+    return out
 
 
 def problem_data(spec, datas, lift=None, lift_groups=None) -> dict:

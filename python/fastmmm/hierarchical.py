@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from fastmmm import defaults
-from fastmmm.data import DataError, PreparedData, prepare
+from fastmmm.data import DataError, PreparedData, panel_grid, prepare
 from fastmmm.kernels import SATURATION_PARAMS
 from fastmmm.layout import POOLABLE, check_pooled, is_pooled
 from fastmmm.results import MMMResult
@@ -58,13 +58,18 @@ log = logging.getLogger("fastmmm")
 
 # ---------------------------------------------------------------------- data
 def prepare_panel(df, spec: ModelSpec, group: str) -> tuple[list[str], list[PreparedData]]:
-    """Validate and scale a panel: one ``PreparedData`` per group, all on the same dates.
+    """Validate and scale a panel: one ``PreparedData`` per group on its own dates.
+
+    Groups may start late or stop early (a ragged panel: each group's likelihood covers its
+    own dates, :func:`fastmmm.data.panel_grid`), and a channel may have no spend in some
+    groups (its cell has no contribution and no ROAS there).
 
     Raises
     ------
     DataError
-        Missing group column, fewer than one group, groups on different dates,
-        or any per-group problem (named with its group).
+        Missing group column, fewer than one group, groups off one date grid, a channel
+        without spend in every group, or any per-group problem (named with its group:
+        too few weeks of its own, gaps, bad values, ...).
     """
     if isinstance(df, (str, os.PathLike)):
         df = pd.read_csv(df)
@@ -80,24 +85,57 @@ def prepare_panel(df, spec: ModelSpec, group: str) -> tuple[list[str], list[Prep
     if not names:
         raise DataError("data: no rows")
     datas = []
-    first_dates = None
     for name, sub in df.groupby(df[group].astype(str), sort=False):
         try:
-            d = prepare(sub.drop(columns=[group]).reset_index(drop=True), spec)
+            d = prepare(sub.drop(columns=[group]).reset_index(drop=True), spec, allow_absent_channels=True)
         except DataError as e:
             raise DataError(f"group {name!r}: {e}") from None
-        dates = pd.DatetimeIndex(d.dates)
-        if first_dates is None:
-            first_dates = dates
-        elif not dates.equals(first_dates):
-            raise DataError(
-                f"group {name!r}: dates differ from group {names[0]!r} "
-                f"({len(dates)} periods {dates[0].date()}..{dates[-1].date()} vs "
-                f"{len(first_dates)} periods {first_dates[0].date()}..{first_dates[-1].date()}); "
-                "a hierarchical model needs every group on the same dates"
-            )
         datas.append(d)
+    _check_panel(names, datas, spec)
     return names, datas
+
+
+def _check_panel(names, datas, spec) -> None:
+    """DataError unless the groups' dates lie on one grid and every channel has spend in some
+    group."""
+    from fastmmm.data import panel_grid
+
+    panel_grid(datas, names)
+    spent = np.stack([np.asarray(d.spend, dtype=float).sum(axis=0) > 0 for d in datas])
+    never = [c for c, any_spend in zip(spec.channels, spent.any(axis=0)) if not any_spend]
+    if never:
+        raise DataError(
+            f"channel(s) with zero spend in every group: {', '.join(map(repr, never))}; drop them from the spec"
+        )
+
+
+def _check_ragged_support(spec, datas, lift) -> None:
+    """What a ragged panel (groups on different dates) cannot have yet: time-varying parts
+    (their basis is on dates every group shares) and level lifts (log target: they read the
+    level at the panel's dates)."""
+    from fastmmm.tvp import parts
+
+    dates0 = pd.DatetimeIndex(datas[0].dates)
+    if all(pd.DatetimeIndex(d.dates).equals(dates0) for d in datas[1:]):
+        return
+    if parts(spec):
+        raise NotImplementedError(
+            "time-varying intercept/media on a panel whose groups have different dates is not "
+            "implemented; fit the groups on their common dates, or without the time-varying parts"
+        )
+    if lift is not None and spec.log_target:
+        raise NotImplementedError(
+            "lift tests on a log-target panel whose groups have different dates are not implemented"
+        )
+
+
+def is_ragged(datas) -> bool:
+    """Whether a panel's groups are on different dates or lack channels (the model then masks
+    each group's likelihood to its own window and absent cells' contributions)."""
+    dates0 = pd.DatetimeIndex(datas[0].dates)
+    if any(not pd.DatetimeIndex(d.dates).equals(dates0) for d in datas[1:]):
+        return True
+    return any(not (np.asarray(d.spend, dtype=float).sum(axis=0) > 0).all() for d in datas)
 
 
 def read_group_lift_tests(obj, spec: ModelSpec, group: str, groups: list[str], frequency: str = "W"):
@@ -133,18 +171,12 @@ def read_group_lift_tests(obj, spec: ModelSpec, group: str, groups: list[str], f
 
 
 def _stack(datas: list[PreparedData]) -> dict[str, np.ndarray]:
-    from fastmmm.layout import kappa_scale, roas_scale
+    """The PyMC model's data containers: the panel's arrays on its dates (G, T, ...)."""
+    from fastmmm.fastpath import panel_grid_arrays
 
-    T = len(datas[0].dates)
-    return {
-        "spend": np.stack([np.asarray(d.spend_scaled, dtype=float) for d in datas]),
-        "y": np.stack([np.asarray(d.y_scaled, dtype=float) for d in datas]),
-        "trend_t": np.stack([np.asarray(d.trend, dtype=float) for d in datas]),
-        "fourier": np.stack([np.asarray(d.fourier, dtype=float).reshape(T, -1) for d in datas]),
-        "controls": np.stack([np.asarray(d.controls_scaled, dtype=float).reshape(T, -1) for d in datas]),
-        "kappa_scale": np.stack([kappa_scale(np.asarray(d.spend_scaled, dtype=float)) for d in datas]),
-        "roas_scale": np.stack([roas_scale(d) for d in datas]),
-    }
+    arr = panel_grid_arrays(datas)
+    del arr["window"]
+    return arr
 
 
 # ---------------------------------------------------------------------- model
@@ -215,7 +247,6 @@ def build_hierarchical_model(
         amplitude_kind,
         amplitude_name,
         media_designs,
-        roas_scale,
     )
     from fastmmm.layout import (
         resolve_prior as _prior,
@@ -236,7 +267,8 @@ def build_hierarchical_model(
     channels = list(spec.channels)
     controls = list(spec.controls)
     n_four = arr["fourier"].shape[2]
-    coords = {"geo": list(groups), "date": np.asarray(datas[0].dates), "channel": channels}
+    dates, windows = panel_grid(datas)
+    coords = {"geo": list(groups), "date": np.asarray(dates), "channel": channels}
     if controls:
         coords["control"] = controls
     if n_four:
@@ -246,6 +278,20 @@ def build_hierarchical_model(
         ]
     if spec.time_varying_intercept or spec.time_varying_media:
         coords["hsgp_basis"] = np.arange(spec.hsgp_m)
+    # A ragged panel: each group observed on its window only, channels absent from groups.
+    observed = np.zeros((len(datas), len(dates)), dtype=bool)
+    for g, (a, b) in enumerate(windows):
+        observed[g, a:b] = True
+    ragged = not observed.all()
+    n_obs = observed.sum(axis=1).astype(float)
+    absent = ~(arr["spend"].sum(axis=1) > 0)  # (G, C)
+
+    def window_mean(x):
+        """Mean over each group's window along axis 1 of (G, T) or (G, T, C)."""
+        if not ragged:
+            return pt.mean(x, axis=1)
+        w = observed if x.ndim == 2 else observed[:, :, None]
+        return (x * w).sum(axis=1) / (n_obs if x.ndim == 2 else n_obs[:, None])
 
     with pm.Model(coords=coords) as model:
         spend = pm.Data("spend", arr["spend"], dims=("geo", "date", "channel"))
@@ -262,7 +308,7 @@ def build_hierarchical_model(
             trend = _prior(spec, "trend").create("trend", dims="geo")
             mu = mu + trend[:, None] * t_trend
             if centre:
-                offset = offset + trend * pt.mean(t_trend, axis=1)
+                offset = offset + trend * window_mean(t_trend)
         if n_four:
             four = pm.Data("fourier", arr["fourier"], dims=("geo", "date", "fourier_mode"))
             gf = _prior(spec, "gamma_fourier").create("gamma_fourier", dims=("geo", "fourier_mode"))
@@ -321,10 +367,15 @@ def build_hierarchical_model(
             beta = amp_g
         else:
             if kind == "roas":
-                k = pm.Data("roas_scale", np.stack([roas_scale(d) for d in datas]), dims=("geo", "channel"))
+                k = pm.Data("roas_scale", arr["roas_scale"], dims=("geo", "channel"))
             else:
-                k = pt.mean(y_obs, axis=1)[:, None]
-            beta = pm.Deterministic("beta", amp_g * k / pt.mean(sat, axis=1), dims=("geo", "channel"))
+                k = window_mean(y_obs)[:, None]
+            msat = window_mean(sat)
+            if absent.any():  # no spend, no contribution: beta 0 (not 0 / 0)
+                beta = pt.switch(absent, 0.0, amp_g * k / pt.switch(absent, 1.0, msat))
+            else:
+                beta = amp_g * k / msat
+            beta = pm.Deterministic("beta", beta, dims=("geo", "channel"))
         if spec.time_varying_media:
             by_group = media_multiplier == "group"
             g_t = hsgp_rv(spec, datas[0], "media", group_dim="geo" if by_group else None)
@@ -342,7 +393,7 @@ def build_hierarchical_model(
             )
         media = contrib.sum(axis=2)
         if centre:
-            offset = offset + pt.mean(media, axis=1)
+            offset = offset + window_mean(media)
             pm.Deterministic("intercept", level - offset, dims="geo")
         if drift is not None:
             pm.Deterministic(
@@ -350,11 +401,21 @@ def build_hierarchical_model(
             )
         mu = pm.Deterministic("mu", mu + media - offset[:, None], dims=("geo", "date"))
         sigma = _prior(spec, "sigma").create("sigma", dims="geo")
+        lik = dict(mu=mu, sigma=sigma[:, None], observed=y_obs, dims=("geo", "date"))
+        if ragged:  # the observed (group, date) cells only
+            cells = np.flatnonzero(observed.ravel())
+            model.add_coord("observation", np.arange(cells.size))
+            lik = dict(
+                mu=mu.reshape((-1,))[cells],
+                sigma=pt.broadcast_to(sigma[:, None], (G, T)).reshape((-1,))[cells],
+                observed=y_obs.reshape((-1,))[cells],
+                dims="observation",
+            )
         if spec.likelihood == "studentt":
             nu = _prior(spec, "nu").create("nu")
-            pm.StudentT("y_obs", nu=nu, mu=mu, sigma=sigma[:, None], observed=y_obs, dims=("geo", "date"))
+            pm.StudentT("y_obs", nu=nu, **lik)
         else:
-            pm.Normal("y_obs", mu=mu, sigma=sigma[:, None], observed=y_obs, dims=("geo", "date"))
+            pm.Normal("y_obs", **lik)
         if lift is not None:  # no free variables: after sigma, which a log-target lift reads
             _add_group_lift(model, spec, datas, lift, d, a_params, s_params, beta)
     return model
@@ -525,6 +586,7 @@ class HierarchicalMMM:
     def build(self, df):
         """(group names, per-group data, PyMC model) for ``df``."""
         groups, datas = prepare_panel(df, self.spec, self.group)
+        _check_ragged_support(self.spec, datas, None)
         model = build_hierarchical_model(
             datas,
             self.spec,
@@ -578,11 +640,20 @@ class HierarchicalMMM:
             pairs = []
             for name, d in zip(groups, datas):
                 try:
-                    pairs.append(split_holdout(d, holdout_weeks))
+                    pairs.append(split_holdout(d, holdout_weeks, allow_absent_channels=True))
                 except DataError as e:
                     raise DataError(f"group {name!r}: {e}") from None
             datas, holdouts = [p[0] for p in pairs], [p[1] for p in pairs]
+            _check_panel(groups, datas, self.spec)
         lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
+        _check_ragged_support(self.spec, datas, lift)
+        if lift is not None:  # a test of a channel in a group that never spends on it measures nothing
+            chans = list(self.spec.channels)
+            for ch, g in zip(lift[0].channel, lift[1]):
+                if not np.any(np.asarray(datas[g].spend)[:, chans.index(ch)] > 0):
+                    raise DataError(
+                        f"lift_tests: a test of {ch!r} in {self.group} {groups[g]!r}, which has no {ch!r} spend"
+                    )
         spec, pooled, pool_sd, mm = self.spec, self.pooled, self.pool_sd, self.media_multiplier
 
         def data_updates(model):
@@ -623,6 +694,9 @@ class HierarchicalMMM:
                 datas[0].fourier.shape,
                 0 if lift is None else len(lift[0]),
                 tuple(groups),
+                # A ragged panel's windows and absent cells are constants of the PyMC graph.
+                tuple(panel_grid(datas)[1]),
+                tuple(bool(v) for d in datas for v in np.asarray(d.spend).sum(axis=0) > 0),
                 # The tests are constants of the PyMC graph: a model is reused for the same tests only.
                 None
                 if lift is None
@@ -642,7 +716,7 @@ class HierarchicalMMM:
         )
         timing = {"build_s": out.build_s, "compile_s": out.compile_s, "sample_s": out.sample_s}
         posterior = out.posterior
-        posterior.posterior.coords["date"] = np.asarray(pd.DatetimeIndex(datas[0].dates).values)
+        posterior.posterior.coords["date"] = np.asarray(panel_grid(datas)[0].values)
         res = MMMResult(
             posterior=posterior,
             spec=self.spec,

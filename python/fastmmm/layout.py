@@ -833,12 +833,15 @@ def panel_layout(
     m = int(spec.hsgp_m)
     d = _one_design(spec)
     channels = list(spec.channels)
-    G, C, T = len(groups), len(channels), len(datas[0].dates)
+    from fastmmm.data import panel_grid
+
+    dates, _ = panel_grid(datas)  # every group's dates together (groups may start late, stop early)
+    G, C, T = len(groups), len(channels), len(dates)
     n_four = int(np.asarray(datas[0].fourier).reshape(T, -1).shape[1])
     K = len(spec.controls)
     pool_sd = pool_sd or Prior("HalfNormal", sigma=0.5)
     g = group_dim
-    coords: dict[str, list] = {g: list(groups), "date": list(datas[0].dates), "channel": channels}
+    coords: dict[str, list] = {g: list(groups), "date": list(dates), "channel": channels}
     if K:
         coords["control"] = list(spec.controls)
     if n_four:

@@ -223,7 +223,7 @@ class MMMResult:
         views = self.__dict__.setdefault("_group_results", {})
         if i not in views:
             views[i] = MMMResult(
-                posterior=group_posterior(self.posterior, i),
+                posterior=group_posterior(self.posterior, i, self.windows[i]),
                 spec=self.spec,
                 data=self.datas[i],
                 holdout=None if not self.holdouts else self.holdouts[i],
@@ -238,6 +238,40 @@ class MMMResult:
     def group_results(self) -> list[MMMResult]:
         """Every group as a national result (:meth:`group_result`), in group order."""
         return [self.group_result(i) for i in range(len(self.groups))]
+
+    @property
+    def dates(self) -> pd.DatetimeIndex:
+        """The training dates; on a panel every group's together (groups may start late or
+        stop early: :attr:`windows`)."""
+        if not self.is_panel:
+            return pd.DatetimeIndex(self.data.dates)
+        return self._grid[0]
+
+    @property
+    def windows(self) -> list[tuple[int, int]]:
+        """Each group's training dates as ``[start, end)`` on :attr:`dates` (a panel)."""
+        return self._grid[1] if self.is_panel else [(0, len(self.data.dates))]
+
+    @property
+    def _grid(self):
+        cached = self.__dict__.get("_grid_cache")
+        if cached is None:
+            from fastmmm.data import panel_grid
+
+            cached = self.__dict__["_grid_cache"] = panel_grid(self.datas)
+        return cached
+
+    def _on_panel_dates(self, per_group: list[np.ndarray], axis: int) -> np.ndarray:
+        """Per-group arrays over each group's own dates (at ``axis``) stacked on the panel's
+        dates (group axis just before it), NaN outside a group's window."""
+        T = len(self.dates)
+        shape = list(per_group[0].shape)
+        shape[axis] = T
+        out = np.full(shape[:axis] + [len(per_group)] + shape[axis:], np.nan)
+        for g, (v, (a, b)) in enumerate(zip(per_group, self.windows)):
+            idx = (slice(None),) * axis + (g, slice(a, b))
+            out[idx] = v
+        return out
 
     def _national_only(self, what: str) -> None:
         if self.is_panel:
@@ -264,7 +298,8 @@ class MMMResult:
         slot = getattr(self, "_panel_slot", None)
         if slot is not None:
             panel, i = slot
-            self._ppc = panel.posterior_predictive()[:, :, i]
+            a, b = panel.windows[i]
+            self._ppc = panel.posterior_predictive()[:, :, i, a:b]
             return self._ppc
         pp = self.posterior.groups.get("posterior_predictive")
         if pp is not None and "y_obs" in pp:
@@ -290,13 +325,13 @@ class MMMResult:
         if cached is None:
             from fastmmm.posterior import Group, Posterior
 
-            dates = np.asarray(pd.DatetimeIndex(self.datas[0].dates).values)
-            coords = {"date": dates}
+            coords = {"date": np.asarray(self.dates.values)}
             obs_dims: tuple = ("date",)
             if self.is_panel:
                 coords[GROUP_DIM] = np.asarray(self.groups)
                 obs_dims = (GROUP_DIM, "date")
-            observed = np.stack([np.asarray(d.y_scaled) for d in self.datas])
+            # A ragged panel's groups are NaN outside their windows.
+            observed = self._on_panel_dates([np.asarray(d.y_scaled, dtype=float) for d in self.datas], 0)
             groups = dict(self.posterior.groups)
             groups["posterior_predictive"] = Group(
                 {"y_obs": self.posterior_predictive()}, {"y_obs": ("chain", "draw", *obs_dims)}, coords
@@ -549,8 +584,8 @@ class MMMResult:
         media term removed] = level_t * (1 - exp(-m_ct))`` with ``m`` the channel's log-scale
         term (its carry-over inside the window included).
         """
-        if self.is_panel:
-            return np.stack([r.contribution_draws() for r in self.group_results()], axis=1)
+        if self.is_panel:  # NaN outside a group's window (a ragged panel)
+            return self._on_panel_dates([r.contribution_draws() for r in self.group_results()], 1)
         m = self.draws("channel_contribution")
         if not self.spec.log_target:
             return m * float(self.data.scales.target_scale)
@@ -1199,23 +1234,31 @@ class MMMResult:
         )
 
 
-def group_posterior(posterior, i: int):
+def group_posterior(posterior, i: int, window: tuple[int, int] | None = None):
     """Group ``i`` of a panel's draws as a national posterior: every variable with the group
     dimension at index ``i`` (numpy views, no copies), a pooled parameter's per-group
     ``{name}_geo`` under ``name``; variables without the group axis are shared. Every
-    group of draws (sample stats, a stored posterior predictive) is sliced the same way."""
+    group of draws (sample stats, a stored posterior predictive) is sliced the same way.
+    ``window``: the group's own dates ``[start, end)`` on the panel's (a ragged panel);
+    variables with a date axis are cut to them."""
     from fastmmm.posterior import Group, Posterior
 
     suffix = f"_{GROUP_DIM}"
     groups = {}
     for key, src in posterior.groups.items():
-        out = Group(coords={k: v for k, v in src.coords.items() if k != GROUP_DIM})
+        coords = {k: v for k, v in src.coords.items() if k != GROUP_DIM}
+        if window is not None and "date" in coords:
+            coords["date"] = coords["date"][window[0] : window[1]]
+        out = Group(coords=coords)
         own = {}
         for name in src:
             v, dims = src[name], src.dims[name]
             if GROUP_DIM in dims:
                 ax = dims.index(GROUP_DIM)
                 v, dims = v[(slice(None),) * ax + (i,)], dims[:ax] + dims[ax + 1 :]
+            if window is not None and "date" in dims:
+                ax = dims.index("date")
+                v = v[(slice(None),) * ax + (slice(*window),)]
             if key == "posterior" and name.endswith(suffix):
                 own[name[: -len(suffix)]] = (v, dims)
             else:

@@ -28,6 +28,11 @@ pub struct MmmData {
     /// HSGP bases of the time-varying parts (intercept drift, log media
     /// multiplier), on the dates every group shares; `None`: the part is off.
     pub tvp: [Option<TvpData>; 2],
+    /// Per group, the periods it is observed: `[start, end)` (a panel whose groups start
+    /// late or stop early). Its likelihood, its centring means and the means that define its
+    /// amplitudes run over that window; its spend outside it is 0. Empty: every group
+    /// observes all `T` periods.
+    pub window: Vec<(usize, usize)>,
 }
 
 /// One time-varying part: `f = phi @ w` (one `f` per group when the part is per group,

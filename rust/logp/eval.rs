@@ -337,14 +337,21 @@ impl MmmProblem {
             sat,
             cache,
         )?;
-        for (m, col) in msat.iter_mut().zip(sat.chunks_exact(t)) {
-            *m = sum8(col) / t as f64;
+        // Means over each group's window (the fitted period its amplitudes are defined on).
+        for (i, (m, col)) in msat.iter_mut().zip(sat.chunks_exact(t)).enumerate() {
+            let (a, b) = self.win[i / c];
+            *m = sum8(&col[a..b]) / (b - a) as f64;
         }
         if s.direct_beta {
             beta.copy_from_slice(amp);
         } else {
             for i in 0..g * c {
-                beta[i] = amp[i] * self.amp_k[i] / msat[i];
+                // A channel absent from a group contributes nothing there (its sat is 0).
+                beta[i] = if self.absent[i] {
+                    0.0
+                } else {
+                    amp[i] * self.amp_k[i] / msat[i]
+                };
             }
         }
 
@@ -400,7 +407,8 @@ impl MmmProblem {
                     *m *= k;
                 }
             }
-            let media_mean = sum8(mu_g) / t as f64;
+            let (wa, wb) = self.win[gi];
+            let media_mean = sum8(&mu_g[wa..wb]) / (wb - wa) as f64;
             let level = lvl.map(|o| vals[o + gi]).unwrap_or(0.0);
             let trend = trd.map(|o| vals[o + gi]).unwrap_or(0.0);
             offset[gi] = if centre {
@@ -544,7 +552,10 @@ impl MmmProblem {
                 let sigma = vals[soff + gi];
                 let c0 = c00 - sigma.ln();
                 let mut gsigma = 0.0;
-                for ti in gi * t..(gi + 1) * t {
+                let (a, b) = self.win[gi];
+                r[gi * t..gi * t + a].fill(0.0);
+                r[gi * t + b..(gi + 1) * t].fill(0.0);
+                for ti in gi * t + a..gi * t + b {
                     let z = (self.data.y[ti] - mu[ti]) / sigma;
                     let q = z * z / nu;
                     lp += c0 - (nu + 1.0) / 2.0 * q.ln_1p();
@@ -560,12 +571,17 @@ impl MmmProblem {
             for gi in 0..g {
                 let sigma = vals[soff + gi];
                 let inv = 1.0 / sigma;
-                let rows = gi * t..(gi + 1) * t;
+                // Only the group's window is observed; r is 0 outside it.
+                let (a, b) = self.win[gi];
+                r[gi * t..gi * t + a].fill(0.0);
+                r[gi * t + b..(gi + 1) * t].fill(0.0);
+                let rows = gi * t + a..gi * t + b;
+                let n_obs = b - a;
                 // Sum of squares in eight independent register accumulators: one
                 // running sum would be a 156-long chain of dependent additions.
                 let mut acc = [0.0f64; 8];
                 let (rr, yy, mm) = (&mut r[rows.clone()], &self.data.y[rows.clone()], &mu[rows]);
-                let nb = t - t % 8;
+                let nb = n_obs - n_obs % 8;
                 for ((rc, yc), mc) in rr[..nb]
                     .chunks_exact_mut(8)
                     .zip(yy[..nb].chunks_exact(8))
@@ -583,7 +599,7 @@ impl MmmProblem {
                     ss += z * z;
                     *rv = z * inv;
                 }
-                let tn = t as f64;
+                let tn = n_obs as f64;
                 lp += tn * (-sigma.ln() - 0.5 * LN_2PI) - 0.5 * ss;
                 gv[soff + gi] += (ss - tn) * inv;
             }
@@ -672,10 +688,13 @@ impl MmmProblem {
                 }
             }
             // dL/dmedia_t (centring subtracts the mean of media from every mu).
-            let shift = if centre { rsum / t as f64 } else { 0.0 };
+            // The mean is over the group's window, and r is 0 outside it.
+            let (wa, wb) = self.win[gi];
+            let shift = if centre { rsum / (wb - wa) as f64 } else { 0.0 };
             let gm = &mut spare[gi * t..(gi + 1) * t];
-            for (gg, rt) in gm.iter_mut().zip(rg.iter()) {
-                *gg = rt - shift;
+            gm.copy_from_slice(rg);
+            for gg in &mut gm[wa..wb] {
+                *gg -= shift;
             }
             // Time-varying parts: dL/df = r (the drift is not centred); media = raw * exp(g):
             // dL/dg = dL/dmedia * media, and dL/draw = dL/dmedia * mult. A GP shared by the
@@ -704,13 +723,20 @@ impl MmmProblem {
                 let per = if s.direct_beta {
                     gamp[i] = gb[i];
                     0.0
+                } else if self.absent[i] {
+                    gamp[i] = 0.0;
+                    0.0
                 } else {
                     gamp[i] = gb[i] * self.amp_k[i] / msat[i];
-                    -gb[i] * beta[i] / msat[i] / t as f64
+                    -gb[i] * beta[i] / msat[i] / (wb - wa) as f64
                 };
                 let b = beta[i];
-                for (gs, gg) in gsat[i * t..(i + 1) * t].iter_mut().zip(gm.iter()) {
-                    *gs = gg * b + per;
+                let gsi = &mut gsat[i * t..(i + 1) * t];
+                for (gs, gg) in gsi.iter_mut().zip(gm.iter()) {
+                    *gs = gg * b;
+                }
+                for gs in &mut gsi[wa..wb] {
+                    *gs += per;
                 }
                 if level_lift {
                     for (gs, ls) in gsat[i * t..(i + 1) * t]

@@ -26,8 +26,13 @@ pub struct MmmProblem {
     pub(super) n_dim: usize,
     /// Per (group, channel): what the amplitude is relative to (see `MmmProblem::new`).
     pub(super) amp_k: Vec<f64>,
-    /// Per group: mean trend index.
+    /// Per group: mean trend index over its window.
     pub(super) tbar: Vec<f64>,
+    /// Per group: the periods `[start, end)` it is observed (all `T` unless ragged).
+    pub(super) win: Vec<(usize, usize)>,
+    /// Per (group, channel): no spend at all (a channel absent from a group): no
+    /// contribution, and its amplitude is not in the likelihood.
+    pub(super) absent: Vec<bool>,
     /// Lift-test spends as (2N, pad + steady) channel-major columns: x0 of every test, then x1.
     pub(super) lift_cols: Vec<f64>,
 }
@@ -51,6 +56,36 @@ impl MmmProblem {
         check("fourier", &data.fourier, g * t * f)?;
         check("controls", &data.controls, g * t * k)?;
         check("kappa_scale", &data.kappa_scale, g * c)?;
+        let win: Vec<(usize, usize)> = if data.window.is_empty() {
+            vec![(0, t); g]
+        } else {
+            data.window.clone()
+        };
+        if win.len() != g || win.iter().any(|&(a, b)| a >= b || b > t) {
+            return Err(bad(&format!(
+                "window: one (start, end) per group with start < end <= {t}"
+            )));
+        }
+        let mut absent = vec![false; g * c];
+        for gi in 0..g {
+            let (a, b) = win[gi];
+            for ti in (0..a).chain(b..t) {
+                if data.spend[(gi * t + ti) * c..(gi * t + ti + 1) * c]
+                    .iter()
+                    .any(|&v| v != 0.0)
+                {
+                    return Err(bad(&format!(
+                        "group {gi}: spend outside its window (periods {a}..{b}) must be 0"
+                    )));
+                }
+            }
+            for ch in 0..c {
+                absent[gi * c + ch] = (a..b).all(|ti| data.spend[(gi * t + ti) * c + ch] == 0.0);
+            }
+        }
+        if (0..c).any(|ch| (0..g).all(|gi| absent[gi * c + ch])) {
+            return Err(bad("a channel has no spend in any group"));
+        }
         let mut offsets = Vec::with_capacity(blocks.len());
         let mut n = 0;
         for b in &blocks {
@@ -139,7 +174,12 @@ impl MmmProblem {
             &data.roas_scale,
             if has(Role::Roas) == 1 { g * c } else { 0 },
         )?;
-        if !data.roas_scale.iter().all(|v| v.is_finite() && *v > 0.0) {
+        if !data
+            .roas_scale
+            .iter()
+            .zip(&absent)
+            .all(|(v, &no_spend)| v.is_finite() && (*v > 0.0 || no_spend))
+        {
             return Err(bad(
                 "roas_scale must be finite and > 0 (a channel with spend)",
             ));
@@ -183,8 +223,10 @@ impl MmmProblem {
         let mut ybar = vec![0.0; g];
         let mut tbar = vec![0.0; g];
         for gi in 0..g {
-            ybar[gi] = data.y[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
-            tbar[gi] = data.trend_t[gi * t..(gi + 1) * t].iter().sum::<f64>() / t as f64;
+            let (a, b) = win[gi];
+            let rows = gi * t + a..gi * t + b;
+            ybar[gi] = data.y[rows.clone()].iter().sum::<f64>() / (b - a) as f64;
+            tbar[gi] = data.trend_t[rows].iter().sum::<f64>() / (b - a) as f64;
         }
         // beta = amp * amp_k / mean_t(sat): amp a contribution share (amp_k = mean target) or a
         // ROAS (amp_k = roas_scale).
@@ -313,6 +355,8 @@ impl MmmProblem {
             n_dim: n,
             amp_k,
             tbar,
+            win,
+            absent,
             lift_cols,
         })
     }

@@ -131,6 +131,7 @@ fn problem_tvp(g: usize, grouped: bool, student_t: bool, lift: bool, tv: [bool; 
             LiftData::default()
         },
         tvp: [None, None],
+        window: Vec::new(),
     };
     let mut data = data;
     let m = 5;
@@ -410,4 +411,108 @@ fn bad_layouts_are_errors_not_panics() {
         .cloned()
         .collect();
     assert!(MmmProblem::new(p.s.clone(), p.data.clone(), blocks).is_err());
+}
+
+/// `p` with the time-varying parts in `per` one GP per group (z blocks `(G, m)`).
+fn tvp_per_group(p: &MmmProblem, per: [bool; 2]) -> MmmProblem {
+    let mut s = p.s.clone();
+    s.tvp_per_group = per;
+    let blocks = p
+        .blocks
+        .iter()
+        .map(|b| match b.role {
+            Role::TvpZ(q) if per[q] => block(
+                Role::TvpZ(q),
+                b.size * s.g,
+                Dist::Normal,
+                &[0.0, 1.0],
+                Transform::Identity,
+            ),
+            _ => b.clone(),
+        })
+        .collect();
+    MmmProblem::new(s, p.data.clone(), blocks).unwrap()
+}
+
+#[test]
+fn grouped_time_varying_gradient_matches_finite_differences() {
+    let shared = problem_tvp(3, true, false, false, [true, true]);
+    check_fd(&shared);
+    for per in [[true, false], [false, true], [true, true]] {
+        let p = tvp_per_group(&shared, per);
+        check_fd(&p);
+        let dets: Vec<_> = p.deterministics();
+        let mm = dets.iter().find(|(n, _)| *n == "media_multiplier").unwrap();
+        assert_eq!(mm.1, if per[1] { vec![3, 14] } else { vec![14] });
+        let itv = dets.iter().find(|(n, _)| *n == "intercept_tv").unwrap();
+        assert_eq!(itv.1, vec![3, 14]);
+    }
+    check_fd(&tvp_per_group(
+        &problem_tvp(3, true, true, false, [true, false]),
+        [true, false],
+    ));
+    // per group without a basis is an error
+    let mut s = problem(3, true, false, false).s.clone();
+    s.tvp_per_group = [true, false];
+    let p = problem(3, true, false, false);
+    assert!(MmmProblem::new(s, p.data.clone(), p.blocks.clone()).is_err());
+}
+
+/// `p` (3 groups) made ragged: group 1 starts 3 periods late, group 2 stops 4 early and has
+/// no spend on channel 1.
+fn ragged(p: &MmmProblem) -> MmmData {
+    let (t, c) = (p.s.t, p.s.c);
+    let mut data = p.data.clone();
+    data.window = vec![(0, t), (3, t), (0, t - 4)];
+    for (gi, &(a, b)) in data.window.clone().iter().enumerate() {
+        for ti in 0..t {
+            for ch in 0..c {
+                if ti < a || ti >= b || (gi == 2 && ch == 1) {
+                    data.spend[(gi * t + ti) * c + ch] = 0.0;
+                }
+            }
+        }
+    }
+    data
+}
+
+#[test]
+fn ragged_panel_gradient_matches_finite_differences() {
+    for (student_t, lift, tv) in [
+        (false, false, [false, false]),
+        (true, false, [false, false]),
+        (false, true, [false, false]),
+        (false, false, [true, true]),
+    ] {
+        let p = problem_tvp(3, true, student_t, lift, tv);
+        let r = MmmProblem::new(p.s.clone(), ragged(&p), p.blocks.clone()).unwrap();
+        check_fd(&r);
+        check_fd(&as_roas(&r));
+        // the absent cell contributes nothing and its amplitude is not in the likelihood
+        let n = r.n_dim();
+        let x: Vec<f64> = (0..n).map(|i| 0.3 * ((i as f64 * 0.7).sin())).collect();
+        let mut out = vec![0.0; r.n_expanded()];
+        r.expand(&x, &mut out).unwrap();
+        let dets = r.deterministics();
+        let mut o = n;
+        for (name, shape) in &dets {
+            if *name == "beta" {
+                assert_eq!(out[o + 2 * r.s.c + 1], 0.0);
+            }
+            o += shape.iter().product::<usize>();
+        }
+    }
+    let p = problem(3, true, false, false);
+    // spend outside a group's window, a window out of range, a channel without any spend
+    let mut data = ragged(&p);
+    data.spend[p.s.t * p.s.c] = 1.0; // group 1, period 0
+    assert!(MmmProblem::new(p.s.clone(), data, p.blocks.clone()).is_err());
+    let mut data = ragged(&p);
+    data.window[0] = (5, 5);
+    assert!(MmmProblem::new(p.s.clone(), data, p.blocks.clone()).is_err());
+    let mut data = p.data.clone();
+    for i in 0..p.s.g * p.s.t {
+        data.spend[i * p.s.c + 1] = 0.0;
+    }
+    assert!(MmmProblem::new(p.s.clone(), data, p.blocks.clone()).is_err());
 }

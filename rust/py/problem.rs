@@ -199,6 +199,9 @@ struct DataArg<'py> {
     tvp_intercept: Option<TvpArg<'py>>,
     #[pyo3(default)]
     tvp_media: Option<TvpArg<'py>>,
+    /// Per group `(start, end)`: the periods it is observed (ragged panels).
+    #[pyo3(default)]
+    window: Option<Vec<(usize, usize)>>,
 }
 
 const DATA_KEYS: &[&str] = &[
@@ -212,6 +215,7 @@ const DATA_KEYS: &[&str] = &[
     "lift",
     "tvp_intercept",
     "tvp_media",
+    "window",
 ];
 
 /// A dict of named fields: a key outside `known` is a typo the caller should hear about.
@@ -315,6 +319,7 @@ fn data_from(d: &DataArg<'_>, groups: usize) -> PyResult<(MmmData, [usize; 4])> 
         },
         lift: LiftData::default(),
         tvp: [None, None],
+        window: d.window.clone().unwrap_or_default(),
     };
     Ok((data, [t, c, f, k]))
 }

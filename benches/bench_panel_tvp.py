@@ -135,7 +135,8 @@ def write(rows, cost, args):
         "",
         f"{args.datasets} panels of {args.geos} geos x {args.weeks} weeks x {CHANNELS} channels "
         f"(make_panel drift={args.drift}, seeds 100..{99 + args.datasets}), {args.chains} chains x "
-        f"{args.draws} draws + {args.tune} tune, Rust backend. CPU: {meta['cpu']}.",
+        f"{args.draws} draws + {args.tune} tune, Rust backend. CPU: {meta['cpu']} (2 cores; sampling "
+        "times are wall times on a machine shared with other work).",
         "",
         "| panel | model | ROAS 95% coverage | median abs error | mean signed error | divergences "
         "| max R-hat | min bulk ESS | sampling s |",
@@ -149,15 +150,16 @@ def write(rows, cost, args):
         )
     lines += [
         "",
-        "| model | coverage over all panels | median abs error | fits with 0 divergences |",
-        "|---|---|---|---|",
+        "| model | coverage over all panels | median abs error | fits with 0 divergences | fits with R-hat < 1.01 |",
+        "|---|---|---|---|---|",
     ]
     for model in ("static", "time-varying intercept"):
         rs = [r for r in rows if r["model"] == model]
         cov = sum(r["covered"] for r in rs) / max(sum(r["cells"] for r in rs), 1)
         med = float(np.median([r["median_abs_error"] for r in rs]))
         ok = sum(r["divergences"] == 0 for r in rs)
-        lines.append(f"| {model} | {cov:.0%} | {med:.1%} | {ok}/{len(rs)} |")
+        mixed = sum(r["rhat_max"] < 1.01 for r in rs)
+        lines.append(f"| {model} | {cov:.0%} | {med:.1%} | {ok}/{len(rs)} | {mixed}/{len(rs)} |")
     if cost:
         u = cost["us_per_eval"]
         lines += [

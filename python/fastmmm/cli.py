@@ -385,6 +385,9 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
     cs = result.channel_summary()
     print(f"{args.group:<14}{'channel':<12}{'ROAS':>9}{'95% interval':>20}")
     for (g, ch), row in cs.iterrows():
+        if not row["spend"] > 0:  # a channel absent from this group: no ROAS
+            print(f"{str(g):<14}{ch:<12}{'no spend':>9}")
+            continue
         print(
             f"{str(g):<14}{ch:<12}{row['roas_mean']:>9.2f}"
             f"{'[' + format(row['roas_low'], '.2f') + ', ' + format(row['roas_high'], '.2f') + ']':>20}"

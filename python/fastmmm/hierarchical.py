@@ -647,6 +647,11 @@ class HierarchicalMMM:
             _check_panel(groups, datas, self.spec)
         lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
         _check_ragged_support(self.spec, datas, lift)
+        if lift is not None and self.spec.time_varying_media:
+            raise NotImplementedError(
+                "lift tests with a time-varying media multiplier are not implemented for panels "
+                "(the multiplier at a test's dates is not in its modelled lift)"
+            )
         if lift is not None:  # a test of a channel in a group that never spends on it measures nothing
             chans = list(self.spec.channels)
             for ch, g in zip(lift[0].channel, lift[1]):

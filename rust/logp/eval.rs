@@ -692,10 +692,11 @@ impl MmmProblem {
             let (wa, wb) = self.win[gi];
             let shift = if centre { rsum / (wb - wa) as f64 } else { 0.0 };
             let gm = &mut spare[gi * t..(gi + 1) * t];
-            gm.copy_from_slice(rg);
-            for gg in &mut gm[wa..wb] {
-                *gg -= shift;
+            for (gg, rt) in gm[wa..wb].iter_mut().zip(&rg[wa..wb]) {
+                *gg = rt - shift;
             }
+            gm[..wa].copy_from_slice(&rg[..wa]);
+            gm[wb..].copy_from_slice(&rg[wb..]);
             // Time-varying parts: dL/df = r (the drift is not centred); media = raw * exp(g):
             // dL/dg = dL/dmedia * media, and dL/draw = dL/dmedia * mult. A GP shared by the
             // groups gathers all of theirs.
@@ -731,12 +732,15 @@ impl MmmProblem {
                     -gb[i] * beta[i] / msat[i] / (wb - wa) as f64
                 };
                 let b = beta[i];
+                // The mean's term reaches the window's periods only.
                 let gsi = &mut gsat[i * t..(i + 1) * t];
-                for (gs, gg) in gsi.iter_mut().zip(gm.iter()) {
-                    *gs = gg * b;
+                for (gs, gg) in gsi[wa..wb].iter_mut().zip(&gm[wa..wb]) {
+                    *gs = gg * b + per;
                 }
-                for gs in &mut gsi[wa..wb] {
-                    *gs += per;
+                for seg in [0..wa, wb..t] {
+                    for (gs, gg) in gsi[seg.clone()].iter_mut().zip(&gm[seg]) {
+                        *gs = gg * b;
+                    }
                 }
                 if level_lift {
                     for (gs, ls) in gsat[i * t..(i + 1) * t]

@@ -601,12 +601,15 @@ pub fn sample(
     let results: Mutex<Vec<Option<Result<ChainOutput, SampleError>>>> =
         Mutex::new((0..s.chains).map(|_| None).collect());
     let workers = s.cores.clamp(1, s.chains);
+    // Cores beyond one per chain go to each evaluation (a large panel's media passes).
+    let eval_threads = (s.cores / workers).max(1);
     let started = std::thread::scope(|scope| {
         let mut started = 0;
         for w in 0..workers {
             let spawned = std::thread::Builder::new()
                 .name(format!("fastmmm-chain-{w}"))
                 .spawn_scoped(scope, || loop {
+                    crate::logp::set_eval_threads(eval_threads);
                     if shared.stopped() {
                         break;
                     }

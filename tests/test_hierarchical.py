@@ -318,20 +318,21 @@ def _ragged(
 
 
 @pytest.mark.parametrize(
-    "extra, pooled",
+    "extra, pooled, late",
     [
-        ({}, hm.POOLABLE),
-        ({"likelihood": "studentt", "media_prior": "share"}, ()),
-        ({"log_target": True}, hm.POOLABLE),
+        ({}, hm.POOLABLE, "geo_04"),
+        ({"likelihood": "studentt", "media_prior": "share"}, (), "geo_04"),
+        ({"log_target": True}, hm.POOLABLE, "geo_04"),
+        ({}, hm.POOLABLE, "geo_00"),  # the first group in the data starts late
     ],
-    ids=["additive", "studentt-share-unpooled", "log_target"],
+    ids=["additive", "studentt-share-unpooled", "log_target", "first-group-late"],
 )
-def test_ragged_panel_logp_matches_pymc(panel5, extra, pooled):
+def test_ragged_panel_logp_matches_pymc(panel5, extra, pooled, late):
     """A ragged panel (one geo starting 18 weeks late, one stopping 10 weeks early, one without
     a channel): each group's likelihood, centring and amplitude means over its own window, the
     absent cell without contribution. Rust == PyMC: gradients, log-density, deterministics."""
     spec = _spec(**extra)
-    gr, datas = hm.prepare_panel(_ragged(panel5), spec, "geo")
+    gr, datas = hm.prepare_panel(_ragged(panel5, late=late), spec, "geo")
     assert hm.is_ragged(datas)
     model = hm.build_hierarchical_model(datas, spec, gr, pooled=pooled)
     problem, layout = hm.grouped_problem(datas, spec, gr, pooled=pooled)
@@ -387,6 +388,23 @@ def test_ragged_panel_fit(tmp_path):
     back = load(res.save(tmp_path / "ragged"))
     assert back.windows == res.windows
     pd.testing.assert_frame_equal(back.channel_summary(), cs)
+    # summary.json stays strict JSON: the absent cell's ROAS is null, not NaN
+    from fastmmm.outputs import write_outputs
+
+    write_outputs(res, tmp_path / "out", report=False)
+
+    def strict(x):
+        raise ValueError(f"not JSON: {x}")
+
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(), parse_constant=strict)
+    assert summary["groups"]
+    # new rows that spend on the absent channel: no estimate of its effect, an error
+    one = res.group_result(lacking)
+    rows = pd.DataFrame(
+        {"date": one.holdout.dates, "tv": 1e3, "search": 1e3, "social": 1e3, "event": 0.0, "sales": 1e5}
+    )
+    with pytest.raises(ValueError, match="'social', which had no spend"):
+        one.predict(rows)
 
 
 def test_ragged_panel_data_errors(panel5):
@@ -405,6 +423,38 @@ def test_ragged_panel_data_errors(panel5):
         hm.HierarchicalMMM(_spec(controls=()), group="geo").build(gap)
     with pytest.raises(NotImplementedError, match="different dates"):
         hm.HierarchicalMMM(_spec(time_varying_intercept=True), group="geo").build(_ragged(panel5))
+    # a channel whose only spend in a group falls in the hold-out weeks
+    late_spend = panel5.copy()
+    g3 = late_spend["geo"] == "geo_03"
+    late_spend.loc[g3, "search"] = 0.0
+    late_spend.loc[late_spend.index[g3][-2:], "search"] = 500.0
+    with pytest.raises(DataError, match="group 'geo_03': 'search' spend only in the hold-out"):
+        h.fit(late_spend, holdout_weeks=4, draws=10, tune=10, chains=1, progress=False)
+
+
+def test_large_panel_evaluation_split_across_threads():
+    """A panel large enough for the media passes to split by groups (>= 20,000 cells): the
+    same log-density and gradient to the last bit on 1, 2 and 3 threads, and a 1-chain fit
+    on 2 cores gives the 1-core fit's draws exactly."""
+    from fastmmm import _core, fastpath
+
+    df, truth = make_panel(20, 104, 10, seed=4)
+    spec = _spec(channels=tuple(truth["channels"]))
+    groups, datas = hm.prepare_panel(df, spec, "geo")
+    problem, layout = hm.grouped_problem(datas, spec, groups)
+    x = layout.initial_point() + np.random.default_rng(0).normal(0, 0.2, layout.n_dim)
+    want = problem.logp_dlogp(x)
+    try:
+        for n in (2, 3):
+            _core.set_eval_threads(n)
+            lp, g = problem.logp_dlogp(x)
+            assert lp == want[0] and np.array_equal(g, want[1])
+    finally:
+        _core.set_eval_threads(1)
+    kw = dict(draws=5, tune=5, chains=1, seed=3, progress=False)
+    one = fastpath.sample(problem, layout, cores=1, **kw)
+    two = fastpath.sample(problem, layout, cores=2, **kw)
+    np.testing.assert_array_equal(one.posterior["mu"], two.posterior["mu"])
 
 
 # ---------------------------------------------------------------------- bad panels

@@ -99,6 +99,10 @@ def kernel_kinds() -> dict[str, list[tuple[str, int, list[str]]]]:
 def simd_level() -> int:
     """0 baseline, 1 AVX2+FMA, 2 AVX-512; capped by the environment variable FASTMMM_SIMD."""
 
+def set_eval_threads(n: int) -> None:
+    """Threads each log-density evaluation on the calling thread may use for a large panel's
+    media passes (1, the default, turns it off; the sampler sets its own)."""
+
 class ProblemStructure(TypedDict, total=False):
     """The model's options (``ModelLayout.structure``); ``groups``/``grouped`` optional."""
 
@@ -114,6 +118,7 @@ class ProblemStructure(TypedDict, total=False):
     fixed_saturation: list[tuple[int, float]]
     groups: int
     grouped: bool
+    tvp_per_group: list[str]  # time-varying parts with one GP per group: "intercept", "media"
 
 class LiftArrays(TypedDict, total=False):
     """Scaled lift tests (``fastpath.lift_arrays`` without the ``lift_`` prefix)."""
@@ -146,6 +151,7 @@ class ProblemData(TypedDict, total=False):
     lift: LiftArrays
     tvp_intercept: TvpBasis
     tvp_media: TvpBasis
+    window: list[tuple[int, int]]  # per group, the periods [start, end) it is observed
 
 class MmmProblem:
     """The fused MMM log-density (rust/logp); see fastmmm.fastpath. Unknown keys are errors."""

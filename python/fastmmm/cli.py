@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fastmmm import defaults
-from fastmmm.outputs import atomic_write, write_outputs
+from fastmmm.outputs import atomic_write, json_safe, write_outputs
 
 
 def _kernel_demo(args: argparse.Namespace) -> int:
@@ -339,7 +339,7 @@ def _optimize(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, json.dumps(r.to_dict(), indent=2))
+    atomic_write(out, json.dumps(json_safe(r.to_dict()), indent=2))
     png = out.with_suffix(".png")
     plot_allocation(model, r, png)
     width = max(12, *(len(_cell_name(ch)) + 2 for ch in r.allocation))
@@ -393,8 +393,10 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
             f"{'[' + format(row['roas_low'], '.2f') + ', ' + format(row['roas_high'], '.2f') + ']':>20}"
         )
     d, t = summary["diagnostics"], summary["timing"]
+    rhat = "n/a (1 chain)" if d["rhat_max"] is None else f"{d['rhat_max']:.4f}"
+    ess = "n/a" if d["ess_bulk_min"] is None else f"{d['ess_bulk_min']:.0f}"
     print(
-        f"\nMAPE {100 * d['mape_in_sample']:.1f}%  max R-hat {d['rhat_max']:.4f}  min ESS {d['ess_bulk_min']:.0f}  "
+        f"\nMAPE {100 * d['mape_in_sample']:.1f}%  max R-hat {rhat}  min ESS {ess}  "
         f"divergences {d['divergences']}  -> {'PASS' if d['passed'] else 'FAIL'}"
     )
     print(
@@ -458,7 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
         "fit-hierarchical",
         help="one hierarchical model over several geos/brands with partially pooled media effects",
     )
-    p.add_argument("data", help="CSV file: one row per group and period (all groups on the same dates)")
+    p.add_argument(
+        "data",
+        help="CSV file: one row per group and period (groups may start late or stop early, on one date grid)",
+    )
     p.add_argument("--group", default="geo", help="group column (default: geo)")
     p.add_argument(
         "--pooled", help="comma-separated pooled parameters (default: adstock,saturation,amplitude)"

@@ -447,10 +447,12 @@ def _check_memory(layout: ModelLayout, draws: int, chains: int) -> None:
 
 
 def _default_cores(chains: int) -> int:
+    """Every available core: one thread per chain, and the cores beyond the chains split each
+    evaluation of a large panel (groups on several threads)."""
     import os
 
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
-    return max(1, min(int(chains), n))
+    return max(1, n)

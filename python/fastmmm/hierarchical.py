@@ -129,6 +129,13 @@ def _check_ragged_support(spec, datas, lift) -> None:
         )
 
 
+def _unfitted_spend(train: PreparedData, new: PreparedData) -> list[str]:
+    """Channels with spend in ``new`` rows but none in the group's training data."""
+    had = np.asarray(train.spend, dtype=float).sum(axis=0) > 0
+    has = np.asarray(new.spend, dtype=float).sum(axis=0) > 0
+    return [c for c, h, n in zip(train.spec.channels, had, has) if n and not h]
+
+
 def is_ragged(datas) -> bool:
     """Whether a panel's groups are on different dates or lack channels (the model then masks
     each group's likelihood to its own window and absent cells' contributions)."""
@@ -211,7 +218,7 @@ def build_hierarchical_model(
 
     Parameters
     ----------
-    datas : one PreparedData per group (same dates), from :func:`prepare_panel`.
+    datas : one PreparedData per group (on its own dates), from :func:`prepare_panel`.
     spec : ModelSpec (one adstock and one saturation kind for all channels).
     groups : group names.
     pooled : which media parameters are partially pooled: kinds of :data:`POOLABLE`
@@ -645,6 +652,13 @@ class HierarchicalMMM:
                     raise DataError(f"group {name!r}: {e}") from None
             datas, holdouts = [p[0] for p in pairs], [p[1] for p in pairs]
             _check_panel(groups, datas, self.spec)
+            for name, d, h in zip(groups, datas, holdouts):
+                new = _unfitted_spend(d, h)
+                if new:
+                    raise DataError(
+                        f"group {name!r}: {', '.join(map(repr, new))} spend only in the hold-out weeks; "
+                        "the model cannot learn their effect there (hold out fewer weeks)"
+                    )
         lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
         _check_ragged_support(self.spec, datas, lift)
         if lift is not None and self.spec.time_varying_media:

@@ -837,7 +837,7 @@ def panel_layout(
 
     dates, _ = panel_grid(datas)  # every group's dates together (groups may start late, stop early)
     G, C, T = len(groups), len(channels), len(dates)
-    n_four = int(np.asarray(datas[0].fourier).reshape(T, -1).shape[1])
+    n_four = int(np.asarray(datas[0].fourier).reshape(len(datas[0].dates), -1).shape[1])
     K = len(spec.controls)
     pool_sd = pool_sd or Prior("HalfNormal", sigma=0.5)
     g = group_dim

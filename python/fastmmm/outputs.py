@@ -8,10 +8,11 @@ One writer for the ``fastmmm fit`` / ``demo`` commands and for every brand of
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_outputs"]
+__all__ = ["atomic_write", "json_safe", "write_outputs"]
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -29,6 +30,18 @@ def atomic_write(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def json_safe(obj):
+    """``obj`` with every non-finite float as None: strict JSON (``null``) where a value is
+    undefined, e.g. the ROAS of a channel absent from a panel's group."""
+    if isinstance(obj, float):  # numpy's float64 too
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_outputs(result, out, *, report: bool = True) -> dict:
     """summary.json, contributions.csv, the saved model and (``report=True``) report.html
     under ``out``; returns the summary. A panel result writes, instead of the report,
@@ -36,7 +49,7 @@ def write_outputs(result, out, *, report: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    atomic_write(out / "summary.json", json.dumps(json_safe(summary), indent=2, default=float))
     # A panel's table has group and date columns; a national one is indexed by date.
     atomic_write(
         out / "contributions.csv", result.contributions_over_time().to_csv(index=not result.is_panel)

@@ -775,6 +775,20 @@ class MMMResult:
                 )
             new = self.holdout
         nd = new if isinstance(new, PreparedData) else self.data.transform_new(new)
+        unfitted = [
+            c
+            for c, had, has in zip(
+                self.channels,
+                np.asarray(self.data.spend, dtype=float).sum(axis=0) > 0,
+                np.asarray(nd.spend, dtype=float).sum(axis=0) > 0,
+            )
+            if has and not had
+        ]
+        if unfitted:  # a channel absent from this group of a panel: its effect was never fitted
+            raise ValueError(
+                f"predict: spend on {', '.join(map(repr, unfitted))}, which had no spend in the "
+                "training data; the model has no estimate of its effect"
+            )
         t_new = len(nd.dates)
         base = self.baseline_draws(nd)
         hist = np.asarray(self.data.spend, dtype=float)

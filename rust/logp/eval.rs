@@ -323,20 +323,26 @@ impl MmmProblem {
         let a1s: &[f64] = if n_a == 2 { a1 } else { &[] };
         let s1s: &[f64] = if n_s == 2 { s1 } else { &[] };
 
-        // 3. Media, all groups in one call; sat is (G, C, T) throughout.
+        // 3. Media, all groups in one call (a large panel's in chunks of groups on the idle
+        // cores); sat is (G, C, T) throughout.
         let d = Dims::new(g, t, c);
-        media_fwd_cols::<F>(
-            &s.media,
-            d,
-            &self.spend_cols,
-            self.pad,
-            a0,
-            a1s,
-            s0,
-            s1s,
-            sat,
-            cache,
-        )?;
+        let threads = self.media_threads();
+        if threads > 1 {
+            self.media_fwd_groups(threads, a0, a1s, s0, s1s, sat, cache)?;
+        } else {
+            media_fwd_cols::<F>(
+                &s.media,
+                d,
+                &self.spend_cols,
+                self.pad,
+                a0,
+                a1s,
+                s0,
+                s1s,
+                sat,
+                cache,
+            )?;
+        }
         // Means over each group's window (the fitted period its amplitudes are defined on).
         for (i, (m, col)) in msat.iter_mut().zip(sat.chunks_exact(t)).enumerate() {
             let (a, b) = self.win[i / c];
@@ -814,17 +820,21 @@ impl MmmProblem {
                 gs1: if n_s == 2 { &mut *gs1 } else { &mut [] },
                 gx: &mut [],
             };
-            media_vjp_cols::<F>(
-                &s.media,
-                d,
-                &self.spend_cols,
-                self.pad,
-                a0,
-                a1s,
-                cache,
-                gsat,
-                out,
-            )?;
+            if threads > 1 {
+                self.media_vjp_groups(threads, a0, a1s, cache, gsat, out)?;
+            } else {
+                media_vjp_cols::<F>(
+                    &s.media,
+                    d,
+                    &self.spend_cols,
+                    self.pad,
+                    a0,
+                    a1s,
+                    cache,
+                    gsat,
+                    out,
+                )?;
+            }
         }
         if nl > 0 {
             let (lga0, rest) = lgk.split_at_mut(nl2);

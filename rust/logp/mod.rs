@@ -14,7 +14,8 @@
 //! parameter vector's blocks and their roles), `data` (the data and static
 //! structure of a fit), `problem` (building and checking an [`MmmProblem`]),
 //! `scratch` (the per-thread scratch buffer and its length), `eval` (the
-//! log-density, its gradient and the deterministics) and `util` (reductions
+//! log-density, its gradient and the deterministics), `parallel` (a large panel's media
+//! passes split by groups across idle cores) and `util` (reductions
 //! and small helpers).
 
 #![allow(clippy::needless_range_loop)] // index arithmetic over (T, C) reads clearer than zipped iterators here
@@ -22,6 +23,7 @@
 mod data;
 mod eval;
 mod layout;
+mod parallel;
 mod priors;
 mod problem;
 mod scratch;
@@ -33,6 +35,7 @@ mod tests;
 
 pub use data::{LiftData, MmmData, MmmStructure, TvpData};
 pub use layout::{Block, Role, Target};
+pub use parallel::set_eval_threads;
 pub use priors::{Dist, Transform};
 pub use problem::MmmProblem;
 pub use special::{digamma, lgamma};

@@ -516,3 +516,37 @@ fn ragged_panel_gradient_matches_finite_differences() {
     }
     assert!(MmmProblem::new(p.s.clone(), data, p.blocks.clone()).is_err());
 }
+
+#[test]
+fn media_passes_split_by_groups_equal_one_pass() {
+    // 5 groups in 1, 2 and 3 chunks: the same sat, cache and gradients to the last bit.
+    let p = problem(5, true, false, false);
+    let (g, t, c) = (p.s.g, p.s.t, p.s.c);
+    let gc = g * c;
+    let a0: Vec<f64> = (0..gc).map(|i| 0.2 + 0.05 * i as f64 / gc as f64).collect();
+    let s0: Vec<f64> = (0..gc).map(|i| 0.5 + 0.03 * i as f64).collect();
+    let s1: Vec<f64> = (0..gc).map(|i| 1.2 + 0.02 * i as f64).collect();
+    let gsat: Vec<f64> = (0..g * t * c).map(|i| ((i as f64) * 0.37).sin()).collect();
+    let run = |threads: usize| {
+        let mut sat = vec![0.0; g * t * c];
+        let mut cache = vec![0.0; 4 * g * t * c];
+        p.media_fwd_groups(threads, &a0, &[], &s0, &s1, &mut sat, &mut cache)
+            .unwrap();
+        let (mut ga0, mut gs0, mut gs1) = (vec![0.0; gc], vec![0.0; gc], vec![0.0; gc]);
+        let out = crate::kernels::fused::MediaGrads {
+            ga0: &mut ga0,
+            ga1: &mut [],
+            gs0: &mut gs0,
+            gs1: &mut gs1,
+            gx: &mut [],
+        };
+        p.media_vjp_groups(threads, &a0, &[], &cache, &gsat, out)
+            .unwrap();
+        (sat, cache, ga0, gs0, gs1)
+    };
+    let one = run(1);
+    assert!(one.0.iter().any(|v| *v > 0.0));
+    for threads in [2, 3, 8] {
+        assert_eq!(run(threads), one, "{threads} chunks");
+    }
+}

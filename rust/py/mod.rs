@@ -794,6 +794,14 @@ fn simd_level() -> u8 {
     crate::kernels::simd::level()
 }
 
+/// Threads each log-density evaluation on the calling thread may use for a large panel's
+/// media passes (groups split across them; the sampler sets its chain threads' share of
+/// `cores` itself). 1 (the default) turns it off.
+#[pyfunction]
+fn set_eval_threads(n: usize) {
+    crate::logp::set_eval_threads(n);
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KERNEL_VERSION", KERNEL_VERSION)?;
@@ -810,6 +818,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(contribution_totals_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(set_eval_threads, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_kinds, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;
     m.add_function(wrap_pyfunction!(sampler::sample_nuts, m)?)?;

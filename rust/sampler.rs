@@ -68,9 +68,22 @@ pub struct RunSettings {
     /// plus the leading eigenvectors of the draws' and gradients' covariance, for posteriors
     /// with strong correlations (collinear channels). Default: diagonal.
     pub low_rank: bool,
+    /// Ranges `[start, end)` of the expanded vector that each draw stores, in order (a large
+    /// panel leaves out its per-cell contributions, recomputed from the parameters when
+    /// asked for); empty: all of it.
+    pub keep: Vec<(usize, usize)>,
 }
 
 impl RunSettings {
+    /// Values stored per draw of a problem expanding to `n_exp`.
+    pub fn n_stored(&self, n_exp: usize) -> usize {
+        if self.keep.is_empty() {
+            n_exp
+        } else {
+            self.keep.iter().map(|(a, b)| b - a).sum()
+        }
+    }
+
     fn diag(&self) -> DiagNutsSettings {
         let mut s = DiagNutsSettings {
             num_tune: self.tune,
@@ -99,7 +112,16 @@ impl RunSettings {
         s
     }
 
-    fn check(&self, n_dim: usize) -> Result<(), String> {
+    fn check(&self, n_dim: usize, n_exp: usize) -> Result<(), String> {
+        let mut end = 0;
+        for &(a, b) in &self.keep {
+            if a < end || b <= a || b > n_exp {
+                return Err(format!(
+                    "keep: ordered, non-overlapping ranges within the {n_exp} expanded values"
+                ));
+            }
+            end = b;
+        }
         if self.init.len() != n_dim {
             return Err(format!(
                 "init: expected {n_dim} values (the problem's dimension), got {}",
@@ -435,10 +457,16 @@ fn run_chain_with<S: Settings>(
     }
 
     let n_exp = problem.n_expanded();
+    let n_keep = s.n_stored(n_exp);
+    let mut full = if s.keep.is_empty() {
+        Vec::new()
+    } else {
+        vec![0.0; n_exp]
+    };
     let draws = s.draws as usize;
     let tune = s.tune as usize;
     let mut out = ChainOutput {
-        draws: zeros(draws.saturating_mul(n_exp)).map_err(&fail)?,
+        draws: zeros(draws.saturating_mul(n_keep)).map_err(&fail)?,
         unconstrained: if s.store_unconstrained {
             zeros(draws.saturating_mul(n_dim)).map_err(&fail)?
         } else {
@@ -469,9 +497,19 @@ fn run_chain_with<S: Settings>(
         } else {
             let (pos, _, mut stats, info) = chain.expanded_draw().map_err(draw_error)?;
             let d = i - s.tune as usize;
-            problem
-                .expand(&pos, &mut out.draws[d * n_exp..(d + 1) * n_exp])
-                .map_err(|e| fail(e.to_string()))?;
+            let row = &mut out.draws[d * n_keep..(d + 1) * n_keep];
+            if s.keep.is_empty() {
+                problem.expand(&pos, row).map_err(|e| fail(e.to_string()))?;
+            } else {
+                problem
+                    .expand(&pos, &mut full)
+                    .map_err(|e| fail(e.to_string()))?;
+                let mut o = 0;
+                for &(a, b) in &s.keep {
+                    row[o..o + b - a].copy_from_slice(&full[a..b]);
+                    o += b - a;
+                }
+            }
             if s.store_unconstrained {
                 out.unconstrained[d * n_dim..(d + 1) * n_dim].copy_from_slice(&pos);
             }
@@ -591,7 +629,8 @@ pub fn sample(
     s: &RunSettings,
     shared: &Shared,
 ) -> Result<Vec<ChainOutput>, SampleError> {
-    s.check(problem.n_dim()).map_err(SampleError::Settings)?;
+    s.check(problem.n_dim(), problem.n_expanded())
+        .map_err(SampleError::Settings)?;
     if shared.chains.len() != s.chains {
         return Err(SampleError::Settings(
             "progress has a slot per chain".into(),
@@ -779,6 +818,7 @@ mod tests {
             jitter: 1.0,
             store_unconstrained: true,
             low_rank: false,
+            keep: Vec::new(),
         }
     }
 
@@ -890,6 +930,32 @@ mod tests {
     }
 
     #[test]
+    fn kept_ranges_are_the_full_draws_columns() {
+        let s = settings(5);
+        let all = sample(tiny_problem(), &s, &Shared::new(2)).unwrap();
+        let n_exp = tiny_problem().n_expanded();
+        let keep = vec![(0, 2), (4, n_exp)];
+        let part = sample(
+            tiny_problem(),
+            &RunSettings {
+                keep,
+                ..settings(5)
+            },
+            &Shared::new(2),
+        )
+        .unwrap();
+        let n_keep = n_exp - 2;
+        for (a, p) in all.iter().zip(&part) {
+            assert_eq!(p.draws.len(), a.n_draws * n_keep);
+            for d in 0..a.n_draws {
+                let row = &a.draws[d * n_exp..(d + 1) * n_exp];
+                let want: Vec<f64> = row[..2].iter().chain(&row[4..]).copied().collect();
+                assert_eq!(&p.draws[d * n_keep..(d + 1) * n_keep], &want[..]);
+            }
+        }
+    }
+
+    #[test]
     fn one_draw_keeps_the_mass_matrix_out_of_the_per_draw_stats() {
         let mut s = settings(4);
         s.draws = 1;
@@ -916,6 +982,14 @@ mod tests {
             },
             RunSettings {
                 draws: u64::MAX,
+                ..settings(1)
+            },
+            RunSettings {
+                keep: vec![(2, 4), (3, 5)],
+                ..settings(1)
+            },
+            RunSettings {
+                keep: vec![(0, 10_000)],
                 ..settings(1)
             },
         ] {

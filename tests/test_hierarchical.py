@@ -457,6 +457,29 @@ def test_large_panel_evaluation_split_across_threads():
     np.testing.assert_array_equal(one.posterior["mu"], two.posterior["mu"])
 
 
+def test_large_panel_leaves_contributions_out_of_its_draws(monkeypatch, tmp_path):
+    """Above fastpath.CONTRIBUTION_STORE_LIMIT a fit stores the parameters and recomputes the
+    per-cell contributions: the same outputs as a fit that stored them (same seed, same
+    draws), after a save and load too."""
+    from fastmmm import fastpath
+    from fastmmm.results import load
+
+    df, truth = make_panel(3, 60, 2, seed=8)
+    h = hm.HierarchicalMMM(
+        group="geo", date_column="date", target="sales", channels=list(truth["channels"]), saturation="hill"
+    )
+    kw = dict(draws=100, tune=100, chains=1, seed=2, progress=False)
+    stored = h.fit(df, **kw)
+    monkeypatch.setattr(fastpath, "CONTRIBUTION_STORE_LIMIT", 0)
+    lean = h.fit(df, **kw)
+    assert "channel_contribution" in stored.posterior and "channel_contribution" not in lean.posterior
+    assert lean.posterior.attrs["left_out"] == "channel_contribution"
+    np.testing.assert_allclose(lean.contribution_draws(), stored.contribution_draws(), rtol=1e-10, atol=1e-8)
+    pd.testing.assert_frame_equal(lean.channel_summary(), stored.channel_summary(), rtol=1e-9)
+    back = load(lean.save(tmp_path / "lean"))
+    pd.testing.assert_frame_equal(back.contributions_over_time(), stored.contributions_over_time(), rtol=1e-9)
+
+
 # ---------------------------------------------------------------------- bad panels
 def test_bad_panels_raise_data_errors(panel5):
     spec = _spec()

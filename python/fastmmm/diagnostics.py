@@ -16,6 +16,8 @@ DEFAULT_THRESHOLDS = {"mape": 0.10, "rhat": 1.01, "ess": 100.0, "divergences": 0
 
 # Parameters whose convergence matters (deterministics excluded).
 _SKIP = {"mu", "channel_contribution"}
+#: Parameters per block of the convergence statistics (bounds their memory).
+_CONVERGENCE_BLOCK = 512
 
 
 @dataclass
@@ -79,7 +81,10 @@ def convergence_summary(posterior) -> dict:
     names = [n for n in post if n not in _SKIP and np.issubdtype(np.asarray(post[n]).dtype, np.number)]
     c, d = posterior.n_chains, posterior.n_draws
     x = np.concatenate([np.asarray(post[n], dtype=np.float64).reshape(c, d, -1) for n in names], axis=2)
-    stats = summary(x)
+    # In blocks of columns: the statistics' intermediates (ranks, FFTs) are several copies of
+    # their input, which for a large panel's thousands of parameters would be gigabytes.
+    parts = [summary(x[:, :, i : i + _CONVERGENCE_BLOCK]) for i in range(0, x.shape[2], _CONVERGENCE_BLOCK)]
+    stats = {k: np.concatenate([p[k] for p in parts]) for k in ("rhat", "ess_bulk", "ess_tail")}
     r = stats["rhat"]
     out = {
         "ess_bulk_min": float(np.nanmin(stats["ess_bulk"])),

@@ -360,7 +360,8 @@ def sample(
     from fastmmm.progress import ChainProgressBar
 
     seed = _seed(seed)
-    _check_memory(layout, draws, chains)
+    drop = left_out(layout, draws, chains)
+    _check_memory(layout, draws, chains, drop)
     cores = int(cores) if cores is not None else _default_cores(chains)
     bar = ChainProgressBar(chains, draws, tune) if progress else None
     init = layout.initial_point()
@@ -380,6 +381,7 @@ def sample(
             low_rank=bool(low_rank_modified_mass_matrix),
             store_unconstrained=bool(store_unconstrained),
             cancelled=_cancel_check(),
+            keep=layout.keep_ranges(drop) if drop else None,
         )
     finally:
         if bar is not None:
@@ -388,8 +390,9 @@ def sample(
 
     post = Group(coords=dict(layout.coords))
     for name, dims, _ in layout.variables():
-        post.dims[name] = ("chain", "draw", *dims)
-    post.values = layout.split(out["draws"])
+        if name not in drop:
+            post.dims[name] = ("chain", "draw", *dims)
+    post.values = layout.split(out["draws"], drop)
     stats = Group()
     for name, v in out["stats"].items():
         if name in ("chain", "draw"):
@@ -414,6 +417,8 @@ def sample(
         "n_dim": int(layout.n_dim),
         "gradient_evaluations": int(np.sum(out["gradients"])),
         "sampling_time": float(sample_s),
+        # Deterministics not stored (recomputed from the parameters when asked for).
+        "left_out": ",".join(drop),
     }
     if "unconstrained" in out:  # the sampler's own coordinates, as nutpie's store_unconstrained keeps them
         stats.add("unconstrained_draw", out["unconstrained"], ("chain", "draw", "unconstrained_parameter"))
@@ -435,9 +440,28 @@ def _available_memory() -> int | None:
     return None
 
 
-def _check_memory(layout: ModelLayout, draws: int, chains: int) -> None:
+#: Above this many bytes of stored contributions a fit keeps the parameters and recomputes the
+#: per-cell contributions when asked (a large panel: 50 x 208 x 30 cells are 5 GB per 2000 draws).
+CONTRIBUTION_STORE_LIMIT = 256 * 2**20
+
+
+def left_out(layout: ModelLayout, draws: int, chains: int) -> tuple[str, ...]:
+    """The deterministics a fit leaves out of its stored draws: ``channel_contribution`` when it
+    would take more than CONTRIBUTION_STORE_LIMIT (results recompute it from the parameters,
+    :meth:`fastmmm.results.MMMResult.draws`)."""
+    for d in layout.deterministics:
+        if (
+            d.name == "channel_contribution"
+            and 8 * int(draws) * int(chains) * d.size > CONTRIBUTION_STORE_LIMIT
+        ):
+            return ("channel_contribution",)
+    return ()
+
+
+def _check_memory(layout: ModelLayout, draws: int, chains: int, drop=()) -> None:
     """ValueError when the draws alone would not fit in memory (rather than a failed allocation)."""
-    need = 8 * int(chains) * int(draws) * layout.n_expanded
+    stored = sum(int(np.prod(s, dtype=int)) for n, _, s in layout.variables() if n not in drop)
+    need = 8 * int(chains) * int(draws) * stored
     avail = _available_memory()
     if avail is not None and need > 0.8 * avail:
         raise ValueError(

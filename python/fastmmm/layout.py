@@ -603,13 +603,31 @@ class ModelLayout:
             (d.name, d.dims, d.shape) for d in self.deterministics
         ]
 
-    def split(self, expanded: np.ndarray) -> dict[str, np.ndarray]:
-        """Named views of expanded draws ``(..., n_expanded)``: ``{name: (..., *shape)}``."""
-        lead = expanded.shape[:-1]
-        if expanded.shape[-1] != self.n_expanded:
-            raise ValueError(f"expanded draws have {expanded.shape[-1]} values, the layout {self.n_expanded}")
-        out, start = {}, 0
+    def keep_ranges(self, drop=()) -> list[tuple[int, int]]:
+        """The ranges ``[start, end)`` of the expanded vector without the variables in ``drop``
+        (adjacent ones merged): what a sampler stores per draw."""
+        out: list[tuple[int, int]] = []
+        start = 0
         for name, _, shape in self.variables():
+            n = int(np.prod(shape, dtype=int))
+            if name not in drop and n:
+                if out and out[-1][1] == start:
+                    out[-1] = (out[-1][0], start + n)
+                else:
+                    out.append((start, start + n))
+            start += n
+        return out
+
+    def split(self, expanded: np.ndarray, drop=()) -> dict[str, np.ndarray]:
+        """Named views of expanded draws ``(..., n_expanded)`` (without the variables in
+        ``drop``, when the draws leave them out): ``{name: (..., *shape)}``."""
+        lead = expanded.shape[:-1]
+        kept = [(n, s) for n, _, s in self.variables() if n not in drop]
+        want = sum(int(np.prod(s, dtype=int)) for _, s in kept)
+        if expanded.shape[-1] != want:
+            raise ValueError(f"expanded draws have {expanded.shape[-1]} values, the layout {want}")
+        out, start = {}, 0
+        for name, shape in kept:
             n = int(np.prod(shape, dtype=int))
             out[name] = expanded[..., start : start + n].reshape(lead + tuple(shape))
             start += n

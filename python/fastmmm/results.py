@@ -348,7 +348,16 @@ class MMMResult:
         return list(self.spec.channels)
 
     def draws(self, name: str) -> np.ndarray:
-        """Posterior draws of ``name`` with chain and draw flattened: (S, ...)."""
+        """Posterior draws of ``name`` with chain and draw flattened: (S, ...).
+
+        A large panel's fit leaves ``channel_contribution`` out of its stored draws
+        (:func:`fastmmm.fastpath.left_out`); a group's is then recomputed here from its
+        parameters, the same values (the media kernel on its training spend)."""
+        if name == "channel_contribution" and name not in self.posterior and not self.is_panel:
+            terms = self._static_media_contributions(np.asarray(self.data.spend, dtype=float))
+            if getattr(self.spec, "time_varying_media", False):
+                terms = terms * self.draws("media_multiplier")[:, :, None]
+            return terms
         return self.posterior.flat(name)
 
     @property

@@ -219,14 +219,17 @@ fn progress_list<'py>(
 /// raises KeyboardInterrupt once their threads have ended; so does
 /// `cancelled()`, if given, returning true (checked as often as signals).
 ///
-/// Returns a dict: `draws` (chains, draws, n_expanded), optionally
+/// `keep`: ranges `[start, end)` of the expanded vector each draw stores (default all).
+///
+/// Returns a dict: `draws` (chains, draws, n_kept), optionally
 /// `unconstrained` (chains, draws, n_dim), `stats` {name: (chains, draws)},
 /// `final_stats` {name: (chains, n)}, `warmup` {n_steps, diverging,
 /// step_size: (chains, tune)}, `gradients` and `seconds` (chains,).
 #[pyfunction]
 #[pyo3(signature = (problem, *, init, draws=1000, tune=1000, chains=2, cores=2, seed=0,
                     target_accept=0.8, maxdepth=10, jitter=1.0, store_unconstrained=false,
-                    progress=None, progress_interval=0.1, low_rank=false, cancelled=None))]
+                    progress=None, progress_interval=0.1, low_rank=false, cancelled=None,
+                    keep=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn sample_nuts<'py>(
     py: Python<'py>,
@@ -245,6 +248,7 @@ pub fn sample_nuts<'py>(
     progress_interval: f64,
     low_rank: bool,
     cancelled: Option<Bound<'py, PyAny>>,
+    keep: Option<Vec<(usize, usize)>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     if !(progress_interval.is_finite() && progress_interval > 0.0) {
         return Err(value_error(
@@ -280,9 +284,10 @@ pub fn sample_nuts<'py>(
         jitter,
         store_unconstrained,
         low_rank,
+        keep: keep.unwrap_or_default(),
     };
     let p = problem.shared();
-    let (n_exp, n_dim) = (p.n_expanded(), p.n_dim());
+    let (n_exp, n_dim) = (settings.n_stored(p.n_expanded()), p.n_dim());
     let shared = Arc::new(Shared::new(chains));
     // Set when the sampler thread ends, however it ends (a guard, so that a panic
     // cannot leave the waiting thread asleep); the waiting thread sleeps on the condvar.

@@ -12,6 +12,7 @@ Slow (Python callbacks under the GIL); never used outside tests.
 from __future__ import annotations
 
 import ctypes
+import math
 
 import numpy as np
 from scipy.special import digamma, expit, gammaln
@@ -419,20 +420,21 @@ def pymc_logp_dlogp(model):
     """PyMC's log-density and gradient as functions of the flat unconstrained vector
     (free_RVs order, each value variable raveled: nutpie's layout)."""
     import pytensor
+    import pytensor.tensor as pt
 
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    logp = model.logp()
-    grads = pytensor.grad(logp, value_vars)
-    # FAST_COMPILE evaluates the n-ary Add of the terms (about two per free variable: its
-    # log-density and its transform's Jacobian) with a numpy ufunc, which takes at most 32
-    # operands: a model with more (a panel with time-varying parts) needs C code.
-    n_terms = 2 * len(model.free_RVs) + len(model.observed_RVs)
-    mode = (
-        "FAST_COMPILE"
-        if n_terms <= 32
-        else pytensor.compile.mode.Mode(linker="cvm", optimizer="fast_compile")
-    )
-    f = pytensor.function(value_vars, [logp, *grads], mode=mode)
+    # The terms are outputs of their own, summed in numpy: FAST_COMPILE evaluates an n-ary Add
+    # with a numpy ufunc, which takes at most 32 operands (a panel with time-varying parts has
+    # more terms than that).
+    terms = [pt.sum(t) for t in model.logp(sum=False)]
+    grads = pytensor.grad(pt.add(*terms), value_vars)
+    f0 = pytensor.function(value_vars, [*terms, *grads], mode="FAST_COMPILE")
+    n_terms = len(terms)
+
+    def f(*args):
+        out = f0(*args)
+        return [math.fsum(float(v) for v in out[:n_terms]), *out[n_terms:]]
+
     point = model.initial_point()
     shapes = [point[v.name].shape for v in value_vars]
     x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])

@@ -45,6 +45,19 @@ def _spec(**kw) -> ModelSpec:
     return ModelSpec(**base)
 
 
+def _panel_mmm(truth, **kw) -> hm.HierarchicalMMM:
+    """The hierarchical model of a make_panel panel (Hill, the event control)."""
+    base = dict(
+        group="geo",
+        date_column="date",
+        target="sales",
+        channels=list(truth["channels"]),
+        controls=["event"],
+        saturation="hill",
+    )
+    return hm.HierarchicalMMM(**{**base, **kw})
+
+
 @pytest.fixture(scope="module")
 def panel5():
     df, truth = make_panel(5, 60, 3, seed=11)
@@ -207,10 +220,11 @@ def test_one_group_grouped_equals_single_model(panel5):
     np.testing.assert_allclose(g1, g2, rtol=1e-12, atol=1e-12)
 
 
+_slow = pytest.mark.slow
 TVP_CASES = [
     ({"time_varying_intercept": True}, "shared", 5),
-    ({"time_varying_intercept": True}, "shared", 1),
-    ({"time_varying_media": True}, "shared", 5),
+    pytest.param({"time_varying_intercept": True}, "shared", 1, marks=_slow),
+    pytest.param({"time_varying_media": True}, "shared", 5, marks=_slow),
     ({"time_varying_media": True}, "group", 5),
     # Fewer terms: PyMC's FAST_COMPILE reference takes at most 32 (see _fastref).
     (
@@ -224,8 +238,13 @@ TVP_CASES = [
         "group",
         4,
     ),
-    ({"time_varying_intercept": True, "trend": False, "intercept": False, "hsgp_m": 8}, "shared", 5),
-    ({"time_varying_intercept": True, "log_target": True}, "shared", 5),
+    pytest.param(
+        {"time_varying_intercept": True, "trend": False, "intercept": False, "hsgp_m": 8},
+        "shared",
+        5,
+        marks=_slow,
+    ),
+    pytest.param({"time_varying_intercept": True, "log_target": True}, "shared", 5, marks=_slow),
 ]
 
 
@@ -256,18 +275,9 @@ def test_panel_time_varying_fit_and_results(tmp_path):
     from fastmmm.results import load
 
     df, truth = make_panel(3, 80, 2, seed=7, drift=0.15)
-    kw = dict(
-        group="geo",
-        date_column="date",
-        target="sales",
-        channels=list(truth["channels"]),
-        controls=["event"],
-        saturation="hill",
-        time_varying_intercept=True,
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = hm.HierarchicalMMM(**kw).fit(
+        res = _panel_mmm(truth, time_varying_intercept=True).fit(
             df, draws=300, tune=300, chains=2, seed=1, progress=False, holdout_weeks=4
         )
     assert res.backend == "rust"
@@ -297,9 +307,9 @@ def test_panel_time_varying_fit_and_results(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res2 = hm.HierarchicalMMM(**{**kw, "time_varying_media": True}, media_multiplier="group").fit(
-            df, draws=100, tune=100, chains=1, seed=2, progress=False
-        )
+        res2 = _panel_mmm(
+            truth, time_varying_intercept=True, time_varying_media=True, media_multiplier="group"
+        ).fit(df, draws=100, tune=100, chains=1, seed=2, progress=False)
     assert res2.posterior.posterior.dims["media_multiplier"] == ("chain", "draw", "geo", "date")
     per_geo = [res2.group_result(g).time_varying()["media_multiplier_mean"].to_numpy() for g in res2.groups]
     assert not np.allclose(per_geo[0], per_geo[1])
@@ -321,8 +331,10 @@ def _ragged(
     "extra, pooled, late",
     [
         ({}, hm.POOLABLE, "geo_04"),
-        ({"likelihood": "studentt", "media_prior": "share"}, (), "geo_04"),
-        ({"log_target": True}, hm.POOLABLE, "geo_04"),
+        pytest.param(
+            {"likelihood": "studentt", "media_prior": "share"}, (), "geo_04", marks=pytest.mark.slow
+        ),
+        pytest.param({"log_target": True}, hm.POOLABLE, "geo_04", marks=pytest.mark.slow),
         ({}, hm.POOLABLE, "geo_00"),  # the first group in the data starts late
     ],
     ids=["additive", "studentt-share-unpooled", "log_target", "first-group-late"],
@@ -353,14 +365,7 @@ def test_ragged_panel_fit(tmp_path):
     df, truth = make_panel(4, 104, 3, seed=21)
     late, lacking = truth["groups"][1], truth["groups"][2]
     df = _ragged(df, late=late, late_weeks=40, early_weeks=0, early="none", lacking=lacking, channel="social")
-    h = hm.HierarchicalMMM(
-        group="geo",
-        date_column="date",
-        target="sales",
-        channels=list(truth["channels"]),
-        controls=["event"],
-        saturation="hill",
-    )
+    h = _panel_mmm(truth)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = h.fit(df, seed=1, progress=False, holdout_weeks=4)
@@ -515,14 +520,7 @@ def test_bad_panels_raise_data_errors(panel5):
 @pytest.fixture(scope="module")
 def small_fit():
     df, truth = make_panel(3, 80, 2, seed=5)
-    h = hm.HierarchicalMMM(
-        group="geo",
-        date_column="date",
-        target="sales",
-        channels=list(truth["channels"]),
-        controls=["event"],
-        saturation="hill",
-    )
+    h = _panel_mmm(truth)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = h.fit(df, draws=500, tune=500, chains=2, seed=3, progress=False, holdout_weeks=6)
@@ -868,14 +866,7 @@ def test_bad_geo_lift_tables_raise_data_errors(panel5):
 def test_hierarchical_fit_with_geo_experiments(tmp_path):
     df, truth = make_panel(3, 80, 2, seed=5)
     lifts = _geo_lifts(truth, [("geo_00", "tv", 0.0, 4000.0, 6), ("geo_02", "search", 0.0, 3000.0, 8)])
-    h = hm.HierarchicalMMM(
-        group="geo",
-        date_column="date",
-        target="sales",
-        channels=list(truth["channels"]),
-        controls=["event"],
-        saturation="hill",
-    )
+    h = _panel_mmm(truth)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = h.fit(df, draws=400, tune=400, chains=2, seed=2, progress=False, lift_tests=lifts)

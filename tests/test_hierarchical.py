@@ -684,14 +684,7 @@ def test_ten_geo_recovery():
     covers = []
     for seed in (1, 2, 3):
         df, truth = make_panel(10, 104, 3, seed=seed)
-        h = hm.HierarchicalMMM(
-            group="geo",
-            date_column="date",
-            target="sales",
-            channels=list(truth["channels"]),
-            controls=["event"],
-            saturation="hill",
-        )
+        h = _panel_mmm(truth)
         res = h.fit(df, draws=2000, tune=1000, chains=4, seed=seed, progress=False)
         v = res.validate()
         cover = _coverage(res, truth)

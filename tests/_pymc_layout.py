@@ -77,7 +77,7 @@ def _transform_kind(transform) -> str:
 
 def _role(name: str, model) -> str:
     """The block role of a model variable, from its name and the model's media kinds."""
-    for suffix in ("_sd", "_z"):
+    for suffix in ("_sd", "_z", "_w"):
         if name.endswith(suffix) and not name.startswith("tvp_"):
             base = name[: -len(suffix)]
             target = "amplitude" if base in ("channel_share", "roas", "beta") else _role(base, model)
@@ -151,6 +151,23 @@ def blocks_from_model(model) -> list[dict]:
                 if lower is not None
                 else "identity"
             )
+        if _role(rv.name, model).endswith("_w"):
+            # A centred pool's group values: Normal(global, sd), the pool's density (the
+            # block has none of its own but the Normal's constant).
+            assert dist == "Normal", rv.name
+            blocks.append(
+                {
+                    "role": _role(rv.name, model),
+                    "size": size,
+                    "dist": "Flat",
+                    "params": {},
+                    "const": [-0.5 * float(np.log(2 * np.pi))] * size,
+                    "transform": "identity",
+                    "lower": None,
+                    "upper": None,
+                }
+            )
+            continue
         params = _params(dist, raw)
         blocks.append(
             {

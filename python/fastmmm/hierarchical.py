@@ -6,12 +6,17 @@ single-model structure of :mod:`fastmmm.model` on its own scaled data (target
 and spend scaled per group), with its own baseline: ``level[g]``,
 ``trend[g]``, ``gamma_fourier[g]``, ``gamma_control[g]`` and ``sigma[g]``
 (StudentT's ``nu`` is shared). The media parameters are *partially pooled*,
-non-centred, on the unconstrained scale of their prior::
+on the unconstrained scale of their prior, non-centred for the adstock and
+saturation parameters::
 
     u_c           = forward(theta_c)                 # theta_c: the global parameter, usual prior
     theta[g, c]   = backward(u_c + theta_sd * theta_z[g, c])
     theta_sd      ~ HalfNormal(0.5)                   # one per parameter kind
     theta_z[g, c] ~ Normal(0, 1)
+
+and centred for the channel amplitude, which every group's data pin down
+(:data:`fastmmm.layout.CENTRED_POOLS`): ``theta[g, c] = backward(theta_w[g, c])``,
+``theta_w[g, c] ~ Normal(u_c, theta_sd)``, the same model in other coordinates.
 
 where ``forward``/``backward`` are PyMC's transform of the global parameter
 (log for positive parameters, log-odds for decay rates, the interval map for
@@ -41,7 +46,7 @@ import pandas as pd
 from fastmmm import defaults
 from fastmmm.data import DataError, PreparedData, panel_grid, prepare
 from fastmmm.kernels import SATURATION_PARAMS
-from fastmmm.layout import POOLABLE, check_pooled, is_pooled
+from fastmmm.layout import CENTRED_POOLS, POOLABLE, check_pooled, is_pooled
 from fastmmm.results import MMMResult
 from fastmmm.spec import ModelSpec
 
@@ -191,16 +196,19 @@ _check_pooled = check_pooled
 _is_pooled = is_pooled
 
 
-def _pool(rv, name: str, model, sd_prior, dims=("geo", "channel")):
-    """Per-group values of global ``rv``: backward(forward(rv) + sd * z), non-centred."""
+def _pool(rv, name: str, model, sd_prior, centred: bool = False, dims=("geo", "channel")):
+    """Per-group values of global ``rv``: backward(forward(rv) + sd * z), non-centred, or
+    backward(w) with w ~ Normal(forward(rv), sd), centred (layout.CENTRED_POOLS)."""
     import pymc as pm
 
     tr = model.rvs_to_transforms.get(rv)
     inputs = rv.owner.inputs
     u = tr.forward(rv, *inputs) if tr is not None else rv
     sd = sd_prior.create(f"{name}_sd")
-    z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
-    w = u + sd * z
+    if centred:
+        w = pm.Normal(f"{name}_w", u, sd, dims=dims)
+    else:
+        w = u + sd * pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
     return pm.Deterministic(f"{name}_geo", tr.backward(w, *inputs) if tr is not None else w, dims=dims)
 
 
@@ -334,7 +342,9 @@ def build_hierarchical_model(
             name = f"adstock_{p}"
             rv = _prior(spec, name, d, channels).create(name, dims="channel")
             a_params.append(
-                _pool(rv, name, model, pool_sd) if _is_pooled(name, "adstock", pooled) else rv[None, :]
+                _pool(rv, name, model, pool_sd, centred="adstock" in CENTRED_POOLS)
+                if _is_pooled(name, "adstock", pooled)
+                else rv[None, :]
             )
         rel = d.relative_param
         scale = pm.Data("kappa_scale", arr["kappa_scale"], dims=("geo", "channel")) if rel else None
@@ -346,7 +356,11 @@ def build_hierarchical_model(
                 continue
             name = f"saturation_{p}"
             rv = _prior(spec, name, d, channels).create(name, dims="channel")
-            v = _pool(rv, name, model, pool_sd) if _is_pooled(name, "saturation", pooled) else rv[None, :]
+            v = (
+                _pool(rv, name, model, pool_sd, centred="saturation" in CENTRED_POOLS)
+                if _is_pooled(name, "saturation", pooled)
+                else rv[None, :]
+            )
             s_params.append(v * scale if p == rel else v)
         sat = media_transform(
             spend,
@@ -366,7 +380,7 @@ def build_hierarchical_model(
         amp = amplitude_rv(spec, datas, dims="channel")
         # Pooled on the unconstrained scale of its prior: log-ROAS for a LogNormal ROAS prior.
         amp_g = (
-            _pool(amp, amp_name, model, pool_sd)
+            _pool(amp, amp_name, model, pool_sd, centred="amplitude" in CENTRED_POOLS)
             if _is_pooled(amp_name, "amplitude", pooled)
             else amp[None, :]
         )

@@ -69,15 +69,19 @@ impl MmmProblem {
             .target_block(tg)
             .ok_or_else(|| bad("media parameter block missing"))?;
         match self.pooled(tg) {
-            Some((sdo, zo)) => {
-                let sd = vals[sdo];
+            Some(pool) => {
+                let (sd, zo) = (vals[pool.sd], pool.per_group);
                 for gi in 0..g {
                     for ch in 0..c {
                         let lo = b.lower.get(ch).copied().unwrap_or(0.0);
                         let hi = b.upper.get(ch).copied().unwrap_or(1.0);
                         let i = gi * c + ch;
-                        let (v, _, dv, _) =
-                            b.transform.apply(x[off + ch] + sd * vals[zo + i], lo, hi);
+                        let u = if pool.centred {
+                            vals[zo + i]
+                        } else {
+                            x[off + ch] + sd * vals[zo + i]
+                        };
+                        let (v, _, dv, _) = b.transform.apply(u, lo, hi);
                         dst[i] = v;
                         ddst[i] = dv;
                     }
@@ -110,7 +114,14 @@ impl MmmProblem {
             .target_block(tg)
             .ok_or_else(|| bad("media parameter block missing"))?;
         match self.pooled(tg) {
-            Some((sdo, zo)) => {
+            Some(pool) if pool.centred => {
+                let wo = pool.per_group;
+                for (i, (gwi, dwi)) in gw.iter().zip(dw).enumerate() {
+                    gv[wo + i] += gwi * dwi;
+                }
+            }
+            Some(pool) => {
+                let (sdo, zo) = (pool.sd, pool.per_group);
                 let sd = vals[sdo];
                 let mut gsd = 0.0;
                 for gi in 0..g {
@@ -133,6 +144,45 @@ impl MmmProblem {
             }
         }
         Ok(())
+    }
+
+    /// The centred pools' density, `w[g, c] ~ Normal(u_c, sd)` without its constant (the w
+    /// block's), and its gradient: w's and sd's into `gv` (value space), `u_c`'s into `graw`.
+    fn centred_pools(
+        &self,
+        x: &[f64],
+        vals: &[f64],
+        gv: &mut [f64],
+        graw: Option<&mut [f64]>,
+    ) -> f64 {
+        let (g, c) = (self.s.g, self.s.c);
+        let mut lp = 0.0;
+        let mut graw = graw;
+        for tg in Target::ALL {
+            let Some(pool) = self.pooled(tg).filter(|p| p.centred) else {
+                continue;
+            };
+            let Some((off, _)) = self.target_block(tg) else {
+                continue;
+            };
+            let (sd, wo) = (vals[pool.sd], pool.per_group);
+            let (inv, ln_sd) = (1.0 / sd, sd.ln());
+            let mut gsd = 0.0;
+            for gi in 0..g {
+                for ch in 0..c {
+                    let i = wo + gi * c + ch;
+                    let r = (vals[i] - x[off + ch]) * inv;
+                    lp -= 0.5 * r * r + ln_sd;
+                    gv[i] -= r * inv;
+                    if let Some(gr) = graw.as_deref_mut() {
+                        gr[off + ch] += r * inv;
+                    }
+                    gsd += (r * r - 1.0) * inv;
+                }
+            }
+            gv[pool.sd] += gsd;
+        }
+        lp
     }
 
     /// [`Self::eval_body`] compiled for the widest SIMD level the CPU has
@@ -256,6 +306,7 @@ impl MmmProblem {
                 }
             }
         }
+        lp += self.centred_pools(x, vals, gv, gbuf.as_deref_mut());
         let get = |role: Role| self.block_of(role);
 
         // 1b. Time-varying parts: f = phi @ w per GP row (drift; the media multiplier is exp(f)).

@@ -60,7 +60,11 @@ impl Target {
 /// group's value is `transform(u_c + sd * z[g, c])` with `u_c` the global
 /// parameter's unconstrained value, `sd` a `PoolSd` block (one element) and
 /// `z` a `PoolZ` block `(G, C)` (non-centred partial pooling on the
-/// unconstrained scale). Unpooled media parameters are shared by all groups.
+/// unconstrained scale), or, centred, `transform(w[g, c])` with `w` a `PoolW`
+/// block `(G, C)` and `w[g, c] ~ Normal(u_c, sd)` (the pool's density; the block
+/// itself is `Flat`). Centred suits a parameter every group's data pin down (the
+/// channel amplitude): non-centred there couples `u_c` with all of `z[., c]`.
+/// Unpooled media parameters are shared by all groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Level,
@@ -79,6 +83,7 @@ pub enum Role {
     Nu,
     PoolSd(Target),
     PoolZ(Target),
+    PoolW(Target),
     /// HSGP lengthscale / amplitude / coefficients of time-varying part 0
     /// (intercept drift) or 1 (log media multiplier).
     TvpLs(usize),
@@ -87,7 +92,7 @@ pub enum Role {
 }
 
 /// Number of distinct roles (the size of `MmmProblem`'s role -> block table).
-pub(super) const N_SLOTS: usize = 29;
+pub(super) const N_SLOTS: usize = 34;
 
 impl Role {
     /// A dense index of the role, for O(1) block lookup in the hot path.
@@ -109,6 +114,7 @@ impl Role {
             Role::TvpEta(p) => 24 + (*p).min(1),
             Role::TvpZ(p) => 26 + (*p).min(1),
             Role::Roas => 28,
+            Role::PoolW(t) => 29 + t.index(),
         }
     }
 
@@ -138,6 +144,8 @@ impl Role {
                     Role::PoolSd(t)
                 } else if let Some(t) = s.strip_suffix("_z").and_then(Target::from_name) {
                     Role::PoolZ(t)
+                } else if let Some(t) = s.strip_suffix("_w").and_then(Target::from_name) {
+                    Role::PoolW(t)
                 } else {
                     return None;
                 }

@@ -24,6 +24,9 @@ pub enum Dist {
     TruncatedNormal,
     /// (); bounds live in the transform and the constant
     Uniform,
+    /// (); no density of its own: a centred pool's per-group values, whose
+    /// Normal(global, sd) is the pool's (see `Role::PoolW`)
+    Flat,
 }
 
 impl Dist {
@@ -39,6 +42,7 @@ impl Dist {
             "HalfStudentT" => Dist::HalfStudentT,
             "TruncatedNormal" => Dist::TruncatedNormal,
             "Uniform" => Dist::Uniform,
+            "Flat" => Dist::Flat,
             _ => return None,
         })
     }
@@ -52,7 +56,7 @@ impl Dist {
             Dist::Exponential => &["lam"],
             Dist::StudentT => &["nu", "mu", "sigma"],
             Dist::HalfStudentT => &["nu", "sigma"],
-            Dist::Uniform => &[],
+            Dist::Uniform | Dist::Flat => &[],
         }
     }
 
@@ -101,7 +105,7 @@ impl Dist {
                     -(nu + 1.0) * z / (s * (nu + z * z)),
                 )
             }
-            Dist::Uniform => (0.0, 0.0),
+            Dist::Uniform | Dist::Flat => (0.0, 0.0),
         }
     }
 }

@@ -2,11 +2,22 @@
 
 use super::data::{MmmData, MmmStructure};
 use super::layout::{Block, Role, Target, N_SLOTS};
-use super::priors::Transform;
+use super::priors::{Dist, Transform};
 use super::util::{bad, to_cols};
 use crate::error::KResult;
 
 /// A complete, immutable log-density problem.
+/// Where a pooled media parameter's blocks are (offsets into the parameter vector).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Pool {
+    /// The pool's sd (one element).
+    pub(super) sd: usize,
+    /// `(G, C)`: the standardised offsets z (non-centred) or the per-group values w on the
+    /// unconstrained scale (centred).
+    pub(super) per_group: usize,
+    pub(super) centred: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct MmmProblem {
     pub s: MmmStructure,
@@ -99,7 +110,7 @@ impl MmmProblem {
                     .map_or(0, |d| d.m() * s.tvp_rows(p)),
                 Role::GammaFourier => g * f,
                 Role::GammaControl => g * k,
-                Role::PoolZ(_) => g * c,
+                Role::PoolZ(_) | Role::PoolW(_) => g * c,
                 _ => c,
             };
             if b.size != want {
@@ -198,11 +209,21 @@ impl MmmProblem {
             }
         }
         for tg in Target::ALL {
-            let (nsd, nz) = (has(Role::PoolSd(tg)), has(Role::PoolZ(tg)));
+            let (nsd, nz) = (
+                has(Role::PoolSd(tg)),
+                has(Role::PoolZ(tg)) + has(Role::PoolW(tg)),
+            );
             if nsd > 1 || nz > 1 || nsd != nz {
                 return Err(bad(&format!(
-                    "pooled {tg:?}: needs exactly one sd block and one z block"
+                    "pooled {tg:?}: needs exactly one sd block and one z (or w) block"
                 )));
+            }
+            if let Some(b) = blocks.iter().find(|b| b.role == Role::PoolW(tg)) {
+                if b.dist != Dist::Flat || b.transform != Transform::Identity {
+                    return Err(bad(&format!(
+                        "centred pool {tg:?}: its w block must be Flat on the identity transform"
+                    )));
+                }
             }
             if nsd == 1 {
                 if !s.grouped {
@@ -370,14 +391,23 @@ impl MmmProblem {
         self.n_dim
     }
 
-    pub(super) fn pooled(&self, tg: Target) -> Option<(usize, usize)> {
-        match (
-            self.block_of(Role::PoolSd(tg)),
-            self.block_of(Role::PoolZ(tg)),
-        ) {
-            (Some((sd, _)), Some((z, _))) => Some((sd, z)),
-            _ => None,
+    /// A pooled target's sd and per-group block offsets, and whether it is centred
+    /// (`PoolW`) or not (`PoolZ`).
+    pub(super) fn pooled(&self, tg: Target) -> Option<Pool> {
+        let (sd, _) = self.block_of(Role::PoolSd(tg))?;
+        if let Some((z, _)) = self.block_of(Role::PoolZ(tg)) {
+            return Some(Pool {
+                sd,
+                per_group: z,
+                centred: false,
+            });
         }
+        let (w, _) = self.block_of(Role::PoolW(tg))?;
+        Some(Pool {
+            sd,
+            per_group: w,
+            centred: true,
+        })
     }
 
     /// Names and shapes of what [`MmmProblem::expand`] writes, after the blocks.

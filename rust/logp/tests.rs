@@ -315,6 +315,70 @@ fn grouped_pooled_gradient_matches_finite_differences() {
     check_fd(&problem(3, true, true, false));
 }
 
+/// `p` with the pools of `targets` centred: each `PoolZ` block replaced by a `PoolW` block.
+fn centred(p: &MmmProblem, targets: &[Target]) -> MmmProblem {
+    let blocks = p
+        .blocks
+        .iter()
+        .map(|b| match b.role {
+            Role::PoolZ(tg) if targets.contains(&tg) => block(
+                Role::PoolW(tg),
+                b.size,
+                Dist::Flat,
+                &[],
+                Transform::Identity,
+            ),
+            _ => b.clone(),
+        })
+        .collect();
+    MmmProblem::new(p.s.clone(), p.data.clone(), blocks).unwrap()
+}
+
+#[test]
+fn centred_pools_gradient_matches_finite_differences() {
+    let base = problem(3, true, false, false);
+    check_fd(&centred(&base, &[Target::Amplitude]));
+    check_fd(&centred(&base, &[Target::Amplitude, Target::Saturation(0)]));
+    check_fd(&centred(&as_roas(&base), &[Target::Amplitude]));
+}
+
+#[test]
+fn centred_pool_is_the_non_centred_model_in_other_coordinates() {
+    // w = u + sd z: the same per-group values, and the density of w is that of z over sd.
+    let nc = problem(3, true, false, false);
+    let ce = centred(&nc, &[Target::Amplitude]);
+    let (g, c) = (nc.s.g, nc.s.c);
+    let n = nc.n_dim();
+    let x: Vec<f64> = (0..n).map(|i| 0.3 * ((i as f64 * 0.7).sin())).collect();
+    let (amp, _) = nc.target_block(Target::Amplitude).unwrap();
+    let pool = nc.pooled(Target::Amplitude).unwrap();
+    let sd = x[pool.sd].exp();
+    let mut xc = x.clone();
+    for gi in 0..g {
+        for ch in 0..c {
+            let i = pool.per_group + gi * c + ch;
+            xc[i] = x[amp + ch] + sd * x[i];
+        }
+    }
+    let mut gr = vec![0.0; n];
+    let lp_nc = nc.logp_grad(&x, &mut gr).unwrap();
+    let lp_c = ce.logp_grad(&xc, &mut gr).unwrap();
+    let want = lp_nc - (g * c) as f64 * sd.ln();
+    assert!(
+        (lp_c - want).abs() <= 1e-9 * want.abs().max(1.0),
+        "{lp_c} vs {want}"
+    );
+    let (mut a, mut b) = (vec![0.0; nc.n_expanded()], vec![0.0; ce.n_expanded()]);
+    nc.expand(&x, &mut a).unwrap();
+    ce.expand(&xc, &mut b).unwrap();
+    for (i, (u, v)) in a[n..].iter().zip(&b[n..]).enumerate() {
+        assert!(
+            (u - v).abs() <= 1e-9 * u.abs().max(1.0),
+            "deterministic {i}: {u} vs {v}"
+        );
+    }
+}
+
 #[test]
 fn lift_test_gradient_matches_finite_differences() {
     check_fd(&problem(1, false, false, true));
@@ -409,6 +473,22 @@ fn bad_layouts_are_errors_not_panics() {
         .iter()
         .filter(|b| b.role != Role::PoolZ(Target::Amplitude))
         .cloned()
+        .collect();
+    assert!(MmmProblem::new(p.s.clone(), p.data.clone(), blocks).is_err());
+    // a centred pool's w block with a density of its own
+    let blocks: Vec<_> = p
+        .blocks
+        .iter()
+        .map(|b| match b.role {
+            Role::PoolZ(Target::Amplitude) => block(
+                Role::PoolW(Target::Amplitude),
+                b.size,
+                Dist::Normal,
+                &[0.0, 1.0],
+                Transform::Identity,
+            ),
+            _ => b.clone(),
+        })
         .collect();
     assert!(MmmProblem::new(p.s.clone(), p.data.clone(), blocks).is_err());
 }

@@ -5,7 +5,7 @@ chains, draws and tuning, in one run.
 Run (in an environment with pymc-marketing 1.3, i.e. Python >= 3.12):
 
     python benches/bench_panel_pmm.py [--geos 8] [--weeks 156] [--channels 8] [--chains 2]
-                                      [--datasets 1] [--skip-pmm]
+                                      [--datasets 3] [--pmm-datasets 1] [--skip-pmm]
 
 Data: ``fastmmm.synthetic.make_panel(geos, weeks, channels, seed=200 + i)``: geometric adstock
 (l_max 8) + Hill per geo, media parameters varying by geo around global values, an event
@@ -17,7 +17,10 @@ Jobs (each a fresh process; process wall from start to exit, peak RSS by ``os.wa
 * fastmmm: ``fastmmm fit-hierarchical data.csv --saturation hill --l-max 8
   --yearly-seasonality 2 --controls event --chains N --draws D --tune D --no-report`` (its
   defaults otherwise: ROAS priors, adstock, saturation and amplitude pooled across geos),
-  which writes summary.json, channel_summary.csv, contributions.csv and the saved model.
+  which writes summary.json, channel_summary.csv, contributions.csv and the saved model; once
+  at the run's chains and draws and once at ``--long-chains`` x ``--long-draws`` (default
+  4 x 2000: at 2 x 1000 the weakly identified per-geo Hill shapes of these panels leave max
+  R-hat at 1.01-1.03).
 * pymc-marketing: a script that reads the CSV, fits ``MMM(date_column, channel_columns,
   target_column, control_columns=["event", "t"], adstock=GeometricAdstock(l_max=8),
   saturation=HillSaturation(), yearly_seasonality=2, dims=("geo",))`` (its default priors;
@@ -135,8 +138,11 @@ def _recovery(low, high, mean, true) -> dict:
     }
 
 
-def fastmmm_job(csv: Path, out: Path, truth: dict, args) -> dict:
+def fastmmm_job(csv: Path, out: Path, truth: dict, args, chains=None, draws=None) -> dict:
+    """``fastmmm fit-hierarchical``, at the run's chains and draws unless given."""
     import pandas as pd
+
+    chains, draws = chains or args.chains, draws or args.draws
 
     cmd = [
         sys.executable,
@@ -161,9 +167,9 @@ def fastmmm_job(csv: Path, out: Path, truth: dict, args) -> dict:
         "--yearly-seasonality",
         "2",
         "--chains",
-        str(args.chains),
+        str(chains),
         "--draws",
-        str(args.draws),
+        str(draws),
         "--tune",
         str(args.tune),
         "--seed",
@@ -181,8 +187,11 @@ def fastmmm_job(csv: Path, out: Path, truth: dict, args) -> dict:
     cs = cs.loc[cells]
     true = truth["roas"].reshape(-1)
     d = summary["diagnostics"]
+    same = (chains, draws) == (args.chains, args.draws)
     return {
-        "job": "fastmmm fit-hierarchical",
+        "job": "fastmmm fit-hierarchical" + ("" if same else f" ({chains} chains x {draws} draws)"),
+        "chains": chains,
+        "draws": draws,
         "wall_s": r["wall_s"],
         "peak_rss_mb": r["peak_rss_mb"],
         "sample_s": float(summary["timing"]["sample_s"]),
@@ -224,6 +233,8 @@ def pmm_job(csv: Path, out: Path, truth: dict, args) -> dict:
     true = truth["roas"].reshape(-1)
     return {
         "job": "pymc-marketing MMM(dims=('geo',))",
+        "chains": args.chains,
+        "draws": args.draws,
         "wall_s": r["wall_s"],
         "peak_rss_mb": r["peak_rss_mb"],
         "sample_s": stats["sample_s"],
@@ -247,9 +258,11 @@ def write(rows: list[dict], args) -> None:
         "# Panels at size: fastmmm against pymc-marketing's geo model",
         "",
         f"make_panel({args.geos} geos, {args.weeks} weeks, {args.channels} channels), "
-        f"{args.chains} chains x {args.draws} draws + {args.tune} tune for both, each job a fresh "
-        f"process (pymc-marketing with empty compile caches). CPU: {meta['cpu']} ({os.cpu_count()} "
-        "cores, shared with other work: ratios within one run).",
+        f"{args.chains} chains x {args.draws} draws + {args.tune} tune for both unless the job says "
+        f"otherwise (fastmmm also at {args.long_chains} chains x {args.long_draws} draws, the length "
+        "its R-hat < 1.01 needs on these panels), each job a fresh process (pymc-marketing with "
+        f"empty compile caches, on the first {args.pmm_datasets} panel(s)). CPU: {meta['cpu']} "
+        f"({os.cpu_count()} cores: ratios within one run).",
         "",
         "| panel | job | wall s | sampling s | peak RSS MB | divergences | max R-hat | min bulk ESS "
         "| ROAS 95% coverage | median abs error | mean signed error | median interval width / truth |",
@@ -264,11 +277,13 @@ def write(rows: list[dict], args) -> None:
         )
     ratios = []
     for ds in sorted({r["dataset"] for r in rows}):
-        f = next((r for r in rows if r["dataset"] == ds and r["job"].startswith("fastmmm")), None)
         p = next((r for r in rows if r["dataset"] == ds and r["job"].startswith("pymc")), None)
-        if f and p:
+        for f in (r for r in rows if r["dataset"] == ds and r["job"].startswith("fastmmm")):
+            if p is None:
+                continue
             ratios.append(
-                f"- panel {ds}: process wall {p['wall_s']:.0f} s / {f['wall_s']:.1f} s = "
+                f"- panel {ds}, {f['job']} ({f['chains']} x {f['draws']}) against pymc-marketing "
+                f"({p['chains']} x {p['draws']}): process wall {p['wall_s']:.0f} s / {f['wall_s']:.1f} s = "
                 f"**{p['wall_s'] / f['wall_s']:.1f}x**; sampling {p['sample_s']:.0f} s / "
                 f"{f['sample_s']:.1f} s = {p['sample_s'] / f['sample_s']:.1f}x"
             )
@@ -287,7 +302,10 @@ def main(argv=None) -> int:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
-    ap.add_argument("--datasets", type=int, default=1)
+    ap.add_argument("--datasets", type=int, default=3)
+    ap.add_argument("--pmm-datasets", type=int, default=1, help="panels pymc-marketing fits (the first ones)")
+    ap.add_argument("--long-chains", type=int, default=4)
+    ap.add_argument("--long-draws", type=int, default=2000)
     ap.add_argument("--skip-pmm", action="store_true")
     args = ap.parse_args(argv)
     from fastmmm.synthetic import make_panel
@@ -299,9 +317,17 @@ def main(argv=None) -> int:
             df, truth = make_panel(args.geos, args.weeks, args.channels, seed=seed)
             csv = Path(tmp) / f"panel_{seed}.csv"
             df.to_csv(csv, index=False)
-            jobs = [fastmmm_job] + ([] if args.skip_pmm else [pmm_job])
-            for job in jobs:
-                r = job(csv, Path(tmp) / f"{job.__name__}_{seed}", truth, args)
+            jobs = [
+                ("fastmmm", lambda c, o, t: fastmmm_job(c, o, t, args)),
+                (
+                    "fastmmm_long",
+                    lambda c, o, t: fastmmm_job(c, o, t, args, args.long_chains, args.long_draws),
+                ),
+            ]
+            if not args.skip_pmm and i < args.pmm_datasets:
+                jobs.append(("pmm", lambda c, o, t: pmm_job(c, o, t, args)))
+            for name, job in jobs:
+                r = job(csv, Path(tmp) / f"{name}_{seed}", truth)
                 r["dataset"] = seed
                 rows.append(r)
                 print(

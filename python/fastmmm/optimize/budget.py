@@ -318,6 +318,15 @@ class PanelResponse:
             PosteriorResponse.from_result(r, max_draws=max_draws, multiplier_weeks=multiplier_weeks)
             for r in result.group_results()
         ]
+        # Plans start after the panel's last date. A group that stopped early has spent nothing
+        # since its own last date: its carry-over into the plan is what its last spend leaves
+        # after that gap (none once the gap reaches l_max), not its spend as of its last date.
+        periods = len(result.dates)
+        for part, (_, end) in zip(parts, result.windows):
+            gap = periods - end
+            if gap > 0:
+                lh, c = part.history.shape
+                part.history = np.vstack([part.history, np.zeros((gap, c))])[-lh:]
         return cls(result.groups, parts)
 
     def average_weekly_spend(self) -> np.ndarray:

@@ -515,6 +515,18 @@ def test_large_panel_leaves_contributions_out_of_its_draws(monkeypatch, tmp_path
     pd.testing.assert_frame_equal(lean.channel_summary(), stored.channel_summary(), rtol=1e-9)
     back = load(lean.save(tmp_path / "lean"))
     pd.testing.assert_frame_equal(back.contributions_over_time(), stored.contributions_over_time(), rtol=1e-9)
+    # Writing every output recomputes each group's contributions once, not once per output.
+    from fastmmm.outputs import write_outputs
+    from fastmmm.results import MMMResult
+
+    calls = []
+    real = MMMResult._static_media_contributions
+    monkeypatch.setattr(
+        MMMResult, "_static_media_contributions", lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
+    )
+    fresh = load(tmp_path / "lean")
+    write_outputs(fresh, tmp_path / "out", report=False)
+    assert len(calls) == len(fresh.groups)
 
 
 # ---------------------------------------------------------------------- bad panels

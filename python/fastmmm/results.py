@@ -648,7 +648,10 @@ class MMMResult:
                 k: np.stack([d[k] for d in per_group], axis=0 if k == "spend" else 1) for k in per_group[0]
             }
             return self._cd_cache
-        contrib = self.contribution_draws().sum(axis=1)  # (S, C)
+        draws = self.contribution_draws()
+        self._keep_contribution_mean(draws)
+        contrib = draws.sum(axis=1)  # (S, C)
+        del draws
         spend = np.asarray(self.data.spend, dtype=float)
         total_spend = spend.sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -671,6 +674,18 @@ class MMMResult:
             "spend": total_spend,
         }
         return self._cd_cache
+
+    def _keep_contribution_mean(self, draws: np.ndarray) -> np.ndarray:
+        """Keep the (T, C) posterior mean of :meth:`contribution_draws` ``draws``: a large
+        panel's group recomputes its draws from the parameters on each call (they are not
+        stored), and the summaries and contributions_over_time would otherwise each do so."""
+        mean = self.__dict__["_contribution_mean_cache"] = draws.mean(axis=0)
+        return mean
+
+    def _contribution_mean(self) -> np.ndarray:
+        """(T, C) posterior mean of :meth:`contribution_draws` (national or one group)."""
+        mean = self.__dict__.get("_contribution_mean_cache")
+        return self._keep_contribution_mean(self.contribution_draws()) if mean is None else mean
 
     def _with_tail(self, spend: np.ndarray) -> np.ndarray:
         """Spend followed by l_max zero periods, so carry-over past the end is counted."""
@@ -716,7 +731,7 @@ class MMMResult:
             g = self.draws("gamma_control").mean(axis=0)
             for k, name in enumerate(self.spec.controls):
                 cols[name] = np.asarray(self.data.controls_scaled)[:, k] * g[k] * scale
-        contrib = self.contribution_draws().mean(axis=0)
+        contrib = self._contribution_mean()
         for c, ch in enumerate(self.channels):
             cols[ch] = contrib[:, c]
         df = pd.DataFrame(cols, index=pd.DatetimeIndex(self.data.dates, name="date"))

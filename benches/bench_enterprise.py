@@ -73,6 +73,15 @@ def enterprise(geos: int, weeks: int, channels: int, controls: int, seed: int = 
     return df, spec
 
 
+def write_results(stem: str, out: dict, lines: list[str]) -> None:
+    """results/<stem>.json (``out``) and .md (``lines`` and the versions), and print the table."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2))
+    lines = [*lines, "", "Versions: " + ", ".join(f"{k} {v}" for k, v in out["meta"]["versions"].items())]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def timed(target, n, rounds, wall=False):
     return float(np.median([target.time_us(n)[0 if wall else 1] for _ in range(rounds)]))
 
@@ -166,8 +175,6 @@ def main(argv=None):
         "stored_mb_per_draw": draw_mb,
         "left_out": list(left),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "enterprise.json").write_text(json.dumps(out, indent=2))
     lines = [
         f"# Enterprise panel: {G} geos x {T} weeks x {C} channels x {args.controls} controls",
         "",
@@ -193,11 +200,8 @@ def main(argv=None):
         f"| 2 x 1000 + 1000 fit, 2 chains on 2 cores (extrapolated) | {full_1core_per_chain / 60:.0f} min |",
         f"| 1 chain x 1000 + 1000 on 2 cores (extrapolated) | {2000 * steps * wall2 * 1e-6 / 60:.0f} min |",
         f"| draws stored by a 2 x 1000 fit | {2 * 1000 * draw_mb / 1e3:.1f} GB |",
-        "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in out["meta"]["versions"].items()),
     ]
-    (RESULTS / "enterprise.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("enterprise", out, lines)
 
 
 def full_fit(args) -> None:
@@ -237,8 +241,6 @@ def full_fit(args) -> None:
         "peak_rss_fit_mb": rss_fit,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "enterprise_fit.json").write_text(json.dumps(out, indent=2))
     G, T, C = args.geos, args.weeks, args.channels
     lines = [
         f"# Enterprise panel, the whole fit: {G} geos x {T} weeks x {C} channels x {args.controls} controls",
@@ -257,11 +259,8 @@ def full_fit(args) -> None:
         f"{out['ess_bulk_min']:.0f} |",
         f"| in-sample MAPE | {out['mape_in_sample']:.1%} |",
         f"| peak RSS after the fit, after the outputs | {rss_fit:.0f} MB, {out['peak_rss_mb']:.0f} MB |",
-        "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in out["meta"]["versions"].items()),
     ]
-    (RESULTS / "enterprise_fit.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("enterprise_fit", out, lines)
 
 
 if __name__ == "__main__":

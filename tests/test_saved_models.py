@@ -42,3 +42,35 @@ def test_saved_model_of_an_earlier_version_gives_the_same_summary(name):
     _same(want, got)
     # the check is not vacuous: ROAS figures are compared
     assert "roas" in json.dumps(want)
+
+
+def test_strided_draws_are_written_in_slabs_and_read_back_equal(monkeypatch, tmp_path):
+    """The sampler's draws are strided views into one array; above _SLAB_BYTES they are written
+    a few draws at a time (no whole contiguous copy) and read back bit for bit."""
+    import h5py
+    import numpy as np
+
+    from fastmmm import posterior as post_mod
+    from fastmmm.posterior import Group, Posterior
+
+    rng = np.random.default_rng(3)
+    block = rng.normal(size=(2, 51, 9))
+    mu = block[:, :, 2:7]  # (chain, draw, 5), strided
+    beta = block[:, :, 7]  # (chain, draw), strided
+    assert not mu.flags.c_contiguous
+    monkeypatch.setattr(post_mod, "_SLAB_BYTES", 100)  # slabs of 2 draws
+    slabs = []
+    real = h5py.Dataset.__setitem__
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", lambda ds, k, v: slabs.append(k) or real(ds, k, v))
+    p = Posterior(
+        {
+            "posterior": Group(
+                {"mu": mu, "beta": beta}, {"mu": ("chain", "draw", "t"), "beta": ("chain", "draw")}
+            )
+        }
+    )
+    p.save(tmp_path / "d.nc")
+    assert len(slabs) == 2 * 26 + 2 * 5  # mu 2 draws (80 bytes) a slab, beta 12 (96 bytes)
+    back = Posterior.load(tmp_path / "d.nc")
+    np.testing.assert_array_equal(back.posterior["mu"], mu)
+    np.testing.assert_array_equal(back.posterior["beta"], beta)

@@ -222,6 +222,25 @@ def _decode(values: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
     return a
 
 
+#: Strided arrays above this size are written in slabs of about this size.
+_SLAB_BYTES = 16 << 20
+
+
+def _numeric_dataset(h, name: str, data: np.ndarray):
+    """``h[name] = data``. The sampler's draws are strided views into one (chain, draw,
+    values) array, which h5py would first copy whole (a large panel's ``mu`` is ~170 MB, the
+    peak of writing its outputs): those go in slabs of draws instead, the same file."""
+    if data.flags.c_contiguous or data.ndim < 2 or data.nbytes <= _SLAB_BYTES:
+        return h.create_dataset(name, data=data)
+    ds = h.create_dataset(name, shape=data.shape, dtype=data.dtype)
+    per_draw = max(1, data[0, 0].nbytes)
+    step = max(1, _SLAB_BYTES // per_draw)
+    for c in range(data.shape[0]):
+        for i in range(0, data.shape[1], step):
+            ds[c, i : i + step] = data[c, i : i + step]
+    return ds
+
+
 def write_netcdf(path, groups: Mapping[str, Group], attrs: Mapping[str, Any] | None = None) -> None:
     """Write groups to one netCDF-4 file in ArviZ's layout.
 
@@ -263,7 +282,7 @@ def write_netcdf(path, groups: Mapping[str, Group], attrs: Mapping[str, Any] | N
                         name, data=data.astype(str).astype(object), dtype=h5py.string_dtype()
                     )
                 else:
-                    ds = h.create_dataset(name, data=data)
+                    ds = _numeric_dataset(h, name, data)
                 for k, a in extra.items():
                     ds.attrs[k] = a
                 for j, dim in enumerate(g.dims[name]):

@@ -356,7 +356,7 @@ class MMMResult:
         if name == "channel_contribution" and name not in self.posterior and not self.is_panel:
             terms = self._static_media_contributions(np.asarray(self.data.spend, dtype=float))
             if getattr(self.spec, "time_varying_media", False):
-                terms = terms * self.draws("media_multiplier")[:, :, None]
+                terms *= self.draws("media_multiplier")[:, :, None]
             return terms
         return self.posterior.flat(name)
 
@@ -597,6 +597,9 @@ class MMMResult:
             return self._on_panel_dates([r.contribution_draws() for r in self.group_results()], 1)
         m = self.draws("channel_contribution")
         if not self.spec.log_target:
+            if "channel_contribution" not in self.posterior:  # recomputed, so ours: scale in place
+                m *= float(self.data.scales.target_scale)  # (a large panel's group: ~100 MB)
+                return m
             return m * float(self.data.scales.target_scale)
         level = self._expected_level(self.draws("mu"))
         return level[:, :, None] * -np.expm1(-m)

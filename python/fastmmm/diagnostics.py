@@ -80,10 +80,15 @@ def convergence_summary(posterior) -> dict:
     post = posterior.posterior
     names = [n for n in post if n not in _SKIP and np.issubdtype(np.asarray(post[n]).dtype, np.number)]
     c, d = posterior.n_chains, posterior.n_draws
-    x = np.concatenate([np.asarray(post[n], dtype=np.float64).reshape(c, d, -1) for n in names], axis=2)
-    # In blocks of columns: the statistics' intermediates (ranks, FFTs) are several copies of
-    # their input, which for a large panel's thousands of parameters would be gigabytes.
-    parts = [summary(x[:, :, i : i + _CONVERGENCE_BLOCK]) for i in range(0, x.shape[2], _CONVERGENCE_BLOCK)]
+    # Each variable in blocks of columns, read in place: the statistics' intermediates (ranks,
+    # FFTs) are several copies of their input, which for a large panel's thousands of
+    # parameters would be gigabytes (and one array of them all, another copy of the draws).
+    parts = []
+    for n in names:
+        x = np.asarray(post[n], dtype=np.float64).reshape(c, d, -1)
+        parts += [
+            summary(x[:, :, i : i + _CONVERGENCE_BLOCK]) for i in range(0, x.shape[2], _CONVERGENCE_BLOCK)
+        ]
     stats = {k: np.concatenate([p[k] for p in parts]) for k in ("rhat", "ess_bulk", "ess_tail")}
     r = stats["rhat"]
     out = {
@@ -146,8 +151,10 @@ def validate(result, **thresholds) -> Validation:
     """Full validation of a fitted result (see :class:`Validation`)."""
     v = sampler_checks(result, thresholds)
     th = v.thresholds
-    fit = result.fitted()
-    actual, pred = fit["actual"].to_numpy(), fit["mean"].to_numpy()
+    # The fitted mean only: fitted()'s predictive intervals would draw a panel's whole
+    # posterior predictive (as large as its mu) for nothing.
+    pred = result.fitted_mean()
+    actual = np.concatenate([np.asarray(d.y, dtype=float) for d in result.datas])
     v.mape_in_sample = _mape(actual, pred)
     ss_res = float(np.sum((actual - pred) ** 2))
     ss_tot = float(np.sum((actual - actual.mean()) ** 2))

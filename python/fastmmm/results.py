@@ -29,6 +29,8 @@ __all__ = ["MMMResult", "load"]
 _FORMAT_VERSION = 1
 #: Draws processed at once when evaluating media transforms over the posterior.
 _DRAW_CHUNK = 256
+# Values of (draw, date, channel) contributions reduced at a time (16 MB of float64).
+_CONTRIBUTION_BLOCK = 1 << 21
 
 
 def _thin(n: int, max_draws: int | None) -> slice:
@@ -42,6 +44,20 @@ def _interval(samples: np.ndarray, interval: float, axis: int = 0) -> dict[str, 
     lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
     q = np.quantile(samples, [lo, hi], axis=axis)
     return {"mean": samples.mean(axis=axis), "low": q[0], "high": q[1]}
+
+
+def _channel_table(draws: dict[str, np.ndarray], channels: list[str], interval: float) -> pd.DataFrame:
+    """channel_summary's table of one national result or group from its channel_draws:
+    ``spend`` and ``{quantity}_{mean|low|high}`` per channel."""
+    rows: dict[str, dict] = {ch: {} for ch in channels}
+    for name, vals in draws.items():
+        for c, ch in enumerate(channels):
+            if name == "spend":
+                rows[ch]["spend"] = float(vals[c])
+                continue
+            for k, v in _interval(vals[:, c], interval).items():
+                rows[ch][f"{name}_{k}"] = float(v)
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _floats(d: dict) -> dict:
@@ -354,11 +370,21 @@ class MMMResult:
         (:func:`fastmmm.fastpath.left_out`); a group's is then recomputed here from its
         parameters, the same values (the media kernel on its training spend)."""
         if name == "channel_contribution" and name not in self.posterior and not self.is_panel:
-            terms = self._static_media_contributions(np.asarray(self.data.spend, dtype=float))
-            if getattr(self.spec, "time_varying_media", False):
-                terms *= self.draws("media_multiplier")[:, :, None]
-            return terms
+            return self._recomputed_media_terms(slice(None))
         return self.posterior.flat(name)
+
+    def _media_terms(self, sel: slice) -> np.ndarray:
+        """(S_sel, T, C) draws ``sel`` of ``channel_contribution`` (model scale), stored or
+        recomputed (:meth:`draws`); only the selected draws are ever computed."""
+        if "channel_contribution" in self.posterior:
+            return self.posterior.flat("channel_contribution")[sel]
+        return self._recomputed_media_terms(sel)
+
+    def _recomputed_media_terms(self, sel: slice) -> np.ndarray:
+        terms = self._static_media_contributions(np.asarray(self.data.spend, dtype=float), draws=sel)
+        if getattr(self.spec, "time_varying_media", False):
+            terms *= self.draws("media_multiplier")[sel][:, :, None]
+        return terms
 
     @property
     def n_draws(self) -> int:
@@ -585,8 +611,9 @@ class MMMResult:
         half_var = 0.5 * np.square(self.draws("sigma")[sel])
         return np.exp(mu + half_var.reshape((-1,) + (1,) * (np.ndim(mu) - 1))) * ts
 
-    def contribution_draws(self) -> np.ndarray:
-        """(S, [G,] T, C) channel contributions in original units over the training dates.
+    def contribution_draws(self, draws: slice | None = None) -> np.ndarray:
+        """(S, [G,] T, C) channel contributions in original units over the training dates
+        (``draws`` selects the draws: only those are computed).
 
         Additive: the fitted deterministic ``channel_contribution`` times the target scale.
         Log target: by counterfactual, per draw and date, ``E[y_t] - E[y_t | channel c's
@@ -594,22 +621,39 @@ class MMMResult:
         term (its carry-over inside the window included).
         """
         if self.is_panel:  # NaN outside a group's window (a ragged panel)
-            return self._on_panel_dates([r.contribution_draws() for r in self.group_results()], 1)
-        m = self.draws("channel_contribution")
+            return self._on_panel_dates([r.contribution_draws(draws) for r in self.group_results()], 1)
+        sel = slice(None) if draws is None else draws
+        m = self._media_terms(sel)
         if not self.spec.log_target:
             if "channel_contribution" not in self.posterior:  # recomputed, so ours: scale in place
                 m *= float(self.data.scales.target_scale)  # (a large panel's group: ~100 MB)
                 return m
             return m * float(self.data.scales.target_scale)
-        level = self._expected_level(self.draws("mu"))
+        level = self._expected_level(self.draws("mu")[sel], sel)
         return level[:, :, None] * -np.expm1(-m)
+
+    def _contribution_sums(self) -> np.ndarray:
+        """(S, C) each channel's contribution summed over the training dates (national or one
+        group), keeping the (T, C) posterior mean for :meth:`contributions_over_time`. In
+        blocks of draws: a large panel's group recomputes its draws from the parameters (they
+        are not stored), and all of them at once would be ~100 MB at 208 weeks x 30 channels."""
+        n, t, c = self.n_draws, len(self.data.dates), len(self.channels)
+        step = max(1, _CONTRIBUTION_BLOCK // max(1, t * c))
+        sums, total = np.empty((n, c)), np.zeros((t, c))
+        for i in range(0, n, step):
+            sel = slice(i, min(n, i + step))
+            block = self.contribution_draws(sel)
+            sums[sel] = block.sum(axis=1)
+            total += block.sum(axis=0)
+        self.__dict__["_contribution_mean_cache"] = total / n
+        return sums
 
     def roas_draws(self) -> np.ndarray:
         """(S, [G,] C) ROAS: contribution over the data window per unit of its spend (NaN
         where a channel had no spend)."""
         if self.is_panel:
             return np.stack([r.roas_draws() for r in self.group_results()], axis=1)
-        contrib = self.contribution_draws().sum(axis=1)
+        contrib = self._contribution_sums()
         spend = np.asarray(self.data.spend, dtype=float).sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(spend > 0, contrib / spend, np.nan)
@@ -622,39 +666,48 @@ class MMMResult:
         contribution_share, roas and mroas, plus ``spend`` (total training
         spend, original units).
         """
-        if self.is_panel:
+        draws = self.channel_draws()
+        if self.is_panel:  # from the panel's draws: no group keeps its own copy
             return pd.concat(
-                [r.channel_summary(interval) for r in self.group_results()],
+                [
+                    _channel_table(
+                        {k: v[g] if k == "spend" else v[:, g] for k, v in draws.items()},
+                        self.channels,
+                        interval,
+                    )
+                    for g in range(len(self.groups))
+                ],
                 keys=self.groups,
                 names=[self.group, "channel"],
             )
-        rows = {}
-        for name, vals in self.channel_draws().items():
-            for c, ch in enumerate(self.channels):
-                rows.setdefault(ch, {})
-                if name == "spend":
-                    rows[ch]["spend"] = float(vals[c])
-                    continue
-                st = _interval(vals[:, c], interval)
-                for k, v in st.items():
-                    rows[ch][f"{name}_{k}"] = float(v)
-        return pd.DataFrame.from_dict(rows, orient="index")
+        return _channel_table(draws, self.channels, interval)
 
     def channel_draws(self) -> dict[str, np.ndarray]:
         """Per-draw channel quantities: contribution, contribution_share, roas and mroas
         (S, [G,] C), and spend ([G,] C), in original units."""
-        if getattr(self, "_cd_cache", None) is not None:
-            return self._cd_cache
-        if self.is_panel:
-            per_group = [r.channel_draws() for r in self.group_results()]
-            self._cd_cache = {
-                k: np.stack([d[k] for d in per_group], axis=0 if k == "spend" else 1) for k in per_group[0]
-            }
-            return self._cd_cache
-        draws = self.contribution_draws()
-        self._keep_contribution_mean(draws)
-        contrib = draws.sum(axis=1)  # (S, C)
-        del draws
+        if getattr(self, "_cd_cache", None) is None:
+            self._cd_cache = self._panel_channel_draws() if self.is_panel else self._compute_channel_draws()
+        return self._cd_cache
+
+    def _panel_channel_draws(self) -> dict[str, np.ndarray]:
+        """channel_draws of a panel, one group at a time into the panel's arrays: a group's
+        (S, T, C) contribution draws (~100 MB on a 50-geo x 208-week x 30-channel panel)
+        are freed before the next group's, and no group keeps a cache of its own."""
+        out: dict[str, np.ndarray] = {}
+        G = len(self.groups)
+        for g, r in enumerate(self.group_results()):
+            for k, v in r._compute_channel_draws().items():
+                if k not in out:
+                    out[k] = np.empty((G,) + v.shape if k == "spend" else (v.shape[0], G) + v.shape[1:])
+                if k == "spend":
+                    out[k][g] = v
+                else:
+                    out[k][:, g] = v
+        return out
+
+    def _compute_channel_draws(self) -> dict[str, np.ndarray]:
+        """channel_draws of a national result or one group, uncached."""
+        contrib = self._contribution_sums()  # (S, C)
         spend = np.asarray(self.data.spend, dtype=float)
         total_spend = spend.sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -669,26 +722,21 @@ class MMMResult:
         delta = tot[:, 1] - tot[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             mroas = np.where(total_spend > 0, delta / (eps * total_spend), np.nan)
-        self._cd_cache = {
+        return {
             "contribution": contrib,
             "contribution_share": share,
             "roas": roas,
             "mroas": mroas,
             "spend": total_spend,
         }
-        return self._cd_cache
-
-    def _keep_contribution_mean(self, draws: np.ndarray) -> np.ndarray:
-        """Keep the (T, C) posterior mean of :meth:`contribution_draws` ``draws``: a large
-        panel's group recomputes its draws from the parameters on each call (they are not
-        stored), and the summaries and contributions_over_time would otherwise each do so."""
-        mean = self.__dict__["_contribution_mean_cache"] = draws.mean(axis=0)
-        return mean
 
     def _contribution_mean(self) -> np.ndarray:
         """(T, C) posterior mean of :meth:`contribution_draws` (national or one group)."""
         mean = self.__dict__.get("_contribution_mean_cache")
-        return self._keep_contribution_mean(self.contribution_draws()) if mean is None else mean
+        if mean is None:
+            self._contribution_sums()  # keeps the mean: the summaries and this share one pass
+            mean = self.__dict__["_contribution_mean_cache"]
+        return mean
 
     def _with_tail(self, spend: np.ndarray) -> np.ndarray:
         """Spend followed by l_max zero periods, so carry-over past the end is counted."""
@@ -765,13 +813,21 @@ class MMMResult:
         date (columns group, date, actual, mean, low, high)."""
         if self.is_panel:
             return self._stacked_frames(r.fitted(interval) for r in self.group_results())
-        mu = self._expected_level(self.draws("mu"))
-        pp = self.data.scales.unscale_target(self.posterior_predictive().reshape(-1, mu.shape[1]))
+        mean = self.fitted_mean()
+        pp = self.data.scales.unscale_target(self.posterior_predictive().reshape(-1, mean.shape[0]))
         q = np.quantile(pp, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
         return pd.DataFrame(
-            {"actual": np.asarray(self.data.y), "mean": mu.mean(axis=0), "low": q[0], "high": q[1]},
+            {"actual": np.asarray(self.data.y), "mean": mean, "low": q[0], "high": q[1]},
             index=pd.DatetimeIndex(self.data.dates, name="date"),
         )
+
+    def fitted_mean(self) -> np.ndarray:
+        """(T,) posterior mean of the expected level per training date, original units: the
+        ``mean`` column of :meth:`fitted` without its posterior predictive draws (on a panel
+        every group's dates one after another, as in :meth:`fitted`)."""
+        if self.is_panel:
+            return np.concatenate([r.fitted_mean() for r in self.group_results()])
+        return self._expected_level(self.draws("mu")).mean(axis=0)
 
     def predict(self, new=None, interval: float = 0.95, *, seed=None) -> pd.DataFrame:
         """Out-of-sample posterior predictive for new periods after the training data.

@@ -157,7 +157,7 @@ def problem_arrays(data, spec) -> dict[str, np.ndarray]:
 
 def tvp_arrays(data, spec) -> dict[str, np.ndarray]:
     """The HSGP basis of each time-varying part on the training dates of ``data`` (fastmmm.tvp,
-    as the PyMC model has it; a panel's groups share their dates, so one basis serves all)."""
+    as the PyMC model has it; a panel's: :func:`panel_tvp_arrays`)."""
     from fastmmm.tvp import hsgp_data, parts
 
     out = {}
@@ -210,6 +210,26 @@ def lift_arrays(lift, datas, spec, groups=None) -> dict:
 
         w = lift_data(lift, datas[0])["lift_time_weights"]
         out["lift_weights"] = np.ascontiguousarray(w, dtype=np.float64).ravel()
+    return out
+
+
+def panel_tvp_arrays(datas, spec) -> dict[str, np.ndarray]:
+    """:func:`tvp_arrays` of a panel: one basis shared by its groups, or (a ragged panel) one
+    per group (:func:`fastmmm.tvp.panel_hsgp_data`), flattened group-major: ``phi``
+    (G * T, m), ``omega`` and ``col_ms`` (G * m)."""
+    from fastmmm.tvp import panel_hsgp_data, parts
+
+    h = panel_hsgp_data(spec, datas)
+    if not h or h[f"hsgp_phi_{parts(spec)[0]}"].ndim == 2:  # one basis shared by the groups
+        return tvp_arrays(datas[0], spec)
+    out = {}
+    for part in parts(spec):
+        phi = h[f"hsgp_phi_{part}"]
+        out[f"tvp_{part}_phi"] = np.ascontiguousarray(phi.reshape(-1, phi.shape[-1]), dtype=np.float64)
+        out[f"tvp_{part}_omega"] = np.ascontiguousarray(h[f"hsgp_omega_{part}"].reshape(-1), dtype=np.float64)
+        out[f"tvp_{part}_col_ms"] = np.ascontiguousarray(
+            h[f"hsgp_col_ms_{part}"].reshape(-1), dtype=np.float64
+        )
     return out
 
 
@@ -275,7 +295,7 @@ def problem_data(spec, datas, lift=None, lift_groups=None) -> dict:
         flat = {
             **panel_arrays(datas),
             **lift_arrays(lift, list(datas), spec, lift_groups),
-            **tvp_arrays(datas[0], spec),
+            **panel_tvp_arrays(datas, spec),
         }
     else:
         flat = {**problem_arrays(datas, spec), **lift_arrays(lift, datas, spec)}

@@ -114,19 +114,19 @@ def _check_panel(names, datas, spec) -> None:
         )
 
 
-def _check_ragged_support(spec, datas, lift) -> None:
-    """What a ragged panel (groups on different dates) cannot have yet: time-varying parts
-    (their basis is on dates every group shares) and level lifts (log target: they read the
-    level at the panel's dates)."""
-    from fastmmm.tvp import parts
-
+def _check_ragged_support(spec, datas, lift, media_multiplier: str = "shared") -> None:
+    """What a ragged panel (groups on different dates) cannot have: a media multiplier
+    shared by the groups (its one basis would be on dates they do not share; each group's
+    GP has the basis of its own window, :func:`fastmmm.tvp.panel_hsgp_data`) and, not yet,
+    level lifts (log target: they read the level at the panel's dates)."""
     dates0 = pd.DatetimeIndex(datas[0].dates)
     if all(pd.DatetimeIndex(d.dates).equals(dates0) for d in datas[1:]):
         return
-    if parts(spec):
+    if spec.time_varying_media and media_multiplier != "group":
         raise NotImplementedError(
-            "time-varying intercept/media on a panel whose groups have different dates is not "
-            "implemented; fit the groups on their common dates, or without the time-varying parts"
+            "time-varying media with one multiplier shared by the groups needs groups on the same "
+            "dates; on a panel whose groups start or stop at different dates use "
+            "media_multiplier='group' (--media-multiplier group): one multiplier per group"
         )
     if lift is not None and spec.log_target:
         raise NotImplementedError(
@@ -212,6 +212,34 @@ def _pool(rv, name: str, model, sd_prior, centred: bool = False, dims=("geo", "c
     return pm.Deterministic(f"{name}_geo", tr.backward(w, *inputs) if tr is not None else w, dims=dims)
 
 
+def _panel_hsgp_rv(spec, datas, part: str, by_group: bool):
+    """The HSGP of a panel's time-varying ``part``: (G, T) with ``by_group`` (one GP per
+    group, sharing the lengthscale and amplitude), else (T,). Groups on the same dates
+    share one basis (:func:`fastmmm.model.hsgp_rv`); a ragged panel's each have the basis
+    of their own window (:func:`fastmmm.tvp.panel_hsgp_data`)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from fastmmm.layout import resolve_prior
+    from fastmmm.model import hsgp_rv
+    from fastmmm.tvp import gp_weights, panel_hsgp_data
+
+    h = panel_hsgp_data(spec, datas)
+    if h[f"hsgp_phi_{part}"].ndim == 2:
+        return hsgp_rv(spec, datas[0], part, group_dim="geo" if by_group else None)
+    if not by_group:  # refused earlier (_check_ragged_support)
+        raise NotImplementedError("a GP shared by groups on different dates")
+    dims = ("geo", "hsgp_basis")
+    phi = pm.Data(f"hsgp_phi_{part}", h[f"hsgp_phi_{part}"], dims=("geo", "date", "hsgp_basis"))
+    omega = pm.Data(f"hsgp_omega_{part}", h[f"hsgp_omega_{part}"], dims=dims)
+    col_ms = pm.Data(f"hsgp_col_ms_{part}", h[f"hsgp_col_ms_{part}"], dims=dims)
+    ls = resolve_prior(spec, f"tvp_{part}_ls").create(f"tvp_{part}_ls")
+    eta = resolve_prior(spec, f"tvp_{part}_eta").create(f"tvp_{part}_eta")
+    z = pm.Normal(f"tvp_{part}_z", mu=0.0, sigma=1.0, dims=dims)
+    w = gp_weights(omega, ls, eta, col_ms, z, xp=pt)  # (G, m)
+    return (phi * w[:, None, :]).sum(axis=2)
+
+
 def build_hierarchical_model(
     datas: list[PreparedData],
     spec: ModelSpec,
@@ -266,7 +294,7 @@ def build_hierarchical_model(
     from fastmmm.layout import (
         resolve_prior as _prior,
     )
-    from fastmmm.model import amplitude_rv, hsgp_rv
+    from fastmmm.model import amplitude_rv
     from fastmmm.ops.media import media_transform
     from fastmmm.priors import Prior
 
@@ -333,8 +361,8 @@ def build_hierarchical_model(
             gc = _prior(spec, "gamma_control").create("gamma_control", dims=("geo", "control"))
             mu = mu + (ctrl * gc[:, None, :]).sum(axis=2)
         drift = None
-        if spec.time_varying_intercept:  # the groups share their dates, so one basis serves all
-            drift = hsgp_rv(spec, datas[0], "intercept", group_dim="geo")
+        if spec.time_varying_intercept:
+            drift = _panel_hsgp_rv(spec, datas, "intercept", by_group=True)
             mu = mu + drift
 
         a_params = []
@@ -399,7 +427,7 @@ def build_hierarchical_model(
             beta = pm.Deterministic("beta", beta, dims=("geo", "channel"))
         if spec.time_varying_media:
             by_group = media_multiplier == "group"
-            g_t = hsgp_rv(spec, datas[0], "media", group_dim="geo" if by_group else None)
+            g_t = _panel_hsgp_rv(spec, datas, "media", by_group=by_group)
             mult = pm.Deterministic(
                 "media_multiplier", pt.exp(g_t), dims=("geo", "date") if by_group else "date"
             )
@@ -607,7 +635,7 @@ class HierarchicalMMM:
     def build(self, df):
         """(group names, per-group data, PyMC model) for ``df``."""
         groups, datas = prepare_panel(df, self.spec, self.group)
-        _check_ragged_support(self.spec, datas, None)
+        _check_ragged_support(self.spec, datas, None, self.media_multiplier)
         model = build_hierarchical_model(
             datas,
             self.spec,
@@ -674,7 +702,7 @@ class HierarchicalMMM:
                         "the model cannot learn their effect there (hold out fewer weeks)"
                     )
         lift = read_group_lift_tests(lift_tests, self.spec, self.group, groups, frequency=datas[0].frequency)
-        _check_ragged_support(self.spec, datas, lift)
+        _check_ragged_support(self.spec, datas, lift, self.media_multiplier)
         if lift is not None and self.spec.time_varying_media:
             raise NotImplementedError(
                 "lift tests with a time-varying media multiplier are not implemented for panels "
@@ -691,9 +719,9 @@ class HierarchicalMMM:
 
         def data_updates(model):
             from fastmmm.layout import amplitude_name, amplitude_prior
-            from fastmmm.tvp import hsgp_data
+            from fastmmm.tvp import panel_hsgp_data
 
-            arr = {**_stack(datas), **hsgp_data(datas[0])}
+            arr = {**_stack(datas), **panel_hsgp_data(spec, datas)}
             name = amplitude_name(spec)
             if name in ("roas", "mroas") and spec.prior(name) is None:  # the data-based default prior
                 mu = amplitude_prior(spec, datas)["mu"]

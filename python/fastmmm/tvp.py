@@ -85,6 +85,7 @@ __all__ = [
     "gp_weights",
     "hsgp_data",
     "hsgp_effect",
+    "panel_hsgp_data",
     "parts",
     "periods_per_week",
     "sqrt_psd",
@@ -300,6 +301,31 @@ def hsgp_data(data) -> dict[str, np.ndarray]:
         b = HSGPBasis.for_part(data.spec, data, part)
         out[f"hsgp_phi_{part}"] = b.basis(data.trend)
         out[f"hsgp_omega_{part}"] = b.omega
+    return out
+
+
+def panel_hsgp_data(spec, datas) -> dict[str, np.ndarray]:
+    """The HSGP data of a panel's time-varying parts (``datas``: one PreparedData per group).
+
+    Groups on the same dates share one basis: :func:`hsgp_data` of the first group. A
+    ragged panel's groups (on different dates) each have their own, the national one of
+    their training window (its half-width, boundary and projection), evaluated on the
+    panel's dates with the group's trend feature, so that a group's drift is exactly what
+    its own national model would have: ``hsgp_phi_{part}`` (G, T, m), ``hsgp_omega_{part}``
+    and ``hsgp_col_ms_{part}`` (G, m), the mean square of each column over the group's
+    window. Only per-group parts can be ragged (a GP shared by all groups has one basis).
+    """
+    from fastmmm.data import panel_grid
+
+    dates, windows = panel_grid(datas)
+    if all(w == (0, len(dates)) for w in windows):
+        return hsgp_data(datas[0])
+    out: dict[str, np.ndarray] = {}
+    for part in parts(spec):
+        bases = [HSGPBasis.for_part(spec, d, part) for d in datas]
+        out[f"hsgp_phi_{part}"] = np.stack([b.basis(d.scales.trend_at(dates)) for b, d in zip(bases, datas)])
+        out[f"hsgp_omega_{part}"] = np.stack([b.omega for b in bases])
+        out[f"hsgp_col_ms_{part}"] = np.stack([b.col_ms for b in bases])
     return out
 
 

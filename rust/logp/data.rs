@@ -39,19 +39,36 @@ pub struct MmmData {
 /// see `MmmStructure::tvp_per_group`; they share `ls` and `eta`), `w_j = eta * a_j / sqrt(sum_k col_ms_k a_k^2) * z_j`,
 /// `a_j = 1 / (3 + ls^2 omega_j^2)` (the Matern-3/2 spectral weights normalised so
 /// that `eta` is the prior in-sample RMS of `f`; see `fastmmm.tvp.gp_weights`).
+///
+/// `B` bases: one shared by every GP row (`B = 1`), or one per row (`B` = the part's
+/// rows) when the groups of a ragged panel each have their own window, on which their
+/// basis is defined and projected (`fastmmm.tvp.panel_hsgp_data`).
 #[derive(Clone, Debug)]
 pub struct TvpData {
-    /// (T, m)
+    /// (B, T, m)
     pub phi: Vec<f64>,
-    /// (m,)
+    /// (B, m)
     pub omega: Vec<f64>,
-    /// (m,) mean over the training dates of `phi^2`
+    /// (B, m) mean over each basis's training dates of `phi^2`
     pub col_ms: Vec<f64>,
+    /// Basis functions per basis.
+    pub m: usize,
 }
 
 impl TvpData {
-    pub fn m(&self) -> usize {
-        self.omega.len()
+    /// How many bases, `B`.
+    pub fn bases(&self) -> usize {
+        self.omega.len().checked_div(self.m).unwrap_or(0)
+    }
+
+    /// The basis of GP row `r`.
+    #[inline]
+    pub fn basis_of(&self, r: usize) -> usize {
+        if self.bases() == 1 {
+            0
+        } else {
+            r
+        }
     }
 }
 

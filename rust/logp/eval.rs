@@ -1,6 +1,5 @@
 //! The log-density and its gradient in one pass, and the deterministics.
 
-use super::data::TvpData;
 use super::layout::{Role, Target};
 use super::problem::MmmProblem;
 use super::scratch::SCRATCH;
@@ -285,8 +284,10 @@ impl MmmProblem {
         let (gmult, rest) = rest.split_at_mut(part_len(1));
         let mut tw_off = [0usize; 3];
         for p in 0..2 {
-            let m = self.data.tvp[p].as_ref().map_or(0, TvpData::m);
-            tw_off[p + 1] = tw_off[p] + if m > 0 { (rows[p] + 1) * m } else { 0 };
+            let (m, nb) = self.data.tvp[p]
+                .as_ref()
+                .map_or((0, 0), |d| (d.m, d.bases()));
+            tw_off[p + 1] = tw_off[p] + if m > 0 { (rows[p] + nb) * m } else { 0 };
         }
         let (tw, _) = rest.split_at_mut(tw_off[2]);
 
@@ -312,28 +313,35 @@ impl MmmProblem {
         // 1b. Time-varying parts: f = phi @ w per GP row (drift; the media multiplier is exp(f)).
         for p in 0..2 {
             let Some(d) = &self.data.tvp[p] else { continue };
-            let m = d.m();
+            let m = d.m;
             let ls = vals[get(Role::TvpLs(p)).ok_or_else(|| bad("tvp ls"))?.0];
             let eta = vals[get(Role::TvpEta(p)).ok_or_else(|| bad("tvp eta"))?.0];
             let zo = get(Role::TvpZ(p)).ok_or_else(|| bad("tvp z"))?.0;
             let (w, q) = tw[tw_off[p]..tw_off[p + 1]].split_at_mut(rows[p] * m);
-            let mut nn = 0.0;
-            for j in 0..m {
-                let a = 1.0 / (3.0 + ls * ls * d.omega[j] * d.omega[j]);
-                q[j] = a;
-                nn += d.col_ms[j] * a * a;
-            }
-            let nn = nn.sqrt();
-            q.iter_mut().for_each(|v| *v /= nn);
-            for (r, wr) in w.chunks_exact_mut(m).enumerate() {
+            for (qb, (om, cm)) in q
+                .chunks_exact_mut(m)
+                .zip(d.omega.chunks_exact(m).zip(d.col_ms.chunks_exact(m)))
+            {
+                let mut nn = 0.0;
                 for j in 0..m {
-                    wr[j] = eta * q[j] * vals[zo + r * m + j];
+                    let a = 1.0 / (3.0 + ls * ls * om[j] * om[j]);
+                    qb[j] = a;
+                    nn += cm[j] * a * a;
+                }
+                let nn = nn.sqrt();
+                qb.iter_mut().for_each(|v| *v /= nn);
+            }
+            for (r, wr) in w.chunks_exact_mut(m).enumerate() {
+                let qb = &q[d.basis_of(r) * m..][..m];
+                for j in 0..m {
+                    wr[j] = eta * qb[j] * vals[zo + r * m + j];
                 }
             }
             let dst: &mut [f64] = if p == 0 { &mut *drift } else { &mut *mult };
-            for (fr, wr) in dst.chunks_exact_mut(t).zip(w.chunks_exact(m)) {
+            for (r, (fr, wr)) in dst.chunks_exact_mut(t).zip(w.chunks_exact(m)).enumerate() {
+                let phi = &d.phi[d.basis_of(r) * t * m..][..t * m];
                 for (ti, v) in fr.iter_mut().enumerate() {
-                    *v = dot_f::<F>(&d.phi[ti * m..(ti + 1) * m], wr);
+                    *v = dot_f::<F>(&phi[ti * m..(ti + 1) * m], wr);
                 }
             }
             if p == 1 {
@@ -814,7 +822,7 @@ impl MmmProblem {
             let Some(dt) = &self.data.tvp[p] else {
                 continue;
             };
-            let m = dt.m();
+            let m = dt.m;
             let gf: &[f64] = if p == 0 { gdrift } else { gmult };
             let (lso, eo, zo) = (
                 get(Role::TvpLs(p)).ok_or_else(|| bad("tvp ls"))?.0,
@@ -825,34 +833,45 @@ impl MmmProblem {
             // The forward pass's w (no longer needed) holds dL/dw = phi^T df per GP row,
             // accumulated over contiguous rows of phi.
             let (gw, q) = tw[tw_off[p]..tw_off[p + 1]].split_at_mut(rows[p] * m);
-            for (gwr, gfr) in gw.chunks_exact_mut(m).zip(gf.chunks_exact(t)) {
+            for (r, (gwr, gfr)) in gw.chunks_exact_mut(m).zip(gf.chunks_exact(t)).enumerate() {
+                let phi = &dt.phi[dt.basis_of(r) * t * m..][..t * m];
                 gwr.fill(0.0);
                 for (ti, &d) in gfr.iter().enumerate() {
-                    axpy::<F>(gwr, d, &dt.phi[ti * m..(ti + 1) * m]);
+                    axpy::<F>(gwr, d, &phi[ti * m..(ti + 1) * m]);
                 }
             }
             // q_j = a_j / N, a_j = 1 / (3 + ls^2 w_j^2), N = sqrt(sum_k col_ms_k a_k^2):
             // dq_j/dls = (da_j - q_j * dN) / N with da_j = -2 ls w_j^2 a_j^2, dN = sum_k col_ms_k a_k da_k / N.
-            let mut nn = 0.0;
-            let mut dn = 0.0;
-            for j in 0..m {
-                let a = 1.0 / (3.0 + ls * ls * dt.omega[j] * dt.omega[j]);
-                let da = -2.0 * ls * dt.omega[j] * dt.omega[j] * a * a;
-                nn += dt.col_ms[j] * a * a;
-                dn += dt.col_ms[j] * a * da;
-            }
-            let nn = nn.sqrt();
-            let dn = dn / nn;
+            let nb = dt.bases();
             let (mut gls, mut geta) = (0.0, 0.0);
-            for j in 0..m {
-                let a = 1.0 / (3.0 + ls * ls * dt.omega[j] * dt.omega[j]);
-                let da = -2.0 * ls * dt.omega[j] * dt.omega[j] * a * a;
-                let dq = (da - q[j] * dn) / nn;
-                for r in 0..rows[p] {
-                    let (gwj, z) = (gw[r * m + j], vals[zo + r * m + j]);
-                    gv[zo + r * m + j] += gwj * eta * q[j];
-                    geta += gwj * q[j] * z;
-                    gls += gwj * eta * z * dq;
+            for b in 0..nb {
+                let (om, cm, qb) = (
+                    &dt.omega[b * m..][..m],
+                    &dt.col_ms[b * m..][..m],
+                    &q[b * m..][..m],
+                );
+                let mut nn = 0.0;
+                let mut dn = 0.0;
+                for j in 0..m {
+                    let a = 1.0 / (3.0 + ls * ls * om[j] * om[j]);
+                    let da = -2.0 * ls * om[j] * om[j] * a * a;
+                    nn += cm[j] * a * a;
+                    dn += cm[j] * a * da;
+                }
+                let nn = nn.sqrt();
+                let dn = dn / nn;
+                // The GP rows on basis b: every row (one shared basis) or row b.
+                let served = if nb == 1 { 0..rows[p] } else { b..b + 1 };
+                for j in 0..m {
+                    let a = 1.0 / (3.0 + ls * ls * om[j] * om[j]);
+                    let da = -2.0 * ls * om[j] * om[j] * a * a;
+                    let dq = (da - qb[j] * dn) / nn;
+                    for r in served.clone() {
+                        let (gwj, z) = (gw[r * m + j], vals[zo + r * m + j]);
+                        gv[zo + r * m + j] += gwj * eta * qb[j];
+                        geta += gwj * qb[j] * z;
+                        gls += gwj * eta * z * dq;
+                    }
                 }
             }
             gv[eo] += geta;

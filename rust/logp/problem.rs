@@ -107,7 +107,7 @@ impl MmmProblem {
                     .tvp
                     .get(p)
                     .and_then(|d| d.as_ref())
-                    .map_or(0, |d| d.m() * s.tvp_rows(p)),
+                    .map_or(0, |d| d.m * s.tvp_rows(p)),
                 Role::GammaFourier => g * f,
                 Role::GammaControl => g * k,
                 Role::PoolZ(_) | Role::PoolW(_) => g * c,
@@ -272,10 +272,20 @@ impl MmmProblem {
                 )));
             }
             if let Some(d) = &data.tvp[p] {
-                let m = d.m();
-                if m == 0 || d.col_ms.len() != m || d.phi.len() != t * m {
+                let (m, nb) = (d.m, d.bases());
+                if m == 0
+                    || d.omega.len() != nb * m
+                    || d.col_ms.len() != nb * m
+                    || d.phi.len() != nb * t * m
+                {
                     return Err(bad(&format!(
                         "time-varying {name}: basis shapes do not match (T={t})"
+                    )));
+                }
+                if nb != 1 && nb != s.tvp_rows(p) {
+                    return Err(bad(&format!(
+                        "time-varying {name}: {nb} bases for {} GP rows (one shared, or one per row)",
+                        s.tvp_rows(p)
                     )));
                 }
                 if d.phi

@@ -25,13 +25,13 @@ impl MmmProblem {
             g * c * t
         };
         let lift = nl2 * (8 + 6 * self.data.lift.steady) + g * c + 2 * nl2 + level_lift;
-        // Per part with R GPs: f and df (R, T) each, q (m) and w (R, m); the multiplier also
-        // keeps the raw media (G, T).
+        // Per part with R GPs on B bases: f and df (R, T) each, q (B, m) and w (R, m); the
+        // multiplier also keeps the raw media (G, T).
         let tvp: usize = (0..2)
             .map(|p| {
                 self.data.tvp[p].as_ref().map_or(0, |d: &TvpData| {
                     let rows = self.s.tvp_rows(p);
-                    2 * rows * t + (rows + 1) * d.m() + if p == 1 { g * t } else { 0 }
+                    2 * rows * t + (rows + d.bases()) * d.m + if p == 1 { g * t } else { 0 }
                 })
             })
             .sum();

@@ -147,6 +147,7 @@ fn problem_tvp(g: usize, grouped: bool, student_t: bool, lift: bool, tv: [bool; 
                 phi,
                 omega: (1..=m).map(|j| 0.1 * j as f64).collect(),
                 col_ms,
+                m,
             });
         }
     }
@@ -536,6 +537,75 @@ fn grouped_time_varying_gradient_matches_finite_differences() {
     s.tvp_per_group = [true, false];
     let p = problem(3, true, false, false);
     assert!(MmmProblem::new(s, p.data.clone(), p.blocks.clone()).is_err());
+}
+
+/// `p`'s time-varying parts with one basis per GP row (a ragged panel's groups), row r's
+/// basis the shared one scaled by `1 + scale * r` (so `scale = 0` repeats it).
+fn per_row_bases(p: &MmmProblem, scale: f64) -> MmmData {
+    let mut data = p.data.clone();
+    for (q, part) in data.tvp.iter_mut().enumerate() {
+        let Some(d) = part.as_mut() else { continue };
+        let rows = p.s.tvp_rows(q);
+        let f = |r: usize| 1.0 + scale * r as f64;
+        d.phi = (0..rows)
+            .flat_map(|r| d.phi.iter().map(move |v| v * f(r)))
+            .collect();
+        d.col_ms = (0..rows)
+            .flat_map(|r| d.col_ms.iter().map(move |v| v * f(r) * f(r)))
+            .collect();
+        d.omega = (0..rows)
+            .flat_map(|r| d.omega.iter().map(move |v| v * f(r)))
+            .collect();
+    }
+    data
+}
+
+#[test]
+fn per_row_bases_match_finite_differences_and_a_repeated_basis_the_shared_one() {
+    let shared = tvp_per_group(
+        &problem_tvp(3, true, false, false, [true, true]),
+        [true, true],
+    );
+    let own = MmmProblem::new(
+        shared.s.clone(),
+        per_row_bases(&shared, 0.3),
+        shared.blocks.clone(),
+    )
+    .unwrap();
+    check_fd(&own);
+    let same = MmmProblem::new(
+        shared.s.clone(),
+        per_row_bases(&shared, 0.0),
+        shared.blocks.clone(),
+    )
+    .unwrap();
+    let n = shared.n_dim();
+    let x: Vec<f64> = (0..n).map(|i| 0.3 * ((i as f64 * 0.7).sin())).collect();
+    let (mut g1, mut g2, mut g3) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let lp1 = shared.logp_grad(&x, &mut g1).unwrap();
+    let lp2 = same.logp_grad(&x, &mut g2).unwrap();
+    let lp3 = own.logp_grad(&x, &mut g3).unwrap();
+    assert!((lp1 - lp2).abs() < 1e-12 * lp1.abs().max(1.0));
+    for (a, b) in g1.iter().zip(&g2) {
+        assert!((a - b).abs() < 1e-10 * a.abs().max(1.0), "{a} vs {b}");
+    }
+    assert!(
+        (lp1 - lp3).abs() > 1e-6,
+        "distinct bases must change the density"
+    );
+    // Bases neither shared nor one per row are refused.
+    let mut two = per_row_bases(&shared, 0.3);
+    for d in two.tvp.iter_mut().flatten() {
+        let m = d.m;
+        let t = shared.s.t;
+        d.phi.truncate(2 * t * m);
+        d.omega.truncate(2 * m);
+        d.col_ms.truncate(2 * m);
+    }
+    assert!(MmmProblem::new(shared.s.clone(), two, shared.blocks.clone()).is_err());
+    // On a ragged panel too.
+    let r = MmmProblem::new(shared.s.clone(), ragged(&own), shared.blocks.clone()).unwrap();
+    check_fd(&r);
 }
 
 /// `p` (3 groups) made ragged: group 1 starts 3 periods late, group 2 stops 4 early and has

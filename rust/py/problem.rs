@@ -147,7 +147,8 @@ const STRUCTURE_KEYS: &[&str] = &[
     "tvp_per_group",
 ];
 
-/// One time-varying part's HSGP basis: phi (T, m), omega (m,), col_ms (m,).
+/// One time-varying part's HSGP bases: phi (B * T, m), omega (B * m,), col_ms (B * m,); B = 1
+/// (one basis shared by the part's GP rows) or one per GP row (a ragged panel's groups).
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
 struct TvpArg<'py> {
@@ -260,13 +261,17 @@ fn tvp_from(name: &str, t: Option<TvpArg<'_>>) -> PyResult<Option<TvpData>> {
     let Some(t) = t else { return Ok(None) };
     let (phi, _, m) = vec2(name, &t.phi)?;
     let omega = vec1(name, &t.omega)?;
-    if omega.len() != m {
-        return Err(value_error(name, "phi has a column per omega"));
+    if m == 0 || omega.len() % m != 0 {
+        return Err(value_error(
+            name,
+            "omega has m values per basis (m = phi's columns)",
+        ));
     }
     Ok(Some(TvpData {
         phi,
         omega,
         col_ms: vec1(name, &t.col_ms)?,
+        m,
     }))
 }
 

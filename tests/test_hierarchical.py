@@ -534,6 +534,9 @@ def test_ragged_panel_data_errors(panel5):
     # One media multiplier shared by groups on different dates has no one basis.
     with pytest.raises(NotImplementedError, match="media_multiplier='group'"):
         hm.HierarchicalMMM(_spec(time_varying_media=True), group="geo").build(_ragged(panel5))
+    gr, datas = hm.prepare_panel(_ragged(panel5), _spec(time_varying_media=True), "geo")
+    with pytest.raises(NotImplementedError, match="media_multiplier='group'"):
+        hm.grouped_problem(datas, _spec(time_varying_media=True), gr)
     # a channel whose only spend in a group falls in the hold-out weeks
     late_spend = panel5.copy()
     g3 = late_spend["geo"] == "geo_03"

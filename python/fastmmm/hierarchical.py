@@ -562,6 +562,7 @@ def grouped_problem(
     """(fused Rust problem, layout) of the hierarchical model: the groups on the batch axis."""
     from fastmmm import fastpath
 
+    _check_ragged_support(spec, datas, lift, media_multiplier)
     layout = panel_model_layout(
         datas, spec, groups, pooled=pooled, pool_sd=pool_sd, lift=lift, media_multiplier=media_multiplier
     )

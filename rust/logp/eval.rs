@@ -266,7 +266,7 @@ impl MmmProblem {
         let (_, rest) = rest.split_at_mut(2 * nl);
         // Time-varying parts, each with `rows[p]` GPs (1 shared, or one per group): the drift
         // (rows, T), the multiplier (rows, T), the raw media (G, T), the gradients w.r.t. the
-        // drift and the log multiplier, and per part w (rows, m) then q = a / N (m).
+        // drift and the log multiplier, and per part w (rows, m) then q = a / N (B, m), one per basis.
         let rows = [s.tvp_rows(0), s.tvp_rows(1)];
         let part_len = |p: usize| {
             if self.data.tvp[p].is_some() {

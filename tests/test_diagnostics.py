@@ -42,6 +42,33 @@ def test_sampler_checks_cache_follows_the_posterior_and_divergences():
     assert v3.rhat_max > 1.5 and not v3.checks["rhat"] and v3.failures
 
 
+@pytest.mark.parametrize("block", [512, 4, 1])
+def test_convergence_summary_in_blocks_equals_the_statistics_of_every_element(monkeypatch, block):
+    """Variables of every shape share blocks (or are split across them): the extremes over the
+    blocks are those of one pass over all elements; mu and channel_contribution are left out."""
+    from fastmmm import diagnostics
+
+    monkeypatch.setattr(diagnostics, "_CONVERGENCE_BLOCK", block)
+    rng = np.random.default_rng(3)
+    values = {
+        "level": rng.normal(size=(2, 400)),
+        "beta": _ar1_chains(4, 2, 400, [0.2, 0.5, 0.9]),
+        "kappa": rng.gamma(2.0, size=(2, 400, 2, 3)),
+        "mu": rng.normal(size=(2, 400, 7)) + np.array([0.0, 3.0])[:, None, None],  # left out
+    }
+    values["beta"][1, :, 2] += 0.3  # one element whose chains disagree
+    dims = {k: ("chain", "draw") + tuple(f"{k}_{i}" for i in range(v.ndim - 2)) for k, v in values.items()}
+    post = Posterior({"posterior": Group(values, dims)})
+    got = diagnostics.convergence_summary(post)
+    flat = np.concatenate([v.reshape(2, 400, -1) for k, v in values.items() if k != "mu"], axis=2)
+    want = summary(flat)
+    assert got["rhat_max"] == pytest.approx(float(np.max(want["rhat"])), rel=1e-12)
+    assert got["ess_bulk_min"] == pytest.approx(float(np.min(want["ess_bulk"])), rel=1e-12)
+    assert got["ess_tail_min"] == pytest.approx(float(np.min(want["ess_tail"])), rel=1e-12)
+    assert got["rhat_max"] > 1.05  # the disagreeing element, not mu's shifted chains, sets it
+    assert got["rhat_max"] < float(np.max(rhat(values["mu"])))
+
+
 def _ar1_chains(seed, chains, draws, phis):
     rng = np.random.default_rng(seed)
     x = np.zeros((chains, draws, len(phis)))

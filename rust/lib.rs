@@ -5,6 +5,7 @@
 //! return `KernelError`. The PyO3 module (`py`, behind the `python` feature)
 //! is the only place that touches Python.
 
+pub mod convergence;
 pub mod error;
 pub mod ffi;
 pub mod kernels;

@@ -92,12 +92,18 @@ def sample_nuts(
 
 NUTS_RS_VERSION: str
 
+def convergence_stats(x: F64) -> tuple[F64, F64, F64]:
+    """R-hat, bulk ESS and tail ESS of every column of (chain, draw, n) draws."""
+
 def ffi_addresses() -> dict[str, int]: ...
 def kernel_kinds() -> dict[str, list[tuple[str, int, list[str]]]]:
     """The registry of kernel kinds: {"adstock"|"saturation": [(name, code, params)]}."""
 
 def simd_level() -> int:
     """0 baseline, 1 AVX2+FMA, 2 AVX-512; capped by the environment variable FASTMMM_SIMD."""
+
+def set_kernel_threads(n: int) -> None:
+    """Threads the batched calls made from this thread may use (1: this thread; 0: all)."""
 
 def set_eval_threads(n: int) -> None:
     """Threads each log-density evaluation on the calling thread may use for a large panel's

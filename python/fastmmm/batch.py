@@ -519,6 +519,16 @@ def _fast_path_covers(spec) -> bool:
     return supported(spec)[0]
 
 
+def _run_task_on_its_core(task: dict) -> dict:
+    """:func:`_run_task` on a brand thread: its batched kernels (summaries' contribution
+    totals, convergence statistics) stay on this thread, as its sampling does, because the
+    other cores are busy with other brands; on the pool they would wait to be scheduled."""
+    from fastmmm import _core
+
+    _core.set_kernel_threads(1)
+    return _run_task(task)
+
+
 def _run_threads(tasks, on_done, threads: int) -> None:
     """Several brands at once in this process, one per thread: the fast path samples in Rust
     with the GIL released, so brands sample side by side on every core while another
@@ -526,7 +536,7 @@ def _run_threads(tasks, on_done, threads: int) -> None:
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with _WarningRouter(), ThreadPoolExecutor(threads, thread_name_prefix="fastmmm-brand") as pool:
-        futures = [pool.submit(_run_task, t) for t in tasks]
+        futures = [pool.submit(_run_task_on_its_core, t) for t in tasks]
         try:
             for fut in as_completed(futures):
                 on_done(fut.result())

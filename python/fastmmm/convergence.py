@@ -3,7 +3,8 @@ tail effective sample size (Vehtari et al. 2021, as ArviZ computes them),
 vectorised over every element of every variable at once.
 
 Why not ArviZ: importing it costs seconds (it brings matplotlib), and a fit
-needs three numbers. Tests hold these equal to ``arviz.rhat`` / ``arviz.ess``.
+needs three numbers. Tests hold these equal to ``arviz.rhat`` / ``arviz.ess``, and
+:func:`summary` (the Rust core's, what fits use) equal to these.
 All functions take draws as ``(chain, draw, n)`` arrays and return ``(n,)``.
 """
 
@@ -301,22 +302,11 @@ def mcse_mean(x: np.ndarray) -> np.ndarray:
 
 
 def summary(x: np.ndarray) -> dict[str, np.ndarray]:
-    """``rhat``, ``ess_bulk`` and ``ess_tail`` of (chain, draw, n) draws in one pass: the
-    rank-normalised split chains are computed once for R-hat's bulk part and the bulk ESS."""
-    x = _as3(x)
-    n = x.shape[2]
-    out = {k: np.full(n, np.nan) for k in ("rhat", "ess_bulk", "ess_tail")}
-    if x.shape[1] < 4:
-        return out
-    ok = np.all(np.isfinite(x), axis=(0, 1))
-    if not ok.any():
-        return out
-    xs = x[:, :, ok]
-    s = _split(xs)
-    z = _z_scale(s)
-    out["ess_bulk"][ok] = _ess_basic(z)
-    if x.shape[0] >= 2:
-        med = np.median(s.reshape(-1, s.shape[2]), axis=0)
-        out["rhat"][ok] = np.fmax(_rhat_basic(z), _rhat_basic(_z_scale(np.abs(s - med))))
-    out["ess_tail"][ok] = ess_tail(xs)
-    return out
+    """``rhat``, ``ess_bulk`` and ``ess_tail`` of every column of (chain, draw, n) draws in
+    one call into the Rust core (its columns split across threads): the same statistics as
+    :func:`rhat`, :func:`ess_bulk` and :func:`ess_tail`, which are the reference it is
+    tested against, at a fraction of their cost (a brand's ~40 parameters: ~1 ms, not ~16)."""
+    from fastmmm import _core
+
+    r, bulk, tail = _core.convergence_stats(np.ascontiguousarray(_as3(x)))
+    return {"rhat": r, "ess_bulk": bulk, "ess_tail": tail}

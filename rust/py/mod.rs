@@ -24,8 +24,26 @@ use rayon::prelude::*;
 /// Work (elements) above which a batched call is split across threads.
 const PAR_THRESHOLD: usize = 1 << 15;
 
+thread_local! {
+    /// Threads the batched calls made from this thread may split their work across
+    /// (`set_kernel_threads`); 0: the whole pool.
+    static KERNEL_THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Threads a batched call from this thread splits its work across. 1 runs it on the calling
+/// thread itself: handing work to the pool makes the caller wait for a pool thread to be
+/// scheduled, which on cores that are all busy (a batch fitting a brand on each) costs more
+/// than the work.
+fn kernel_threads() -> usize {
+    match KERNEL_THREADS.with(std::cell::Cell::get) {
+        0 => rayon::current_num_threads().max(1),
+        n => n,
+    }
+}
+
 type Arr3<'py> = Bound<'py, PyArray3<f64>>;
 type Arr2<'py> = Bound<'py, PyArray2<f64>>;
+type Arr1<'py> = Bound<'py, PyArray1<f64>>;
 
 fn slice3<'a>(arg: &str, a: &'a PyReadonlyArray3<'_, f64>) -> PyResult<&'a [f64]> {
     a.as_slice()
@@ -185,10 +203,10 @@ fn pieces(v: &[f64], per: usize, n: usize) -> Vec<&[f64]> {
 
 /// Batches per thread for a call over `d` (all of them when small).
 fn batches_per_task(d: Dims) -> usize {
-    if d.b < 2 || d.len() < PAR_THRESHOLD {
+    let threads = kernel_threads();
+    if d.b < 2 || d.len() < PAR_THRESHOLD || threads == 1 {
         return d.b.max(1);
     }
-    let threads = rayon::current_num_threads().max(1);
     d.b.div_ceil(threads)
 }
 
@@ -690,9 +708,12 @@ fn response_draws_py<'py>(
     let (resp, grad) = py.detach(|| -> crate::error::KResult<(Vec<f64>, Vec<f64>)> {
         let mut resp = vec![0.0; n_draws];
         let mut grad = vec![0.0; n_draws * hz.h * c];
-        let threads = rayon::current_num_threads().max(1);
-        let per = n_draws.div_ceil(threads).max(1);
+        let per = n_draws.div_ceil(kernel_threads()).max(1);
         let n = n_draws.div_ceil(per).max(1);
+        if n == 1 {
+            response_draws(&m, hz, hv, pv, pa0, pa1, ps0, ps1, bv, &mut resp, &mut grad)?;
+            return Ok((resp, grad));
+        }
         let outs = pieces_mut(&mut resp, per, n)
             .into_par_iter()
             .zip(pieces_mut(&mut grad, per * hz.h * c, n));
@@ -758,9 +779,12 @@ fn contribution_totals_py<'py>(
     let k = mult.len();
     let out = py.detach(|| -> crate::error::KResult<Vec<f64>> {
         let mut out = vec![0.0; n_draws * k * c];
-        let threads = rayon::current_num_threads().max(1);
-        let per = n_draws.div_ceil(threads).max(1);
+        let per = n_draws.div_ceil(kernel_threads()).max(1);
         let n = n_draws.div_ceil(per).max(1);
+        if n == 1 {
+            contribution_totals(&m, t, c, xv, &mult, pa0, pa1, ps0, ps1, bv, &mut out)?;
+            return Ok(out);
+        }
         let outs = pieces_mut(&mut out, per * k * c, n).into_par_iter();
         let ins = pieces(pa0, per * c, n)
             .into_par_iter()
@@ -775,6 +799,43 @@ fn contribution_totals_py<'py>(
         Ok(out)
     })?;
     out.into_pyarray(py).reshape([n_draws, k, c])
+}
+
+/// Rank-normalised split R-hat, bulk ESS and tail ESS of every column of `x`
+/// (chain, draw, n) float64: three (n,) arrays, NaN where undefined. Columns are split
+/// across threads; each column is gathered once into its own buffer.
+#[pyfunction(name = "convergence_stats")]
+fn convergence_stats_py<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray3<'py, f64>,
+) -> PyResult<(Arr1<'py>, Arr1<'py>, Arr1<'py>)> {
+    use crate::convergence::column_stats;
+    let shape = x.shape();
+    let (chains, draws, n) = (shape[0], shape[1], shape[2]);
+    let xv = slice3("x", &x)?;
+    let stats = py.detach(|| {
+        let column = |j: usize| {
+            let col: Vec<f64> = (0..chains * draws).map(|i| xv[i * n + j]).collect();
+            column_stats(&col, chains, draws)
+        };
+        if chains * draws * n >= PAR_THRESHOLD && kernel_threads() > 1 {
+            (0..n).into_par_iter().map(column).collect::<Vec<_>>()
+        } else {
+            (0..n).map(column).collect()
+        }
+    });
+    let pick = |f: fn(&crate::convergence::ColumnStats) -> f64| {
+        stats.iter().map(f).collect::<Vec<f64>>().into_pyarray(py)
+    };
+    Ok((pick(|s| s.rhat), pick(|s| s.ess_bulk), pick(|s| s.ess_tail)))
+}
+
+/// Threads the batched calls (media kernels, responses, contribution totals, convergence
+/// statistics) made from the calling thread may use: 1 keeps them on that thread (what a
+/// batch that fits a brand per core wants), 0 (the default) the whole pool.
+#[pyfunction]
+fn set_kernel_threads(n: usize) {
+    KERNEL_THREADS.with(|c| c.set(n));
 }
 
 /// Addresses of the C-ABI kernels, by symbol name.
@@ -816,9 +877,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(media_vjp_py, m)?)?;
     m.add_function(wrap_pyfunction!(response_draws_py, m)?)?;
     m.add_function(wrap_pyfunction!(contribution_totals_py, m)?)?;
+    m.add_function(wrap_pyfunction!(convergence_stats_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(set_eval_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_kernel_threads, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_kinds, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;
     m.add_function(wrap_pyfunction!(sampler::sample_nuts, m)?)?;

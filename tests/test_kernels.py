@@ -440,3 +440,36 @@ def test_kernel_vjp_matches_finite_differences(name, data):
     x, p, g, opts = data.draw(fd_cases(name))
     assume(not _weibull_pdf_kink(p, opts))
     _fd_check(getattr(K, name), getattr(K, name + "_vjp"), x, p, g, opts, x > 0)
+
+
+def test_batched_calls_on_the_calling_thread_equal_the_pool_split():
+    """set_kernel_threads(1) (a batch's brand threads) runs the response and contribution
+    kernels on the calling thread: the same numbers as the work split across the pool."""
+    from fastmmm import _core
+
+    rng = np.random.default_rng(11)
+    s, c = 301, 3  # draws split into uneven pieces on the pool
+    a0 = rng.uniform(0.1, 0.8, (s, c))
+    kappa, slope = rng.uniform(0.3, 1.5, (s, c)), rng.uniform(0.7, 2.5, (s, c))
+    beta = rng.uniform(0.1, 2.0, (s, c))
+    x = rng.gamma(2.0, 0.5, (40, c))
+    hist, plan = rng.gamma(2.0, 0.5, (12, c)), rng.gamma(2.0, 0.5, (6, c))
+
+    def both():
+        tot = _core.contribution_totals(
+            "geometric", "hill", 8, True, x, [1.0, 1.3], a0, None, kappa, slope, beta
+        )
+        resp, grad = _core.response_draws(
+            "geometric", "hill", 8, True, hist, plan, 8, a0, None, kappa, slope, beta
+        )
+        return tot, resp, grad
+
+    pooled = both()
+    try:
+        _core.set_kernel_threads(1)
+        here = both()
+    finally:
+        _core.set_kernel_threads(0)
+    for a, b in zip(pooled, here, strict=True):
+        assert a.shape == b.shape and np.all(np.isfinite(a))
+        np.testing.assert_array_equal(a, b)

@@ -86,7 +86,7 @@ fn z_scale(x: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let n = x.len();
     // (value, position) pairs sorted by value: ties are ranked together, so their order
     // among themselves does not matter (an unstable sort, on contiguous pairs).
-    let mut order: Vec<(f64, u32)> = x.iter().enumerate().map(|(i, &v)| (v, i as u32)).collect();
+    let mut order: Vec<(f64, usize)> = x.iter().copied().zip(0..).collect();
     order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let mut z = vec![0.0; n];
     let denom = n as f64 - 0.75 + 1.0;
@@ -99,7 +99,7 @@ fn z_scale(x: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let rank = (start + end) as f64 / 2.0 + 1.0;
         let v = ndtri((rank - 0.375) / denom);
         for &(_, i) in &order[start..=end] {
-            z[i as usize] = v;
+            z[i] = v;
         }
         start = end + 1;
     }
@@ -172,26 +172,15 @@ fn ess_basic(x: &[f64], m: usize, d: usize) -> f64 {
         chain.iter_mut().for_each(|v| *v -= mean);
         chain_means.push(mean);
     }
-    let mean_acov = |lag: usize| -> f64 {
-        let s: f64 = centred
-            .chunks_exact(d)
-            .map(|y| {
-                y[..d - lag]
-                    .iter()
-                    .zip(&y[lag..])
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-            })
-            .sum();
-        s / d as f64 / m as f64
-    };
+    let mut acov = Autocovariance::new(&centred, m, d);
+    let mut mean_acov = |lag: usize| acov.mean_over_chains(lag);
     let df = d as f64;
     let within = mean_acov(0) * df / (df - 1.0);
     let mut var_plus = within * (df - 1.0) / df;
     if m > 1 {
         var_plus += mean_var(&chain_means).1;
     }
-    let rho_at = |lag: usize| 1.0 - (within - mean_acov(lag)) / var_plus;
+    let mut rho_at = |lag: usize| 1.0 - (within - mean_acov(lag)) / var_plus;
 
     let mut rho = vec![0.0; d];
     rho[0] = 1.0;
@@ -236,6 +225,77 @@ fn ess_basic(x: &[f64], m: usize, d: usize) -> f64 {
         return f64::NAN;
     }
     total / tau.max(1.0 / total.log10())
+}
+
+/// Lags whose autocovariance is summed directly; past them (a chain that mixes slowly,
+/// whose Geyer sequence runs on) every lag is computed at once by FFT, so the cost stays
+/// O(d log d) rather than O(d^2).
+const DIRECT_LAGS: usize = 64;
+
+/// The chains' autocovariances at each lag, averaged over the chains: summed directly for
+/// the first lags (all a converged chain needs), by FFT beyond.
+struct Autocovariance<'a> {
+    centred: &'a [f64],
+    m: usize,
+    d: usize,
+    by_fft: Option<Vec<f64>>,
+}
+
+impl<'a> Autocovariance<'a> {
+    fn new(centred: &'a [f64], m: usize, d: usize) -> Self {
+        Autocovariance {
+            centred,
+            m,
+            d,
+            by_fft: None,
+        }
+    }
+
+    fn mean_over_chains(&mut self, lag: usize) -> f64 {
+        let (m, d) = (self.m, self.d);
+        if lag <= DIRECT_LAGS {
+            let s: f64 = self
+                .centred
+                .chunks_exact(d)
+                .map(|y| {
+                    y[..d - lag]
+                        .iter()
+                        .zip(&y[lag..])
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>()
+                })
+                .sum();
+            return s / d as f64 / m as f64;
+        }
+        let centred = self.centred;
+        self.by_fft
+            .get_or_insert_with(|| fft_mean_autocovariance(centred, m, d))[lag]
+    }
+}
+
+/// Every lag's autocovariance, averaged over `m` centred chains of `d` draws: the inverse
+/// transform of each chain's power spectrum, zero-padded to avoid wrapping around.
+fn fft_mean_autocovariance(centred: &[f64], m: usize, d: usize) -> Vec<f64> {
+    use rustfft::num_complex::Complex;
+    let n = (2 * d).next_power_of_two();
+    let mut planner = rustfft::FftPlanner::<f64>::new();
+    let (fwd, inv) = (planner.plan_fft_forward(n), planner.plan_fft_inverse(n));
+    let mut out = vec![0.0; d];
+    let mut buf = vec![Complex::new(0.0, 0.0); n];
+    for y in centred.chunks_exact(d) {
+        buf.iter_mut().for_each(|b| *b = Complex::new(0.0, 0.0));
+        buf.iter_mut().zip(y).for_each(|(b, &v)| b.re = v);
+        fwd.process(&mut buf);
+        buf.iter_mut()
+            .for_each(|b| *b = Complex::new(b.norm_sqr(), 0.0));
+        inv.process(&mut buf);
+        // rustfft's transforms are unnormalised: forward then inverse multiplies by n.
+        out.iter_mut()
+            .zip(&buf)
+            .for_each(|(o, b)| *o += b.re / n as f64);
+    }
+    out.iter_mut().for_each(|o| *o /= d as f64 * m as f64);
+    out
 }
 
 /// The standard normal quantile of `p` in (0, 1): Wichura's AS241 (PPND16), the same
@@ -378,6 +438,29 @@ mod tests {
         let mut apart = ar1(2, 500, 0.0, 3);
         apart[500..].iter_mut().for_each(|v| *v += 5.0);
         assert!(column_stats(&apart, 2, 500).rhat > 1.5);
+    }
+
+    #[test]
+    fn autocovariances_by_fft_equal_the_direct_sums() {
+        // A random walk: its Geyer sequence runs far past the directly summed lags.
+        let walk: Vec<f64> = ar1(3, 700, 1.0, 6);
+        let mut centred = walk.clone();
+        for chain in centred.chunks_exact_mut(700) {
+            let mean = chain.iter().sum::<f64>() / 700.0;
+            chain.iter_mut().for_each(|v| *v -= mean);
+        }
+        let by_fft = fft_mean_autocovariance(&centred, 3, 700);
+        let mut acov = Autocovariance::new(&centred, 3, 700);
+        for lag in [0, 1, 17, DIRECT_LAGS] {
+            let direct = acov.mean_over_chains(lag);
+            assert!(
+                (by_fft[lag] - direct).abs() <= 1e-12 * by_fft[0],
+                "lag {lag}"
+            );
+        }
+        assert_eq!(acov.mean_over_chains(400), by_fft[400]);
+        let stats = column_stats(&walk, 3, 700);
+        assert!(stats.ess_bulk > 3.0 && stats.ess_bulk < 100.0, "{stats:?}");
     }
 
     #[test]

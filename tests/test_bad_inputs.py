@@ -253,3 +253,20 @@ def test_inputs_not_modified(name):
     _call(name, x, p, o, vjp=True, g=g)
     for a, b in zip([x, g] + p, copies):
         np.testing.assert_array_equal(a, b)
+
+
+def test_core_refuses_a_fortran_ordered_array_rather_than_misreading_it():
+    """A Fortran-ordered array is contiguous but column by column: the core's batched calls
+    name it instead of reading its memory as if it were row-major (the package's wrappers
+    convert; this guards direct _core callers)."""
+    from fastmmm import _core
+
+    x = np.random.default_rng(0).normal(size=(2, 50, 3))
+    with pytest.raises(ValueError, match="x.*C-contiguous"):
+        _core.convergence_stats(np.asfortranarray(x))
+    r = _core.convergence_stats(np.ascontiguousarray(x))[0]
+    assert r.shape == (3,) and np.all(np.isfinite(r))
+    p = np.full((4, 2), 0.5)
+    spend = np.asfortranarray(np.random.default_rng(1).gamma(2.0, 1.0, (20, 2)))
+    with pytest.raises(ValueError, match="x.*C-contiguous"):
+        _core.contribution_totals("geometric", "hill", 4, True, spend, [1.0], p, None, p, p + 1.0, p)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fastmmm import batch
 from fastmmm.batch import INDEX_COLUMNS, _dirnames, brand_seed, fit_many
 from fastmmm.data import DataError
 from fastmmm.spec import ModelSpec
@@ -328,3 +329,22 @@ def test_fastmmm_warnings_go_to_the_index():
     index = fit_many(df, spec=spec, executor=None, progress=False, **FIT)
     assert index.loc[0, "status"] == "ok", index.loc[0, "error"]
     assert "linear time trend" in index.loc[0, "warnings"]
+
+
+def test_brand_threads_keep_their_batched_kernels_on_their_core(monkeypatch):
+    """On fit-many's brand threads the batched kernels run on the thread itself (the other
+    cores sample other brands), and the setting is the default again once a brand is done."""
+    from fastmmm import _core
+
+    seen = []
+    real = batch._run_task
+
+    def spy(task):
+        seen.append(_core.get_kernel_threads())
+        return real(task)
+
+    monkeypatch.setattr(batch, "_run_task", spy)
+    index = fit_many(brands_frame(GOOD[:2]), by="brand", spec=SPEC, progress=False, **FIT)
+    assert (index["status"] == "ok").all()
+    assert seen == [1, 1]
+    assert _core.get_kernel_threads() == 0  # the calling thread is untouched

@@ -103,7 +103,11 @@ def simd_level() -> int:
     """0 baseline, 1 AVX2+FMA, 2 AVX-512; capped by the environment variable FASTMMM_SIMD."""
 
 def set_kernel_threads(n: int) -> None:
-    """Threads the batched calls made from this thread may use (1: this thread; 0: all)."""
+    """Pieces the batched calls made from this thread cut their work into (1: run on this
+    thread; 0, the default: one per pool thread)."""
+
+def get_kernel_threads() -> int:
+    """This thread's set_kernel_threads setting (0: the default)."""
 
 def set_eval_threads(n: int) -> None:
     """Threads each log-density evaluation on the calling thread may use for a large panel's

@@ -526,7 +526,10 @@ def _run_task_on_its_core(task: dict) -> dict:
     from fastmmm import _core
 
     _core.set_kernel_threads(1)
-    return _run_task(task)
+    try:
+        return _run_task(task)
+    finally:
+        _core.set_kernel_threads(0)  # the default again, should the thread be reused
 
 
 def _run_threads(tasks, on_done, threads: int) -> None:

@@ -25,12 +25,12 @@ use rayon::prelude::*;
 const PAR_THRESHOLD: usize = 1 << 15;
 
 thread_local! {
-    /// Threads the batched calls made from this thread may split their work across
-    /// (`set_kernel_threads`); 0: the whole pool.
+    /// Pieces the batched calls made from this thread cut their work into
+    /// (`set_kernel_threads`); 0: one per pool thread.
     static KERNEL_THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Threads a batched call from this thread splits its work across. 1 runs it on the calling
+/// Pieces a batched call from this thread cuts its work into. 1 runs it on the calling
 /// thread itself: handing work to the pool makes the caller wait for a pool thread to be
 /// scheduled, which on cores that are all busy (a batch fitting a brand on each) costs more
 /// than the work.
@@ -45,14 +45,28 @@ type Arr3<'py> = Bound<'py, PyArray3<f64>>;
 type Arr2<'py> = Bound<'py, PyArray2<f64>>;
 type Arr1<'py> = Bound<'py, PyArray1<f64>>;
 
+/// The memory of a row-major array. `as_slice` alone also accepts a Fortran-ordered
+/// array (contiguous, but column by column), which the kernels would read in the wrong order.
+fn c_slice<'a, D: numpy::ndarray::Dimension>(
+    arg: &str,
+    a: &'a numpy::PyReadonlyArray<'_, f64, D>,
+) -> PyResult<&'a [f64]> {
+    let row_major = a.is_c_contiguous();
+    match a.as_slice() {
+        Ok(v) if row_major => Ok(v),
+        _ => Err(value_error(
+            arg,
+            "must be a C-contiguous (row-major) float64 array",
+        )),
+    }
+}
+
 fn slice3<'a>(arg: &str, a: &'a PyReadonlyArray3<'_, f64>) -> PyResult<&'a [f64]> {
-    a.as_slice()
-        .map_err(|_| value_error(arg, "must be a C-contiguous float64 array"))
+    c_slice(arg, a)
 }
 
 fn slice2<'a>(arg: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<&'a [f64]> {
-    a.as_slice()
-        .map_err(|_| value_error(arg, "must be a C-contiguous float64 array"))
+    c_slice(arg, a)
 }
 
 fn dims_of(x: &PyReadonlyArray3<'_, f64>) -> Dims {
@@ -572,9 +586,7 @@ fn media_vjp_py<'py>(
     }
     let gs = slice3("g", &g)?;
     validate::finite("g", gs)?;
-    let cs = cache
-        .as_slice()
-        .map_err(|_| value_error("cache", "must be a C-contiguous float64 array"))?;
+    let cs = c_slice("cache", &cache)?;
     let [an0, an1] = adstock_param_names(ak);
     let (pa0, pa1) = params([an0, an1], m.adstock.n_params(), d, &a0, &a1)?;
     check_adstock_domain(ak, pa0, pa1)?;
@@ -830,12 +842,19 @@ fn convergence_stats_py<'py>(
     Ok((pick(|s| s.rhat), pick(|s| s.ess_bulk), pick(|s| s.ess_tail)))
 }
 
-/// Threads the batched calls (media kernels, responses, contribution totals, convergence
-/// statistics) made from the calling thread may use: 1 keeps them on that thread (what a
-/// batch that fits a brand per core wants), 0 (the default) the whole pool.
+/// How the batched calls (media kernels, responses, contribution totals, convergence
+/// statistics) made from the calling thread split their work: 1 keeps them on that thread
+/// (what a batch that fits a brand per core wants), n > 1 cuts it into n pieces for the
+/// pool, 0 (the default) into one piece per pool thread.
 #[pyfunction]
 fn set_kernel_threads(n: usize) {
     KERNEL_THREADS.with(|c| c.set(n));
+}
+
+/// The calling thread's `set_kernel_threads` setting (0: the default).
+#[pyfunction]
+fn get_kernel_threads() -> usize {
+    KERNEL_THREADS.with(std::cell::Cell::get)
 }
 
 /// Addresses of the C-ABI kernels, by symbol name.
@@ -882,6 +901,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(set_eval_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_kernel_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_kernel_threads, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_kinds, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;
     m.add_function(wrap_pyfunction!(sampler::sample_nuts, m)?)?;

@@ -337,13 +337,13 @@ def test_brand_threads_keep_their_batched_kernels_on_their_core(monkeypatch):
     from fastmmm import _core
 
     seen = []
-    real = batch._run_task
+    real = batch._fit_brand
 
     def spy(task):
         seen.append(_core.get_kernel_threads())
         return real(task)
 
-    monkeypatch.setattr(batch, "_run_task", spy)
+    monkeypatch.setattr(batch, "_fit_brand", spy)
     index = fit_many(brands_frame(GOOD[:2]), by="brand", spec=SPEC, progress=False, **FIT)
     assert (index["status"] == "ok").all()
     assert seen == [1, 1]

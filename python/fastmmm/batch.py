@@ -320,8 +320,20 @@ def _write_outputs_of(task: dict, result) -> dict:
 
 
 def _run_task(task: dict) -> dict:
-    """Fit one brand and write its outputs; never raises for a bad brand."""
-    return _write_brand(task, *_fit_brand(task))
+    """Fit one brand and write its outputs; never raises for a bad brand.
+
+    The brand's batched kernels (its summary's contribution totals, convergence statistics)
+    get the cores its sampling gets (``cores``; a brand thread's 1 keeps them on it): the
+    other cores are busy with other brands, and work handed to the whole pool would wait
+    for them to be scheduled."""
+    from fastmmm import _core
+
+    cores = task["fit_kwargs"].get("cores")
+    _core.set_kernel_threads(int(cores) if cores else 0)
+    try:
+        return _write_brand(task, *_fit_brand(task))
+    finally:
+        _core.set_kernel_threads(0)  # the default again, should the thread be reused
 
 
 def _error_text(e: BaseException) -> str:
@@ -519,19 +531,6 @@ def _fast_path_covers(spec) -> bool:
     return supported(spec)[0]
 
 
-def _run_task_on_its_core(task: dict) -> dict:
-    """:func:`_run_task` on a brand thread: its batched kernels (summaries' contribution
-    totals, convergence statistics) stay on this thread, as its sampling does, because the
-    other cores are busy with other brands; on the pool they would wait to be scheduled."""
-    from fastmmm import _core
-
-    _core.set_kernel_threads(1)
-    try:
-        return _run_task(task)
-    finally:
-        _core.set_kernel_threads(0)  # the default again, should the thread be reused
-
-
 def _run_threads(tasks, on_done, threads: int) -> None:
     """Several brands at once in this process, one per thread: the fast path samples in Rust
     with the GIL released, so brands sample side by side on every core while another
@@ -539,7 +538,7 @@ def _run_threads(tasks, on_done, threads: int) -> None:
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with _WarningRouter(), ThreadPoolExecutor(threads, thread_name_prefix="fastmmm-brand") as pool:
-        futures = [pool.submit(_run_task_on_its_core, t) for t in tasks]
+        futures = [pool.submit(_run_task, t) for t in tasks]
         try:
             for fut in as_completed(futures):
                 on_done(fut.result())

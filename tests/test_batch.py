@@ -331,20 +331,26 @@ def test_fastmmm_warnings_go_to_the_index():
     assert "linear time trend" in index.loc[0, "warnings"]
 
 
-def test_brand_threads_keep_their_batched_kernels_on_their_core(monkeypatch):
-    """On fit-many's brand threads the batched kernels run on the thread itself (the other
-    cores sample other brands), and the setting is the default again once a brand is done."""
+def test_brand_threads_share_the_cores_and_keep_their_kernels_on_them(monkeypatch):
+    """On fit-many's brand threads each brand samples on its share of the cores (one each
+    when there are as many brands as cores, all of them for a lone brand) and its batched
+    kernels run on that share too (the other cores sample other brands); the setting is the
+    default again afterwards."""
     from fastmmm import _core
 
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 2)
     seen = []
     real = batch._fit_brand
 
     def spy(task):
-        seen.append(_core.get_kernel_threads())
+        seen.append((task["fit_kwargs"]["cores"], _core.get_kernel_threads()))
         return real(task)
 
     monkeypatch.setattr(batch, "_fit_brand", spy)
     index = fit_many(brands_frame(GOOD[:2]), by="brand", spec=SPEC, progress=False, **FIT)
     assert (index["status"] == "ok").all()
-    assert seen == [1, 1]
+    assert seen == [(1, 1), (1, 1)]
+    seen.clear()
+    fit_many(brands_frame(GOOD[:1]), by="brand", spec=SPEC, progress=False, **FIT)
+    assert seen == [(2, 2)]
     assert _core.get_kernel_threads() == 0  # the calling thread is untouched

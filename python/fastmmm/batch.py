@@ -732,12 +732,12 @@ def fit_many(
     threads = 0
     on_fast_path = kw.get("backend", "auto") != "pytensor" and _fast_path_covers(spec)
     if executor == "local" and workers is None and on_fast_path:
-        # Brands on threads of this process, one core each (their chains one after the other):
-        # no worker start-up, and the cores stay busy across brand boundaries.
+        # Brands on threads of this process, one core each (their chains one after the other;
+        # fewer brands than cores share them out): no worker start-up, and the cores stay busy
+        # across brand boundaries.
         threads = cpus
-        kw.setdefault("cores", 1)
     own_workers = executor == "local" or (executor == "dask" and dask_address is None)
-    if own_workers and "cores" not in kw and n_workers > 1:
+    if own_workers and not threads and "cores" not in kw and n_workers > 1:
         kw["cores"] = max(1, cpus // n_workers)  # chains of concurrent fits share the cores
     settings = {
         "spec": spec_dict,
@@ -819,7 +819,11 @@ def fit_many(
                 if executor is None:
                     _run_serial(tasks, on_done)
                 elif threads:
-                    _run_threads(tasks, on_done, max(1, min(threads, len(tasks))))
+                    n = max(1, min(threads, len(tasks)))
+                    if "cores" not in kw:  # a brand's chains get the cores no other brand needs
+                        for t in tasks:
+                            t["fit_kwargs"] = {**kw, "cores": max(1, cpus // n)}
+                    _run_threads(tasks, on_done, n)
                 elif executor == "local":
                     _run_local(tasks, on_done, w)
                 else:

@@ -70,11 +70,10 @@ class Validation:
 
 def _column_blocks(post, names: list[str], c: int, d: int, size: int):
     """Every element of the variables ``names`` as (chain, draw, <= size) float64 blocks, in
-    order. Small variables share a block: the statistics cost a few dozen numpy calls per
-    block whatever its width, so one call over a national model's ~40 parameters is several
-    times cheaper than one per variable. Blocks bound the memory of the statistics'
-    intermediates (ranks, FFTs: several copies of their input), which over a large panel's
-    thousands of parameters would be gigabytes; each element is copied once, into its block."""
+    order. Small variables share a block, so a national model's ~40 parameters are one call
+    into the core rather than one per variable. Blocks bound the memory of a large panel's
+    thousands of parameters (a block, not a concatenated copy of every draw); each element is
+    copied once, into its block."""
     block, fill = None, 0
     for n in names:
         x = np.asarray(post[n]).reshape(c, d, -1)

@@ -129,6 +129,22 @@ class Posterior:
     def stat(self, name: str) -> np.ndarray | None:
         return self.sample_stats.values.get(name)
 
+    def without(self, *names: str) -> Posterior:
+        """These draws less the posterior variables ``names`` (the arrays shared, not copied),
+        recorded in ``attrs["left_out"]``."""
+        gone = [n for n in names if n in self.posterior]
+        if not gone:
+            return self
+        post = self.posterior
+        kept = Group(
+            {k: v for k, v in post.values.items() if k not in gone},
+            {k: d for k, d in post.dims.items() if k not in gone},
+            dict(post.coords),
+        )
+        before = [n for n in str(self.attrs.get("left_out", "")).split(",") if n]
+        attrs = {**self.attrs, "left_out": ",".join(dict.fromkeys(before + gone))}
+        return Posterior({**self.groups, "posterior": kept}, attrs)
+
     # -------------------------------------------------------------- ArviZ
     def to_arviz(self):
         """The draws as an ArviZ object (InferenceData with ArviZ 0.x, DataTree with 1.x)."""

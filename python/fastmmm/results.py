@@ -22,6 +22,7 @@ import pandas as pd
 from fastmmm import kernels as K
 from fastmmm.data import PreparedData
 from fastmmm.layout import GROUP_DIM, amplitude_kind
+from fastmmm.posterior import Group, Posterior
 from fastmmm.spec import ModelSpec
 
 __all__ = ["MMMResult", "load"]
@@ -339,8 +340,6 @@ class MMMResult:
         first use (it imports ArviZ)."""
         cached = getattr(self, "_idata", None)
         if cached is None:
-            from fastmmm.posterior import Group, Posterior
-
             coords = {"date": np.asarray(self.dates.values)}
             obs_dims: tuple = ("date",)
             if self.is_panel:
@@ -349,6 +348,16 @@ class MMMResult:
             # A ragged panel's groups are NaN outside their windows.
             observed = self._on_panel_dates([np.asarray(d.y_scaled, dtype=float) for d in self.datas], 0)
             groups = dict(self.posterior.groups)
+            if not self.is_panel and "channel_contribution" not in self.posterior:
+                # Left out of a saved fit's file (:meth:`save`): ArviZ users find it here still.
+                post = groups["posterior"]
+                cc = self.draws("channel_contribution")
+                shape = (self.posterior.n_chains, self.posterior.n_draws, *cc.shape[1:])
+                groups["posterior"] = Group(
+                    {**post.values, "channel_contribution": cc.reshape(shape)},
+                    {**post.dims, "channel_contribution": ("chain", "draw", "date", "channel")},
+                    {**post.coords, "date": coords["date"], "channel": np.asarray(self.channels)},
+                )
             groups["posterior_predictive"] = Group(
                 {"y_obs": self.posterior_predictive()}, {"y_obs": ("chain", "draw", *obs_dims)}, coords
             )
@@ -366,21 +375,20 @@ class MMMResult:
     def draws(self, name: str) -> np.ndarray:
         """Posterior draws of ``name`` with chain and draw flattened: (S, ...).
 
-        A large panel's fit leaves ``channel_contribution`` out of its stored draws
-        (:func:`fastmmm.fastpath.left_out`); a group's is then recomputed here from its
-        parameters, the same values (the media kernel on its training spend)."""
-        if name == "channel_contribution" and name not in self.posterior and not self.is_panel:
-            return self._recomputed_media_terms(slice(None))
+        A national result's (or a panel group's) ``channel_contribution`` is
+        :meth:`_media_terms`, recomputed from the parameters."""
+        if name == "channel_contribution" and not self.is_panel:
+            return self._media_terms(slice(None))
         return self.posterior.flat(name)
 
     def _media_terms(self, sel: slice) -> np.ndarray:
-        """(S_sel, T, C) draws ``sel`` of ``channel_contribution`` (model scale), stored or
-        recomputed (:meth:`draws`); only the selected draws are ever computed."""
-        if "channel_contribution" in self.posterior:
-            return self.posterior.flat("channel_contribution")[sel]
-        return self._recomputed_media_terms(sel)
-
-    def _recomputed_media_terms(self, sel: slice) -> np.ndarray:
+        """(S_sel, T, C) draws ``sel`` of ``channel_contribution`` (model scale): the media
+        kernel on the training spend with each draw's parameters; only the selected draws
+        are computed. Recomputed also where the fit stored them (equal to rounding,
+        ``test_recomputed_contributions_equal_the_fitted_ones``): every summary is then the
+        same numbers in memory and after a save and load, whose file leaves them out
+        (:meth:`_stored_draws`), as does a large panel's fit
+        (:func:`fastmmm.fastpath.left_out`)."""
         terms = self._static_media_contributions(np.asarray(self.data.spend, dtype=float), draws=sel)
         if getattr(self.spec, "time_varying_media", False):
             terms *= self.draws("media_multiplier")[sel][:, :, None]
@@ -625,10 +633,8 @@ class MMMResult:
         sel = slice(None) if draws is None else draws
         m = self._media_terms(sel)
         if not self.spec.log_target:
-            if "channel_contribution" not in self.posterior:  # recomputed, so ours: scale in place
-                m *= float(self.data.scales.target_scale)  # (a large panel's group: ~100 MB)
-                return m
-            return m * float(self.data.scales.target_scale)
+            m *= float(self.data.scales.target_scale)  # recomputed, so ours: scaled in place
+            return m
         level = self._expected_level(self.draws("mu")[sel], sel)
         return level[:, :, None] * -np.expm1(-m)
 
@@ -1293,7 +1299,16 @@ class MMMResult:
             meta.update(
                 data=self.data.to_dict(), holdout=None if self.holdout is None else self.holdout.to_dict()
             )
-        return save_dir(path, self.posterior, meta)
+        return save_dir(path, self._stored_draws(), meta)
+
+    def _stored_draws(self) -> Posterior:
+        """The draws a save writes: a national fit's ``channel_contribution`` is left out, as
+        its summaries recompute it from the parameters anyway (:meth:`_media_terms`). It is
+        most of the file (2000 draws x 104 weeks x 4 channels: 6.7 of 8.5 MB), and writing
+        it was a third of the cost of a brand's outputs in fit-many."""
+        if self.is_panel:
+            return self.posterior
+        return self.posterior.without("channel_contribution")
 
     @classmethod
     def load(cls, path) -> MMMResult:
@@ -1338,8 +1353,6 @@ def group_posterior(posterior, i: int, window: tuple[int, int] | None = None):
     group of draws (sample stats, a stored posterior predictive) is sliced the same way.
     ``window``: the group's own dates ``[start, end)`` on the panel's (a ragged panel);
     variables with a date axis are cut to them."""
-    from fastmmm.posterior import Group, Posterior
-
     suffix = f"_{GROUP_DIM}"
     groups = {}
     for key, src in posterior.groups.items():
@@ -1376,8 +1389,6 @@ def _load_lift(d):
 
 def read_dir(path) -> tuple[dict, object]:
     """``meta.json`` and the draws (``idata.nc``) of a saved result directory."""
-    from fastmmm.posterior import Posterior
-
     path = Path(path)
     meta_p, nc_p = path / "meta.json", path / "idata.nc"
     if not meta_p.exists() or not nc_p.exists():

@@ -100,7 +100,9 @@ def test_recomputed_contributions_equal_the_fitted_ones(variant, tmp_path):
 
     df, truth = make_dataset(80, 3, adstock="geometric", saturation="hill", seed=11)
     spec = dict(date_column="date", target="sales", channels=list(truth.channels), controls=["event"])
-    r = MMM(**spec, **_VARIANTS[variant]).fit(df, draws=40, tune=60, chains=2, seed=3, progress=False, check=False)
+    r = MMM(**spec, **_VARIANTS[variant]).fit(
+        df, draws=40, tune=60, chains=2, seed=3, progress=False, check=False
+    )
     stored = r.posterior.flat("channel_contribution")
     np.testing.assert_allclose(r.draws("channel_contribution"), stored, rtol=1e-10, atol=1e-13)
 

@@ -11,6 +11,7 @@
 //! Nothing here knows about Python: `py/sampler.rs` turns the output into
 //! numpy arrays, reports progress and turns Ctrl-C into the stop flag.
 
+use crate::convergence::{column_stats, ColumnStats};
 use crate::error::KernelError;
 use crate::logp::MmmProblem;
 use nuts_rs::{
@@ -23,7 +24,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The nuts-rs release this build samples with (Cargo.toml pins it exactly;
@@ -31,7 +32,8 @@ use std::time::{Duration, Instant};
 pub const NUTS_RS_VERSION: &str = "0.19.1";
 
 /// Upper bounds on a run's size, checked before anything is allocated.
-pub const MAX_CHAINS: usize = 4096;
+/// (A thread each: chains beyond `cores` wait for a core.)
+pub const MAX_CHAINS: usize = 1024;
 pub const MAX_DRAWS: u64 = 1 << 40;
 
 /// Vector statistics that nuts-rs records only when the mass matrix changes
@@ -72,6 +74,27 @@ pub struct RunSettings {
     /// panel leaves out its per-cell contributions, recomputed from the parameters when
     /// asked for); empty: all of it.
     pub keep: Vec<(usize, usize)>,
+    /// Continue the chains until their draws pass the convergence checks (None: exactly
+    /// `draws`).
+    pub extend: Option<Extension>,
+}
+
+/// Extending a run until it has converged: after the planned draws, and after every `step`
+/// more per chain, R-hat and bulk ESS of the `check` columns are computed over all chains;
+/// the run ends when every column passes or at `max_draws` per chain. The chains continue
+/// where they were (adapted, no new warmup): a run that converges at once costs one check.
+#[derive(Clone, Debug)]
+pub struct Extension {
+    /// Ranges `[start, end)` of a stored draw (after `keep`) whose columns are checked.
+    pub check: Vec<(usize, usize)>,
+    /// Every checked column's R-hat below this.
+    pub max_rhat: f64,
+    /// Every checked column's bulk ESS (all chains together) at least this.
+    pub min_ess_bulk: f64,
+    /// Posterior draws per chain each round adds.
+    pub step: u64,
+    /// At most this many posterior draws per chain.
+    pub max_draws: u64,
 }
 
 impl RunSettings {
@@ -161,6 +184,37 @@ impl RunSettings {
         }
         if !self.init.iter().all(|v| v.is_finite()) || !self.jitter.is_finite() {
             return Err("init and jitter must be finite".into());
+        }
+        if let Some(e) = &self.extend {
+            let n_keep = self.n_stored(n_exp);
+            let mut end = 0;
+            for &(a, b) in &e.check {
+                if a < end || b <= a || b > n_keep {
+                    return Err(format!(
+                        "check: ordered, non-overlapping ranges within the {n_keep} stored values"
+                    ));
+                }
+                end = b;
+            }
+            if e.max_draws < self.draws || e.step == 0 {
+                return Err(format!(
+                    "max_draws must be at least draws ({}) and the step positive, got {} and {}",
+                    self.draws, e.max_draws, e.step
+                ));
+            }
+            if self
+                .tune
+                .checked_add(e.max_draws)
+                .is_none_or(|n| n > MAX_DRAWS)
+            {
+                return Err(format!("tune + max_draws: at most {MAX_DRAWS}"));
+            }
+            if !(e.max_rhat > 1.0 && e.min_ess_bulk >= 0.0) {
+                return Err(format!(
+                    "max_rhat must be above 1 and min_ess_bulk at least 0, got {} and {}",
+                    e.max_rhat, e.min_ess_bulk
+                ));
+            }
         }
         Ok(())
     }
@@ -258,6 +312,8 @@ impl ChainProgress {
 /// Shared between the chains and whoever watches them.
 pub struct Shared {
     pub chains: Vec<ChainProgress>,
+    /// Draws per chain the run now plans, warmup included (an extension raises it).
+    pub total: AtomicUsize,
     /// Set to stop every chain: its current trajectory ends at the next
     /// log-density evaluation.
     pub stop: Arc<AtomicBool>,
@@ -267,6 +323,7 @@ impl Shared {
     pub fn new(chains: usize) -> Self {
         Shared {
             chains: (0..chains).map(|_| ChainProgress::default()).collect(),
+            total: AtomicUsize::new(0),
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -378,43 +435,79 @@ pub enum SampleError {
     Chain { chain: usize, msg: String },
 }
 
-fn run_chain(
-    problem: &Arc<MmmProblem>,
-    s: &RunSettings,
-    chain_id: usize,
-    shared: &Shared,
-) -> Result<ChainOutput, SampleError> {
-    if s.low_rank {
-        run_chain_with(problem, s, s.low_rank(), chain_id, shared)
-    } else {
-        run_chain_with(problem, s, s.diag(), chain_id, shared)
+/// A chain between rounds of a run: its nuts-rs state and what it has drawn so far, so
+/// that an extended run continues the same chains (adapted, no new warmup).
+/// (nuts-rs's chains are not `Send`: a chain lives on the thread that started it.)
+trait ChainRun {
+    /// Draws into `out` until it holds `draws` posterior draws (the warmup first).
+    fn advance(
+        &mut self,
+        out: &mut ChainOutput,
+        draws: usize,
+        shared: &Shared,
+    ) -> Result<(), SampleError>;
+    /// Leaves out of `out` the statistics not recorded on every draw (kept at their last
+    /// value instead) and any space not drawn into.
+    fn finish(&self, out: &mut ChainOutput);
+}
+
+struct Running<'a, C> {
+    chain: C,
+    id: usize,
+    problem: &'a MmmProblem,
+    s: &'a RunSettings,
+    /// Iterations done, warmup included.
+    done: usize,
+    /// The whole expanded row, when `keep` stores only part of it.
+    full: Vec<f64>,
+    /// Statistics not recorded on every draw (kept at their last value instead).
+    dropped: Vec<String>,
+}
+
+impl<C> Running<'_, C> {
+    fn fail(&self, msg: String) -> SampleError {
+        SampleError::Chain {
+            chain: self.id,
+            msg,
+        }
     }
 }
 
-fn run_chain_with<S: Settings>(
-    problem: &Arc<MmmProblem>,
-    s: &RunSettings,
+/// Starts chain `chain_id`: nuts-rs's chain, seeded as its own `Sampler` seeds it, at a
+/// jittered initial point with a finite log-density, and its output buffers.
+fn start_chain<'a>(
+    problem: &'a Arc<MmmProblem>,
+    s: &'a RunSettings,
+    chain_id: usize,
+    shared: &Shared,
+) -> Result<(Box<dyn ChainRun + 'a>, ChainOutput), SampleError> {
+    if s.low_rank {
+        start_chain_with(problem, s, s.low_rank(), chain_id, shared)
+    } else {
+        start_chain_with(problem, s, s.diag(), chain_id, shared)
+    }
+}
+
+fn start_chain_with<'a, S: Settings>(
+    problem: &'a Arc<MmmProblem>,
+    s: &'a RunSettings,
     settings: S,
     chain_id: usize,
     shared: &Shared,
-) -> Result<ChainOutput, SampleError> {
+) -> Result<(Box<dyn ChainRun + 'a>, ChainOutput), SampleError>
+where
+    S::Chain<CpuMath<Density>>: 'a,
+{
     let fail = |msg: String| SampleError::Chain {
         chain: chain_id,
         msg,
     };
-    // A draw that failed because the run was being stopped is a stop, not the chain's error.
-    let draw_error = |e: anyhow::Error| {
-        if shared.stopped() {
-            SampleError::Stopped
-        } else {
-            fail(format!("{e:#}"))
-        }
-    };
     if shared.stopped() {
         return Err(SampleError::Stopped);
     }
-    let progress = &shared.chains[chain_id];
-    progress.started.store(true, Ordering::Relaxed);
+    shared.chains[chain_id]
+        .started
+        .store(true, Ordering::Relaxed);
     let start = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     rng.set_stream(chain_id as u64 + 1);
@@ -457,16 +550,10 @@ fn run_chain_with<S: Settings>(
     }
 
     let n_exp = problem.n_expanded();
-    let n_keep = s.n_stored(n_exp);
-    let mut full = if s.keep.is_empty() {
-        Vec::new()
-    } else {
-        vec![0.0; n_exp]
-    };
     let draws = s.draws as usize;
     let tune = s.tune as usize;
-    let mut out = ChainOutput {
-        draws: zeros(draws.saturating_mul(n_keep)).map_err(&fail)?,
+    let out = ChainOutput {
+        draws: zeros(draws.saturating_mul(s.n_stored(n_exp))).map_err(&fail)?,
         unconstrained: if s.store_unconstrained {
             zeros(draws.saturating_mul(n_dim)).map_err(&fail)?
         } else {
@@ -479,72 +566,140 @@ fn run_chain_with<S: Settings>(
         warmup_step_size: reserved(tune).map_err(&fail)?,
         n_draws: 0,
         gradients: 0,
-        seconds: 0.0,
+        seconds: start.elapsed().as_secs_f64(),
     };
-    let mut dropped: Vec<String> = Vec::new();
-    let total = s.tune as usize + draws;
-    for i in 0..total {
-        if shared.stopped() {
-            break;
-        }
-        let warm = i < s.tune as usize;
-        let info = if warm {
-            let (_, info) = chain.draw().map_err(draw_error)?;
-            out.warmup_n_steps.push(info.num_steps);
-            out.warmup_diverging.push(info.diverging);
-            out.warmup_step_size.push(info.step_size);
-            info
+    let run = Running {
+        chain,
+        id: chain_id,
+        problem: problem.as_ref(),
+        s,
+        done: 0,
+        full: if s.keep.is_empty() {
+            Vec::new()
         } else {
-            let (pos, _, mut stats, info) = chain.expanded_draw().map_err(draw_error)?;
-            let d = i - s.tune as usize;
-            let row = &mut out.draws[d * n_keep..(d + 1) * n_keep];
-            if s.keep.is_empty() {
-                problem.expand(&pos, row).map_err(|e| fail(e.to_string()))?;
-            } else {
-                problem
-                    .expand(&pos, &mut full)
-                    .map_err(|e| fail(e.to_string()))?;
-                let mut o = 0;
-                for &(a, b) in &s.keep {
-                    row[o..o + b - a].copy_from_slice(&full[a..b]);
-                    o += b - a;
+            vec![0.0; n_exp]
+        },
+        dropped: Vec::new(),
+    };
+    Ok((Box::new(run), out))
+}
+
+/// `v` grown (zero-filled) to `n` values, or an error (never an abort) when the memory is
+/// not there.
+fn grow(v: &mut Vec<f64>, n: usize) -> Result<(), String> {
+    if n > v.len() {
+        v.try_reserve_exact(n - v.len()).map_err(|_| {
+            format!(
+                "cannot allocate {:.1} GB for the draws; use fewer draws or chains",
+                n as f64 * 8.0 / 1e9
+            )
+        })?;
+        v.resize(n, 0.0);
+    }
+    Ok(())
+}
+
+impl<C: Chain<CpuMath<Density>>> ChainRun for Running<'_, C> {
+    fn advance(
+        &mut self,
+        out: &mut ChainOutput,
+        draws: usize,
+        shared: &Shared,
+    ) -> Result<(), SampleError> {
+        let start = Instant::now();
+        let (s, problem) = (self.s, self.problem);
+        let (n_exp, n_dim) = (problem.n_expanded(), problem.n_dim());
+        let n_keep = s.n_stored(n_exp);
+        let tune = s.tune as usize;
+        grow(&mut out.draws, draws.saturating_mul(n_keep)).map_err(|m| self.fail(m))?;
+        if s.store_unconstrained {
+            grow(&mut out.unconstrained, draws.saturating_mul(n_dim)).map_err(|m| self.fail(m))?;
+        }
+        let progress = &shared.chains[self.id];
+        progress.finished.store(false, Ordering::Relaxed);
+        let total = tune + draws;
+        while self.done < total {
+            if shared.stopped() {
+                break;
+            }
+            let i = self.done;
+            let warm = i < tune;
+            // A draw that failed because the run was being stopped is a stop, not the chain's error.
+            let draw_error = |e: anyhow::Error| {
+                if shared.stopped() {
+                    SampleError::Stopped
+                } else {
+                    SampleError::Chain {
+                        chain: self.id,
+                        msg: format!("{e:#}"),
+                    }
                 }
+            };
+            let info = if warm {
+                let (_, info) = self.chain.draw().map_err(draw_error)?;
+                out.warmup_n_steps.push(info.num_steps);
+                out.warmup_diverging.push(info.diverging);
+                out.warmup_step_size.push(info.step_size);
+                info
+            } else {
+                let (pos, _, mut stats, info) = self.chain.expanded_draw().map_err(draw_error)?;
+                let d = i - tune;
+                let row = &mut out.draws[d * n_keep..(d + 1) * n_keep];
+                let expanded = if s.keep.is_empty() {
+                    problem.expand(&pos, row)
+                } else {
+                    problem.expand(&pos, &mut self.full).map(|()| {
+                        let mut o = 0;
+                        for &(a, b) in &s.keep {
+                            row[o..o + b - a].copy_from_slice(&self.full[a..b]);
+                            o += b - a;
+                        }
+                    })
+                };
+                expanded.map_err(|e| self.fail(e.to_string()))?;
+                if s.store_unconstrained {
+                    out.unconstrained[d * n_dim..(d + 1) * n_dim].copy_from_slice(&pos);
+                }
+                let math = self.chain.math();
+                let dims = From::from(math.deref());
+                record_stats(
+                    &mut out.stats,
+                    &mut self.dropped,
+                    &mut out.final_stats,
+                    stats.get_all(&dims),
+                    d,
+                );
+                out.n_draws = d + 1;
+                info
+            };
+            self.done += 1;
+            out.gradients += info.num_gradients;
+            progress.draws.store(i + 1, Ordering::Relaxed);
+            progress.tuning.store(warm, Ordering::Relaxed);
+            progress
+                .step_size_bits
+                .store(info.step_size.to_bits(), Ordering::Relaxed);
+            progress.gradients.store(out.gradients, Ordering::Relaxed);
+            if info.diverging && !warm {
+                progress.divergences.fetch_add(1, Ordering::Relaxed);
             }
-            if s.store_unconstrained {
-                out.unconstrained[d * n_dim..(d + 1) * n_dim].copy_from_slice(&pos);
-            }
-            let math = chain.math();
-            let dims = From::from(math.deref());
-            record_stats(
-                &mut out.stats,
-                &mut dropped,
-                &mut out.final_stats,
-                stats.get_all(&dims),
-                d,
-            );
-            out.n_draws = d + 1;
-            info
-        };
-        out.gradients += info.num_gradients;
-        progress.draws.store(i + 1, Ordering::Relaxed);
-        progress.tuning.store(warm, Ordering::Relaxed);
-        progress
-            .step_size_bits
-            .store(info.step_size.to_bits(), Ordering::Relaxed);
-        progress.gradients.store(out.gradients, Ordering::Relaxed);
-        if info.diverging && !warm {
-            progress.divergences.fetch_add(1, Ordering::Relaxed);
+        }
+        out.seconds += start.elapsed().as_secs_f64();
+        progress.finished.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn finish(&self, out: &mut ChainOutput) {
+        out.stats.retain(|(name, _)| !self.dropped.contains(name));
+        out.final_stats
+            .retain(|(name, _)| self.dropped.contains(name));
+        out.draws
+            .truncate(out.n_draws * self.s.n_stored(self.problem.n_expanded()));
+        if self.s.store_unconstrained {
+            out.unconstrained
+                .truncate(out.n_draws * self.problem.n_dim());
         }
     }
-    out.stats.retain(|(name, _)| !dropped.contains(name));
-    out.final_stats.retain(|(name, _)| dropped.contains(name));
-    out.draws.truncate(out.n_draws * n_exp);
-    if s.store_unconstrained {
-        out.unconstrained.truncate(out.n_draws * n_dim);
-    }
-    out.seconds = start.elapsed().as_secs_f64();
-    progress.finished.store(true, Ordering::Relaxed);
-    Ok(out)
 }
 
 /// The message of a caught panic.
@@ -622,13 +777,171 @@ fn record_stats(
     }
 }
 
-/// Runs every chain on up to `cores` threads and returns them in chain
-/// order. Stops early (with [`SampleError::Stopped`]) once `shared.stop` is set.
+/// What a run returns: its chains in chain order and, when it was extended until
+/// converged ([`Extension`]), the statistics of the final draws' checked columns.
+pub struct Run {
+    pub chains: Vec<ChainOutput>,
+    pub checked: Vec<ColumnStats>,
+}
+
+/// The rounds of a run, shared between the chain threads and the thread that checks the
+/// draws between rounds.
+struct Rounds {
+    state: Mutex<RoundState>,
+    changed: Condvar,
+    /// Chains that may draw at once (the cores).
+    workers: usize,
+}
+
+struct RoundState {
+    /// Posterior draws per chain this round ends at.
+    target: usize,
+    /// Chains done with this round (drawn, failed or stopped).
+    done: usize,
+    /// No more rounds: the chains end.
+    finished: bool,
+    /// Chains drawing now (at most `cores`).
+    running: usize,
+}
+
+impl Rounds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RoundState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'g>(
+        &self,
+        guard: std::sync::MutexGuard<'g, RoundState>,
+    ) -> std::sync::MutexGuard<'g, RoundState> {
+        self.changed
+            .wait_timeout(guard, Duration::from_millis(50))
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+}
+
+/// One chain's thread: starts the chain, then per round waits for a core, draws to the
+/// round's target and reports; ends when the rounds are finished or the run is stopped.
+fn chain_thread(
+    problem: &Arc<MmmProblem>,
+    s: &RunSettings,
+    c: usize,
+    shared: &Shared,
+    rounds: &Rounds,
+    output: &Mutex<Option<ChainOutput>>,
+    error: &Mutex<Option<SampleError>>,
+) {
+    let mut run: Option<Box<dyn ChainRun + '_>> = None;
+    let mut target = rounds.lock().target;
+    loop {
+        let mut st = rounds.lock();
+        while st.running >= rounds.workers && !shared.stopped() {
+            st = rounds.wait(st);
+        }
+        st.running += 1;
+        drop(st);
+        let result = if shared.stopped() {
+            Err(SampleError::Stopped)
+        } else {
+            let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+            // A panic in a chain is that chain's error, not an abort of the run.
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                if run.is_none() {
+                    let (r, o) = start_chain(problem, s, c, shared)?;
+                    run = Some(r);
+                    *out = Some(o);
+                }
+                match (run.as_mut(), out.as_mut()) {
+                    (Some(r), Some(o)) => r.advance(o, target, shared),
+                    _ => Ok(()),
+                }
+            }))
+            .unwrap_or_else(|payload| {
+                Err(SampleError::Chain {
+                    chain: c,
+                    msg: format!("internal error: {}", panic_message(&*payload)),
+                })
+            })
+        };
+        if let Err(e) = result {
+            // One failed chain ends the run: the others stop at once.
+            shared.request_stop();
+            *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+        let mut st = rounds.lock();
+        st.running -= 1;
+        st.done += 1;
+        rounds.changed.notify_all();
+        while st.target == target && !st.finished {
+            st = rounds.wait(st);
+        }
+        if st.finished || shared.stopped() {
+            break;
+        }
+        target = st.target;
+    }
+    if let (Some(r), Some(o)) = (
+        run.as_ref(),
+        output.lock().unwrap_or_else(|p| p.into_inner()).as_mut(),
+    ) {
+        r.finish(o);
+    }
+}
+
+/// R-hat, bulk and tail ESS of the `check` columns of the chains' first `draws` stored draws.
+fn checked_stats(
+    outputs: &[&ChainOutput],
+    check: &[(usize, usize)],
+    n_keep: usize,
+    draws: usize,
+    threads: usize,
+) -> Vec<ColumnStats> {
+    let chains = outputs.len();
+    let columns: Vec<usize> = check.iter().flat_map(|&(a, b)| a..b).collect();
+    let column = |j: usize| {
+        let mut col = Vec::with_capacity(chains * draws);
+        for out in outputs {
+            col.extend((0..draws).map(|d| out.draws[d * n_keep + j]));
+        }
+        column_stats(&col, chains, draws)
+    };
+    if threads <= 1 || columns.len() < 2 {
+        return columns.iter().map(|&j| column(j)).collect();
+    }
+    let per = columns.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = columns
+            .chunks(per)
+            .map(|part| scope.spawn(|| part.iter().map(|&j| column(j)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// Whether the statistics pass the extension's thresholds (NaN columns, such as R-hat of
+/// one chain, left out as the Python checks leave them out).
+fn converged(stats: &[ColumnStats], ext: &Extension) -> bool {
+    stats.iter().all(|c| {
+        (c.rhat.is_nan() || c.rhat < ext.max_rhat)
+            && (c.ess_bulk.is_nan() || c.ess_bulk >= ext.min_ess_bulk)
+    })
+}
+
+/// Above this many checked values (columns x chains x draws) the checks use every core.
+const PARALLEL_CHECK: usize = 1 << 22;
+
+/// Runs every chain (a thread each, at most `cores` drawing at a time) and returns them in
+/// chain order. With `s.extend`, the chains then continue in rounds until their draws pass
+/// the convergence checks or reach `max_draws`. Stops early (with [`SampleError::Stopped`])
+/// once `shared.stop` is set.
 pub fn sample(
     problem: Arc<MmmProblem>,
     s: &RunSettings,
     shared: &Shared,
-) -> Result<Vec<ChainOutput>, SampleError> {
+) -> Result<Run, SampleError> {
     s.check(problem.n_dim(), problem.n_expanded())
         .map_err(SampleError::Settings)?;
     if shared.chains.len() != s.chains {
@@ -636,77 +949,120 @@ pub fn sample(
             "progress has a slot per chain".into(),
         ));
     }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<ChainOutput, SampleError>>>> =
-        Mutex::new((0..s.chains).map(|_| None).collect());
+    let n_keep = s.n_stored(problem.n_expanded());
     let workers = s.cores.clamp(1, s.chains);
     // Cores beyond one per chain go to each evaluation (a large panel's media passes).
     let eval_threads = (s.cores / workers).max(1);
-    let started = std::thread::scope(|scope| {
+    shared
+        .total
+        .store(s.tune as usize + s.draws as usize, Ordering::Relaxed);
+    let rounds = Rounds {
+        state: Mutex::new(RoundState {
+            target: s.draws as usize,
+            done: 0,
+            finished: false,
+            running: 0,
+        }),
+        changed: Condvar::new(),
+        workers,
+    };
+    let outputs: Vec<Mutex<Option<ChainOutput>>> =
+        (0..s.chains).map(|_| Mutex::new(None)).collect();
+    let errors: Vec<Mutex<Option<SampleError>>> = (0..s.chains).map(|_| Mutex::new(None)).collect();
+    let mut checked = Vec::new();
+    let (started, draws) = std::thread::scope(|scope| {
         let mut started = 0;
-        for w in 0..workers {
+        for c in 0..s.chains {
+            let (problem, rounds, output, error) = (&problem, &rounds, &outputs[c], &errors[c]);
             let spawned = std::thread::Builder::new()
-                .name(format!("fastmmm-chain-{w}"))
-                .spawn_scoped(scope, || loop {
+                .name(format!("fastmmm-chain-{c}"))
+                .spawn_scoped(scope, move || {
                     crate::logp::set_eval_threads(eval_threads);
-                    if shared.stopped() {
-                        break;
-                    }
-                    let c = next.fetch_add(1, Ordering::Relaxed);
-                    if c >= s.chains {
-                        break;
-                    }
-                    // A panic in a chain is that chain's error, not an abort of the run.
-                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        run_chain(&problem, s, c, shared)
-                    }))
-                    .unwrap_or_else(|payload| {
-                        Err(SampleError::Chain {
-                            chain: c,
-                            msg: format!("internal error: {}", panic_message(&*payload)),
-                        })
-                    });
-                    if r.is_err() {
-                        // One failed chain ends the run: the others stop at once.
-                        shared.request_stop();
-                    }
-                    results.lock().unwrap_or_else(|p| p.into_inner())[c] = Some(r);
+                    chain_thread(problem, s, c, shared, rounds, output, error);
                 });
             if spawned.is_ok() {
                 started += 1;
+            } else {
+                shared.request_stop();
             }
         }
-        started
+        // Between rounds (every chain done with one): check the draws, and go on or finish.
+        let mut st = rounds.lock();
+        loop {
+            while st.done < started {
+                st = rounds.wait(st);
+            }
+            let draws = st.target;
+            let go_on = match (&s.extend, shared.stopped()) {
+                (Some(ext), false) => {
+                    let guards: Vec<_> = outputs
+                        .iter()
+                        .map(|o| o.lock().unwrap_or_else(|p| p.into_inner()))
+                        .collect();
+                    let outs: Vec<&ChainOutput> =
+                        guards.iter().filter_map(|g| g.as_ref()).collect();
+                    if outs.len() == s.chains && outs.iter().all(|o| o.n_draws >= draws) {
+                        let n_check: usize = ext.check.iter().map(|(a, b)| b - a).sum();
+                        let threads = if n_check * s.chains * draws >= PARALLEL_CHECK {
+                            s.cores
+                        } else {
+                            1
+                        };
+                        checked = checked_stats(&outs, &ext.check, n_keep, draws, threads);
+                        !converged(&checked, ext) && draws < ext.max_draws as usize
+                    } else {
+                        false
+                    }
+                }
+                _ => false,
+            };
+            if !go_on {
+                st.finished = true;
+                rounds.changed.notify_all();
+                break (started, draws);
+            }
+            st.target = (draws + ext_step(s))
+                .min(s.extend.as_ref().map_or(draws, |e| e.max_draws as usize));
+            st.done = 0;
+            shared
+                .total
+                .store(s.tune as usize + st.target, Ordering::Relaxed);
+            rounds.changed.notify_all();
+        }
     });
     if started == 0 {
         return Err(SampleError::Settings(
             "could not start any sampler thread".into(),
         ));
     }
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut out = Vec::with_capacity(s.chains);
-    let mut stopped = false;
-    let mut first_error = None;
-    for r in results {
-        match r {
-            Some(Ok(c)) => {
-                stopped |= c.n_draws < s.draws as usize;
-                out.push(c);
-            }
-            // A chain's own failure outranks the stops it caused in the others.
-            Some(Err(SampleError::Stopped)) | None => stopped = true,
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_error {
+    // A chain's own failure outranks the stops it caused in the others.
+    let errors: Vec<SampleError> = errors
+        .into_iter()
+        .filter_map(|e| e.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect();
+    if let Some(e) = errors
+        .into_iter()
+        .find(|e| !matches!(e, SampleError::Stopped))
+    {
         return Err(e);
     }
-    if stopped || shared.stopped() {
+    let chains: Vec<ChainOutput> = outputs
+        .into_iter()
+        .filter_map(|o| o.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect();
+    if shared.stopped()
+        || started < s.chains
+        || chains.len() < s.chains
+        || chains.iter().any(|c| c.n_draws < draws)
+    {
         return Err(SampleError::Stopped);
     }
-    Ok(out)
+    Ok(Run { chains, checked })
+}
+
+/// Posterior draws per chain a round of an extension adds.
+fn ext_step(s: &RunSettings) -> usize {
+    s.extend.as_ref().map_or(0, |e| e.step as usize)
 }
 
 /// Seconds a watcher should wait between looks at the progress.
@@ -819,15 +1175,20 @@ mod tests {
             store_unconstrained: true,
             low_rank: false,
             keep: Vec::new(),
+            extend: None,
         }
     }
 
     #[test]
     fn same_seed_same_draws_and_stats_by_nutpie_names() {
         let p = tiny_problem();
-        let a = sample(Arc::clone(&p), &settings(7), &Shared::new(2)).unwrap();
-        let b = sample(Arc::clone(&p), &settings(7), &Shared::new(2)).unwrap();
-        let c = sample(p, &settings(8), &Shared::new(2)).unwrap();
+        let a = sample(Arc::clone(&p), &settings(7), &Shared::new(2))
+            .unwrap()
+            .chains;
+        let b = sample(Arc::clone(&p), &settings(7), &Shared::new(2))
+            .unwrap()
+            .chains;
+        let c = sample(p, &settings(8), &Shared::new(2)).unwrap().chains;
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].draws, b[0].draws);
         assert_eq!(a[1].draws, b[1].draws);
@@ -868,9 +1229,9 @@ mod tests {
         let mut s = settings(3);
         s.draws = 1000;
         s.tune = 1000;
-        let diag = sample(Arc::clone(&p), &s, &Shared::new(2)).unwrap();
+        let diag = sample(Arc::clone(&p), &s, &Shared::new(2)).unwrap().chains;
         s.low_rank = true;
-        let lr = sample(p, &s, &Shared::new(2)).unwrap();
+        let lr = sample(p, &s, &Shared::new(2)).unwrap().chains;
         assert_ne!(diag[0].draws, lr[0].draws);
         let fin: Vec<&str> = lr[0].final_stats.iter().map(|(n, _)| n.as_str()).collect();
         assert!(fin.contains(&"mass_matrix_stds"), "{fin:?}");
@@ -929,10 +1290,91 @@ mod tests {
         assert!(latency < Duration::from_secs(1), "{latency:?}");
     }
 
+    fn extension(max_rhat: f64, min_ess_bulk: f64, max_draws: u64) -> Option<Extension> {
+        Some(Extension {
+            check: vec![(0, tiny_problem().n_expanded())],
+            max_rhat,
+            min_ess_bulk,
+            step: 150,
+            max_draws,
+        })
+    }
+
+    #[test]
+    fn an_extended_run_continues_the_same_chains_until_its_checks_pass() {
+        let p = tiny_problem();
+        let n_exp = p.n_expanded();
+        let plain = sample(Arc::clone(&p), &settings(3), &Shared::new(2))
+            .unwrap()
+            .chains;
+        // Checks that pass at once: the planned draws, and their statistics.
+        let easy = RunSettings {
+            extend: extension(10.0, 0.0, 1000),
+            ..settings(3)
+        };
+        let run = sample(Arc::clone(&p), &easy, &Shared::new(2)).unwrap();
+        assert_eq!(run.checked.len(), n_exp);
+        for (a, b) in plain.iter().zip(&run.chains) {
+            assert_eq!(a.draws, b.draws);
+        }
+        let col: Vec<f64> = run
+            .chains
+            .iter()
+            .flat_map(|c| (0..c.n_draws).map(|d| c.draws[d * n_exp]))
+            .collect();
+        assert_eq!(run.checked[0], column_stats(&col, 2, 200));
+        // Checks that never pass: rounds of 150 up to max_draws (200 -> 350 -> 500 -> 520),
+        // the first 200 draws those of the plain run (the chains continued, not restarted),
+        // and every chain's statistics as long as its draws; chains beyond the cores too.
+        for cores in [2, 1] {
+            let hard = RunSettings {
+                extend: extension(1.0 + 1e-12, 1e12, 520),
+                cores,
+                ..settings(3)
+            };
+            let shared = Shared::new(2);
+            let run = sample(Arc::clone(&p), &hard, &shared).unwrap();
+            assert_eq!(shared.total.load(Ordering::Relaxed), 200 + 520);
+            for (a, b) in plain.iter().zip(&run.chains) {
+                assert_eq!(b.n_draws, 520);
+                assert_eq!(b.draws.len(), 520 * n_exp);
+                assert_eq!(b.unconstrained.len(), 520 * p.n_dim());
+                assert_eq!(&b.draws[..200 * n_exp], &a.draws[..]);
+                assert_eq!(b.warmup_n_steps.len(), 200);
+                for (name, st) in &b.stats {
+                    let n = match &st.values {
+                        StatValues::F64(v) => v.len(),
+                        StatValues::U64(v) => v.len(),
+                        StatValues::I64(v) => v.len(),
+                        StatValues::Bool(v) => v.len(),
+                    };
+                    assert_eq!(n, 520 * st.width, "{name}");
+                }
+            }
+            let col: Vec<f64> = run
+                .chains
+                .iter()
+                .flat_map(|c| (0..520).map(|d| c.draws[d * n_exp + 1]))
+                .collect();
+            assert_eq!(run.checked[1], column_stats(&col, 2, 520));
+        }
+        // Bad extensions are errors before anything runs.
+        for ext in [extension(1.0, 0.0, 1000), extension(1.1, 0.0, 100)] {
+            let bad = RunSettings {
+                extend: ext,
+                ..settings(3)
+            };
+            assert!(matches!(
+                sample(Arc::clone(&p), &bad, &Shared::new(2)),
+                Err(SampleError::Settings(_))
+            ));
+        }
+    }
+
     #[test]
     fn kept_ranges_are_the_full_draws_columns() {
         let s = settings(5);
-        let all = sample(tiny_problem(), &s, &Shared::new(2)).unwrap();
+        let all = sample(tiny_problem(), &s, &Shared::new(2)).unwrap().chains;
         let n_exp = tiny_problem().n_expanded();
         let keep = vec![(0, 2), (4, n_exp)];
         let part = sample(
@@ -943,7 +1385,8 @@ mod tests {
             },
             &Shared::new(2),
         )
-        .unwrap();
+        .unwrap()
+        .chains;
         let n_keep = n_exp - 2;
         for (a, p) in all.iter().zip(&part) {
             assert_eq!(p.draws.len(), a.n_draws * n_keep);
@@ -959,7 +1402,7 @@ mod tests {
     fn one_draw_keeps_the_mass_matrix_out_of_the_per_draw_stats() {
         let mut s = settings(4);
         s.draws = 1;
-        let out = sample(tiny_problem(), &s, &Shared::new(2)).unwrap();
+        let out = sample(tiny_problem(), &s, &Shared::new(2)).unwrap().chains;
         assert_eq!(out[0].n_draws, 1);
         assert!(out[0].stats.iter().all(|(n, _)| n != "mass_matrix_inv"));
         assert!(out[0]

@@ -564,12 +564,87 @@ def test_same_seed_gives_the_same_draws_and_nutpie_stats(example_df):
         "maxdepth_reached",
     ):
         v = a.stat(name)
-        assert v is not None and v.shape == (2, 100), name
+        assert v is not None and v.shape == (2, a.n_draws), name
     assert a.stat("diverging").dtype == bool
     assert a.groups["adaptation"]["mass_matrix_inv"].shape == (2, a.attrs["n_dim"])
     assert np.all(a.groups["adaptation"]["mass_matrix_inv"] > 0)
     assert a.groups["warmup_sample_stats"]["n_steps"].shape == (2, 100)
     assert a.attrs["gradient_evaluations"] > 400
+
+
+def test_draws_that_fail_the_checks_are_extended_until_they_pass(synth):
+    """The core checks R-hat and bulk ESS after the planned draws and continues the same
+    chains in rounds of draws // 2 until they pass or reach max_draws; the statistics it
+    checked are the ones validate() reports (kept on the posterior, equal to a recomputation)."""
+    from fastmmm.diagnostics import DEFAULT_THRESHOLDS, convergence_summary
+    from fastmmm.fit import MMM
+
+    df, truth = synth
+    spec = _spec(truth)
+    fit = MMM(spec).fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # target_accept given: no resampling after a divergence, so the runs share their chains.
+        kw = dict(draws=60, tune=200, chains=2, seed=4, progress=False, check=False, target_accept=0.95)
+        exact = fit(df, max_draws=60, **kw)
+        ext = fit(df, **kw)
+        capped = fit(df, max_draws=90, **kw)
+    ess_needed = DEFAULT_THRESHOLDS["ess"] * 2
+    # 60 draws cannot hold a bulk ESS of 200 without anticorrelated draws: exact fails the check.
+    assert exact.posterior.n_draws == 60 and exact.validate().ess_bulk_min < ess_needed
+    assert ext.posterior.n_draws in range(90, 241, 30)
+    assert ext.posterior.attrs["draws_planned"] == 60 and ext.posterior.attrs["max_draws"] == 240
+    v = ext.validate()
+    if ext.posterior.n_draws < 240:  # stopped early: because it passed
+        assert v.rhat_max < DEFAULT_THRESHOLDS["rhat"] and v.ess_bulk_min >= ess_needed
+    # The same chains, continued: the first 60 draws are the exact run's.
+    for name in exact.posterior.posterior:
+        np.testing.assert_array_equal(ext.posterior[name][:, :60], exact.posterior[name], err_msg=name)
+    assert capped.posterior.n_draws == 90
+    for r in (exact, ext, capped):
+        kept = dict(r.posterior.convergence)
+        r.posterior.convergence = None
+        assert convergence_summary(r.posterior) == pytest.approx(kept, rel=1e-12), kept
+    for bad in (59, True, 1.5e2):
+        with pytest.raises(ValueError, match="max_draws"):
+            fit(df, draws=60, tune=10, chains=2, seed=4, progress=False, max_draws=bad)
+
+
+def test_divergent_draws_at_the_default_target_accept_are_sampled_again(synth, monkeypatch):
+    """The policy: divergences at the default target_accept -> one new run at
+    TARGET_ACCEPT_RETRY, its reason in attrs and both runs' time counted; a target_accept the
+    user chose is kept, divergences or not."""
+    from fastmmm import fit as fit_mod
+    from fastmmm.fit import MMM, TARGET_ACCEPT, TARGET_ACCEPT_RETRY
+
+    real = fit_mod._sample_once
+    calls = []
+
+    def diverging_at_first(build, backend, *, target_accept, **kw):
+        out = real(build, backend, target_accept=target_accept, **kw)
+        calls.append(target_accept)
+        div = out.posterior.stat("diverging")
+        div[...] = False
+        if target_accept < TARGET_ACCEPT_RETRY:
+            div[0, :3] = True  # three divergent draws
+        return out
+
+    monkeypatch.setattr(fit_mod, "_sample_once", diverging_at_first)
+    df, truth = synth
+    kw = dict(draws=100, tune=100, chains=2, seed=1, progress=False, check=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = MMM(_spec(truth)).fit(df, **kw)
+    assert calls == [TARGET_ACCEPT, TARGET_ACCEPT_RETRY]
+    assert r.posterior.attrs["target_accept"] == TARGET_ACCEPT_RETRY
+    assert "3 divergent draws at target_accept 0.95" in r.posterior.attrs["resampled"]
+    assert r.validate().divergences == 0
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = MMM(_spec(truth)).fit(df, target_accept=0.9, **kw)
+    assert calls == [0.9] and "resampled" not in r.posterior.attrs
+    assert r.validate().divergences == 3
 
 
 def test_second_rust_fit_swaps_data_without_rebuilding(example_df, both_fits):

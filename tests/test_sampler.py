@@ -190,9 +190,14 @@ def test_progress_on_stderr_and_off_with_quiet(small, capfd):
     df, spec = small
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        MMM(spec).fit(df, draws=50, tune=50, chains=2, seed=1, progress=True)
+        MMM(spec).fit(df, draws=50, tune=50, chains=2, seed=1, progress=True, max_draws=50)
         err = capfd.readouterr().err
-        assert "sampled 2 chains x 50 draws" in err
+        assert "sampled 2 chains x 50 draws (+50 warmup)" in err
+        # 50 draws fail the ESS check (100 per chain): the chains go on, and the line says so.
+        r = MMM(spec).fit(df, draws=50, tune=50, chains=2, seed=1, progress=True)
+        err = capfd.readouterr().err
+        assert r.posterior.n_draws > 50
+        assert f"sampled 2 chains x {r.posterior.n_draws} draws (extended from 50 until converged)" in err
         MMM(spec).fit(df, draws=50, tune=50, chains=2, seed=1, progress=False)
         assert capfd.readouterr().err == ""
 

@@ -142,6 +142,21 @@ def _print_summary(summary: dict, truth=None) -> None:
     )
 
 
+def _add_max_draws(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-draws",
+        type=int,
+        help="most posterior draws per chain: chains whose R-hat or ESS fail their checks go on "
+        f"sampling up to this (default {defaults.EXTEND_UP_TO} x --draws; --max-draws equal to "
+        "--draws samples exactly --draws)",
+    )
+
+
+def _extension(args: argparse.Namespace) -> dict:
+    """``max_draws`` for the fit, where the user set it (else the library's default)."""
+    return {} if args.max_draws is None else {"max_draws": args.max_draws}
+
+
 def _fit(args: argparse.Namespace) -> int:
     from fastmmm.fit import MMM
 
@@ -156,6 +171,7 @@ def _fit(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         lift_tests=args.lift_tests,
         backend=args.backend,
+        **_extension(args),
     )
     summary = write_outputs(result, Path(args.out), report=not args.no_report)
     _print_summary(summary)
@@ -200,6 +216,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout-weeks", type=int, default=0)
     p.add_argument("--chains", type=int, default=defaults.CHAINS)
     p.add_argument("--draws", type=int, default=defaults.DRAWS)
+    _add_max_draws(p)
     p.add_argument("--tune", type=int, default=defaults.TUNE)
     p.add_argument("--seed", type=int)
     p.add_argument("--config", help="TOML spec file (command-line options override it)")
@@ -233,6 +250,7 @@ def _fit_many(args: argparse.Namespace) -> int:
         report=args.report,
         holdout_weeks=args.holdout_weeks,
         backend=args.backend,
+        **_extension(args),
     )
     ok = index["status"] == "ok"
     resumed = int(index["resumed"].sum())
@@ -273,7 +291,13 @@ def _demo(args: argparse.Namespace) -> int:
         l_max=truth.l_max,
     )
     result = MMM(spec).fit(
-        df, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, progress=not args.quiet
+        df,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        progress=not args.quiet,
+        **_extension(args),
     )
     summary = write_outputs(result, out, report=not args.no_report)
     print()
@@ -379,6 +403,7 @@ def _fit_hierarchical(args: argparse.Namespace) -> int:
         lift_tests=args.lift_tests,
         backend=args.backend,
         holdout_weeks=args.holdout_weeks,
+        **_extension(args),
     )
     out = Path(args.out)
     summary = write_outputs(result, out, report=not args.no_report)
@@ -418,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weeks", type=int, default=156)
     p.add_argument("--channels", type=int, default=6)
     p.add_argument("--draws", type=int, default=defaults.DRAWS)
+    _add_max_draws(p)
     p.add_argument("--tune", type=int, default=defaults.TUNE)
     p.add_argument("--chains", type=int, default=defaults.CHAINS)
     p.add_argument("--seed", type=int, default=1)

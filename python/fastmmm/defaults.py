@@ -9,3 +9,15 @@ studies; pass more chains for a final model.
 DRAWS = 1000
 TUNE = 1000
 CHAINS = 2
+
+#: A fit whose draws fail the R-hat or ESS checks goes on sampling the same chains, in
+#: rounds of half its draws, up to this many times its draws (the Rust sampler; the
+#: pytensor backend samples exactly ``draws``). In the recovery study (benches/
+#: bench_recovery.py) a quarter of the fits need more than 1000 draws for R-hat < 1.01 with
+#: two chains; most of them pass at 1500-2000, a collinear pair at 3000-4000.
+EXTEND_UP_TO = 4
+
+
+def max_draws(draws: int) -> int:
+    """The default most posterior draws per chain a fit of ``draws`` draws may extend to."""
+    return EXTEND_UP_TO * int(draws)

@@ -14,8 +14,9 @@ __all__ = ["Validation", "validate", "sampler_checks", "DEFAULT_THRESHOLDS"]
 #: the usual rule, i.e. 400 for 4 chains).
 DEFAULT_THRESHOLDS = {"mape": 0.10, "rhat": 1.01, "ess": 100.0, "divergences": 0}
 
-# Parameters whose convergence matters (deterministics excluded).
-_SKIP = {"mu", "channel_contribution"}
+#: Variables left out of the convergence statistics: deterministics, whose R-hat follows
+#: the parameters' (the sampler's own checks between rounds leave out the same ones).
+CONVERGENCE_SKIP = frozenset({"mu", "channel_contribution"})
 #: Parameters per block of the convergence statistics (bounds their memory).
 _CONVERGENCE_BLOCK = 512
 
@@ -97,22 +98,28 @@ def convergence_summary(posterior) -> dict:
     posterior object and kept on it: report_diagnostics, validate and summary reuse it."""
     from fastmmm.convergence import summary
 
-    cached = getattr(posterior, "_convergence", None)
-    if cached is not None:
-        return cached
+    if posterior.convergence is not None:
+        return posterior.convergence
     post = posterior.posterior
-    names = [n for n in post if n not in _SKIP and np.issubdtype(np.asarray(post[n]).dtype, np.number)]
+    names = [
+        n for n in post if n not in CONVERGENCE_SKIP and np.issubdtype(np.asarray(post[n]).dtype, np.number)
+    ]
     c, d = posterior.n_chains, posterior.n_draws
     parts = [summary(block) for block in _column_blocks(post, names, c, d, _CONVERGENCE_BLOCK)]
     stats = {k: np.concatenate([p[k] for p in parts]) for k in ("rhat", "ess_bulk", "ess_tail")}
-    r = stats["rhat"]
-    out = {
+    posterior.convergence = reduce_convergence(stats, c)
+    return posterior.convergence
+
+
+def reduce_convergence(stats: dict, n_chains: int) -> dict:
+    """Max R-hat and min bulk and tail ESS of per-column ``rhat``, ``ess_bulk`` and
+    ``ess_tail`` arrays (NaN columns left out; R-hat None with one chain)."""
+    r = np.asarray(stats["rhat"], dtype=float)
+    return {
         "ess_bulk_min": float(np.nanmin(stats["ess_bulk"])),
         "ess_tail_min": float(np.nanmin(stats["ess_tail"])),
-        "rhat_max": None if c < 2 or np.all(np.isnan(r)) else float(np.nanmax(r)),
+        "rhat_max": None if n_chains < 2 or np.all(np.isnan(r)) else float(np.nanmax(r)),
     }
-    posterior._convergence = out
-    return out
 
 
 def _mape(actual: np.ndarray, pred: np.ndarray) -> float:

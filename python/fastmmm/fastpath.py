@@ -54,7 +54,13 @@ FAST_DISTRIBUTIONS = (
 )
 
 #: Options of ``fit(**sampler_kwargs)`` the Rust sampler takes; others need backend "pytensor".
-RUST_SAMPLER_OPTIONS = ("target_accept", "maxdepth", "low_rank_modified_mass_matrix", "store_unconstrained")
+RUST_SAMPLER_OPTIONS = (
+    "target_accept",
+    "maxdepth",
+    "low_rank_modified_mass_matrix",
+    "store_unconstrained",
+    "max_draws",
+)
 
 
 def _core_class():
@@ -364,8 +370,15 @@ def sample(
     progress: bool = True,
     low_rank_modified_mass_matrix: bool = False,
     store_unconstrained: bool = False,
+    max_draws: int | None = None,
 ):
     """Sample ``problem`` with NUTS in the Rust core; returns a :class:`fastmmm.posterior.Posterior`.
+
+    After ``draws`` posterior draws per chain the core checks R-hat and bulk ESS of the
+    parameters (diagnostics' thresholds); where they fail, the same chains go on in rounds
+    of ``draws // 2`` until they pass or reach ``max_draws`` (default
+    ``defaults.max_draws(draws)``; ``max_draws=draws`` samples exactly ``draws``). Those
+    statistics are kept on the posterior (``posterior.convergence``).
 
     ``posterior`` has every term and deterministic of ``layout`` as
     ``(chain, draw, ...)`` arrays; ``sample_stats`` nuts-rs's per-draw
@@ -376,12 +389,16 @@ def sample(
     the gradient evaluations and the sampling time.
     """
     from fastmmm import _core
+    from fastmmm.diagnostics import CONVERGENCE_SKIP, DEFAULT_THRESHOLDS, reduce_convergence
     from fastmmm.posterior import Group, Posterior
     from fastmmm.progress import ChainProgressBar
 
     seed = _seed(seed)
-    drop = left_out(layout, draws, chains)
-    _check_memory(layout, draws, chains, drop)
+    max_draws = defaults.max_draws(draws) if max_draws is None else max_draws
+    if isinstance(max_draws, bool) or not isinstance(max_draws, (int, np.integer)) or max_draws < draws:
+        raise ValueError(f"max_draws: must be an integer >= draws ({draws}), got {max_draws!r}")
+    drop = left_out(layout, max_draws, chains)
+    max_draws = _affordable_draws(layout, draws, max_draws, chains, drop)
     cores = int(cores) if cores is not None else _default_cores(chains)
     bar = ChainProgressBar(chains, draws, tune) if progress else None
     init = layout.initial_point()
@@ -402,6 +419,11 @@ def sample(
             store_unconstrained=bool(store_unconstrained),
             cancelled=_cancel_check(),
             keep=layout.keep_ranges(drop) if drop else None,
+            check=layout.stored_ranges(drop, CONVERGENCE_SKIP),
+            max_rhat=float(DEFAULT_THRESHOLDS["rhat"]),
+            min_ess_bulk=float(DEFAULT_THRESHOLDS["ess"]) * int(chains),
+            extend_by=max(1, int(draws) // 2),
+            max_draws=int(max_draws),
         )
     finally:
         if bar is not None:
@@ -428,7 +450,9 @@ def sample(
         "sampler": "nuts-rs (fastmmm._core)",
         "sampler_version": str(getattr(_core, "NUTS_RS_VERSION", "")),
         "seed": seed,
-        "draws": int(draws),
+        "draws": int(out["draws"].shape[1]),
+        "draws_planned": int(draws),
+        "max_draws": int(max_draws),
         "tune": int(tune),
         "chains": int(chains),
         "target_accept": float(target_accept),
@@ -445,7 +469,10 @@ def sample(
     groups = {"posterior": post, "sample_stats": stats, "warmup_sample_stats": warm}
     if adapt.values:
         groups["adaptation"] = adapt
-    return Posterior(groups, attrs)
+    posterior = Posterior(groups, attrs)
+    if len(out["convergence"]["rhat"]):
+        posterior.convergence = reduce_convergence(out["convergence"], int(chains))
+    return posterior
 
 
 def _available_memory() -> int | None:
@@ -476,6 +503,17 @@ def left_out(layout: ModelLayout, draws: int, chains: int) -> tuple[str, ...]:
         ):
             return ("channel_contribution",)
     return ()
+
+
+def _affordable_draws(layout: ModelLayout, draws: int, max_draws: int, chains: int, drop=()) -> int:
+    """``max_draws``, or fewer where their storage would take more than half the memory
+    available (never fewer than ``draws``; ValueError when ``draws`` alone do not fit)."""
+    _check_memory(layout, draws, chains, drop)
+    stored = sum(int(np.prod(s, dtype=int)) for n, _, s in layout.variables() if n not in drop)
+    avail = _available_memory()
+    if avail is None or stored == 0:
+        return int(max_draws)
+    return max(int(draws), min(int(max_draws), int(0.5 * avail) // (8 * int(chains) * stored)))
 
 
 def _check_memory(layout: ModelLayout, draws: int, chains: int, drop=()) -> None:

@@ -93,6 +93,9 @@ class Posterior:
         self.groups.setdefault("posterior", Group())
         self.groups.setdefault("sample_stats", Group())
         self.attrs = dict(attrs or {})
+        #: Max R-hat and min bulk / tail ESS of the parameters, once computed (by the
+        #: sampler's checks or :func:`fastmmm.diagnostics.convergence_summary`).
+        self.convergence: dict | None = None
 
     # -------------------------------------------------------------- access
     @property

@@ -23,7 +23,8 @@ def _fmt_s(s: float) -> str:
 
 
 class ChainProgressBar:
-    """Progress of ``chains`` chains of ``tune + draws`` draws each."""
+    """Progress of ``chains`` chains of ``tune + draws`` draws each (more when the sampler
+    extends them until they converge: the rows carry the totals)."""
 
     def __init__(
         self, chains: int, draws: int, tune: int, *, stream=None, every: float = 10.0, width: int = 24
@@ -52,7 +53,8 @@ class ChainProgressBar:
     def line(self, now: float | None = None) -> str:
         now = time.perf_counter() if now is None else now
         elapsed = now - self.t0
-        total = self.chains * (self.draws + self.tune)
+        # The rows' totals grow when the sampler extends the chains until they converge.
+        total = sum(int(r[1]) for r in self._rows) or self.chains * (self.draws + self.tune)
         done = sum(int(r[0]) for r in self._rows)
         div = sum(int(r[2]) for r in self._rows)
         frac = done / total if total else 1.0
@@ -63,7 +65,8 @@ class ChainProgressBar:
         if len(self._rows) > 4:
             per_chain += "  ..."
         eta = (elapsed / frac - elapsed) if 0 < frac < 1 else 0.0
-        phase = "warmup" if tuning else "sampling"
+        extending = any(int(r[1]) > self.draws + self.tune for r in self._rows)
+        phase = "warmup" if tuning else "extending" if extending else "sampling"
         return (
             f"{phase} [{bar}] {100 * frac:3.0f}%  chains {per_chain}  divergences {div}  "
             f"{_fmt_s(elapsed)} (ETA {_fmt_s(eta)})"
@@ -73,8 +76,10 @@ class ChainProgressBar:
         now = time.perf_counter()
         div = sum(int(r[2]) for r in self._rows)
         done = all(bool(r[7]) for r in self._rows) if self._rows else False
+        drawn = max((int(r[0]) for r in self._rows), default=self.tune + self.draws) - self.tune
+        extended = f" (extended from {self.draws} until converged)" if drawn > self.draws else ""
         summary = (
-            f"sampled {self.chains} chain{'s' * (self.chains != 1)} x {self.draws} draws "
+            f"sampled {self.chains} chain{'s' * (self.chains != 1)} x {drawn} draws{extended} "
             f"(+{self.tune} warmup) in {_fmt_s(now - self.t0)}, {div} divergence{'s' * (div != 1)}"
         )
         if not done:

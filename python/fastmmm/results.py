@@ -1265,6 +1265,16 @@ class MMMResult:
         out["timing"] = {
             k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")
         }
+        attrs = self.posterior.attrs
+        # How the sampler ran: the draws it took (more than planned when extended until
+        # converged) and, where divergences made it sample again, why.
+        out["sampler"] = {
+            "chains": int(self.posterior.n_chains),
+            "draws": int(self.posterior.n_draws),
+            "draws_planned": int(attrs.get("draws_planned", self.posterior.n_draws)),
+            "target_accept": attrs.get("target_accept"),
+            "resampled": attrs.get("resampled", ""),
+        }
         if self.lift_tests is not None or self.is_panel:
             out["lift_tests"] = self.lift_test_summary(interval)
         return out

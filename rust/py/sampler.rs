@@ -7,8 +7,10 @@
 
 use super::errors::value_error;
 use super::problem::PyMmmProblem;
+use crate::convergence::ColumnStats;
 use crate::sampler::{
-    sample, ChainOutput, RunSettings, SampleError, Shared, Stat, StatValues, MAX_CHAINS, MAX_DRAWS,
+    sample, ChainOutput, Extension, RunSettings, SampleError, Shared, Stat, StatValues, MAX_CHAINS,
+    MAX_DRAWS,
 };
 use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyValueError};
@@ -186,11 +188,8 @@ fn to_python<'py>(
 
 /// Per chain: (draws done incl. warmup, draws in all, divergences after warmup,
 /// tuning, step size, gradient evaluations, started, finished).
-fn progress_list<'py>(
-    py: Python<'py>,
-    shared: &Shared,
-    total: usize,
-) -> PyResult<Bound<'py, PyList>> {
+fn progress_list<'py>(py: Python<'py>, shared: &Shared) -> PyResult<Bound<'py, PyList>> {
+    let total = shared.total.load(Ordering::Relaxed);
     let rows: Vec<_> = shared
         .chains
         .iter()
@@ -221,15 +220,24 @@ fn progress_list<'py>(
 ///
 /// `keep`: ranges `[start, end)` of the expanded vector each draw stores (default all).
 ///
+/// `check`: ranges of the stored draw whose columns decide convergence. With `max_draws`
+/// above `draws`, the chains continue in rounds of `extend_by` draws until every checked
+/// column has R-hat below `max_rhat` and bulk ESS at least `min_ess_bulk`, or until
+/// `max_draws`; the result's `convergence` holds {rhat, ess_bulk, ess_tail} of the checked
+/// columns over the final draws (also computed, without extending, when only `check` is
+/// given). The progress rows' totals grow with each round.
+///
 /// Returns a dict: `draws` (chains, draws, n_kept), optionally
 /// `unconstrained` (chains, draws, n_dim), `stats` {name: (chains, draws)},
 /// `final_stats` {name: (chains, n)}, `warmup` {n_steps, diverging,
-/// step_size: (chains, tune)}, `gradients` and `seconds` (chains,).
+/// step_size: (chains, tune)}, `gradients` and `seconds` (chains,), and `convergence`
+/// when `check` was given.
 #[pyfunction]
 #[pyo3(signature = (problem, *, init, draws=1000, tune=1000, chains=2, cores=2, seed=0,
                     target_accept=0.8, maxdepth=10, jitter=1.0, store_unconstrained=false,
                     progress=None, progress_interval=0.1, low_rank=false, cancelled=None,
-                    keep=None))]
+                    keep=None, check=None, max_rhat=1.01, min_ess_bulk=0.0, extend_by=500,
+                    max_draws=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn sample_nuts<'py>(
     py: Python<'py>,
@@ -249,6 +257,11 @@ pub fn sample_nuts<'py>(
     low_rank: bool,
     cancelled: Option<Bound<'py, PyAny>>,
     keep: Option<Vec<(usize, usize)>>,
+    check: Option<Vec<(usize, usize)>>,
+    max_rhat: f64,
+    min_ess_bulk: f64,
+    extend_by: u64,
+    max_draws: Option<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     if !(progress_interval.is_finite() && progress_interval > 0.0) {
         return Err(value_error(
@@ -263,15 +276,28 @@ pub fn sample_nuts<'py>(
             format!("must be in 1..={MAX_CHAINS}, got {chains}"),
         ));
     }
-    let total = match tune.checked_add(draws) {
-        Some(n) if n <= MAX_DRAWS => n as usize,
-        _ => {
-            return Err(value_error(
-                "draws",
-                format!("tune + draws must be at most {MAX_DRAWS}"),
-            ))
-        }
-    };
+    let max_draws = max_draws.unwrap_or(draws);
+    if max_draws < draws {
+        return Err(value_error(
+            "max_draws",
+            format!("must be at least draws ({draws}), got {max_draws}"),
+        ));
+    }
+    if tune.checked_add(max_draws).is_none_or(|n| n > MAX_DRAWS) {
+        return Err(value_error(
+            "draws",
+            format!("tune + draws must be at most {MAX_DRAWS}"),
+        ));
+    }
+    if check.is_some() && !(max_rhat.is_finite() && max_rhat > 1.0 && min_ess_bulk >= 0.0) {
+        return Err(value_error(
+            "max_rhat",
+            format!("max_rhat must be above 1 and min_ess_bulk at least 0, got {max_rhat} and {min_ess_bulk}"),
+        ));
+    }
+    if check.is_some() && extend_by == 0 {
+        return Err(value_error("extend_by", "must be at least 1"));
+    }
     let settings = RunSettings {
         draws,
         tune,
@@ -285,10 +311,21 @@ pub fn sample_nuts<'py>(
         store_unconstrained,
         low_rank,
         keep: keep.unwrap_or_default(),
+        extend: check.map(|check| Extension {
+            check,
+            max_rhat,
+            min_ess_bulk,
+            step: extend_by,
+            max_draws,
+        }),
     };
+    let settings_checked = settings.extend.is_some();
     let p = problem.shared();
     let (n_exp, n_dim) = (settings.n_stored(p.n_expanded()), p.n_dim());
     let shared = Arc::new(Shared::new(chains));
+    shared
+        .total
+        .store((tune + draws) as usize, Ordering::Relaxed);
     // Set when the sampler thread ends, however it ends (a guard, so that a panic
     // cannot leave the waiting thread asleep); the waiting thread sleeps on the condvar.
     let finished = Arc::new((Mutex::new(false), Condvar::new()));
@@ -351,7 +388,7 @@ pub fn sample_nuts<'py>(
             .filter(|_| last_report.elapsed() >= report_every)
         {
             last_report = Instant::now();
-            if let Err(e) = progress_list(py, &shared, total).and_then(|rows| cb.call1((rows,))) {
+            if let Err(e) = progress_list(py, &shared).and_then(|rows| cb.call1((rows,))) {
                 failure = Some(e);
             }
         }
@@ -366,7 +403,22 @@ pub fn sample_nuts<'py>(
     }
     let out = joined.map_err(|_| PyRuntimeError::new_err("the sampler thread panicked"))??;
     if let Some(cb) = &progress {
-        cb.call1((progress_list(py, &shared, total)?,))?;
+        cb.call1((progress_list(py, &shared)?,))?;
     }
-    to_python(py, out, n_exp, n_dim)
+    let d = to_python(py, out.chains, n_exp, n_dim)?;
+    if settings_checked {
+        d.set_item("convergence", convergence_dict(py, &out.checked)?)?;
+    }
+    Ok(d)
+}
+
+/// {rhat, ess_bulk, ess_tail}: (n,) arrays of the checked columns.
+fn convergence_dict<'py>(py: Python<'py>, stats: &[ColumnStats]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let pick =
+        |f: fn(&ColumnStats) -> f64| stats.iter().map(f).collect::<Vec<f64>>().into_pyarray(py);
+    d.set_item("rhat", pick(|c| c.rhat))?;
+    d.set_item("ess_bulk", pick(|c| c.ess_bulk))?;
+    d.set_item("ess_tail", pick(|c| c.ess_tail))?;
+    Ok(d)
 }

@@ -505,15 +505,22 @@ def left_out(layout: ModelLayout, draws: int, chains: int) -> tuple[str, ...]:
     return ()
 
 
+#: An extension until converged stores at most this many bytes of draws (or what the planned
+#: draws take, if more): a large panel's thousands of parameters are 448 MB at 2 x 4000 draws.
+EXTENSION_STORE_LIMIT = 256 * 2**20
+
+
 def _affordable_draws(layout: ModelLayout, draws: int, max_draws: int, chains: int, drop=()) -> int:
-    """``max_draws``, or fewer where their storage would take more than half the memory
-    available (never fewer than ``draws``; ValueError when ``draws`` alone do not fit)."""
+    """``max_draws``, or fewer where their storage would take more than EXTENSION_STORE_LIMIT
+    or half the memory available (never fewer than ``draws``; ValueError when ``draws`` alone
+    do not fit)."""
     _check_memory(layout, draws, chains, drop)
     stored = sum(int(np.prod(s, dtype=int)) for n, _, s in layout.variables() if n not in drop)
     avail = _available_memory()
-    if avail is None or stored == 0:
+    limit = EXTENSION_STORE_LIMIT if avail is None else min(EXTENSION_STORE_LIMIT, int(0.5 * avail))
+    if stored == 0:
         return int(max_draws)
-    return max(int(draws), min(int(max_draws), int(0.5 * avail) // (8 * int(chains) * stored)))
+    return max(int(draws), min(int(max_draws), limit // (8 * int(chains) * stored)))
 
 
 def _check_memory(layout: ModelLayout, draws: int, chains: int, drop=()) -> None:

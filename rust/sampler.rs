@@ -804,6 +804,22 @@ struct RoundState {
     running: usize,
 }
 
+/// Ends the rounds when dropped: `finished`, and a stop if the coordinator is unwinding.
+struct FinishOnDrop<'a> {
+    rounds: &'a Rounds,
+    shared: &'a Shared,
+}
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.request_stop();
+        }
+        self.rounds.lock().finished = true;
+        self.rounds.changed.notify_all();
+    }
+}
+
 impl Rounds {
     fn lock(&self) -> std::sync::MutexGuard<'_, RoundState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -875,7 +891,9 @@ fn chain_thread(
         while st.target == target && !st.finished {
             st = rounds.wait(st);
         }
-        if st.finished || shared.stopped() {
+        // Only `finished` ends the thread: after a stop it goes round once more, through the
+        // gate, and reports the new round done, so the coordinator never waits for it.
+        if st.finished {
             break;
         }
         target = st.target;
@@ -905,18 +923,29 @@ fn checked_stats(
         }
         column_stats(&col, chains, draws)
     };
-    if threads <= 1 || columns.len() < 2 {
+    let available = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = threads.min(available).min(columns.len());
+    if threads <= 1 {
         return columns.iter().map(|&j| column(j)).collect();
     }
     let per = columns.len().div_ceil(threads);
+    let serial = |part: &[usize]| part.iter().map(|&j| column(j)).collect::<Vec<_>>();
     std::thread::scope(|scope| {
+        // A part whose thread cannot start is computed here instead.
         let parts: Vec<_> = columns
             .chunks(per)
-            .map(|part| scope.spawn(|| part.iter().map(|&j| column(j)).collect::<Vec<_>>()))
+            .map(|part| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || serial(part))
+                    .map_err(|_| part)
+            })
             .collect();
         parts
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .flat_map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(part) => serial(part),
+            })
             .collect()
     })
 }
@@ -970,22 +999,32 @@ pub fn sample(
         (0..s.chains).map(|_| Mutex::new(None)).collect();
     let errors: Vec<Mutex<Option<SampleError>>> = (0..s.chains).map(|_| Mutex::new(None)).collect();
     let mut checked = Vec::new();
+    let rounds = &rounds;
     let (started, draws) = std::thread::scope(|scope| {
         let mut started = 0;
         for c in 0..s.chains {
-            let (problem, rounds, output, error) = (&problem, &rounds, &outputs[c], &errors[c]);
+            let (problem, output, error) = (&problem, &outputs[c], &errors[c]);
             let spawned = std::thread::Builder::new()
                 .name(format!("fastmmm-chain-{c}"))
                 .spawn_scoped(scope, move || {
                     crate::logp::set_eval_threads(eval_threads);
                     chain_thread(problem, s, c, shared, rounds, output, error);
                 });
-            if spawned.is_ok() {
-                started += 1;
-            } else {
-                shared.request_stop();
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    shared.request_stop();
+                    *errors[c].lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(SampleError::Chain {
+                            chain: c,
+                            msg: format!("could not start its thread: {e}"),
+                        });
+                }
             }
         }
+        // However this closure ends (a panic in the checks included), the chains are told the
+        // rounds are over before the scope waits for them.
+        let _finish = FinishOnDrop { rounds, shared };
         // Between rounds (every chain done with one): check the draws, and go on or finish.
         let mut st = rounds.lock();
         loop {
@@ -1016,17 +1055,20 @@ pub fn sample(
                 }
                 _ => false,
             };
-            if !go_on {
+            if !go_on || shared.stopped() {
                 st.finished = true;
                 rounds.changed.notify_all();
                 break (started, draws);
             }
-            st.target = (draws + ext_step(s))
+            st.target = draws
+                .saturating_add(ext_step(s))
                 .min(s.extend.as_ref().map_or(draws, |e| e.max_draws as usize));
             st.done = 0;
             shared
                 .total
                 .store(s.tune as usize + st.target, Ordering::Relaxed);
+            #[cfg(test)]
+            std::thread::sleep(tests::ROUND_PAUSE.with(std::cell::Cell::get));
             rounds.changed.notify_all();
         }
     });
@@ -1288,6 +1330,47 @@ mod tests {
         });
         assert!(matches!(r, Err(SampleError::Stopped)), "{:?}", r.err());
         assert!(latency < Duration::from_secs(1), "{latency:?}");
+    }
+
+    thread_local! {
+        /// How long the coordinator holds a new round back (with its lock) before waking the
+        /// chains: room for a test to stop the run at that moment.
+        pub(super) static ROUND_PAUSE: std::cell::Cell<Duration> =
+            const { std::cell::Cell::new(Duration::ZERO) };
+    }
+
+    #[test]
+    fn a_stop_between_rounds_ends_the_run() {
+        // The stop lands after the coordinator has raised the target and before the waiting
+        // chains see it: they must still report the round (as stopped), not just leave.
+        let shared = Arc::new(Shared::new(3));
+        let s = RunSettings {
+            extend: extension(1.0 + 1e-12, 1e12, 1_000_000),
+            draws: 20,
+            tune: 20,
+            chains: 3,
+            cores: 2,
+            ..settings(9)
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                ROUND_PAUSE.with(|c| c.set(Duration::from_millis(50)));
+                let _ = tx.send(sample(tiny_problem(), &s, &shared).err());
+            })
+        };
+        let t0 = Instant::now();
+        while shared.total.load(Ordering::Relaxed) <= 40 {
+            assert!(t0.elapsed() < Duration::from_secs(30), "no second round");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        shared.request_stop();
+        let r = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the run did not end after a stop");
+        assert!(matches!(r, Some(SampleError::Stopped)), "{r:?}");
+        run.join().unwrap();
     }
 
     fn extension(max_rhat: f64, min_ess_bulk: f64, max_draws: u64) -> Option<Extension> {

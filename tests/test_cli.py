@@ -68,6 +68,8 @@ def test_fit_prints_the_commands_wall_time_and_a_clean_summary(tmp_path, capsys)
             "100",
             "--tune",
             "100",
+            "--max-draws",
+            "100",
             "--quiet",
             "--no-report",
             "--out",
@@ -77,6 +79,9 @@ def test_fit_prints_the_commands_wall_time_and_a_clean_summary(tmp_path, capsys)
     assert code == 0
     out = capsys.readouterr()
     assert "fastmmm fit: done in" in out.out
+    # --max-draws equal to --draws: exactly the draws asked for, as summary.json records.
+    sampler = json.loads((tmp_path / "o" / "summary.json").read_text())["sampler"]
+    assert (sampler["draws"], sampler["draws_planned"], sampler["chains"]) == (100, 100, 2)
     assert "INFO" not in out.out + out.err and "Traceback" not in out.err
     assert not (tmp_path / "o" / "report.html").exists()
 
@@ -126,8 +131,16 @@ def test_bad_data_is_one_line_and_status_2(tmp_path, capsys, corrupt, message):
         ),
         (["--roas-prior", "radio=LogNormal(0.5,0.4)"], "radio"),
         (["--roas-prior", "tv=LogNormal(0.5,-1)"], "sigma"),
+        (["--max-draws", "10"], "max_draws: must be an integer >= draws (1000)"),
     ],
-    ids=["no_channels", "empty_channels", "roas_prior_with_share", "unknown_channel", "negative_sigma"],
+    ids=[
+        "no_channels",
+        "empty_channels",
+        "roas_prior_with_share",
+        "unknown_channel",
+        "negative_sigma",
+        "max_draws_below_draws",
+    ],
 )
 def test_bad_options_are_one_line_and_status_2(tmp_path, capsys, extra, message):
     df, truth = make_dataset(60, 2, adstock="geometric", saturation="hill", seed=6)

@@ -87,6 +87,12 @@ def sample_nuts(
     progress_interval: float = 0.1,
     low_rank: bool = False,
     cancelled: Callable[[], bool] | None = None,
+    keep: list[tuple[int, int]] | None = None,
+    check: list[tuple[int, int]] | None = None,
+    max_rhat: float = 1.01,
+    min_ess_bulk: float = 0.0,
+    extend_by: int = 500,
+    max_draws: int | None = None,
 ) -> dict:
     """NUTS (nuts-rs) on the fused log-density, GIL released; see fastmmm.fastpath.sample."""
 

@@ -740,6 +740,7 @@ def fit_many(
     if own_workers and not threads and "cores" not in kw and n_workers > 1:
         kw["cores"] = max(1, cpus // n_workers)  # chains of concurrent fits share the cores
     settings = {
+        "defaults": defaults.FIT_DEFAULTS_VERSION,
         "spec": spec_dict,
         "draws": int(draws),
         "tune": int(tune),

@@ -18,6 +18,12 @@ CHAINS = 2
 EXTEND_UP_TO = 4
 
 
+#: Raised whenever a default changes what a fit gives (priors, sampler policy), so that a
+#: resumed ``fit_many`` refits the brands fitted under other defaults. 2: ROAS prior spread
+#: 1.2, extension until converged, resampling after divergences.
+FIT_DEFAULTS_VERSION = 2
+
+
 def max_draws(draws: int) -> int:
     """The default most posterior draws per chain a fit of ``draws`` draws may extend to."""
     return EXTEND_UP_TO * int(draws)

@@ -98,8 +98,9 @@ def convergence_summary(posterior) -> dict:
     posterior object and kept on it: report_diagnostics, validate and summary reuse it."""
     from fastmmm.convergence import summary
 
-    if posterior.convergence is not None:
-        return posterior.convergence
+    cached = getattr(posterior, "convergence", None)
+    if cached is not None:
+        return cached
     post = posterior.posterior
     names = [
         n for n in post if n not in CONVERGENCE_SKIP and np.issubdtype(np.asarray(post[n]).dtype, np.number)

@@ -161,6 +161,11 @@ def sample_model(
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     _check_counts(draws, tune, chains)
+    max_draws = sampler_kwargs.get("max_draws")
+    if max_draws is not None and (
+        isinstance(max_draws, bool) or not isinstance(max_draws, (int, np.integer)) or max_draws < draws
+    ):
+        raise ValueError(f"max_draws: must be an integer >= draws ({draws}), got {max_draws!r}")
     spec = build.spec
     chosen = target_accept is None
     if chosen:
@@ -178,10 +183,12 @@ def sample_model(
     if chosen and n_div and target_accept < TARGET_ACCEPT_RETRY:
         why = f"{n_div} divergent draws at target_accept {target_accept}: sampled again at {TARGET_ACCEPT_RETRY}"
         log.info("fastmmm: %s", why)
-        # The backend that sampled: a fallback's reason is not found a second time.
-        again = _sample_once(build, out.backend, target_accept=TARGET_ACCEPT_RETRY, **kw)
-        again.posterior.attrs["resampled"] = why
-        again.note, again.build_s, again.compile_s = out.note, out.build_s, out.compile_s
+        # Asked as the first run was (under "auto" a failure still falls back).
+        again = _sample_once(build, backend, target_accept=TARGET_ACCEPT_RETRY, **kw)
+        again.posterior.attrs["resampled"] = f"{why} (the first run sampled for {out.sample_s:.2f} s)"
+        again.note = again.note or out.note
+        again.build_s += out.build_s
+        again.compile_s += out.compile_s
         again.sample_s += out.sample_s
         return again
     return out
@@ -276,7 +283,8 @@ def _sample_once(
     )
     if cores is not None:
         kwargs["cores"] = cores
-    kwargs.update(sampler_kwargs)
+    # nutpie's chains cannot be continued: the pytensor backend samples exactly ``draws``.
+    kwargs.update({k: v for k, v in sampler_kwargs.items() if k != "max_draws"})
     t1 = time.perf_counter()
     idata = nutpie.sample(compiled, **kwargs)
     sample_s = time.perf_counter() - t1

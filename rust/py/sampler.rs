@@ -295,6 +295,12 @@ pub fn sample_nuts<'py>(
             format!("max_rhat must be above 1 and min_ess_bulk at least 0, got {max_rhat} and {min_ess_bulk}"),
         ));
     }
+    if check.is_none() && max_draws > draws {
+        return Err(value_error(
+            "max_draws",
+            "extending the draws needs `check` (the columns whose convergence decides)",
+        ));
+    }
     if check.is_some() && extend_by == 0 {
         return Err(value_error("extend_by", "must be at least 1"));
     }

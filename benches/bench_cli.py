@@ -27,8 +27,9 @@ more with the cache the cold run filled ("warm": a refit of a structure seen bef
 Per command: process wall (from start to exit), its own sampling time (fastmmm: the
 ``timing.sample_s`` it writes; pymc-marketing: the time inside ``nutpie.sample``),
 wall / sampling, and peak RSS (``os.wait4`` of the child). For ``fit-many`` the sampling
-share is the cores' time spent sampling over wall x cores (brands sample side by side,
-one core each), per-brand wall times being sums of overlapping intervals. fastmmm
+share is the cores' time spent sampling over wall x cores: the CPU time of the chains'
+threads (``timing.sample_core_s``, summed over chains and brands; brands sample side by
+side and their wall times overlap). fastmmm
 commands: medians of ``--repeats``; pymc-marketing: one run each. Results in
 results/cli.json and cli.md.
 """
@@ -192,8 +193,9 @@ def fastmmm_fit_many(tmp: Path, channels) -> dict:
     ix = pd.read_csv(out / "index.csv")
     assert (ix["status"] == "ok").all(), ix[["brand", "status", "error"]]
     cpus = os.cpu_count() or 1
-    # Brands run on one core each (their chains in turn) beside one another.
-    sample_core_s = float(ix["sample_s"].sum())
+    # Brands sample side by side, their chains drawing from one pool of the cores: the
+    # cores' sampling time is the CPU time of the chains' threads.
+    sample_core_s = float(ix["sample_core_s"].sum())
     return {
         **r,
         "sample_s": sample_core_s / cpus,

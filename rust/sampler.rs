@@ -77,6 +77,74 @@ pub struct RunSettings {
     /// Continue the chains until their draws pass the convergence checks (None: exactly
     /// `draws`).
     pub extend: Option<Extension>,
+    /// Cores this run shares with others running beside it (a batch's brands): its chains
+    /// draw only while they hold one of the pool's cores, besides the run's own `cores`.
+    pub pool: Option<Arc<CorePool>>,
+}
+
+/// Cores shared by concurrent runs: at most `cores` chains of all the runs holding the pool
+/// draw at once. Runs side by side each limited to a fixed share leave cores idle once some
+/// of them end (the last brand of a batch would draw its chains one after another while
+/// the other cores wait); drawing from one pool, a chain starts as soon as any core frees.
+#[derive(Debug)]
+pub struct CorePool {
+    cores: usize,
+    /// Cores held now, and the most held at once.
+    held: Mutex<(usize, usize)>,
+    freed: Condvar,
+}
+
+impl CorePool {
+    pub fn new(cores: usize) -> CorePool {
+        CorePool {
+            cores: cores.max(1),
+            held: Mutex::new((0, 0)),
+            freed: Condvar::new(),
+        }
+    }
+
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
+    /// The most chains (of all its runs) that have drawn at once.
+    pub fn peak(&self) -> usize {
+        self.lock().1
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a free core (None once `stopped()` says so); the core is held until the
+    /// returned guard drops.
+    fn acquire(&self, stopped: impl Fn() -> bool) -> Option<PoolCore<'_>> {
+        let mut h = self.lock();
+        while h.0 >= self.cores {
+            if stopped() {
+                return None;
+            }
+            h = self
+                .freed
+                .wait_timeout(h, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        h.0 += 1;
+        h.1 = h.1.max(h.0);
+        Some(PoolCore(self))
+    }
+}
+
+/// One core of a [`CorePool`], given back when dropped (however the round ends).
+struct PoolCore<'a>(&'a CorePool);
+
+impl Drop for PoolCore<'_> {
+    fn drop(&mut self) {
+        let mut h = self.0.lock();
+        h.0 = h.0.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
 }
 
 /// Extending a run until it has converged: after the planned draws, and after every `step`
@@ -421,7 +489,27 @@ pub struct ChainOutput {
     pub n_draws: usize,
     /// Gradient evaluations over the whole chain, warmup included.
     pub gradients: u64,
+    /// Wall seconds the chain drew (waits for a core left out).
     pub seconds: f64,
+    /// CPU seconds of the chain's thread while it drew (its wall `seconds` less the time
+    /// the operating system gave its core to other threads); NaN where not measured.
+    pub cpu_seconds: f64,
+}
+
+/// CPU time of the calling thread, in seconds (NaN where the platform has no such clock).
+fn thread_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes only `ts`, a valid timespec.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    f64::NAN
 }
 
 /// Why a run ended without all its draws.
@@ -509,6 +597,7 @@ where
         .started
         .store(true, Ordering::Relaxed);
     let start = Instant::now();
+    let cpu_start = thread_cpu_seconds();
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     rng.set_stream(chain_id as u64 + 1);
     let math = CpuMath::new(Density {
@@ -567,6 +656,7 @@ where
         n_draws: 0,
         gradients: 0,
         seconds: start.elapsed().as_secs_f64(),
+        cpu_seconds: thread_cpu_seconds() - cpu_start,
     };
     let run = Running {
         chain,
@@ -607,6 +697,7 @@ impl<C: Chain<CpuMath<Density>>> ChainRun for Running<'_, C> {
         shared: &Shared,
     ) -> Result<(), SampleError> {
         let start = Instant::now();
+        let cpu_start = thread_cpu_seconds();
         let (s, problem) = (self.s, self.problem);
         let (n_exp, n_dim) = (problem.n_expanded(), problem.n_dim());
         let n_keep = s.n_stored(n_exp);
@@ -685,6 +776,7 @@ impl<C: Chain<CpuMath<Density>>> ChainRun for Running<'_, C> {
             }
         }
         out.seconds += start.elapsed().as_secs_f64();
+        out.cpu_seconds += thread_cpu_seconds() - cpu_start;
         progress.finished.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -856,7 +948,8 @@ fn chain_thread(
         }
         st.running += 1;
         drop(st);
-        let result = if shared.stopped() {
+        let core = s.pool.as_ref().map(|p| p.acquire(|| shared.stopped()));
+        let result = if shared.stopped() || matches!(core, Some(None)) {
             Err(SampleError::Stopped)
         } else {
             let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
@@ -879,6 +972,7 @@ fn chain_thread(
                 })
             })
         };
+        drop(core); // the pool's core, for other runs' chains while this one waits
         if let Err(e) = result {
             // One failed chain ends the run: the others stop at once.
             shared.request_stop();
@@ -1218,6 +1312,7 @@ mod tests {
             low_rank: false,
             keep: Vec::new(),
             extend: None,
+            pool: None,
         }
     }
 
@@ -1452,6 +1547,61 @@ mod tests {
                 Err(SampleError::Settings(_))
             ));
         }
+    }
+
+    #[test]
+    fn runs_sharing_a_core_pool_draw_no_more_chains_than_its_cores() {
+        let p = tiny_problem();
+        let alone = sample(Arc::clone(&p), &settings(6), &Shared::new(2))
+            .unwrap()
+            .chains;
+        // Two runs of 2 chains on 2 cores each, side by side on a pool of one core: one
+        // chain draws at a time, and every chain's draws are those of the run alone.
+        let pool = Arc::new(CorePool::new(1));
+        let pooled = RunSettings {
+            pool: Some(Arc::clone(&pool)),
+            ..settings(6)
+        };
+        let runs: Vec<Vec<ChainOutput>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| scope.spawn(|| sample(Arc::clone(&p), &pooled, &Shared::new(2))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap().chains)
+                .collect()
+        });
+        assert_eq!(pool.peak(), 1);
+        for run in &runs {
+            for (a, b) in alone.iter().zip(run) {
+                assert_eq!(a.draws, b.draws);
+            }
+        }
+        // A run alone on a pool of two draws both its chains at once.
+        let pool = Arc::new(CorePool::new(2));
+        let lone = RunSettings {
+            draws: 2000,
+            pool: Some(Arc::clone(&pool)),
+            ..settings(6)
+        };
+        sample(Arc::clone(&p), &lone, &Shared::new(2)).unwrap();
+        assert_eq!(pool.peak(), 2);
+        // A stop reaches chains waiting for a core: the run ends with Stopped.
+        let pool = Arc::new(CorePool::new(1));
+        let held = pool.acquire(|| false).unwrap();
+        let shared = Shared::new(2);
+        let waiting = RunSettings {
+            pool: Some(Arc::clone(&pool)),
+            ..settings(6)
+        };
+        let got = std::thread::scope(|scope| {
+            let h = scope.spawn(|| sample(Arc::clone(&p), &waiting, &shared));
+            std::thread::sleep(Duration::from_millis(150));
+            shared.request_stop();
+            h.join().unwrap()
+        });
+        assert!(matches!(got, Err(SampleError::Stopped)), "{:?}", got.err());
+        drop(held);
     }
 
     #[test]

@@ -332,25 +332,34 @@ def test_fastmmm_warnings_go_to_the_index():
 
 
 def test_brand_threads_share_the_cores_and_keep_their_kernels_on_them(monkeypatch):
-    """On fit-many's brand threads each brand samples on its share of the cores (one each
-    when there are as many brands as cores, all of them for a lone brand) and its batched
-    kernels run on that share too (the other cores sample other brands); the setting is the
-    default again afterwards."""
-    from fastmmm import _core
+    """On fit-many's brand threads the brands' chains draw from one pool of the cores (at
+    most as many chains at once as there are cores, and the last brand's chains side by
+    side once the others are done), each brand's batched kernels run on its share of the
+    cores (one each when there are as many brands as cores, all of them for a lone brand:
+    the other cores sample other brands); the settings are the defaults again afterwards."""
+    from fastmmm import _core, fastpath
 
     monkeypatch.setattr(batch.os, "cpu_count", lambda: 2)
-    seen = []
+    seen, pools = [], []
     real = batch._fit_brand
 
     def spy(task):
         seen.append((task["fit_kwargs"]["cores"], _core.get_kernel_threads()))
+        pools.append(fastpath._sharing.pool)
         return real(task)
 
     monkeypatch.setattr(batch, "_fit_brand", spy)
-    index = fit_many(brands_frame(GOOD[:2]), by="brand", spec=SPEC, progress=False, **FIT)
+    index = fit_many(brands_frame(GOOD[:3]), by="brand", spec=SPEC, progress=False, **FIT)
     assert (index["status"] == "ok").all()
-    assert seen == [(1, 1), (1, 1)]
+    chains = FIT["chains"]
+    assert seen == [(max(chains, 1), 1)] * 3
+    assert isinstance(pools[0], _core.CorePool) and pools[0].cores == 2
+    assert all(p is pools[0] for p in pools)  # one pool for every brand
+    assert 1 <= pools[0].peak <= 2
+    assert (index["sample_core_s"] > 0).all()  # the chains' CPU time, in the index
     seen.clear()
+    pools.clear()
     fit_many(brands_frame(GOOD[:1]), by="brand", spec=SPEC, progress=False, **FIT)
     assert seen == [(2, 2)]
+    assert getattr(fastpath._sharing, "pool", None) is None  # the calling thread is untouched
     assert _core.get_kernel_threads() == 0  # the calling thread is untouched

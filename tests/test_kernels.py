@@ -473,3 +473,44 @@ def test_batched_calls_on_the_calling_thread_equal_the_pool_split():
     for a, b in zip(pooled, here, strict=True):
         assert a.shape == b.shape and np.all(np.isfinite(a))
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_contribution_sums_match_the_numpy_reference(threads):
+    """contribution_sums (a summary's ROAS, marginal ROAS and mean contributions in one pass)
+    against the float64 numpy reference: per draw and multiplier, the totals over the whole
+    series and over its first `window` periods, and each window period summed over draws;
+    on the pool (draws split into uneven pieces) and on the calling thread."""
+    from fastmmm import _core
+
+    rng = np.random.default_rng(5)
+    s, c, t, tail = 37, 3, 30, 6
+    alpha = rng.uniform(0.1, 0.8, (s, c))
+    kappa, slope = rng.uniform(0.3, 1.5, (s, c)), rng.uniform(0.7, 2.5, (s, c))
+    beta = rng.uniform(0.1, 2.0, (s, c))
+    x = np.vstack([rng.gamma(2.0, 0.5, (t, c)), np.zeros((tail, c))])
+    mult = [1.0, 1.01, 0.5]
+    try:
+        _core.set_kernel_threads(threads)
+        tot, win, over = _core.contribution_sums(
+            "geometric", "hill", tail, True, x, mult, t, alpha, None, kappa, slope, beta
+        )
+        only = _core.contribution_totals(
+            "geometric", "hill", tail, True, x, mult, alpha, None, kappa, slope, beta
+        )
+    finally:
+        _core.set_kernel_threads(0)
+    ref = np.empty((s, len(mult), t + tail, c))
+    for i in range(s):
+        for k, m in enumerate(mult):
+            ref[i, k] = R.hill(R.geometric_adstock(m * x, alpha[i], tail, True), kappa[i], slope[i]) * beta[i]
+    np.testing.assert_allclose(tot, ref.sum(axis=2), rtol=1e-12)
+    np.testing.assert_allclose(win, ref[:, :, :t].sum(axis=2), rtol=1e-12)
+    np.testing.assert_allclose(over, ref[:, :, :t].sum(axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(tot, only)  # the same transforms as contribution_totals
+    assert not np.allclose(tot[:, 0], win[:, 0])  # the tail's carry-over is in the totals only
+    for bad in (0, t + tail + 1):
+        with pytest.raises(ValueError, match="window"):
+            _core.contribution_sums(
+                "geometric", "hill", tail, True, x, mult, bad, alpha, None, kappa, slope, beta
+            )

@@ -118,3 +118,36 @@ def test_recomputed_contributions_equal_the_fitted_ones(variant, tmp_path):
     got = back.idata["posterior"]["channel_contribution"]
     assert got.dims == ("chain", "draw", "date", "channel")
     np.testing.assert_allclose(got.values, r.posterior["channel_contribution"], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("variant", sorted(v for v in _VARIANTS if "log" not in v and "time" not in v))
+def test_one_pass_channel_sums_equal_the_per_draw_contributions(variant, monkeypatch):
+    """An additive model's summary takes contributions, their mean over draws and the +1%
+    totals of marginal ROAS from one batched kernel (contribution_sums, no (S, T, C) array):
+    the same numbers as summing the per-draw contribution arrays, the path of every other
+    model."""
+    import numpy as np
+
+    from fastmmm import MMM
+    from fastmmm.results import MMMResult
+    from fastmmm.synthetic import make_dataset
+
+    df, truth = make_dataset(70, 3, adstock="geometric", saturation="hill", seed=12)
+    spec = dict(date_column="date", target="sales", channels=list(truth.channels), controls=["event"])
+    r = MMM(**spec, **_VARIANTS[variant]).fit(
+        df, draws=30, tune=60, chains=2, seed=4, progress=False, check=False
+    )
+    assert r._has_static_sums()
+    fast = {k: v.copy() for k, v in r.channel_draws().items()}
+    fast_mean = r.contributions_over_time()
+    r._cd_cache = None
+    r.__dict__.pop("_contribution_mean_cache", None)
+    monkeypatch.setattr(MMMResult, "_has_static_sums", lambda self: False)
+    slow = r.channel_draws()
+    for k in ("contribution", "contribution_share", "roas", "mroas", "spend"):
+        np.testing.assert_allclose(fast[k], slow[k], rtol=1e-11, atol=1e-9, err_msg=k)
+    direct = r.contribution_draws().sum(axis=1)
+    np.testing.assert_allclose(fast["contribution"], direct, rtol=1e-11)
+    np.testing.assert_allclose(
+        fast_mean.to_numpy(), r.contributions_over_time().to_numpy(), rtol=1e-11, atol=1e-9
+    )

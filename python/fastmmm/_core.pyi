@@ -70,6 +70,33 @@ def contribution_totals(
 ) -> F64:
     """(S, K, C) total contribution per draw, spend multiplier and channel (scaled target)."""
 
+def contribution_sums(
+    adstock: str,
+    saturation: str,
+    l_max: int,
+    normalize: bool,
+    x: F64,
+    mult: F64,
+    window: int,
+    a0: F64,
+    a1: F64,
+    s0: F64,
+    s1: F64,
+    beta: F64,
+) -> tuple[F64, F64, F64]:
+    """contribution_totals (S, K, C), the totals over the first ``window`` periods (S, K, C)
+    and those periods' contributions summed over the draws (K, window, C), one pass."""
+
+class CorePool:
+    """Cores shared by the sampling runs given it (``sample_nuts(pool=...)``)."""
+
+    def __init__(self, cores: int) -> None: ...
+    @property
+    def cores(self) -> int: ...
+    @property
+    def peak(self) -> int:
+        """The most chains that have drawn at once."""
+
 def sample_nuts(
     problem: MmmProblem,
     *,
@@ -93,6 +120,7 @@ def sample_nuts(
     min_ess_bulk: float = 0.0,
     extend_by: int = 500,
     max_draws: int | None = None,
+    pool: CorePool | None = None,
 ) -> dict:
     """NUTS (nuts-rs) on the fused log-density, GIL released; see fastmmm.fastpath.sample."""
 

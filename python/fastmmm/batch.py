@@ -97,6 +97,7 @@ INDEX_COLUMNS = (
     "build_s",
     "compile_s",
     "sample_s",
+    "sample_core_s",
     "total_s",
     "write_s",
     "seed",
@@ -159,7 +160,7 @@ def _record_from_summary(summary: dict, channels) -> dict:
     }
     for ch in channels:
         rec[f"roas_{ch}"] = summary.get("channels", {}).get(ch, {}).get("roas", {}).get("mean")
-    for k in ("build_s", "compile_s", "sample_s", "total_s"):
+    for k in ("build_s", "compile_s", "sample_s", "sample_core_s", "total_s"):
         rec[k] = t.get(k)
     return rec
 
@@ -323,15 +324,18 @@ def _run_task(task: dict) -> dict:
     """Fit one brand and write its outputs; never raises for a bad brand.
 
     The brand's batched kernels (its summary's contribution totals, convergence statistics)
-    get the cores its sampling gets (``cores``; a brand thread's 1 keeps them on it): the
-    other cores are busy with other brands, and work handed to the whole pool would wait
-    for them to be scheduled."""
+    get its share of the cores (``kernel_threads``, else ``cores``; a brand thread's 1 keeps
+    them on it): the other cores are busy with other brands, and work handed to the whole
+    pool would wait for them to be scheduled. Its chains draw from ``core_pool`` when the
+    brands share one (:func:`fastmmm.fastpath.sharing_cores`)."""
     from fastmmm import _core
+    from fastmmm.fastpath import sharing_cores
 
-    cores = task["fit_kwargs"].get("cores")
+    cores = task.get("kernel_threads", task["fit_kwargs"].get("cores"))
     _core.set_kernel_threads(int(cores) if cores else 0)
     try:
-        return _write_brand(task, *_fit_brand(task))
+        with sharing_cores(task.get("core_pool")):
+            return _write_brand(task, *_fit_brand(task))
     finally:
         _core.set_kernel_threads(0)  # the default again, should the thread be reused
 
@@ -732,9 +736,9 @@ def fit_many(
     threads = 0
     on_fast_path = kw.get("backend", "auto") != "pytensor" and _fast_path_covers(spec)
     if executor == "local" and workers is None and on_fast_path:
-        # Brands on threads of this process, one core each (their chains one after the other;
-        # fewer brands than cores share them out): no worker start-up, and the cores stay busy
-        # across brand boundaries.
+        # Brands on threads of this process, their chains drawing from one pool of the cores
+        # (a chain starts whenever a core frees): no worker start-up, and the cores stay busy
+        # across brand boundaries and to the last brand's last chain.
         threads = cpus
     own_workers = executor == "local" or (executor == "dask" and dask_address is None)
     if own_workers and not threads and "cores" not in kw and n_workers > 1:
@@ -821,9 +825,19 @@ def fit_many(
                     _run_serial(tasks, on_done)
                 elif threads:
                     n = max(1, min(threads, len(tasks)))
-                    if "cores" not in kw:  # a brand's chains get the cores no other brand needs
+                    if "cores" not in kw:
+                        # The brands' chains draw from one pool of the cores: a chain starts
+                        # as soon as any core frees, so the last brands use the cores the
+                        # others leave (a fixed share each would leave them idle). A brand's
+                        # own kernels (its summary) keep to its share.
+                        from fastmmm import _core
+
+                        pool = _core.CorePool(cpus)
+                        share = max(1, cpus // n)
                         for t in tasks:
-                            t["fit_kwargs"] = {**kw, "cores": max(1, cpus // n)}
+                            t["fit_kwargs"] = {**kw, "cores": max(int(chains), share)}
+                            t["kernel_threads"] = share
+                            t["core_pool"] = pool
                     _run_threads(tasks, on_done, n)
                 elif executor == "local":
                     _run_local(tasks, on_done, w)

@@ -18,7 +18,9 @@ its log-density and gradient equal to PyMC's at random points.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 
 import numpy as np
@@ -343,6 +345,24 @@ def cancel_running() -> None:
     _cancel_generation += 1
 
 
+# Runs on a thread inside `sharing_cores(pool)` draw their chains from that core pool.
+_sharing = threading.local()
+
+
+@contextlib.contextmanager
+def sharing_cores(pool):
+    """Within the block, fast-path runs started on this thread draw their chains from
+    ``pool`` (a :class:`fastmmm._core.CorePool`, or None for no sharing), shared with the runs
+    of other threads: at most ``pool.cores`` chains of all of them draw at once, and a chain
+    starts as soon as any core frees (a batch's last brand uses every core)."""
+    before = getattr(_sharing, "pool", None)
+    _sharing.pool = pool
+    try:
+        yield
+    finally:
+        _sharing.pool = before
+
+
 def _cancel_check():
     started = _cancel_generation
     return lambda: _cancel_generation != started
@@ -424,6 +444,7 @@ def sample(
             min_ess_bulk=float(DEFAULT_THRESHOLDS["ess"]) * int(chains),
             extend_by=max(1, int(draws) // 2),
             max_draws=int(max_draws),
+            pool=getattr(_sharing, "pool", None),
         )
     finally:
         if bar is not None:
@@ -461,6 +482,10 @@ def sample(
         "n_dim": int(layout.n_dim),
         "gradient_evaluations": int(np.sum(out["gradients"])),
         "sampling_time": float(sample_s),
+        # The chains' drawing time summed over chains (waits for a core left out): wall, and
+        # their threads' CPU time (the core-seconds sampling took; NaN where not measured).
+        "chain_seconds": float(np.sum(out["seconds"])),
+        "chain_cpu_seconds": float(np.sum(out["cpu_seconds"])),
         # Deterministics not stored (recomputed from the parameters when asked for).
         "left_out": ",".join(drop),
     }

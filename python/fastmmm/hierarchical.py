@@ -776,7 +776,7 @@ class HierarchicalMMM:
             progress=progress,
             **sampler_kwargs,
         )
-        timing = {"build_s": out.build_s, "compile_s": out.compile_s, "sample_s": out.sample_s}
+        timing = out.timing()
         posterior = out.posterior
         posterior.posterior.coords["date"] = np.asarray(panel_grid(datas)[0].values)
         res = MMMResult(

@@ -107,7 +107,8 @@ class MMMResult:
     pooled : tuple
         Which media parameter kinds a panel pools across groups.
     timing : dict
-        build_s, compile_s, sample_s, total_s (the whole ``fit()`` call).
+        build_s, compile_s, sample_s, total_s (the whole ``fit()`` call); on the Rust
+        sampler also sample_core_s (its chains' CPU time drawing, summed over chains).
     backend : str
         "rust" (fused log-density sampled in the Rust core) or "pytensor"
         (PyMC model on Rust Ops, compiled and sampled by nutpie).
@@ -644,6 +645,10 @@ class MMMResult:
         blocks of draws: a large panel's group recomputes its draws from the parameters (they
         are not stored), and all of them at once would be ~100 MB at 208 weeks x 30 channels."""
         n, t, c = self.n_draws, len(self.data.dates), len(self.channels)
+        if self._has_static_sums():
+            _, win, over = self._static_sums([1.0], window=True)
+            self.__dict__["_contribution_mean_cache"] = over[0] / n
+            return win[:, 0]
         step = max(1, _CONTRIBUTION_BLOCK // max(1, t * c))
         sums, total = np.empty((n, c)), np.zeros((t, c))
         for i in range(0, n, step):
@@ -713,7 +718,16 @@ class MMMResult:
 
     def _compute_channel_draws(self) -> dict[str, np.ndarray]:
         """channel_draws of a national result or one group, uncached."""
-        contrib = self._contribution_sums()  # (S, C)
+        # Marginal ROAS: extra contribution from 1% more spend in every period of the
+        # training window (including what carries over past its end), per unit of that spend.
+        eps = 0.01
+        if self._has_static_sums():  # one pass: contributions, their mean and the +1% totals
+            tot, win, over = self._static_sums([1.0, 1.0 + eps], window=True)
+            contrib = win[:, 0]
+            self.__dict__["_contribution_mean_cache"] = over[0] / self.n_draws
+        else:
+            contrib = self._contribution_sums()  # (S, C)
+            tot = self.contribution_totals([1.0, 1.0 + eps])  # (S, 2, C)
         spend = np.asarray(self.data.spend, dtype=float)
         total_spend = spend.sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -721,10 +735,6 @@ class MMMResult:
             share = contrib / np.where(
                 contrib.sum(axis=1, keepdims=True) == 0, 1, contrib.sum(axis=1, keepdims=True)
             )
-        # Marginal ROAS: extra contribution from 1% more spend in every period of the
-        # training window (including what carries over past its end), per unit of that spend.
-        eps = 0.01
-        tot = self.contribution_totals([1.0, 1.0 + eps])  # (S, 2, C)
         delta = tot[:, 1] - tot[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             mroas = np.where(total_spend > 0, delta / (eps * total_spend), np.nan)
@@ -994,30 +1004,46 @@ class MMMResult:
                 x[: spend.shape[0]] *= m
                 out.append(self.media_contributions(x, draws=sel).sum(axis=1))
             return np.stack(out, axis=1)
+        return self._static_sums(mult, sel)[0]
+
+    def _has_static_sums(self) -> bool:
+        """Whether :meth:`_static_sums` covers this model: additive, media without a
+        time-varying multiplier (then a channel's contribution is ``beta * sat(adstock)``)."""
+        return not self.spec.log_target and not getattr(self.spec, "time_varying_media", False)
+
+    def _static_sums(self, mult, sel: slice = slice(None), *, window: bool = False):
+        """Of an additive model with static media (:meth:`_has_static_sums`), one batched Rust
+        evaluation over draws ``sel`` with the training spend scaled by each of ``mult``:
+        contribution totals including carry-over past the window ``(S, K, C)`` and, with
+        ``window``, the totals over the training dates ``(S, K, C)`` and each date's
+        contribution summed over the draws ``(K, T, C)`` (else None, None); original units.
+        """
         from fastmmm import _core
 
+        spend = np.asarray(self.data.spend, dtype=float)
         x = self._with_tail(spend) / np.asarray(self.data.scales.channel_scale)
         beta = self.draws("beta")[sel]
-        out = np.empty((beta.shape[0], len(mult), len(self.channels)))
+        n, k, c, t = beta.shape[0], len(mult), len(self.channels), spend.shape[0]
+        totals = np.empty((n, k, c))
+        win = np.empty((n, k, c)) if window else None
+        over = np.empty((k, t, c)) if window else None
         for d in self._designs():
             cols = list(d.channels)
             a, sp = self._kernel_params(d)
             a = [np.ascontiguousarray(p[sel]) for p in a]
             sp = [np.ascontiguousarray(p[sel]) for p in sp]
-            out[:, :, cols] = _core.contribution_totals(
-                d.adstock,
-                d.saturation,
-                int(d.l_max or 0),
-                bool(d.normalize),
-                np.ascontiguousarray(x[:, cols]),
-                [float(m) for m in mult],
-                a[0],
-                a[1] if len(a) > 1 else None,
-                sp[0],
-                sp[1] if len(sp) > 1 else None,
-                np.ascontiguousarray(beta[:, cols]),
-            )
-        return out * float(self.data.scales.target_scale)
+            media = (d.adstock, d.saturation, int(d.l_max or 0), bool(d.normalize))
+            xs, ms = np.ascontiguousarray(x[:, cols]), [float(m) for m in mult]
+            params = (a[0], a[1] if len(a) > 1 else None, sp[0], sp[1] if len(sp) > 1 else None)
+            bc = np.ascontiguousarray(beta[:, cols])
+            if window:
+                totals[:, :, cols], win[:, :, cols], over[:, :, cols] = _core.contribution_sums(
+                    *media, xs, ms, t, *params, bc
+                )
+            else:
+                totals[:, :, cols] = _core.contribution_totals(*media, xs, ms, *params, bc)
+        ts = float(self.data.scales.target_scale)
+        return totals * ts, None if win is None else win * ts, None if over is None else over * ts
 
     def _log_contribution_totals(self, mult: np.ndarray, sel: slice) -> np.ndarray:
         """contribution_totals of a log-target model: ``(S, K, C)``, original units.
@@ -1265,6 +1291,8 @@ class MMMResult:
         out["timing"] = {
             k: float(self.timing.get(k, 0.0)) for k in ("build_s", "compile_s", "sample_s", "total_s")
         }
+        if "sample_core_s" in self.timing:  # CPU time of the Rust sampler's chains, summed
+            out["timing"]["sample_core_s"] = float(self.timing["sample_core_s"])
         attrs = self.posterior.attrs
         # How the sampler ran: the draws it took (more than planned when extended until
         # converged) and, where divergences made it sample again, why.

@@ -142,13 +142,64 @@ pub fn contribution_totals(
     beta: &[f64],
     out: &mut [f64],
 ) -> KResult<()> {
+    let sums = ContributionSums {
+        totals: out,
+        window: 0,
+        window_totals: &mut [],
+        window_over_draws: &mut [],
+    };
+    contribution_sums(m, t, c, x, mult, a0, a1, s0, s1, beta, sums)
+}
+
+/// What [`contribution_sums`] writes: per draw and multiplier the contribution summed over
+/// every period, and over the first `window` (the training dates, before the zero tail),
+/// plus the window's contribution per period summed over the draws (their posterior mean
+/// times S), so that a summary needs no (S, T, C) array.
+pub struct ContributionSums<'a> {
+    /// (S, K, C): over all `t` periods.
+    pub totals: &'a mut [f64],
+    /// Leading periods of the window sums (0: no window outputs; they may then be empty).
+    pub window: usize,
+    /// (S, K, C): over the first `window` periods.
+    pub window_totals: &'a mut [f64],
+    /// (K, window, C): each period's contribution summed over the draws, added to.
+    pub window_over_draws: &'a mut [f64],
+}
+
+/// [`contribution_totals`] and, in the same media transforms, the sums over the first
+/// `window` periods ([`ContributionSums`]).
+#[allow(clippy::too_many_arguments)]
+pub fn contribution_sums(
+    m: &Media,
+    t: usize,
+    c: usize,
+    x: &[f64],
+    mult: &[f64],
+    a0: &[f64],
+    a1: &[f64],
+    s0: &[f64],
+    s1: &[f64],
+    beta: &[f64],
+    out: ContributionSums<'_>,
+) -> KResult<()> {
     let k = mult.len();
     let s = beta.len() / c.max(1);
+    let w = out.window;
     check_len("x", x, t * c)?;
     check_len("a0", a0, s * c)?;
     check_len("s0", s0, s * c)?;
     check_len("beta", beta, s * c)?;
-    check_len("out", out, s * k * c)?;
+    check_len("out", out.totals, s * k * c)?;
+    if w > t {
+        return Err(crate::error::KernelError::Option {
+            arg: "window",
+            msg: format!("{w} periods of a {t}-period series"),
+        });
+    }
+    if w > 0 {
+        check_len("window_totals", out.window_totals, s * k * c)?;
+        check_len("window_over_draws", out.window_over_draws, k * w * c)?;
+    }
     if m.adstock.n_params() == 2 {
         check_len("a1", a1, s * c)?;
     }
@@ -180,12 +231,28 @@ pub fn contribution_totals(
         let (p0, p1, q0, q1) = (rep(a0, i), rep(a1, i), rep(s0, i), rep(s1, i));
         media_fwd(m, d, &xs, &p0, &p1, &q0, &q1, &mut y, &mut cache)?;
         let b = &beta[i * c..(i + 1) * c];
-        let o = &mut out[i * k * c..(i + 1) * k * c];
-        o.fill(0.0);
         for j in 0..k {
             let yj = &y[j * t * c..(j + 1) * t * c];
-            let oj = &mut o[j * c..(j + 1) * c];
-            for ti in 0..t {
+            let oj = &mut out.totals[(i * k + j) * c..(i * k + j + 1) * c];
+            oj.fill(0.0);
+            for ti in 0..w {
+                for ch in 0..c {
+                    oj[ch] += yj[ti * c + ch];
+                }
+            }
+            if w > 0 {
+                let wj = &mut out.window_totals[(i * k + j) * c..(i * k + j + 1) * c];
+                let dj = &mut out.window_over_draws[j * w * c..(j + 1) * w * c];
+                for ch in 0..c {
+                    wj[ch] = oj[ch] * b[ch];
+                }
+                for ti in 0..w {
+                    for ch in 0..c {
+                        dj[ti * c + ch] += yj[ti * c + ch] * b[ch];
+                    }
+                }
+            }
+            for ti in w..t {
                 for ch in 0..c {
                     oj[ch] += yj[ti * c + ch];
                 }

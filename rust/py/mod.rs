@@ -766,7 +766,63 @@ fn contribution_totals_py<'py>(
     s1: Option<PyReadonlyArray2<'py, f64>>,
     beta: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<Arr3<'py>> {
-    use crate::kernels::response::contribution_totals;
+    let media = (adstock, saturation, l_max, normalize);
+    let (totals, _, _) = sums_over_draws(py, media, x, mult, 0, a0, a1, s0, s1, beta)?;
+    Ok(totals)
+}
+
+/// `contribution_totals` and, from the same media transforms, the sums over the first
+/// `window` periods of `x` (the training dates before its zero tail): returns totals
+/// (S, K, C), window totals (S, K, C) and the window's contributions summed over the draws
+/// (K, window, C), all on the scaled target. A summary's ROAS, marginal ROAS and mean
+/// contributions in one pass, without an (S, T, C) array.
+#[pyfunction(name = "contribution_sums")]
+#[pyo3(signature = (adstock, saturation, l_max, normalize, x, mult, window, a0, a1, s0, s1, beta))]
+#[allow(clippy::too_many_arguments)]
+fn contribution_sums_py<'py>(
+    py: Python<'py>,
+    adstock: &str,
+    saturation: &str,
+    l_max: i64,
+    normalize: bool,
+    x: PyReadonlyArray2<'py, f64>,
+    mult: Vec<f64>,
+    window: usize,
+    a0: PyReadonlyArray2<'py, f64>,
+    a1: Option<PyReadonlyArray2<'py, f64>>,
+    s0: PyReadonlyArray2<'py, f64>,
+    s1: Option<PyReadonlyArray2<'py, f64>>,
+    beta: PyReadonlyArray2<'py, f64>,
+) -> PyResult<(Arr3<'py>, Arr3<'py>, Arr3<'py>)> {
+    if window == 0 || window > x.shape()[0] {
+        return Err(value_error(
+            "window",
+            format!(
+                "must be 1 to the {} periods of x, got {window}",
+                x.shape()[0]
+            ),
+        ));
+    }
+    let media = (adstock, saturation, l_max, normalize);
+    sums_over_draws(py, media, x, mult, window, a0, a1, s0, s1, beta)
+}
+
+/// The checks and the threaded evaluation behind `contribution_totals` and
+/// `contribution_sums` (`window` 0: no window outputs, returned empty).
+#[allow(clippy::too_many_arguments)]
+fn sums_over_draws<'py>(
+    py: Python<'py>,
+    (adstock, saturation, l_max, normalize): (&str, &str, i64, bool),
+    x: PyReadonlyArray2<'py, f64>,
+    mult: Vec<f64>,
+    window: usize,
+    a0: PyReadonlyArray2<'py, f64>,
+    a1: Option<PyReadonlyArray2<'py, f64>>,
+    s0: PyReadonlyArray2<'py, f64>,
+    s1: Option<PyReadonlyArray2<'py, f64>>,
+    beta: PyReadonlyArray2<'py, f64>,
+) -> PyResult<(Arr3<'py>, Arr3<'py>, Arr3<'py>)> {
+    use crate::kernels::response::{contribution_sums, ContributionSums};
     let ak = adstock_kind("adstock", adstock)?;
     let sk = saturation_kind("saturation", saturation)?;
     let m = Media {
@@ -789,28 +845,58 @@ fn contribution_totals_py<'py>(
     check_param_shape("beta", &beta, d)?;
     let bv = slice2("beta", &beta)?;
     let k = mult.len();
-    let out = py.detach(|| -> crate::error::KResult<Vec<f64>> {
-        let mut out = vec![0.0; n_draws * k * c];
+    let w = window;
+    let (totals, win, over) = py.detach(|| -> crate::error::KResult<_> {
+        let mut totals = vec![0.0; n_draws * k * c];
+        let mut win = vec![0.0; if w > 0 { n_draws * k * c } else { 0 }];
         let per = n_draws.div_ceil(kernel_threads()).max(1);
         let n = n_draws.div_ceil(per).max(1);
+        // Each piece of draws sums its own (K, window, C); the pieces' sums are added after.
+        let mut over = vec![0.0; n * k * w * c];
+        let run = |(oc, wc, dc): (&mut [f64], &mut [f64], &mut [f64]), q0, q1, r0, r1, bc| {
+            let sums = ContributionSums {
+                totals: oc,
+                window: w,
+                window_totals: wc,
+                window_over_draws: dc,
+            };
+            contribution_sums(&m, t, c, xv, &mult, q0, q1, r0, r1, bc, sums)
+        };
         if n == 1 {
-            contribution_totals(&m, t, c, xv, &mult, pa0, pa1, ps0, ps1, bv, &mut out)?;
-            return Ok(out);
+            run((&mut totals, &mut win, &mut over), pa0, pa1, ps0, ps1, bv)?;
+        } else {
+            let outs = pieces_mut(&mut totals, per * k * c, n)
+                .into_par_iter()
+                .zip(pieces_mut(&mut win, per * k * c, n))
+                .zip(pieces_mut(&mut over, k * w * c, n));
+            let ins = pieces(pa0, per * c, n)
+                .into_par_iter()
+                .zip(pieces(pa1, per * c, n))
+                .zip(pieces(ps0, per * c, n))
+                .zip(pieces(ps1, per * c, n))
+                .zip(pieces(bv, per * c, n));
+            outs.zip(ins)
+                .try_for_each(|(((oc, wc), dc), ((((q0, q1), r0), r1), bc))| {
+                    run((oc, wc, dc), q0, q1, r0, r1, bc)
+                })?;
         }
-        let outs = pieces_mut(&mut out, per * k * c, n).into_par_iter();
-        let ins = pieces(pa0, per * c, n)
-            .into_par_iter()
-            .zip(pieces(pa1, per * c, n))
-            .zip(pieces(ps0, per * c, n))
-            .zip(pieces(ps1, per * c, n))
-            .zip(pieces(bv, per * c, n));
-        outs.zip(ins)
-            .try_for_each(|(oc, ((((q0, q1), r0), r1), bc))| {
-                contribution_totals(&m, t, c, xv, &mult, q0, q1, r0, r1, bc, oc)
-            })?;
-        Ok(out)
+        let kwc = k * w * c;
+        let mut over_draws = vec![0.0; kwc];
+        for part in over
+            .chunks_exact(kwc.max(1))
+            .take(if kwc > 0 { n } else { 0 })
+        {
+            for (o, v) in over_draws.iter_mut().zip(part) {
+                *o += v;
+            }
+        }
+        Ok((totals, win, over_draws))
     })?;
-    out.into_pyarray(py).reshape([n_draws, k, c])
+    let totals = totals.into_pyarray(py).reshape([n_draws, k, c])?;
+    let wk = if w > 0 { n_draws } else { 0 };
+    let win = win.into_pyarray(py).reshape([wk, k, c])?;
+    let over = over.into_pyarray(py).reshape([k, w, c])?;
+    Ok((totals, win, over))
 }
 
 /// Rank-normalised split R-hat, bulk ESS and tail ESS of every column of `x`
@@ -896,6 +982,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(media_vjp_py, m)?)?;
     m.add_function(wrap_pyfunction!(response_draws_py, m)?)?;
     m.add_function(wrap_pyfunction!(contribution_totals_py, m)?)?;
+    m.add_function(wrap_pyfunction!(contribution_sums_py, m)?)?;
     m.add_function(wrap_pyfunction!(convergence_stats_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
@@ -904,6 +991,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_kernel_threads, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_kinds, m)?)?;
     m.add_class::<problem::PyMmmProblem>()?;
+    m.add_class::<sampler::PyCorePool>()?;
     m.add_function(wrap_pyfunction!(sampler::sample_nuts, m)?)?;
     Ok(())
 }

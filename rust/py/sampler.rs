@@ -9,8 +9,8 @@ use super::errors::value_error;
 use super::problem::PyMmmProblem;
 use crate::convergence::ColumnStats;
 use crate::sampler::{
-    sample, ChainOutput, Extension, RunSettings, SampleError, Shared, Stat, StatValues, MAX_CHAINS,
-    MAX_DRAWS,
+    sample, ChainOutput, CorePool, Extension, RunSettings, SampleError, Shared, Stat, StatValues,
+    MAX_CHAINS, MAX_DRAWS,
 };
 use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyValueError};
@@ -19,6 +19,34 @@ use pyo3::types::{PyDict, PyList};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// Cores shared by the sampling runs given it (`sample_nuts(pool=...)`): at most `cores`
+/// of their chains draw at once, and a chain starts as soon as any of them frees, so runs
+/// side by side (a batch's brands) keep every core busy to the last chain.
+#[pyclass(name = "CorePool", module = "fastmmm._core", frozen)]
+pub struct PyCorePool(Arc<CorePool>);
+
+#[pymethods]
+impl PyCorePool {
+    #[new]
+    fn new(cores: usize) -> PyResult<Self> {
+        if cores == 0 {
+            return Err(value_error("cores", "must be at least 1"));
+        }
+        Ok(PyCorePool(Arc::new(CorePool::new(cores))))
+    }
+
+    #[getter]
+    fn cores(&self) -> usize {
+        self.0.cores()
+    }
+
+    /// The most chains that have drawn at once.
+    #[getter]
+    fn peak(&self) -> usize {
+        self.0.peak()
+    }
+}
 
 impl From<SampleError> for PyErr {
     fn from(e: SampleError) -> PyErr {
@@ -183,6 +211,8 @@ fn to_python<'py>(
     d.set_item("gradients", grads.into_pyarray(py))?;
     let secs: Vec<f64> = out.iter().map(|c| c.seconds).collect();
     d.set_item("seconds", secs.into_pyarray(py))?;
+    let cpu: Vec<f64> = out.iter().map(|c| c.cpu_seconds).collect();
+    d.set_item("cpu_seconds", cpu.into_pyarray(py))?;
     Ok(d)
 }
 
@@ -227,17 +257,21 @@ fn progress_list<'py>(py: Python<'py>, shared: &Shared) -> PyResult<Bound<'py, P
 /// columns over the final draws (also computed, without extending, when only `check` is
 /// given). The progress rows' totals grow with each round.
 ///
+/// `pool`: a `CorePool` shared with other runs; the chains draw only while they hold one
+/// of its cores (besides this run's `cores`).
+///
 /// Returns a dict: `draws` (chains, draws, n_kept), optionally
 /// `unconstrained` (chains, draws, n_dim), `stats` {name: (chains, draws)},
 /// `final_stats` {name: (chains, n)}, `warmup` {n_steps, diverging,
-/// step_size: (chains, tune)}, `gradients` and `seconds` (chains,), and `convergence`
+/// step_size: (chains, tune)}, `gradients`, `seconds` and `cpu_seconds` (chains,: the
+/// chains' wall and thread CPU time drawing), and `convergence`
 /// when `check` was given.
 #[pyfunction]
 #[pyo3(signature = (problem, *, init, draws=1000, tune=1000, chains=2, cores=2, seed=0,
                     target_accept=0.8, maxdepth=10, jitter=1.0, store_unconstrained=false,
                     progress=None, progress_interval=0.1, low_rank=false, cancelled=None,
                     keep=None, check=None, max_rhat=1.01, min_ess_bulk=0.0, extend_by=500,
-                    max_draws=None))]
+                    max_draws=None, pool=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn sample_nuts<'py>(
     py: Python<'py>,
@@ -262,6 +296,7 @@ pub fn sample_nuts<'py>(
     min_ess_bulk: f64,
     extend_by: u64,
     max_draws: Option<u64>,
+    pool: Option<PyRef<'py, PyCorePool>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     if !(progress_interval.is_finite() && progress_interval > 0.0) {
         return Err(value_error(
@@ -324,6 +359,7 @@ pub fn sample_nuts<'py>(
             step: extend_by,
             max_draws,
         }),
+        pool: pool.map(|p| Arc::clone(&p.0)),
     };
     let settings_checked = settings.extend.is_some();
     let p = problem.shared();

@@ -195,7 +195,8 @@ def fastmmm_fit_many(tmp: Path, channels) -> dict:
     cpus = os.cpu_count() or 1
     # Brands sample side by side, their chains drawing from one pool of the cores: the
     # cores' sampling time is the CPU time of the chains' threads.
-    sample_core_s = float(ix["sample_core_s"].sum())
+    # (A brand sampled by nutpie has no such figure: its sampling wall instead.)
+    sample_core_s = float(ix["sample_core_s"].fillna(ix["sample_s"]).sum())
     return {
         **r,
         "sample_s": sample_core_s / cpus,

@@ -122,6 +122,8 @@ impl CorePool {
         let mut h = self.lock();
         while h.0 >= self.cores {
             if stopped() {
+                // A core freed for this waiter goes to the next one instead.
+                self.freed.notify_one();
                 return None;
             }
             h = self

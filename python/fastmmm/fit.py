@@ -113,7 +113,8 @@ class SampleOutput:
         """The fit's timing keys: build, compile and sampling wall seconds and, from the
         Rust sampler, ``sample_core_s``: the CPU seconds of its chains' threads while they
         drew, summed over chains (the cores' time sampling took, whether the chains ran side
-        by side or waited for a core)."""
+        by side or waited for a core; a large panel's evaluations that also use helper
+        threads, with more cores than chains, are counted on the chain threads only)."""
         t = {"build_s": self.build_s, "compile_s": self.compile_s, "sample_s": self.sample_s}
         core = self.posterior.attrs.get("chain_cpu_seconds")
         if core is not None and np.isfinite(core):

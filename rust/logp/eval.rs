@@ -2,7 +2,7 @@
 
 use super::layout::{Role, Target};
 use super::problem::MmmProblem;
-use super::scratch::SCRATCH;
+use super::scratch::{ScratchParts, SCRATCH};
 use super::special::{digamma, lgamma, LN_2PI};
 use super::util::{axpy, bad, dot_centred, dot_f, fold8, sum8};
 use crate::error::KResult;
@@ -226,70 +226,55 @@ impl MmmProblem {
         let n = self.n_dim;
         let gc = g * c;
         let gtc = g * t * c;
-        // The scratch buffer's parts, in order (`MmmProblem::scratch_len` in scratch.rs
-        // is their total length).
-        let (vals, rest) = buf.split_at_mut(n);
-        let (dvdu, rest) = rest.split_at_mut(n);
-        let (gv, rest) = rest.split_at_mut(n);
-        let (sat, rest) = rest.split_at_mut(gtc);
-        let (cache, rest) = rest.split_at_mut(4 * gtc);
-        let (gsat, rest) = rest.split_at_mut(gtc);
-        let (spare, rest) = rest.split_at_mut(gtc);
-        let (mu, rest) = rest.split_at_mut(g * t);
-        let (r, rest) = rest.split_at_mut(g * t);
-        let (kp, rest) = rest.split_at_mut(4 * gc); // kernel params a0, a1, s0, s1 per (group, channel)
-        let (dkp, rest) = rest.split_at_mut(4 * gc); // their derivatives when pooled
-        let (amp, rest) = rest.split_at_mut(gc);
-        let (damp, rest) = rest.split_at_mut(gc);
-        let (beta, rest) = rest.split_at_mut(gc);
-        let (msat, rest) = rest.split_at_mut(gc);
-        let (gb, rest) = rest.split_at_mut(gc);
-        let (gkern, rest) = rest.split_at_mut(4 * gc); // gradients of the kernel params
-        let (gamp, rest) = rest.split_at_mut(gc);
-        let (offset, rest) = rest.split_at_mut(g);
-        // Lift tests: 2N columns of `steady` periods.
+        // The scratch buffer's parts (laid out in scratch.rs).
+        let ScratchParts {
+            vals,
+            dvdu,
+            gv,
+            sat,
+            cache,
+            gsat,
+            spare,
+            mu,
+            r,
+            kp,
+            dkp,
+            amp,
+            damp,
+            beta,
+            msat,
+            gb,
+            gkern,
+            gamp,
+            offset,
+            lkp,
+            lgk,
+            ly,
+            lcache,
+            lg,
+            lgb,
+            lm,
+            lwl,
+            lsat,
+            drift,
+            mult,
+            rawm,
+            gdrift,
+            gmult,
+            tw,
+        } = self.scratch_sizes().carve(buf);
+        // Lift tests: 2N columns of `steady` periods; with level lifts (log target) sum_t w L
+        // per test and the direct gradient w.r.t. sat of the channel's own term in L.
         let lf = &self.data.lift;
         let nl = lf.len();
         let (nl2, st) = (2 * nl, lf.steady);
-        let (lkp, rest) = rest.split_at_mut(4 * nl2);
-        let (lgk, rest) = rest.split_at_mut(4 * nl2);
-        let (ly, rest) = rest.split_at_mut(nl2 * st);
-        let (lcache, rest) = rest.split_at_mut(4 * nl2 * st);
-        let (lg, rest) = rest.split_at_mut(nl2 * st);
-        let (lgb, rest) = rest.split_at_mut(gc);
-        // The modelled lifts; with level lifts (log target) sum_t w L per test and the direct
-        // gradient w.r.t. sat of the channel's own term in L.
         let level_lift = !lf.weights.is_empty();
-        let (lm, rest) = rest.split_at_mut(nl);
-        let (lwl, rest) = rest.split_at_mut(nl);
-        let (lsat, rest) = rest.split_at_mut(if level_lift { gc * t } else { 0 });
-        let (_, rest) = rest.split_at_mut(2 * nl);
-        // Time-varying parts, each with `rows[p]` GPs (1 shared, or one per group): the drift
-        // (rows, T), the multiplier (rows, T), the raw media (G, T), the gradients w.r.t. the
-        // drift and the log multiplier, and per part w (rows, m) then q = a / N (B, m), one per basis.
+        // Time-varying parts, each with `rows[p]` GPs (1 shared, or one per group); in `tw`
+        // per part w (rows, m) then q = a / N (B, m), one per basis, from `tw_off[p]`.
         let rows = [s.tvp_rows(0), s.tvp_rows(1)];
-        let part_len = |p: usize| {
-            if self.data.tvp[p].is_some() {
-                rows[p] * t
-            } else {
-                0
-            }
-        };
         // The GP row of group `gi` in part `p`.
         let row = |p: usize, gi: usize| if rows[p] == 1 { 0 } else { gi };
-        let (drift, rest) = rest.split_at_mut(part_len(0));
-        let (mult, rest) = rest.split_at_mut(part_len(1));
-        let (rawm, rest) = rest.split_at_mut(if self.data.tvp[1].is_some() { g * t } else { 0 });
-        let (gdrift, rest) = rest.split_at_mut(part_len(0));
-        let (gmult, rest) = rest.split_at_mut(part_len(1));
-        let mut tw_off = [0usize; 3];
-        for p in 0..2 {
-            let (m, nb) = self.data.tvp[p]
-                .as_ref()
-                .map_or((0, 0), |d| (d.m, d.bases()));
-            tw_off[p + 1] = tw_off[p] + if m > 0 { (rows[p] + nb) * m } else { 0 };
-        }
-        let (tw, _) = rest.split_at_mut(tw_off[2]);
+        let tw_off = self.tvp_weight_offsets();
 
         // 1. Transforms and priors.
         let mut lp = 0.0;

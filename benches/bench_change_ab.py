@@ -117,6 +117,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--other", help="python/ directory of the other checkout (built)")
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--other-label", help="what the other side is, where it is not a git checkout")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -149,7 +150,7 @@ def main(argv=None):
     out = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "this": _git(THIS),
-        "other": _git(sides["other"]),
+        "other": args.other_label or _git(sides["other"]),
         "rounds": args.rounds,
         "rows": rows,
     }

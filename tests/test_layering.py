@@ -62,3 +62,27 @@ def test_optimiser_calls_no_private_method_of_a_result():
     for node in ast.walk(ast.parse(src)):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "result":
             assert not node.attr.startswith("_"), f"result.{node.attr}"
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Names used across modules are public: no ``from fastmmm.x import _name`` except from a
+    private module (``_core``, ``ops._base``, ``ops._ffi``: a package's internals), and no
+    call of PyTensor's private ``_props_dict`` (``ops._base.props_of`` reads the public
+    ``__props__``)."""
+    offences = []
+    for path in sorted(PKG.rglob("*.py")):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fastmmm")):
+                continue
+            if node.module.rsplit(".", 1)[-1].startswith("_"):
+                continue  # a private module's names are its package's
+            pkg_dir = PKG.joinpath(*node.module.split(".")[1:])
+            for a in node.names:
+                private = a.name.startswith("_") and not a.name.startswith("__")
+                a_module = a.name == "_core" or (pkg_dir / f"{a.name}.py").exists()
+                if private and not a_module:
+                    offences.append(f"{path.relative_to(PKG)}: from {node.module} import {a.name}")
+        if "._props_dict(" in text:
+            offences.append(f"{path.relative_to(PKG)}: PyTensor's private _props_dict")
+    assert not offences, offences

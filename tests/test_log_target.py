@@ -69,8 +69,8 @@ def test_contributions_are_counterfactual_in_original_units(fit):
     from fastmmm import kernels as K
 
     xs = np.asarray(fit.data.spend) * 1.5 / np.asarray(fit.data.scales.channel_scale)
-    (d,) = fit._designs()
-    a, sp = fit._kernel_params(d)
+    (d,) = fit.media_designs()
+    a, sp = fit.kernel_params(d)
     sat, _ = K.media_transform(
         np.broadcast_to(xs, (len(mu),) + xs.shape),
         d.adstock,
@@ -236,8 +236,8 @@ def test_modelled_lift_is_the_sales_difference_at_the_tests_dates(fit, data):
     got = modelled_lift(fit, lift)
     mu, sigma = fit.posterior.flat("mu"), fit.posterior.flat("sigma")
     m, beta = fit.posterior.flat("channel_contribution"), fit.posterior.flat("beta")
-    (d,) = fit._designs()
-    a, sp = fit._kernel_params(d)
+    (d,) = fit.media_designs()
+    a, sp = fit.kernel_params(d)
     scale = np.asarray(fit.data.scales.channel_scale)
     dates = pd.DatetimeIndex(fit.data.dates)
     for i, (ch, start, n) in enumerate([("search", 40, 6), ("display", 90, 4)]):

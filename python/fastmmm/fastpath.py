@@ -190,7 +190,7 @@ def lift_arrays(lift, datas, spec, groups=None) -> dict:
     """
     if lift is None or not len(lift):
         return {}
-    from fastmmm.lift import _steady_len
+    from fastmmm.lift import steady_length
 
     datas = datas if isinstance(datas, (list, tuple)) else [datas]
     channels = list(spec.channels)
@@ -207,7 +207,7 @@ def lift_arrays(lift, datas, spec, groups=None) -> dict:
         "lift_periods": np.ascontiguousarray(np.asarray(lift.periods, dtype=float)),
         "lift_delta": np.ascontiguousarray(np.asarray(lift.lift, dtype=float) / ts),
         "lift_se": np.ascontiguousarray(np.asarray(lift.lift_se, dtype=float) / ts),
-        "lift_steady": int(_steady_len(media_designs(spec)[0])),
+        "lift_steady": int(steady_length(media_designs(spec)[0])),
     }
     if groups is not None:
         out["lift_group"] = [int(g) for g in gidx]

@@ -122,7 +122,7 @@ class SampleOutput:
         return t
 
 
-def _check_counts(draws, tune, chains) -> None:
+def check_counts(draws, tune, chains) -> None:
     for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
@@ -172,7 +172,7 @@ def sample_model(
     are sampled again at TARGET_ACCEPT_RETRY; ``posterior.attrs["resampled"]`` says why."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-    _check_counts(draws, tune, chains)
+    check_counts(draws, tune, chains)
     max_draws = sampler_kwargs.get("max_draws")
     if max_draws is not None and (
         isinstance(max_draws, bool) or not isinstance(max_draws, (int, np.integer)) or max_draws < draws
@@ -470,7 +470,7 @@ class MMM:
         t_start = time.perf_counter()
         if backend not in BACKENDS:
             raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-        _check_counts(draws, tune, chains)
+        check_counts(draws, tune, chains)
         full = prepare(df, self.spec)
         spec = _drop_duplicate_trend(self.spec, full)
         if spec is not self.spec:

@@ -158,11 +158,11 @@ def read_group_lift_tests(obj, spec: ModelSpec, group: str, groups: list[str], f
     -------
     (LiftTests, (n,) int array of group indices), or None when ``obj`` is None.
     """
-    from fastmmm.lift import _read, _rows, read_lift_tests
+    from fastmmm.lift import read_lift_tests, read_table, rows_text
 
     if obj is None:
         return None
-    df = _read(obj)
+    df = read_table(obj)
     cols = {str(c).lower(): c for c in df.columns}
     if group.lower() not in cols:
         raise DataError(
@@ -174,7 +174,7 @@ def read_group_lift_tests(obj, spec: ModelSpec, group: str, groups: list[str], f
     unknown = col.isna().to_numpy() | ~np.isin(names, [str(g) for g in groups])
     if unknown.any():
         raise DataError(
-            f"lift_tests: {group!r} values not among the model's groups in {_rows(unknown)} "
+            f"lift_tests: {group!r} values not among the model's groups in {rows_text(unknown)} "
             f"(groups: {', '.join(map(str, groups))})"
         )
     lift = read_lift_tests(df.drop(columns=[cols[group.lower()]]), spec, frequency=frequency)
@@ -676,12 +676,12 @@ class HierarchicalMMM:
         keeps its own scales) and ``validate()`` reports the hold-out MAPE.
         """
         from fastmmm import fastpath
-        from fastmmm.fit import BACKENDS, ModelBuild, _check_counts, sample_model
+        from fastmmm.fit import BACKENDS, ModelBuild, check_counts, sample_model
 
         t0 = time.perf_counter()
         if backend not in BACKENDS:
             raise ValueError(f"backend: must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-        _check_counts(draws, tune, chains)
+        check_counts(draws, tune, chains)
         groups, datas = prepare_panel(df, self.spec, self.group)
         holdouts = None
         if holdout_weeks:

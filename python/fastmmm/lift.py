@@ -91,6 +91,9 @@ __all__ = [
     "lift_summary",
     "modelled_lift",
     "read_lift_tests",
+    "read_table",
+    "rows_text",
+    "steady_length",
 ]
 
 #: Names of the model's lift-test data containers (swapped by ``with_data`` on refits);
@@ -175,14 +178,14 @@ class LiftTests:
 
 
 # ---------------------------------------------------------------------------- validation
-def _rows(mask: np.ndarray) -> str:
+def rows_text(mask: np.ndarray) -> str:
     idx = np.flatnonzero(mask)
     shown = ", ".join(str(i) for i in idx[:_SHOW])
     more = f" and {len(idx) - _SHOW} more" if len(idx) > _SHOW else ""
     return f"row{'s' if len(idx) > 1 else ''} {shown}{more}"
 
 
-def _read(obj) -> pd.DataFrame:
+def read_table(obj) -> pd.DataFrame:
     if isinstance(obj, pd.DataFrame):
         return obj.copy()
     if isinstance(obj, (str, os.PathLike)):
@@ -206,11 +209,11 @@ def _numeric(df: pd.DataFrame, col: str, allow_nan: bool = False) -> np.ndarray:
     v = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     bad = np.isnan(v) & raw.notna().to_numpy()
     if bad.any():
-        raise DataError(f"lift_tests: column {col!r} has non-numeric values in {_rows(bad)}")
+        raise DataError(f"lift_tests: column {col!r} has non-numeric values in {rows_text(bad)}")
     if np.isnan(v).any() and not allow_nan:
-        raise DataError(f"lift_tests: column {col!r} has missing (NaN) values in {_rows(np.isnan(v))}")
+        raise DataError(f"lift_tests: column {col!r} has missing (NaN) values in {rows_text(np.isnan(v))}")
     if np.isinf(v).any():
-        raise DataError(f"lift_tests: column {col!r} has infinite values in {_rows(np.isinf(v))}")
+        raise DataError(f"lift_tests: column {col!r} has infinite values in {rows_text(np.isinf(v))}")
     return v
 
 
@@ -242,7 +245,7 @@ def read_lift_tests(obj, spec, *, frequency: str = "W") -> LiftTests | None:
     channels = tuple(spec.channels)
     if isinstance(obj, LiftTests):
         obj = obj.to_frame()
-    df = _read(obj)
+    df = read_table(obj)
     df.columns = [str(c).strip().lower() for c in df.columns]
     if df.columns.duplicated().any():
         dup = sorted(set(df.columns[df.columns.duplicated()]))
@@ -264,13 +267,15 @@ def read_lift_tests(obj, spec, *, frequency: str = "W") -> LiftTests | None:
         )
     ch = df["channel"]
     if ch.isna().any():
-        raise DataError(f"lift_tests: column 'channel' has missing values in {_rows(ch.isna().to_numpy())}")
+        raise DataError(
+            f"lift_tests: column 'channel' has missing values in {rows_text(ch.isna().to_numpy())}"
+        )
     ch = ch.astype(str).str.strip()
     unknown = ~ch.isin(channels).to_numpy()
     if unknown.any():
         names = sorted(set(ch[unknown]))
         raise DataError(
-            f"lift_tests: unknown channel(s) {names} in {_rows(unknown)}; the model's channels are {list(channels)}"
+            f"lift_tests: unknown channel(s) {names} in {rows_text(unknown)}; the model's channels are {list(channels)}"
         )
 
     x0 = _numeric(df, "spend_before")
@@ -281,22 +286,24 @@ def read_lift_tests(obj, spec, *, frequency: str = "W") -> LiftTests | None:
             off = ~np.isclose(x0 + dx, x1, rtol=1e-9, atol=1e-9)
             if off.any():
                 raise DataError(
-                    f"lift_tests: spend_after != spend_before + delta_spend in {_rows(off)} (give one of them)"
+                    f"lift_tests: spend_after != spend_before + delta_spend in {rows_text(off)} (give one of them)"
                 )
     else:
         x1 = x0 + _numeric(df, "delta_spend")
     for name, v in (("spend_before", x0), ("spend_after", x1)):
         if (v < 0).any():
-            raise DataError(f"lift_tests: negative {name} in {_rows(v < 0)} (spend per period must be >= 0)")
+            raise DataError(
+                f"lift_tests: negative {name} in {rows_text(v < 0)} (spend per period must be >= 0)"
+            )
     same = x1 == x0
     if same.any():
         raise DataError(
-            f"lift_tests: spend_after equals spend_before in {_rows(same)}; a lift test needs a change in spend"
+            f"lift_tests: spend_after equals spend_before in {rows_text(same)}; a lift test needs a change in spend"
         )
     lift = _numeric(df, "lift")
     se = _numeric(df, "lift_se")
     if (se <= 0).any():
-        raise DataError(f"lift_tests: lift_se must be > 0, not in {_rows(se <= 0)}")
+        raise DataError(f"lift_tests: lift_se must be > 0, not in {rows_text(se <= 0)}")
 
     period_days = _PERIOD_DAYS.get(frequency)
     if period_days is None:
@@ -310,14 +317,14 @@ def read_lift_tests(obj, spec, *, frequency: str = "W") -> LiftTests | None:
         has = ~np.isnan(v)
         bad = has & (v <= 0)
         if bad.any():
-            raise DataError(f"lift_tests: {col} must be > 0, not in {_rows(bad)}")
+            raise DataError(f"lift_tests: {col} must be > 0, not in {rows_text(bad)}")
         periods = np.where(
             has, v * {"periods": period_days, "weeks": 7, "days": 1}[col] / period_days, periods
         )
         given += has
     if (given > 1).any():
         raise DataError(
-            f"lift_tests: {_rows(given > 1)} give{'s' if (given > 1).sum() == 1 else ''} more than one of "
+            f"lift_tests: {rows_text(given > 1)} give{'s' if (given > 1).sum() == 1 else ''} more than one of "
             f"the columns {counts}; give one test length per row"
         )
     start: list[str | None] = [None] * n
@@ -335,20 +342,20 @@ def read_lift_tests(obj, spec, *, frequency: str = "W") -> LiftTests | None:
             bad = v.isna().to_numpy() & need
             if bad.any():
                 raise DataError(
-                    f"lift_tests: column {name!r} has missing or unparseable dates in {_rows(bad)} "
+                    f"lift_tests: column {name!r} has missing or unparseable dates in {rows_text(bad)} "
                     "(and no periods / weeks / days there)"
                 )
         both = (sd.notna() & ed.notna()).to_numpy()
         back = both & (ed < sd).to_numpy()
         if back.any():
-            raise DataError(f"lift_tests: end is before start in {_rows(back)}")
+            raise DataError(f"lift_tests: end is before start in {rows_text(back)}")
         days = ((ed - sd).dt.days + 1).to_numpy(dtype=np.float64)
         periods = np.where(need, days / period_days, periods)
         start = [ts.date().isoformat() if ok else None for ts, ok in zip(sd, both)]
         end = [ts.date().isoformat() if ok else None for ts, ok in zip(ed, both)]
     if np.isnan(periods).any():
         raise DataError(
-            f"lift_tests: {_rows(np.isnan(periods))} ha{'s' if np.isnan(periods).sum() == 1 else 've'} no test "
+            f"lift_tests: {rows_text(np.isnan(periods))} ha{'s' if np.isnan(periods).sum() == 1 else 've'} no test "
             "length: give periods, weeks or days, or start and end"
         )
     return LiftTests(
@@ -404,7 +411,7 @@ def lift_data(lift: LiftTests, data) -> dict[str, np.ndarray]:
     }
 
 
-def _steady_len(design) -> int:
+def steady_length(design) -> int:
     # Enough constant periods to fill every adstock tap (weibull_cdf has l_max + 1).
     return int(design.l_max or 1) + 1
 
@@ -440,7 +447,7 @@ def add_lift_likelihood(model, spec, data, lift: LiftTests) -> None:
         for d in media_designs(spec):
             cols = list(d.channels)
             x = xs if not d.label else xs[:, cols]
-            steady = _steady_len(d)
+            steady = steady_length(d)
             # (2n, L, C_g): each test's spend held constant for L periods; the last period is the steady state.
             x3 = pt.broadcast_to(x[:, None, :], (x.shape[0], steady, x.shape[1]))
             a_params = tuple(model[d.var(f"adstock_{p}")] for p in d.adstock_params)
@@ -525,10 +532,10 @@ def modelled_lift(result, lift: LiftTests | None = None) -> np.ndarray:
     s = beta.shape[0]
     out = np.zeros((s, len(lift)))
     f0, f1 = np.zeros_like(out), np.zeros_like(out)  # steady-state curves (log target)
-    for d in result._designs():
+    for d in result.media_designs():
         cols = list(d.channels)
-        a, sp = result._kernel_params(d)
-        steady = _steady_len(d)
+        a, sp = result.kernel_params(d)
+        steady = steady_length(d)
         for i, ch in enumerate(lift.channel):
             j = channels.index(ch)
             if j not in cols:

@@ -399,12 +399,12 @@ class MMMResult:
     def n_draws(self) -> int:
         return self.posterior.n_samples
 
-    def _designs(self):
+    def media_designs(self):
         from fastmmm.layout import media_designs
 
         return media_designs(self.spec)
 
-    def _kernel_params(self, design):
+    def kernel_params(self, design):
         """Per-draw kernel parameters of one channel group: (adstock tuple, saturation tuple), each (S, C_g)."""
         from fastmmm.layout import FIXED_SATURATION_PARAMS, kappa_scale
 
@@ -446,8 +446,8 @@ class MMMResult:
             trend = np.arange(t - k, t, dtype=float) / float(self.data.scales.trend_span)
             beta = beta * self.media_multiplier_draws(trend, draws=sel).mean(axis=1)[:, None]
         groups = []
-        for d in self._designs():
-            a, s = self._kernel_params(d)
+        for d in self.media_designs():
+            a, s = self.kernel_params(d)
             cols = list(d.channels)
             groups.append(
                 ChannelGroup(
@@ -585,10 +585,10 @@ class MMMResult:
         beta_all = self.draws("beta")[sel]
         n = beta_all.shape[0]
         out = np.empty((n, xs_all.shape[0], xs_all.shape[1]))
-        for d in self._designs():
+        for d in self.media_designs():
             cols = list(d.channels)
             xs = np.ascontiguousarray(xs_all[:, cols])
-            a, s = self._kernel_params(d)
+            a, s = self.kernel_params(d)
             a = tuple(p[sel] for p in a)
             s = tuple(p[sel] for p in s)
             for i in range(0, n, _DRAW_CHUNK):
@@ -1027,9 +1027,9 @@ class MMMResult:
         totals = np.empty((n, k, c))
         win = np.empty((n, k, c)) if window else None
         over = np.empty((k, t, c)) if window else None
-        for d in self._designs():
+        for d in self.media_designs():
             cols = list(d.channels)
-            a, sp = self._kernel_params(d)
+            a, sp = self.kernel_params(d)
             a = [np.ascontiguousarray(p[sel]) for p in a]
             sp = [np.ascontiguousarray(p[sel]) for p in sp]
             media = (d.adstock, d.saturation, int(d.l_max or 0), bool(d.normalize))

@@ -24,6 +24,13 @@ from pytensor.graph.op import Op
 from fastmmm.ops._ffi import CTYPES_FUNCS, Kernel
 
 
+def props_of(op: Op) -> dict:
+    """An Op's ``__props__`` and their values: what PyTensor compares Ops by, and what a
+    related Op (its VJP, a numba implementation) is built from (through the public
+    ``__props__``, not PyTensor's private helpers)."""
+    return {name: getattr(op, name) for name in type(op).__props__}
+
+
 def _as_float64(v):
     v = pt.as_tensor_variable(v)
     if v.dtype != "float64":
@@ -130,7 +137,7 @@ class TransformOp(Op):
         return [input_shapes[0]]
 
     def vjp_op(self) -> TransformVJPOp:
-        return self.vjp_cls(**self._props_dict())
+        return self.vjp_cls(**props_of(self))
 
     def pullback(self, inputs, outputs, cotangents):
         # PyTensor >= 3 calls pullback (L_op is deprecated there); PyTensor 2 calls L_op.

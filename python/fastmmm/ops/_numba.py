@@ -24,7 +24,7 @@ from pytensor.link.numba.dispatch.basic import (
     register_funcify_and_cache_key,
 )
 
-from fastmmm.ops._base import TransformOp, TransformVJPOp
+from fastmmm.ops._base import TransformOp, TransformVJPOp, props_of
 from fastmmm.ops._ffi import EXTERNAL, KERNEL_VERSION, MEDIA_FWD_SYMBOL, MEDIA_VJP_SYMBOL
 from fastmmm.ops.media import MediaTransformOp, MediaTransformVJPOp
 
@@ -109,7 +109,7 @@ def _cache_key(op, x_ndim, p_ndims, sym, src) -> str:
         NUMBA_IMPL_VERSION,
         type(op).__module__,
         type(op).__qualname__,
-        tuple(op._props_dict().items()),
+        tuple(props_of(op).items()),
         x_ndim,
         tuple(p_ndims),
         sym,

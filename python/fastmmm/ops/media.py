@@ -57,6 +57,7 @@ from fastmmm.ops._base import (
     _check_rc,
     _param_buffer,
     _reduce_grad,
+    props_of,
 )
 from fastmmm.ops._ffi import (
     ADSTOCK_CODES,
@@ -201,7 +202,7 @@ class MediaTransformOp(_MediaBase):
         return [xs, (4 * n,)]
 
     def vjp_op(self, want_gx: bool = True) -> MediaTransformVJPOp:
-        return MediaTransformVJPOp(**self._props_dict(), want_gx=want_gx)
+        return MediaTransformVJPOp(**props_of(self), want_gx=want_gx)
 
     def pullback(self, inputs, outputs, cotangents):
         # PyTensor >= 3 calls pullback (L_op is deprecated there); PyTensor 2 calls L_op.
@@ -324,7 +325,7 @@ def local_media_vjp_drop_unused_gx(fgraph, node):
     op = node.op
     if not op.want_gx or fgraph.clients.get(node.outputs[0]):
         return None
-    props = op._props_dict() | {"want_gx": False}
+    props = props_of(op) | {"want_gx": False}
     new = MediaTransformVJPOp(**props).make_node(*node.inputs).outputs
     return dict(zip(node.outputs[1:], new, strict=True))
 

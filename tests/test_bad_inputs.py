@@ -269,4 +269,4 @@ def test_core_refuses_a_fortran_ordered_array_rather_than_misreading_it():
     p = np.full((4, 2), 0.5)
     spend = np.asfortranarray(np.random.default_rng(1).gamma(2.0, 1.0, (20, 2)))
     with pytest.raises(ValueError, match="x.*C-contiguous"):
-        _core.contribution_totals("geometric", "hill", 4, True, spend, [1.0], p, None, p, p + 1.0, p)
+        _core.contribution_sums("geometric", "hill", 4, True, spend, [1.0], 0, p, None, p, p + 1.0, p)

@@ -456,23 +456,25 @@ def test_batched_calls_on_the_calling_thread_equal_the_pool_split():
     hist, plan = rng.gamma(2.0, 0.5, (12, c)), rng.gamma(2.0, 0.5, (6, c))
 
     def both():
-        tot = _core.contribution_totals(
-            "geometric", "hill", 8, True, x, [1.0, 1.3], a0, None, kappa, slope, beta
+        tot, win, over = _core.contribution_sums(
+            "geometric", "hill", 8, True, x, [1.0, 1.3], 30, a0, None, kappa, slope, beta
         )
         resp, grad = _core.response_draws(
             "geometric", "hill", 8, True, hist, plan, 8, a0, None, kappa, slope, beta
         )
-        return tot, resp, grad
+        return (tot, win, resp, grad), over
 
-    pooled = both()
+    pooled, pooled_over = both()
     try:
         _core.set_kernel_threads(1)
-        here = both()
+        here, here_over = both()
     finally:
         _core.set_kernel_threads(0)
     for a, b in zip(pooled, here, strict=True):
         assert a.shape == b.shape and np.all(np.isfinite(a))
         np.testing.assert_array_equal(a, b)
+    # The sums over draws add the pieces' partial sums: equal up to their order.
+    np.testing.assert_allclose(pooled_over, here_over, rtol=1e-13)
 
 
 @pytest.mark.parametrize("threads", [0, 1])
@@ -495,8 +497,8 @@ def test_contribution_sums_match_the_numpy_reference(threads):
         tot, win, over = _core.contribution_sums(
             "geometric", "hill", tail, True, x, mult, t, alpha, None, kappa, slope, beta
         )
-        only = _core.contribution_totals(
-            "geometric", "hill", tail, True, x, mult, alpha, None, kappa, slope, beta
+        only, no_win, no_over = _core.contribution_sums(
+            "geometric", "hill", tail, True, x, mult, 0, alpha, None, kappa, slope, beta
         )
     finally:
         _core.set_kernel_threads(0)
@@ -507,9 +509,10 @@ def test_contribution_sums_match_the_numpy_reference(threads):
     np.testing.assert_allclose(tot, ref.sum(axis=2), rtol=1e-12)
     np.testing.assert_allclose(win, ref[:, :, :t].sum(axis=2), rtol=1e-12)
     np.testing.assert_allclose(over, ref[:, :, :t].sum(axis=0), rtol=1e-12)
-    np.testing.assert_array_equal(tot, only)  # the same transforms as contribution_totals
+    np.testing.assert_array_equal(tot, only)  # the totals do not depend on the window
+    assert no_win.shape == (0, len(mult), c) and no_over.shape == (len(mult), 0, c)
     assert not np.allclose(tot[:, 0], win[:, 0])  # the tail's carry-over is in the totals only
-    for bad in (0, t + tail + 1):
+    for bad in (t + tail + 1,):
         with pytest.raises(ValueError, match="window"):
             _core.contribution_sums(
                 "geometric", "hill", tail, True, x, mult, bad, alpha, None, kappa, slope, beta

@@ -55,21 +55,6 @@ def response_draws(
     s1: F64,
     beta: F64,
 ) -> tuple[F64, F64]: ...
-def contribution_totals(
-    adstock: str,
-    saturation: str,
-    l_max: int,
-    normalize: bool,
-    x: F64,
-    mult: F64,
-    a0: F64,
-    a1: F64,
-    s0: F64,
-    s1: F64,
-    beta: F64,
-) -> F64:
-    """(S, K, C) total contribution per draw, spend multiplier and channel (scaled target)."""
-
 def contribution_sums(
     adstock: str,
     saturation: str,
@@ -84,8 +69,10 @@ def contribution_sums(
     s1: F64,
     beta: F64,
 ) -> tuple[F64, F64, F64]:
-    """contribution_totals (S, K, C), the totals over the first ``window`` periods (S, K, C)
-    and those periods' contributions summed over the draws (K, window, C), one pass."""
+    """Per draw, spend multiplier and channel the total contribution (S, K, C), the totals
+    over the first ``window`` periods (S, K, C) and those periods' contributions summed
+    over the draws (K, window, C), scaled target, one pass (``window`` 0: the last two
+    empty)."""
 
 class CorePool:
     """Cores shared by the sampling runs given it (``sample_nuts(pool=...)``)."""

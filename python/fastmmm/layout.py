@@ -589,6 +589,21 @@ class Deterministic:
 GROUP_DIM = "geo"
 
 
+def _runs(sized) -> list[tuple[int, int]]:
+    """The ranges ``[start, end)`` of the kept items of ``sized`` ((length, kept) pairs laid
+    end to end), adjacent ones merged."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for n, kept in sized:
+        if kept and n:
+            if out and out[-1][1] == start:
+                out[-1] = (out[-1][0], start + n)
+            else:
+                out.append((start, start + n))
+        start += n
+    return out
+
+
 @dataclass
 class ModelLayout:
     """The model's free parameters (``terms``, in sampling order), its
@@ -640,34 +655,16 @@ class ModelLayout:
     def keep_ranges(self, drop=()) -> list[tuple[int, int]]:
         """The ranges ``[start, end)`` of the expanded vector without the variables in ``drop``
         (adjacent ones merged): what a sampler stores per draw."""
-        out: list[tuple[int, int]] = []
-        start = 0
-        for name, _, shape in self.variables():
-            n = int(np.prod(shape, dtype=int))
-            if name not in drop and n:
-                if out and out[-1][1] == start:
-                    out[-1] = (out[-1][0], start + n)
-                else:
-                    out.append((start, start + n))
-            start += n
-        return out
+        return _runs((n, name not in drop) for name, n in self._sizes())
 
     def stored_ranges(self, drop=(), skip=()) -> list[tuple[int, int]]:
         """The ranges ``[start, end)`` of a stored draw (the expanded vector without ``drop``)
         that hold the variables not in ``skip`` (adjacent ones merged)."""
-        out: list[tuple[int, int]] = []
-        start = 0
-        for name, _, shape in self.variables():
-            if name in drop:
-                continue
-            n = int(np.prod(shape, dtype=int))
-            if name not in skip and n:
-                if out and out[-1][1] == start:
-                    out[-1] = (out[-1][0], start + n)
-                else:
-                    out.append((start, start + n))
-            start += n
-        return out
+        return _runs((n, name not in skip) for name, n in self._sizes() if name not in drop)
+
+    def _sizes(self) -> list[tuple[str, int]]:
+        """(name, number of values) of every expanded quantity, in expanded order."""
+        return [(name, int(np.prod(shape, dtype=int))) for name, _, shape in self.variables()]
 
     def split(self, expanded: np.ndarray, drop=()) -> dict[str, np.ndarray]:
         """Named views of expanded draws ``(..., n_expanded)`` (without the variables in

@@ -983,7 +983,7 @@ class MMMResult:
         """Total contribution of every channel, training window plus carry-over, when its
         training-period spend is scaled by each multiplier: ``(S, K, C)``, original units.
 
-        One batched Rust evaluation over the draws (``fastmmm._core.contribution_totals``):
+        One batched Rust evaluation over the draws (``fastmmm._core.contribution_sums``):
         channels do not interact, so one scaled copy of the spend serves every channel.
         ``max_draws`` evenly thins the draws. With a time-varying media multiplier the
         multiplier of each date applies (a per-period evaluation). With ``log_target``
@@ -1036,12 +1036,10 @@ class MMMResult:
             xs, ms = np.ascontiguousarray(x[:, cols]), [float(m) for m in mult]
             params = (a[0], a[1] if len(a) > 1 else None, sp[0], sp[1] if len(sp) > 1 else None)
             bc = np.ascontiguousarray(beta[:, cols])
+            tot_d, win_d, over_d = _core.contribution_sums(*media, xs, ms, t if window else 0, *params, bc)
+            totals[:, :, cols] = tot_d
             if window:
-                totals[:, :, cols], win[:, :, cols], over[:, :, cols] = _core.contribution_sums(
-                    *media, xs, ms, t, *params, bc
-                )
-            else:
-                totals[:, :, cols] = _core.contribution_totals(*media, xs, ms, *params, bc)
+                win[:, :, cols], over[:, :, cols] = win_d, over_d
         ts = float(self.data.scales.target_scale)
         return totals * ts, None if win is None else win * ts, None if over is None else over * ts
 

@@ -120,37 +120,6 @@ fn row(v: &[f64], i: usize, c: usize) -> &[f64] {
     }
 }
 
-/// Total contribution of every channel when the whole spend series is scaled,
-/// per draw and multiplier: `out[s, k, c] = beta[s, c] * sum_t media(mult[k] * x)[t, c]`.
-///
-/// `x` is (T, C) scaled spend (append zero periods to count carry-over past its
-/// end); `mult` (K,) multipliers; `a0`, `a1`, `s0`, `s1`, `beta` are (S, C)
-/// per-draw kernel parameters; writes `out` (S, K, C). Channels do not interact
-/// in the media transform, so one multiplier scales every channel at once: a
-/// whole set of response curves costs `K` media transforms per draw.
-#[allow(clippy::too_many_arguments)]
-pub fn contribution_totals(
-    m: &Media,
-    t: usize,
-    c: usize,
-    x: &[f64],
-    mult: &[f64],
-    a0: &[f64],
-    a1: &[f64],
-    s0: &[f64],
-    s1: &[f64],
-    beta: &[f64],
-    out: &mut [f64],
-) -> KResult<()> {
-    let sums = ContributionSums {
-        totals: out,
-        window: 0,
-        window_totals: &mut [],
-        window_over_draws: &mut [],
-    };
-    contribution_sums(m, t, c, x, mult, a0, a1, s0, s1, beta, sums)
-}
-
 /// What [`contribution_sums`] writes: per draw and multiplier the contribution summed over
 /// every period, and over the first `window` (the training dates, before the zero tail),
 /// plus the window's contribution per period summed over the draws (their posterior mean
@@ -166,8 +135,16 @@ pub struct ContributionSums<'a> {
     pub window_over_draws: &'a mut [f64],
 }
 
-/// [`contribution_totals`] and, in the same media transforms, the sums over the first
-/// `window` periods ([`ContributionSums`]).
+/// Total contribution of every channel when the whole spend series is scaled, per draw
+/// and multiplier: `totals[s, k, c] = beta[s, c] * sum_t media(mult[k] * x)[t, c]`, and in
+/// the same media transforms the sums over the first `window` periods
+/// ([`ContributionSums`]).
+///
+/// `x` is (T, C) scaled spend (append zero periods to count carry-over past its
+/// end); `mult` (K,) multipliers; `a0`, `a1`, `s0`, `s1`, `beta` are (S, C)
+/// per-draw kernel parameters. Channels do not interact in the media transform, so one
+/// multiplier scales every channel at once: a whole set of response curves costs `K`
+/// media transforms per draw.
 #[allow(clippy::too_many_arguments)]
 pub fn contribution_sums(
     m: &Media,

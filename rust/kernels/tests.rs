@@ -551,12 +551,13 @@ fn response_gradient_matches_finite_differences() {
 }
 
 /// Response curves in one batch equal one media transform per draw and multiplier,
-/// summed over time and scaled by beta; the response of the full series (the
-/// `response_draws` of a plan over the whole window with no history) is their sum.
+/// summed over time (and over the leading `w` periods, and over draws per period) and
+/// scaled by beta; the response of the full series (the `response_draws` of a plan over
+/// the whole window with no history) is their sum.
 #[test]
-fn contribution_totals_equal_per_multiplier_transforms() {
+fn contribution_sums_equal_per_multiplier_transforms() {
     use super::fused::{media_fwd, Media};
-    use super::response::{contribution_totals, response_draws, Horizon};
+    use super::response::{contribution_sums, response_draws, ContributionSums, Horizon};
     let (t, c, s) = (9, 2, 3);
     let x: Vec<f64> = (0..t * c).map(|i| ((i * 7) % 5) as f64 * 0.3).collect();
     let mult = [0.0, 0.5, 1.0, 1.7];
@@ -580,7 +581,18 @@ fn contribution_totals_equal_per_multiplier_transforms() {
             };
             let beta: Vec<f64> = (0..s * c).map(|i| 0.5 + 0.25 * i as f64).collect();
             let mut out = vec![0.0; s * mult.len() * c];
-            contribution_totals(&m, t, c, &x, &mult, &a0, &a1, &s0, &s1, &beta, &mut out).unwrap();
+            let w = t - 3; // the window, before a tail of 3 periods
+            let k = mult.len();
+            let mut win = vec![0.0; s * k * c];
+            let mut over = vec![0.0; k * w * c];
+            let sums = ContributionSums {
+                totals: &mut out,
+                window: w,
+                window_totals: &mut win,
+                window_over_draws: &mut over,
+            };
+            contribution_sums(&m, t, c, &x, &mult, &a0, &a1, &s0, &s1, &beta, sums).unwrap();
+            let mut want_over = vec![0.0; k * w * c];
             for i in 0..s {
                 let r = |v: &Vec<f64>| -> Vec<f64> {
                     if v.is_empty() {
@@ -607,15 +619,30 @@ fn contribution_totals_equal_per_multiplier_transforms() {
                     )
                     .unwrap();
                     for ch in 0..c {
-                        let want: f64 =
-                            (0..t).map(|ti| y[ti * c + ch]).sum::<f64>() * beta[i * c + ch];
-                        let got = out[(i * mult.len() + j) * c + ch];
+                        let b = beta[i * c + ch];
+                        let want: f64 = (0..t).map(|ti| y[ti * c + ch]).sum::<f64>() * b;
+                        let got = out[(i * k + j) * c + ch];
                         assert!(
                             (got - want).abs() <= 1e-13 * want.abs().max(1.0),
                             "{m:?}: {got} vs {want}"
                         );
+                        let want: f64 = (0..w).map(|ti| y[ti * c + ch]).sum::<f64>() * b;
+                        let got = win[(i * k + j) * c + ch];
+                        assert!(
+                            (got - want).abs() <= 1e-13 * want.abs().max(1.0),
+                            "{m:?} window: {got} vs {want}"
+                        );
+                        for ti in 0..w {
+                            want_over[(j * w + ti) * c + ch] += y[ti * c + ch] * b;
+                        }
                     }
                 }
+            }
+            for (got, want) in over.iter().zip(&want_over) {
+                assert!(
+                    (got - want).abs() <= 1e-13 * want.abs().max(1.0),
+                    "{m:?} over draws: {got} vs {want}"
+                );
             }
             // multiplier 1 over the whole window = the response of that window as a plan
             let hz = Horizon {

@@ -745,37 +745,14 @@ fn response_draws_py<'py>(
     Ok((resp.into_pyarray(py), grad))
 }
 
-/// Response curves over draws: total contribution per channel when the spend
-/// series `x` (T, C; scaled, with zero tail periods for carry-over) is scaled
-/// by each of `mult` (K,). a0, a1, s0, s1, beta: (S, C) per-draw kernel
-/// parameters. Returns (S, K, C) on the scaled target; draws split across threads.
-#[pyfunction(name = "contribution_totals")]
-#[pyo3(signature = (adstock, saturation, l_max, normalize, x, mult, a0, a1, s0, s1, beta))]
-#[allow(clippy::too_many_arguments)]
-fn contribution_totals_py<'py>(
-    py: Python<'py>,
-    adstock: &str,
-    saturation: &str,
-    l_max: i64,
-    normalize: bool,
-    x: PyReadonlyArray2<'py, f64>,
-    mult: Vec<f64>,
-    a0: PyReadonlyArray2<'py, f64>,
-    a1: Option<PyReadonlyArray2<'py, f64>>,
-    s0: PyReadonlyArray2<'py, f64>,
-    s1: Option<PyReadonlyArray2<'py, f64>>,
-    beta: PyReadonlyArray2<'py, f64>,
-) -> PyResult<Arr3<'py>> {
-    let media = (adstock, saturation, l_max, normalize);
-    let (totals, _, _) = sums_over_draws(py, media, x, mult, 0, a0, a1, s0, s1, beta)?;
-    Ok(totals)
-}
-
-/// `contribution_totals` and, from the same media transforms, the sums over the first
-/// `window` periods of `x` (the training dates before its zero tail): returns totals
-/// (S, K, C), window totals (S, K, C) and the window's contributions summed over the draws
-/// (K, window, C), all on the scaled target. A summary's ROAS, marginal ROAS and mean
-/// contributions in one pass, without an (S, T, C) array.
+/// Response curves over draws: total contribution per channel when the spend series `x`
+/// (T, C; scaled, with zero tail periods for carry-over) is scaled by each of `mult` (K,),
+/// and from the same media transforms the sums over the first `window` periods of `x` (the
+/// training dates before its zero tail; 0: none). a0, a1, s0, s1, beta: (S, C) per-draw
+/// kernel parameters. Returns totals (S, K, C), window totals (S, K, C) and the window's
+/// contributions summed over the draws (K, window, C), all on the scaled target (the
+/// window outputs empty with `window` 0): a summary's ROAS, marginal ROAS and mean
+/// contributions in one pass, without an (S, T, C) array. Draws split across threads.
 #[pyfunction(name = "contribution_sums")]
 #[pyo3(signature = (adstock, saturation, l_max, normalize, x, mult, window, a0, a1, s0, s1, beta))]
 #[allow(clippy::too_many_arguments)]
@@ -794,34 +771,15 @@ fn contribution_sums_py<'py>(
     s1: Option<PyReadonlyArray2<'py, f64>>,
     beta: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<(Arr3<'py>, Arr3<'py>, Arr3<'py>)> {
-    if window == 0 || window > x.shape()[0] {
+    if window > x.shape()[0] {
         return Err(value_error(
             "window",
             format!(
-                "must be 1 to the {} periods of x, got {window}",
+                "must be at most the {} periods of x, got {window}",
                 x.shape()[0]
             ),
         ));
     }
-    let media = (adstock, saturation, l_max, normalize);
-    sums_over_draws(py, media, x, mult, window, a0, a1, s0, s1, beta)
-}
-
-/// The checks and the threaded evaluation behind `contribution_totals` and
-/// `contribution_sums` (`window` 0: no window outputs, returned empty).
-#[allow(clippy::too_many_arguments)]
-fn sums_over_draws<'py>(
-    py: Python<'py>,
-    (adstock, saturation, l_max, normalize): (&str, &str, i64, bool),
-    x: PyReadonlyArray2<'py, f64>,
-    mult: Vec<f64>,
-    window: usize,
-    a0: PyReadonlyArray2<'py, f64>,
-    a1: Option<PyReadonlyArray2<'py, f64>>,
-    s0: PyReadonlyArray2<'py, f64>,
-    s1: Option<PyReadonlyArray2<'py, f64>>,
-    beta: PyReadonlyArray2<'py, f64>,
-) -> PyResult<(Arr3<'py>, Arr3<'py>, Arr3<'py>)> {
     use crate::kernels::response::{contribution_sums, ContributionSums};
     let ak = adstock_kind("adstock", adstock)?;
     let sk = saturation_kind("saturation", saturation)?;
@@ -981,7 +939,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(media_fwd_py, m)?)?;
     m.add_function(wrap_pyfunction!(media_vjp_py, m)?)?;
     m.add_function(wrap_pyfunction!(response_draws_py, m)?)?;
-    m.add_function(wrap_pyfunction!(contribution_totals_py, m)?)?;
     m.add_function(wrap_pyfunction!(contribution_sums_py, m)?)?;
     m.add_function(wrap_pyfunction!(convergence_stats_py, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_addresses, m)?)?;
